@@ -14,6 +14,8 @@ _FIX = (
 def _load():
     """Return (module or None, error message or None)."""
     try:
+        import torch  # noqa: F401  (loads libc10/libtorch, which headrecon._C links against)
+
         return importlib.import_module("headrecon._C"), None
     except ImportError as exc:  # not built, or built against another torch
         return None, f"{type(exc).__name__}: {exc}"
@@ -40,17 +42,15 @@ def build_info() -> dict:
     """Which backends were compiled into ``headrecon._C``.
 
     Returns a dict with keys ``extension`` (bool: the extension imports), ``cpu`` (C++ CPU backend),
-    ``cuda`` (CUDA backend compiled in), ``cuda_arch`` (the arch list it was compiled for, or None),
-    ``torch`` (the torch version it was built against) and ``error`` (why it did not load, or None).
+    ``cuda`` (CUDA backend compiled in), ``torch`` (the torch version it was built against) and ``error`` (why it did not load, or None).
     """
     mod, err = _load()
     if mod is None:
-        return {"extension": False, "cpu": False, "cuda": False, "cuda_arch": None, "torch": None, "error": err}
+        return {"extension": False, "cpu": False, "cuda": False, "torch": None, "error": err}
     return {
         "extension": True,
         "cpu": True,
         "cuda": bool(mod.with_cuda()),
-        "cuda_arch": mod.cuda_arch() or None,
         "torch": mod.torch_version(),
         "error": None,
     }

@@ -1,0 +1,305 @@
+// Torch-facing glue of headrecon._C: argument checks, allocation, device guard / current stream, and dispatch
+// to the CPU backends (*_cpu.cpp) or the pure-CUDA backends (*.cu). Shapes are documented in each op's header.
+// The Python layer (headrecon/ops) validates arguments first with friendlier messages; the checks here make sure
+// that a direct call of headrecon._C with bad input raises a Python exception instead of crashing.
+#include <torch/extension.h>
+
+#include "ray_sphere/ray_sphere.h"
+#include "sdf_cache/sdf_cache.h"
+#include "search/search.h"
+#include "sphere_trace/sphere_trace.h"
+
+#ifdef HEADRECON_WITH_CUDA
+#include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#endif
+
+namespace headrecon {
+namespace {
+
+using at::Tensor;
+
+void check_tensor(const Tensor& t, const char* name, const Tensor& ref) {
+  TORCH_CHECK_VALUE(t.defined(), name, " is undefined");
+  TORCH_CHECK_VALUE(t.device() == ref.device(), name, " is on ", t.device(), " but expected ", ref.device());
+  TORCH_CHECK_VALUE(t.is_contiguous(), name, " must be contiguous (call .contiguous())");
+}
+
+void check_float(const Tensor& t, const char* name, const Tensor& ref) {
+  check_tensor(t, name, ref);
+  TORCH_CHECK_TYPE(t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble, name,
+                   " must be float32 or float64, got ", t.scalar_type());
+  TORCH_CHECK_TYPE(t.scalar_type() == ref.scalar_type(), name, " has dtype ", t.scalar_type(), " but expected ",
+                   ref.scalar_type());
+}
+
+void check_index(const Tensor& t, const char* name, const Tensor& ref, int64_t bound) {
+  check_tensor(t, name, ref);
+  TORCH_CHECK_TYPE(t.scalar_type() == at::kLong, name, " must be int64, got ", t.scalar_type());
+  TORCH_CHECK_VALUE(t.dim() == 1, name, " must be 1-D, got shape ", t.sizes());
+  if (t.numel() > 0) {
+    const auto mm = at::aminmax(t);
+    TORCH_CHECK_VALUE(std::get<0>(mm).item<int64_t>() >= 0 && std::get<1>(mm).item<int64_t>() < bound, name,
+                      " has indices outside [0, ", bound, ")");
+  }
+}
+
+void check_rays(const Tensor& origins, const Tensor& dirs) {
+  check_float(origins, "origins", origins);
+  check_float(dirs, "dirs", origins);
+  TORCH_CHECK_VALUE(origins.dim() == 2 && origins.size(1) == 3, "origins must be [R,3], got ", origins.sizes());
+  TORCH_CHECK_VALUE(dirs.sizes() == origins.sizes(), "dirs must match origins ", origins.sizes(), ", got ",
+                    dirs.sizes());
+}
+
+void check_1d(const Tensor& t, const char* name, const Tensor& ref, int64_t n) {
+  check_float(t, name, ref);
+  TORCH_CHECK_VALUE(t.dim() == 1 && t.size(0) == n, name, " must be [", n, "], got ", t.sizes());
+}
+
+#ifdef HEADRECON_WITH_CUDA
+#define HR_CUDA_CALL(ref, CALL)                                                                \
+  do {                                                                                         \
+    const c10::cuda::CUDAGuard guard_(ref.device());                                           \
+    void* stream = static_cast<void*>(c10::cuda::getCurrentCUDAStream(ref.device().index()).stream()); \
+    CALL;                                                                                      \
+    C10_CUDA_KERNEL_LAUNCH_CHECK();                                                            \
+  } while (0)
+#else
+#define HR_CUDA_CALL(ref, CALL)                                                                          \
+  TORCH_CHECK(false, "headrecon._C was built without its CUDA backend, but got a tensor on ", ref.device(), \
+              ". Rebuild on a machine with CUDA torch and nvcc: `pip install --no-build-isolation -e .` "  \
+              "(HEADRECON_FORCE_CUDA=1 forces it), or use backend='torch'.")
+#endif
+
+#define HR_DEVICE_SWITCH(ref, CPU_CALL, CUDA_CALL)                                            \
+  do {                                                                                       \
+    if (ref.is_cuda()) {                                                                     \
+      HR_CUDA_CALL(ref, CUDA_CALL);                                                          \
+    } else {                                                                                 \
+      TORCH_CHECK(ref.is_cpu(), "headrecon kernels support cpu and cuda tensors, got ", ref.device()); \
+      CPU_CALL;                                                                              \
+    }                                                                                        \
+  } while (0)
+
+std::tuple<Tensor, Tensor, Tensor> ray_sphere_intersect(const Tensor& origins, const Tensor& dirs, double radius) {
+  check_rays(origins, dirs);
+  TORCH_CHECK_VALUE(radius > 0, "radius must be positive, got ", radius);
+  const int64_t n = origins.size(0);
+  Tensor near = at::empty({n}, origins.options());
+  Tensor far = at::empty({n}, origins.options());
+  Tensor mask = at::empty({n}, origins.options().dtype(at::kBool));
+  AT_DISPATCH_FLOATING_TYPES(origins.scalar_type(), "ray_sphere_intersect", [&] {
+    const scalar_t* o = origins.data_ptr<scalar_t>();
+    const scalar_t* d = dirs.data_ptr<scalar_t>();
+    scalar_t* a = near.data_ptr<scalar_t>();
+    scalar_t* b = far.data_ptr<scalar_t>();
+    bool* m = mask.data_ptr<bool>();
+    HR_DEVICE_SWITCH(origins, ray_sphere_cpu<scalar_t>(o, d, scalar_t(radius), n, a, b, m),
+                     ray_sphere_cuda<scalar_t>(o, d, scalar_t(radius), n, a, b, m, stream));
+  });
+  return {near, far, mask};
+}
+
+void sphere_trace_step(Tensor t, Tensor dt, Tensor cap, Tensor status, const Tensor& walkers, const Tensor& sdf,
+                       double threshold, double step_scale) {
+  check_float(t, "t", t);
+  TORCH_CHECK_VALUE(t.dim() == 1 && t.size(0) % 2 == 0, "t must be [2R], got ", t.sizes());
+  const int64_t n2 = t.size(0), m = walkers.numel();
+  check_1d(dt, "dt", t, n2);
+  check_1d(cap, "cap", t, n2);
+  check_tensor(status, "status", t);
+  TORCH_CHECK_TYPE(status.scalar_type() == at::kInt, "status must be int32, got ", status.scalar_type());
+  TORCH_CHECK_VALUE(status.dim() == 1 && status.size(0) == n2, "status must be [", n2, "], got ", status.sizes());
+  check_index(walkers, "walkers", t, n2);
+  check_1d(sdf, "sdf", t, m);
+  TORCH_CHECK_VALUE(threshold > 0 && step_scale > 0, "threshold and step_scale must be positive");
+  AT_DISPATCH_FLOATING_TYPES(t.scalar_type(), "sphere_trace_step", [&] {
+    const int64_t* w = walkers.data_ptr<int64_t>();
+    const scalar_t* s = sdf.data_ptr<scalar_t>();
+    scalar_t* tp = t.data_ptr<scalar_t>();
+    scalar_t* dtp = dt.data_ptr<scalar_t>();
+    scalar_t* cp = cap.data_ptr<scalar_t>();
+    int32_t* st = status.data_ptr<int32_t>();
+    const scalar_t th = scalar_t(threshold), sc = scalar_t(step_scale);
+    HR_DEVICE_SWITCH(t, sphere_trace_step_cpu<scalar_t>(w, s, m, n2 / 2, th, sc, tp, dtp, cp, st),
+                     sphere_trace_step_cuda<scalar_t>(w, s, m, n2 / 2, th, sc, tp, dtp, cp, st, stream));
+  });
+}
+
+Tensor ray_points(const Tensor& origins, const Tensor& dirs, const Tensor& ray_idx, const Tensor& t) {
+  check_rays(origins, dirs);
+  check_index(ray_idx, "ray_idx", origins, origins.size(0));
+  check_float(t, "t", origins);
+  const int64_t m = ray_idx.size(0);
+  TORCH_CHECK_VALUE(t.dim() == 2 && t.size(0) == m, "t must be [M,K] with M = len(ray_idx) = ", m, ", got ",
+                    t.sizes());
+  const int64_t k = t.size(1);
+  Tensor out = at::empty({m, k, 3}, origins.options());
+  AT_DISPATCH_FLOATING_TYPES(origins.scalar_type(), "ray_points", [&] {
+    const scalar_t* o = origins.data_ptr<scalar_t>();
+    const scalar_t* d = dirs.data_ptr<scalar_t>();
+    const int64_t* r = ray_idx.data_ptr<int64_t>();
+    const scalar_t* tp = t.data_ptr<scalar_t>();
+    scalar_t* op = out.data_ptr<scalar_t>();
+    HR_DEVICE_SWITCH(origins, ray_points_cpu<scalar_t>(o, d, r, tp, m, k, op),
+                     ray_points_cuda<scalar_t>(o, d, r, tp, m, k, op, stream));
+  });
+  return out;
+}
+
+std::tuple<Tensor, Tensor> search_samples(const Tensor& origins, const Tensor& dirs, const Tensor& ray_idx,
+                                          const Tensor& lo, const Tensor& hi, int64_t n, bool interior) {
+  check_rays(origins, dirs);
+  check_index(ray_idx, "ray_idx", origins, origins.size(0));
+  const int64_t m = ray_idx.size(0);
+  check_1d(lo, "lo", origins, m);
+  check_1d(hi, "hi", origins, m);
+  TORCH_CHECK_VALUE(n >= 1, "n must be >= 1, got ", n);
+  Tensor t = at::empty({m, n}, origins.options());
+  Tensor pts = at::empty({m, n, 3}, origins.options());
+  AT_DISPATCH_FLOATING_TYPES(origins.scalar_type(), "search_samples", [&] {
+    const scalar_t* o = origins.data_ptr<scalar_t>();
+    const scalar_t* d = dirs.data_ptr<scalar_t>();
+    const int64_t* r = ray_idx.data_ptr<int64_t>();
+    const scalar_t* l = lo.data_ptr<scalar_t>();
+    const scalar_t* h = hi.data_ptr<scalar_t>();
+    scalar_t* tp = t.data_ptr<scalar_t>();
+    scalar_t* pp = pts.data_ptr<scalar_t>();
+    HR_DEVICE_SWITCH(origins, search_samples_cpu<scalar_t>(o, d, r, l, h, m, n, interior, tp, pp),
+                     search_samples_cuda<scalar_t>(o, d, r, l, h, m, n, interior, tp, pp, stream));
+  });
+  return {t, pts};
+}
+
+std::vector<Tensor> search_select(const Tensor& t, const Tensor& sdf) {
+  check_float(t, "t", t);
+  check_float(sdf, "sdf", t);
+  TORCH_CHECK_VALUE(t.dim() == 2, "t must be [M,n], got ", t.sizes());
+  TORCH_CHECK_VALUE(sdf.sizes() == t.sizes(), "sdf must match t ", t.sizes(), ", got ", sdf.sizes());
+  const int64_t m = t.size(0), n = t.size(1);
+  TORCH_CHECK_VALUE(n >= 1 || m == 0, "search_select needs at least one sample per ray");
+  Tensor first = at::empty({m}, t.options().dtype(at::kLong));
+  std::vector<Tensor> out{first};
+  for (int i = 0; i < 6; ++i) out.push_back(at::empty({m}, t.options()));
+  AT_DISPATCH_FLOATING_TYPES(t.scalar_type(), "search_select", [&] {
+    const scalar_t* tp = t.data_ptr<scalar_t>();
+    const scalar_t* sp = sdf.data_ptr<scalar_t>();
+    int64_t* f = first.data_ptr<int64_t>();
+    scalar_t* o[6];
+    for (int i = 0; i < 6; ++i) o[i] = out[i + 1].data_ptr<scalar_t>();
+    HR_DEVICE_SWITCH(t, search_select_cpu<scalar_t>(tp, sp, m, n, f, o[0], o[1], o[2], o[3], o[4], o[5]),
+                     search_select_cuda<scalar_t>(tp, sp, m, n, f, o[0], o[1], o[2], o[3], o[4], o[5], stream));
+  });
+  return out;
+}
+
+Tensor secant_step(Tensor t_lo, Tensor t_hi, Tensor s_lo, Tensor s_hi, Tensor side, const c10::optional<Tensor>& t_mid,
+                   const c10::optional<Tensor>& s_mid, bool update) {
+  check_float(t_lo, "t_lo", t_lo);
+  TORCH_CHECK_VALUE(t_lo.dim() == 1, "t_lo must be [M], got ", t_lo.sizes());
+  const int64_t m = t_lo.size(0);
+  check_1d(t_hi, "t_hi", t_lo, m);
+  check_1d(s_lo, "s_lo", t_lo, m);
+  check_1d(s_hi, "s_hi", t_lo, m);
+  check_tensor(side, "side", t_lo);
+  TORCH_CHECK_TYPE(side.scalar_type() == at::kInt, "side must be int32, got ", side.scalar_type());
+  TORCH_CHECK_VALUE(side.dim() == 1 && side.size(0) == m, "side must be [", m, "]");
+  if (update) {
+    TORCH_CHECK_VALUE(t_mid.has_value() && s_mid.has_value(), "update=True needs t_mid and s_mid");
+    check_1d(*t_mid, "t_mid", t_lo, m);
+    check_1d(*s_mid, "s_mid", t_lo, m);
+  }
+  Tensor t_next = at::empty({m}, t_lo.options());
+  AT_DISPATCH_FLOATING_TYPES(t_lo.scalar_type(), "secant_step", [&] {
+    scalar_t* a = t_lo.data_ptr<scalar_t>();
+    scalar_t* b = t_hi.data_ptr<scalar_t>();
+    scalar_t* c = s_lo.data_ptr<scalar_t>();
+    scalar_t* d = s_hi.data_ptr<scalar_t>();
+    int32_t* sd = side.data_ptr<int32_t>();
+    const scalar_t* tm = update ? t_mid->data_ptr<scalar_t>() : nullptr;
+    const scalar_t* sm = update ? s_mid->data_ptr<scalar_t>() : nullptr;
+    scalar_t* nx = t_next.data_ptr<scalar_t>();
+    HR_DEVICE_SWITCH(t_lo, secant_step_cpu<scalar_t>(a, b, c, d, sd, tm, sm, m, update, nx),
+                     secant_step_cuda<scalar_t>(a, b, c, d, sd, tm, sm, m, update, nx, stream));
+  });
+  return t_next;
+}
+
+void check_grid(const Tensor& grid, const Tensor& points) {
+  check_float(points, "points", points);
+  TORCH_CHECK_VALUE(points.dim() == 2 && points.size(1) == 3, "points must be [N,3], got ", points.sizes());
+  check_float(grid, "grid", points);
+  TORCH_CHECK_VALUE(grid.dim() == 3 && grid.size(0) == grid.size(1) && grid.size(1) == grid.size(2) &&
+                        grid.size(0) > 0,
+                    "grid must be [D,D,D], got ", grid.sizes());
+}
+
+std::tuple<Tensor, Tensor> cache_query(const Tensor& grid, const Tensor& points, double radius, double eps,
+                                       double p_force, int64_t seed, int64_t counter) {
+  check_grid(grid, points);
+  TORCH_CHECK_VALUE(radius > 0, "radius must be positive");
+  TORCH_CHECK_VALUE(p_force >= 0 && p_force <= 1, "p_force must be in [0, 1], got ", p_force);
+  const int64_t n = points.size(0), res = grid.size(0);
+  const double diag = 2.0 * radius / double(res) * std::sqrt(3.0);
+  Tensor values = at::empty({n}, points.options());
+  Tensor need = at::empty({n}, points.options().dtype(at::kBool));
+  AT_DISPATCH_FLOATING_TYPES(points.scalar_type(), "cache_query", [&] {
+    const scalar_t* g = grid.data_ptr<scalar_t>();
+    const scalar_t* p = points.data_ptr<scalar_t>();
+    scalar_t* v = values.data_ptr<scalar_t>();
+    bool* nd = need.data_ptr<bool>();
+    const uint64_t s = uint64_t(seed), c = uint64_t(counter);
+    HR_DEVICE_SWITCH(points,
+                     cache_query_cpu<scalar_t>(g, p, n, scalar_t(radius), res, scalar_t(eps), scalar_t(diag), p_force,
+                                               s, c, v, nd),
+                     cache_query_cuda<scalar_t>(g, p, n, scalar_t(radius), res, scalar_t(eps), scalar_t(diag), p_force,
+                                                s, c, v, nd, stream));
+  });
+  return {values, need};
+}
+
+void cache_update(Tensor grid, const Tensor& points, const Tensor& values, double radius) {
+  check_grid(grid, points);
+  check_1d(values, "values", points, points.size(0));
+  TORCH_CHECK_VALUE(radius > 0, "radius must be positive");
+  const int64_t n = points.size(0), res = grid.size(0);
+  AT_DISPATCH_FLOATING_TYPES(points.scalar_type(), "cache_update", [&] {
+    scalar_t* g = grid.data_ptr<scalar_t>();
+    const scalar_t* p = points.data_ptr<scalar_t>();
+    const scalar_t* v = values.data_ptr<scalar_t>();
+    HR_DEVICE_SWITCH(points, cache_update_cpu<scalar_t>(g, p, v, n, scalar_t(radius), res),
+                     cache_update_cuda<scalar_t>(g, p, v, n, scalar_t(radius), res, stream));
+  });
+}
+
+bool with_cuda() {
+#ifdef HEADRECON_WITH_CUDA
+  return true;
+#else
+  return false;
+#endif
+}
+
+}  // namespace
+}  // namespace headrecon
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  using namespace headrecon;
+  m.doc() = "headrecon ray-marching kernels (see csrc/*/*.h for shapes; use them through headrecon.ops)";
+  m.def("with_cuda", &with_cuda, "True when the CUDA backend was compiled in");
+  m.def("torch_version", [] { return std::string(TORCH_VERSION); }, "torch version the extension was built with");
+  m.def("ray_sphere_intersect", &ray_sphere_intersect, py::arg("origins"), py::arg("dirs"), py::arg("radius"));
+  m.def("sphere_trace_step", &sphere_trace_step, py::arg("t"), py::arg("dt"), py::arg("cap"), py::arg("status"),
+        py::arg("walkers"), py::arg("sdf"), py::arg("threshold"), py::arg("step_scale"));
+  m.def("ray_points", &ray_points, py::arg("origins"), py::arg("dirs"), py::arg("ray_idx"), py::arg("t"));
+  m.def("search_samples", &search_samples, py::arg("origins"), py::arg("dirs"), py::arg("ray_idx"), py::arg("lo"),
+        py::arg("hi"), py::arg("n"), py::arg("interior"));
+  m.def("search_select", &search_select, py::arg("t"), py::arg("sdf"));
+  m.def("secant_step", &secant_step, py::arg("t_lo"), py::arg("t_hi"), py::arg("s_lo"), py::arg("s_hi"),
+        py::arg("side"), py::arg("t_mid"), py::arg("s_mid"), py::arg("update"));
+  m.def("cache_query", &cache_query, py::arg("grid"), py::arg("points"), py::arg("radius"), py::arg("eps"),
+        py::arg("p_force"), py::arg("seed"), py::arg("counter"));
+  m.def("cache_update", &cache_update, py::arg("grid"), py::arg("points"), py::arg("values"), py::arg("radius"));
+}

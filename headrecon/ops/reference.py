@@ -1,0 +1,168 @@
+"""Pure-PyTorch reference implementations of every headrecon kernel (``backend="torch"``).
+
+They follow the per-element code of ``csrc/*/*.h`` step by step and are the oracle the C++/CUDA backends are
+tested against (outputs, over many shapes). They work on any device and dtype torch supports.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+# Status codes: keep in sync with csrc/common/hd.h (TraceStatus).
+IDLE, ACTIVE, CONVERGED, MET, INSIDE = 0, 1, 2, 3, 4
+
+
+def ray_sphere_intersect(origins, dirs, radius):
+    a = (dirs * dirs).sum(-1)
+    b = (origins * dirs).sum(-1)
+    c = (origins * origins).sum(-1) - radius * radius
+    disc = b * b - a * c
+    ok = (a > 0) & (disc > 0)
+    s = torch.sqrt(torch.where(ok, disc, torch.zeros_like(disc)))
+    a_safe = torch.where(ok, a, torch.ones_like(a))
+    t0 = (-b - s) / a_safe
+    t1 = (-b + s) / a_safe
+    mask = ok & (t1 > 0)
+    zero = torch.zeros_like(t0)
+    near = torch.where(mask, torch.clamp(t0, min=0), zero)
+    far = torch.where(mask, t1, zero)
+    return near, far, mask
+
+
+def sphere_trace_step(t, dt, cap, status, walkers, sdf, threshold, step_scale):
+    """In place, like the kernel: walker pass, then per-ray pass."""
+    if walkers.numel():
+        w = walkers
+        tw, dtw, capw = t[w], dt[w], cap[w]
+        direction = torch.where((w % 2) == 1, -1.0, 1.0).to(t.dtype)
+        st = status[w].clone()
+        nan = torch.isnan(sdf)
+        conv = ~nan & (sdf.abs() < threshold)
+        neg = ~nan & ~conv & (sdf < 0)
+        inside = neg & (dtw == 0)
+        over = neg & (dtw != 0)
+        pos = ~nan & ~conv & ~neg
+        st[nan] = MET
+        st[conv] = CONVERGED
+        st[inside] = INSIDE
+        half = dtw * 0.5
+        step = torch.minimum(sdf * step_scale, capw)
+        new_t = torch.where(over, tw - direction * half, torch.where(pos, tw + direction * step, tw))
+        new_dt = torch.where(over, half, torch.where(pos, step, dtw))
+        new_cap = torch.where(over, half, capw)
+        t[w], dt[w], cap[w], status[w] = new_t, new_dt, new_cap, st
+    s = status.view(-1, 2)
+    tt = t.view(-1, 2)
+    sf, sb = s[:, 0].clone(), s[:, 1].clone()
+    met = (sf == ACTIVE) & (tt[:, 0] >= tt[:, 1])
+    sf = torch.where(met, torch.full_like(sf, MET), sf)
+    sb = torch.where(met & (sb == ACTIVE), torch.full_like(sb, MET), sb)
+    sb = torch.where((sf != ACTIVE) & (sb == ACTIVE), torch.full_like(sb, IDLE), sb)
+    s[:, 0], s[:, 1] = sf, sb
+
+
+def ray_points(origins, dirs, ray_idx, t):
+    return origins[ray_idx][:, None, :] + t[..., None] * dirs[ray_idx][:, None, :]
+
+
+def search_samples(origins, dirs, ray_idx, lo, hi, n, interior):
+    j = torch.arange(n, device=lo.device, dtype=lo.dtype)
+    if interior:
+        t = lo[:, None] + (hi - lo)[:, None] * ((j + 1) / (n + 1))[None, :]
+    elif n <= 1:
+        t = lo[:, None].expand(-1, n).clone()
+    else:
+        f = (j / (n - 1))[None, :]
+        t = lo[:, None] * (1 - f) + hi[:, None] * f
+    return t, ray_points(origins, dirs, ray_idx, t)
+
+
+def search_select(t, sdf):
+    m, n = t.shape
+    neg = sdf < 0
+    has = neg.any(1)
+    first = torch.where(has, neg.to(torch.int32).argmax(1), torch.full((m,), -1, device=t.device)).long()
+    kmin = sdf.argmin(1) if n else torch.zeros(m, dtype=torch.long, device=t.device)
+    a = torch.where(first > 0, first - 1, torch.where(first == 0, torch.zeros_like(first), kmin))
+    b = torch.where(first >= 0, first, kmin)
+
+    def g(x, i):
+        return x.gather(1, i[:, None]).squeeze(1)
+
+    return [first, g(t, a), g(t, b), g(sdf, a), g(sdf, b), g(sdf, kmin), g(t, kmin)]
+
+
+def _secant_propose(t_lo, t_hi, s_lo, s_hi):
+    den = s_hi - s_lo
+    safe = torch.where(den != 0, den, torch.ones_like(den))
+    tm = torch.where(den != 0, t_lo - s_lo * (t_hi - t_lo) / safe, 0.5 * (t_lo + t_hi))
+    ok = (tm >= torch.minimum(t_lo, t_hi)) & (tm <= torch.maximum(t_lo, t_hi))
+    return torch.where(ok, tm, 0.5 * (t_lo + t_hi))
+
+
+def secant_step(t_lo, t_hi, s_lo, s_hi, side, t_mid, s_mid, update):
+    if update:
+        up = s_mid >= 0
+        new_s_hi = torch.where(up, torch.where(side == 1, s_hi * 0.5, s_hi), s_mid)
+        new_s_lo = torch.where(up, s_mid, torch.where(side == 2, s_lo * 0.5, s_lo))
+        t_lo.copy_(torch.where(up, t_mid, t_lo))
+        t_hi.copy_(torch.where(up, t_hi, t_mid))
+        s_lo.copy_(new_s_lo)
+        s_hi.copy_(new_s_hi)
+        side.copy_(torch.where(up, torch.ones_like(side), torch.full_like(side, 2)))
+    return _secant_propose(t_lo, t_hi, s_lo, s_hi)
+
+
+# ---- counter-based RNG, bit-exact with csrc/common/rng.h (int64 arithmetic wraps like uint64) ----
+def _i64(c: int) -> int:
+    c &= (1 << 64) - 1
+    return c - (1 << 64) if c >= (1 << 63) else c
+
+
+_GOLD, _C1, _C2 = _i64(0x9E3779B97F4A7C15), _i64(0xBF58476D1CE4E5B9), _i64(0x94D049BB133111EB)
+
+
+def _srl(x, k):  # logical right shift of int64 bit patterns
+    return (x >> k) & ((1 << (64 - k)) - 1)
+
+
+def _mix64(z):
+    z = z + _GOLD
+    z = (z ^ _srl(z, 30)) * _C1
+    z = (z ^ _srl(z, 27)) * _C2
+    return z ^ _srl(z, 31)
+
+
+def uniform(seed: int, stream: int, index: torch.Tensor) -> torch.Tensor:
+    """Counter-based uniform in [0,1) (float64), identical to hr_uniform(seed, stream, index) in C++/CUDA."""
+    h = _mix64(_i64(seed) ^ _mix64(_i64(stream) ^ _mix64(index.long())))
+    return _srl(h, 11).double() * (1.0 / 9007199254740992.0)
+
+
+def cache_voxel(points, radius, res):
+    u = (points + radius) / (2 * radius) * res
+    inside = ((u >= 0) & (u < res)).all(-1)
+    i = torch.clamp(u.floor().long(), 0, res - 1)
+    idx = (i[:, 0] * res + i[:, 1]) * res + i[:, 2]
+    return torch.where(inside, idx, torch.full_like(idx, -1))
+
+
+def cache_query(grid, points, radius, eps, p_force, seed, counter):
+    res = grid.shape[0]
+    diag = 2.0 * radius / res * math.sqrt(3.0)
+    n = points.shape[0]
+    u = uniform(seed, counter, torch.arange(n, device=points.device))
+    v = cache_voxel(points, radius, res)
+    c = torch.where(v >= 0, grid.reshape(-1)[v.clamp(min=0)], torch.full_like(points[:, 0], float("nan")))
+    ok = (c >= eps) & ~(u < p_force)
+    values = torch.where(ok, c - diag, torch.full_like(c, float("nan")))
+    return values, ~ok
+
+
+def cache_update(grid, points, values, radius):
+    res = grid.shape[0]
+    v = cache_voxel(points, radius, res)
+    keep = (v >= 0) & ~torch.isnan(values)
+    flat = grid.view(-1)
+    flat.scatter_reduce_(0, v[keep], values[keep], reduce="amin", include_self=False)

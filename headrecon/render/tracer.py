@@ -1,0 +1,282 @@
+"""RayTracer: batched ray/surface intersection of a neural SDF with the headrecon kernels.
+
+Two strategies, both returning the first surface crossing of each ray inside the bounding sphere:
+
+* ``"sphere"`` (IDR): sphere tracing from both ends of each ray segment, compacting the live walkers each step
+  so the network only sees them; rays that did not converge within ``max_steps`` go to the coarse/fine search
+  inside the bracket the walkers left; rays whose walkers met are misses.
+* ``"search"`` (SIRA++): on every ray, N_c uniform samples from near to far, the first sign change, N_f
+  samples in that bracket, then secant (regula falsi, Illinois) refinement.
+* ``"auto"``: the faster of the two on the device, as measured by ``benches/bench_tracer.py`` (see README).
+
+An optional :class:`SDFCache` answers lookups far from the surface without the network. Everything runs
+without autograd; :func:`headrecon.render.surface_points` then makes the hits differentiable.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import time
+from typing import Callable
+
+import torch
+
+from .. import ops
+from ..ops import _checks
+from ..ops.reference import ACTIVE, CONVERGED, INSIDE, MET
+from .cache import SDFCache
+
+SdfFn = Callable[[torch.Tensor], torch.Tensor]
+
+# Strategy chosen by strategy="auto", per device type. CPU: measured with benches/bench_tracer.py (README,
+# "Engine benchmarks"). CUDA: not yet measured in this project; SIRA++ reports the cached search faster on GPU.
+AUTO_STRATEGY = {"cpu": "sphere", "cuda": "search"}
+
+
+@dataclasses.dataclass
+class TraceResult:
+    """Per-ray output of :class:`RayTracer` (R rays).
+
+    t [R]: ray parameter of the hit (hit rays) or of the minimum-SDF sample (other rays that cross the bounding
+    sphere; for rays that miss it, the point of closest approach to the centre).
+    hit [R] bool; points [R,3] = o + t d; min_sdf [R]: network SDF at min_sdf_t (0 for hits, where
+    min_sdf_t = t; NaN when ``compute_min_sdf=False`` for non-hit rays); min_sdf_t [R];
+    ray_mask [R] bool: the ray crosses the bounding sphere; near/far [R]: its segment;
+    num_sdf_evals: points sent to ``sdf_fn``; stats: timings (network seconds, total seconds), counts per phase.
+    """
+
+    t: torch.Tensor
+    hit: torch.Tensor
+    points: torch.Tensor
+    min_sdf: torch.Tensor
+    min_sdf_t: torch.Tensor
+    ray_mask: torch.Tensor
+    near: torch.Tensor
+    far: torch.Tensor
+    num_sdf_evals: int
+    stats: dict
+
+
+class RayTracer:
+    """Trace rays against the zero level set of ``sdf_fn(points[N,3]) -> sdf[N]``.
+
+    Args:
+        radius: bounding sphere (centred at the origin) that contains the surface.
+        n_coarse, n_fine, n_secant: samples of the coarse/fine sign-flip search and secant steps (75, 25, 8).
+        cache: an :class:`SDFCache`, or None to always call the network.
+        backend: "auto", "cpp" or "torch" (the pure-PyTorch reference kernels), see :mod:`headrecon.ops`.
+        strategy: "sphere", "search" or "auto" (see module docstring).
+        sdf_threshold, max_steps, step_scale: sphere tracing convergence on |sdf| (1e-5; IDR uses 5e-5, which
+            leaves t errors near 1e-4 at oblique incidence), step limit (10, as IDR), step fraction.
+        chunk_size: largest number of points sent to ``sdf_fn`` in one call.
+        amp: run ``sdf_fn`` under float16 autocast on CUDA (t, positions and secant math stay float32).
+        compute_min_sdf: also find the minimum-SDF point of rays without a hit (silhouette loss).
+        profile: synchronise CUDA around network calls so that ``stats["network_s"]`` is exact.
+    """
+
+    def __init__(self, radius: float = 1.0, n_coarse: int = 75, n_fine: int = 25, n_secant: int = 8,
+                 cache: SDFCache | None = None, backend: str = "auto", strategy: str = "auto",
+                 sdf_threshold: float = 1e-5, max_steps: int = 10, step_scale: float = 1.0,
+                 chunk_size: int = 65536, amp: bool = False, compute_min_sdf: bool = True,
+                 profile: bool = False):
+        if strategy not in ("auto", "sphere", "search"):
+            raise ValueError(f"strategy must be 'auto', 'sphere' or 'search', got {strategy!r}")
+        if backend not in ops.BACKENDS:
+            raise ValueError(f"backend must be one of {ops.BACKENDS}, got {backend!r}")
+        if not radius > 0:
+            raise ValueError(f"radius must be positive, got {radius}")
+        if n_coarse < 2 or n_fine < 0 or n_secant < 0 or max_steps < 0 or chunk_size < 1:
+            raise ValueError("need n_coarse >= 2, n_fine >= 0, n_secant >= 0, max_steps >= 0, chunk_size >= 1")
+        self.radius = float(radius)
+        self.n_coarse, self.n_fine, self.n_secant = int(n_coarse), int(n_fine), int(n_secant)
+        self.cache = cache.bind(self.radius) if cache is not None else None
+        self.backend = backend
+        self.strategy = strategy
+        self.sdf_threshold = float(sdf_threshold)
+        self.max_steps = int(max_steps)
+        self.step_scale = float(step_scale)
+        self.chunk_size = int(chunk_size)
+        self.amp = bool(amp)
+        self.compute_min_sdf = bool(compute_min_sdf)
+        self.profile = bool(profile)
+
+    # ------------------------------------------------------------------ network evaluation
+    def _call(self, sdf_fn: SdfFn, pts: torch.Tensor, st: dict) -> torch.Tensor:
+        """Evaluate the network in chunks, validate its output, count and time it."""
+        n = pts.shape[0]
+        out = torch.empty(n, device=pts.device, dtype=pts.dtype)
+        use_amp = self.amp and pts.device.type == "cuda"
+        ctx = torch.autocast("cuda", dtype=torch.float16) if use_amp else contextlib.nullcontext()
+        sync = self.profile and pts.device.type == "cuda"
+        for s in range(0, n, self.chunk_size):
+            chunk = pts[s:s + self.chunk_size]
+            if sync:
+                torch.cuda.synchronize(pts.device)
+            t0 = time.perf_counter()
+            with ctx:
+                v = sdf_fn(chunk)
+            if sync:
+                torch.cuda.synchronize(pts.device)
+            st["network_s"] += time.perf_counter() - t0
+            if not isinstance(v, torch.Tensor):
+                raise TypeError(f"sdf_fn must return a torch.Tensor, got {type(v).__name__}")
+            if v.numel() != chunk.shape[0] or (v.dim() == 2 and v.shape[1] != 1) or v.dim() > 2:
+                raise ValueError(f"sdf_fn must map points [N,3] to sdf [N] (or [N,1]); got {list(v.shape)} "
+                                 f"for N={chunk.shape[0]}")
+            if not v.is_floating_point():
+                raise TypeError(f"sdf_fn must return floating-point values, got {v.dtype}")
+            out[s:s + chunk.shape[0]] = v.reshape(-1).to(device=pts.device, dtype=pts.dtype)
+        if n and not bool(torch.isfinite(out).all()):
+            bad = int((~torch.isfinite(out)).sum())
+            raise ValueError(f"sdf_fn returned {bad} non-finite value(s) (NaN/inf) for {n} points; "
+                             "check the network (e.g. diverged training) before tracing")
+        st["num_sdf_evals"] += n
+        return out
+
+    def _eval(self, sdf_fn: SdfFn, pts: torch.Tensor, st: dict) -> torch.Tensor:
+        """SDF (or, where the cache answers, a lower bound of it) at pts [N,3]."""
+        if self.cache is None or pts.shape[0] == 0:
+            return self._call(sdf_fn, pts, st)
+        vals, need = self.cache.query(pts, backend=self.backend)
+        idx = need.nonzero().squeeze(1)
+        self.cache.queries += pts.shape[0]
+        self.cache.hits += pts.shape[0] - idx.shape[0]
+        if idx.numel():
+            p = pts[idx]
+            v = self._call(sdf_fn, p, st)
+            vals[idx] = v
+            self.cache.update(p, v, backend=self.backend)
+        return vals
+
+    # ------------------------------------------------------------------ coarse/fine search
+    def _search(self, sdf_fn, o, d, ray_idx, lo, hi, st):
+        """Coarse/fine sign-flip search + secant on rays ray_idx over [lo, hi].
+
+        Returns hit [M] bool, t [M] (hit or minimum-SDF sample), min_sdf [M], min_t [M]."""
+        b = self.backend
+        m = ray_idx.shape[0]
+        t_c, p_c = ops.search_samples(o, d, ray_idx, lo, hi, self.n_coarse, False, backend=b)
+        s_c = self._eval(sdf_fn, p_c.view(-1, 3), st).view(m, self.n_coarse)
+        st["evals_coarse"] += m * self.n_coarse
+        first, t_lo, t_hi, s_lo, s_hi, min_sdf, min_t = ops.search_select(t_c, s_c, check_finite=False, backend=b)
+        hit = first >= 0
+        t = torch.where(first == 0, t_c[:, 0], min_t)
+        br = (first > 0).nonzero().squeeze(1)
+        if br.numel():
+            rb = ray_idx[br]
+            tl, th, sl, sh = t_lo[br], t_hi[br], s_lo[br], s_hi[br]
+            if self.n_fine > 0:
+                t_f, p_f = ops.search_samples(o, d, rb, tl, th, self.n_fine, True, backend=b)
+                s_f = self._eval(sdf_fn, p_f.view(-1, 3), st).view(-1, self.n_fine)
+                st["evals_fine"] += p_f.shape[0] * self.n_fine
+                t_all = torch.cat([tl[:, None], t_f, th[:, None]], 1)
+                s_all = torch.cat([sl[:, None], s_f, sh[:, None]], 1)
+                _, tl, th, sl, sh, _, _ = ops.search_select(t_all, s_all, check_finite=False, backend=b)
+            side = torch.zeros(br.shape[0], dtype=torch.int32, device=o.device)
+            tm = ops.secant_step(tl, th, sl, sh, side, update=False, backend=b)
+            for _ in range(self.n_secant):
+                pm = ops.ray_points(o, d, rb, tm[:, None], backend=b).view(-1, 3)
+                sm = self._eval(sdf_fn, pm, st)
+                st["evals_secant"] += pm.shape[0]
+                tm = ops.secant_step(tl, th, sl, sh, side, tm, sm, update=True, backend=b)
+            t[br] = tm
+        return hit, t, min_sdf, min_t
+
+    # ------------------------------------------------------------------ sphere tracing
+    def _sphere_trace(self, sdf_fn, o, d, near, far, mask, st):
+        """Returns per-ray status [R,2] and t [R,2] of the front/back walkers after max_steps."""
+        b = self.backend
+        r = o.shape[0]
+        t = torch.stack([near, far], 1).reshape(-1).contiguous()
+        dt = torch.zeros_like(t)
+        cap = torch.full_like(t, float("inf"))
+        status = (mask.to(torch.int32) * ACTIVE).repeat_interleave(2).contiguous()
+        for _ in range(self.max_steps):
+            walkers = (status == ACTIVE).nonzero().squeeze(1)
+            if walkers.numel() == 0:
+                break
+            pts = ops.ray_points(o, d, walkers // 2, t[walkers][:, None], backend=b).view(-1, 3)
+            sdf = self._eval(sdf_fn, pts, st)
+            st["evals_sphere"] += pts.shape[0]
+            st["sphere_steps"] += 1
+            ops.sphere_trace_step(t, dt, cap, status, walkers, sdf, self.sdf_threshold, self.step_scale, backend=b)
+        return status.view(r, 2), t.view(r, 2)
+
+    # ------------------------------------------------------------------ main entry
+    def resolved_strategy(self, device: torch.device) -> str:
+        return AUTO_STRATEGY.get(device.type, "search") if self.strategy == "auto" else self.strategy
+
+    @torch.no_grad()
+    def __call__(self, sdf_fn: SdfFn, origins: torch.Tensor, dirs: torch.Tensor) -> TraceResult:
+        """Trace rays ``origins [R,3] + t dirs [R,3]`` (dirs need not be unit; t is in units of |dir|)."""
+        _checks.floating(origins, "origins", shape=(-1, 3))
+        _checks.floating(dirs, "dirs", origins, shape=(origins.shape[0], 3))
+        origins, dirs = origins.contiguous(), dirs.contiguous()
+        if not bool(torch.isfinite(origins).all() & torch.isfinite(dirs).all()):
+            raise ValueError("origins/dirs contain NaN or inf")
+        if origins.shape[0] and bool(((dirs * dirs).sum(-1) == 0).any()):
+            raise ValueError("dirs contain zero vectors")
+        st = dict(num_sdf_evals=0, network_s=0.0, evals_sphere=0, evals_coarse=0, evals_fine=0, evals_secant=0,
+                  evals_min=0, sphere_steps=0)
+        t_start = time.perf_counter()
+        o, d, b = origins, dirs, self.backend
+        r = o.shape[0]
+        strategy = self.resolved_strategy(o.device)
+        st["strategy"] = strategy
+        near, far, mask = ops.ray_sphere_intersect(o, d, self.radius, backend=b)
+        hit = torch.zeros(r, dtype=torch.bool, device=o.device)
+        # rays that miss the sphere: closest approach to the centre
+        t = torch.clamp(-(o * d).sum(-1) / (d * d).sum(-1).clamp(min=1e-30), min=0)
+        min_sdf = torch.full_like(t, float("nan"))
+        min_t = t.clone()
+        needs_min = torch.zeros_like(hit)  # non-hit rays whose min_sdf must come from the network
+
+        if strategy == "search":
+            idx = mask.nonzero().squeeze(1)
+            if idx.numel():
+                h, ts, ms, mt = self._search(sdf_fn, o, d, idx, near[idx], far[idx], st)
+                hit[idx], t[idx], min_sdf[idx], min_t[idx] = h, ts, ms, mt
+        else:
+            status, tw = self._sphere_trace(sdf_fn, o, d, near, far, mask, st)
+            front, back = status[:, 0], status[:, 1]
+            conv = (front == CONVERGED) | (front == INSIDE)
+            hit |= conv
+            t = torch.where(conv, tw[:, 0], t)
+            unresolved = (front == ACTIVE) | ((front == MET) & (back == CONVERGED))
+            idx = unresolved.nonzero().squeeze(1)
+            if idx.numel():
+                f = front[idx]
+                lo = torch.where(f == ACTIVE, tw[idx, 0], near[idx])
+                hi = torch.where(back[idx] == ACTIVE, tw[idx, 1], far[idx])
+                h, ts, ms, mt = self._search(sdf_fn, o, d, idx, lo, hi, st)
+                hit[idx], t[idx], min_sdf[idx], min_t[idx] = h, ts, ms, mt
+            if self.compute_min_sdf:
+                miss = (mask & ~hit & ~unresolved).nonzero().squeeze(1)
+                if miss.numel():  # walkers met: the minimum along the whole segment (as IDR does)
+                    n = self.n_coarse
+                    t_c, p_c = ops.search_samples(o, d, miss, near[miss], far[miss], n, False, backend=b)
+                    s_c = self._eval(sdf_fn, p_c.view(-1, 3), st).view(-1, n)
+                    st["evals_min"] += miss.numel() * n
+                    sel = ops.search_select(t_c, s_c, check_finite=False, backend=b)
+                    min_sdf[miss], min_t[miss] = sel[5], sel[6]
+
+        nohit = ~hit
+        if self.compute_min_sdf:
+            t = torch.where(nohit, min_t, t)
+            # min_sdf must be a network value: re-evaluate where it is missing or came from the cache
+            needs_min = nohit & (~mask | (self.cache is not None))
+            idx = needs_min.nonzero().squeeze(1)
+            if idx.numel():
+                p = ops.ray_points(o, d, idx, t[idx][:, None], backend=b).view(-1, 3)
+                min_sdf[idx] = self._call(sdf_fn, p, st)
+                st["evals_min"] += idx.numel()
+        min_sdf = torch.where(hit, torch.zeros_like(min_sdf), min_sdf)
+        min_t = torch.where(hit, t, min_t)
+        points = o + t[:, None] * d
+        st["total_s"] = time.perf_counter() - t_start
+        st["hits"] = int(hit.sum())
+        st["rays"] = r
+        return TraceResult(t=t, hit=hit, points=points, min_sdf=min_sdf, min_sdf_t=min_t, ray_mask=mask,
+                           near=near, far=far, num_sdf_evals=st["num_sdf_evals"], stats=st)
+
+    trace = __call__
