@@ -1,0 +1,239 @@
+"""H3DS-protocol surface metrics: landmark Procrustes, similarity ICP on the face, unidirectional Chamfer in mm.
+
+Protocol (as in H3DS / H3D-Net / SIRA++):
+
+1. optional coarse alignment: Procrustes with scale from the prediction's six landmarks to the ground truth's,
+   when the prediction has landmarks;
+2. fine alignment: similarity ICP of the ground truth's face region (vertices within 95 mm of the nose tip)
+   onto the prediction; the prediction is then moved by the inverse, so distances are measured in the ground
+   truth's millimetres;
+3. unidirectional Chamfer distances, reported as means (and medians) for the full head and for the face:
+   ``gt2pred`` = from ground-truth vertices to the predicted *surface* (H3DS / SIRA++ direction),
+   ``pred2gt`` = from predicted vertices to the ground-truth surface (H3D-Net direction). For the face,
+   ``gt2pred`` uses ground-truth vertices within 95 mm of the nose tip and ``pred2gt`` predicted vertices within
+   95 mm of it (after alignment).
+
+Point-to-surface distances are exact distances to a triangle (never below the true distance): each point is
+tested against the triangles around its nearest vertex and the ``k`` triangles with the nearest centroids.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import trimesh
+from scipy.spatial import cKDTree
+
+from ..data.errors import SceneError
+from ..data.scene import FACE_SPHERE_RADIUS_MM, FaceSphere, Scene, load_gt
+
+__all__ = ["point_to_surface", "landmark_alignment", "icp_similarity", "evaluate", "EvalDetails",
+           "transform_points", "METRIC_KEYS"]
+
+METRIC_KEYS = ("face_gt2pred_mm", "face_pred2gt_mm", "head_gt2pred_mm", "head_pred2gt_mm")
+
+
+def transform_points(M, points) -> np.ndarray:
+    points = np.asarray(points, dtype=np.float64)
+    return points @ M[:3, :3].T + M[:3, 3]
+
+
+class _SurfaceIndex:
+    """Nearest-surface queries on a triangle mesh with scipy KD-trees (no rtree needed)."""
+
+    def __init__(self, mesh: trimesh.Trimesh, k: int = 12):
+        self.tris = np.asarray(mesh.triangles, dtype=np.float64)
+        self.k = min(k, len(self.tris))
+        self.centroid_tree = cKDTree(self.tris.mean(axis=1))
+        self.vertex_tree = cKDTree(np.asarray(mesh.vertices))
+        vf = np.asarray(mesh.vertex_faces)  # padded with -1
+        self.vertex_faces = vf
+
+    def query(self, points, chunk: int = 20000):
+        points = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+        dist = np.empty(len(points))
+        closest = np.empty((len(points), 3))
+        for s in range(0, len(points), chunk):
+            p = points[s:s + chunk]
+            _, cand = self.centroid_tree.query(p, k=self.k)
+            cand = cand.reshape(len(p), -1)
+            _, nv = self.vertex_tree.query(p)
+            cand = np.concatenate([cand, self.vertex_faces[nv]], axis=1)
+            valid = cand >= 0
+            cand = np.where(valid, cand, cand[:, :1])
+            m = cand.shape[1]
+            cp = trimesh.triangles.closest_point(self.tris[cand.ravel()], np.repeat(p, m, axis=0)).reshape(len(p), m, 3)
+            d = np.linalg.norm(cp - p[:, None], axis=2)
+            j = np.argmin(d, axis=1)
+            dist[s:s + chunk] = d[np.arange(len(p)), j]
+            closest[s:s + chunk] = cp[np.arange(len(p)), j]
+        return dist, closest
+
+
+def point_to_surface(points, mesh: trimesh.Trimesh, k: int = 12):
+    """Unsigned distance [N] from ``points`` to the surface of ``mesh`` and the closest points [N, 3]."""
+    return _SurfaceIndex(mesh, k).query(points)
+
+
+def landmark_alignment(src_points, dst_points, scale: bool = True) -> np.ndarray:
+    """4x4 similarity (Procrustes, no reflection) mapping ``src_points`` onto ``dst_points``."""
+    M, _, _ = trimesh.registration.procrustes(np.asarray(src_points, dtype=np.float64),
+                                              np.asarray(dst_points, dtype=np.float64),
+                                              reflection=False, translation=True, scale=scale, return_cost=True)
+    return M
+
+
+def icp_similarity(source_points, target_mesh: trimesh.Trimesh, initial=None, scale: bool = True,
+                   max_iterations: int = 60, n_target_samples: int = 200_000, threshold: float = 1e-7,
+                   seed: int = 0) -> tuple[np.ndarray, float]:
+    """ICP (trimesh.registration.icp) of ``source_points`` onto ``target_mesh``'s surface, densely sampled
+    (its vertices plus ``n_target_samples`` area-uniform points). Returns the 4x4 source->target matrix and the
+    final mean residual."""
+    tgt = np.asarray(target_mesh.vertices, dtype=np.float64)
+    if n_target_samples and len(target_mesh.faces):
+        samples, _ = trimesh.sample.sample_surface(target_mesh, n_target_samples, seed=seed)
+        tgt = np.concatenate([tgt, samples])
+    M, _, cost = trimesh.registration.icp(np.asarray(source_points, dtype=np.float64), tgt,
+                                          initial=np.eye(4) if initial is None else initial, threshold=threshold,
+                                          max_iterations=max_iterations, reflection=False, translation=True,
+                                          scale=scale)
+    return M, float(cost)
+
+
+@dataclass
+class EvalDetails:
+    """Per-vertex results of :func:`evaluate` (all in the ground truth's mm frame)."""
+
+    gt_mesh: trimesh.Trimesh
+    pred_aligned: trimesh.Trimesh
+    gt2pred: np.ndarray          # [N_gt] distance of each GT vertex to the prediction
+    pred2gt: np.ndarray          # [N_pred] distance of each predicted vertex to the GT
+    gt_face: np.ndarray          # bool [N_gt]
+    pred_face: np.ndarray        # bool [N_pred]
+    transform: np.ndarray        # 4x4 applied to the input prediction
+
+
+def _landmark_points(mesh, landmarks):
+    out = {}
+    for k, v in (landmarks or {}).items():
+        v = np.asarray(v)
+        out[k] = mesh.vertices[int(v)] if v.ndim == 0 else v.astype(np.float64).reshape(3)
+    return out
+
+
+def _resolve_gt(scene_or_gt, gt_landmarks, face_sphere):
+    if isinstance(scene_or_gt, Scene):
+        if scene_or_gt.gt_mesh is None:
+            raise SceneError(scene_or_gt.path, "scene has no ground-truth mesh (full_head.obj)")
+        return (scene_or_gt.gt_mesh, gt_landmarks or scene_or_gt.landmarks, face_sphere or scene_or_gt.face_sphere)
+    if isinstance(scene_or_gt, (str, Path)):
+        p = Path(scene_or_gt)
+        if p.is_dir():
+            mesh, lm, fs = load_gt(p)
+            if mesh is None:
+                raise SceneError(p / "full_head.obj", "ground-truth mesh not found")
+            return mesh, gt_landmarks or lm, face_sphere or fs
+        from ..data.meshio import load_mesh
+        return load_mesh(p), gt_landmarks, face_sphere
+    if isinstance(scene_or_gt, trimesh.Trimesh):
+        lm = gt_landmarks
+        if lm is None and isinstance(scene_or_gt.metadata, dict):
+            lm = scene_or_gt.metadata.get("landmarks")
+        return scene_or_gt, lm, face_sphere
+    raise TypeError(f"scene_or_gt must be a Scene, a scene folder, a mesh path or a trimesh, not {type(scene_or_gt)}")
+
+
+def evaluate(pred_mesh: trimesh.Trimesh, scene_or_gt, pred_landmarks: dict | None = None,
+             gt_landmarks: dict | None = None, face_sphere: FaceSphere | None = None, align: str = "auto",
+             icp_scale: bool = True, face_radius_mm: float = FACE_SPHERE_RADIUS_MM, icp_max_points: int = 20000,
+             icp_iterations: int = 60, k: int = 12, return_details: bool = False):
+    """Compare a predicted mesh with a ground truth following the H3DS protocol (module docstring).
+
+    ``pred_mesh``: trimesh in the ground truth's units (mm). ``scene_or_gt``: a :class:`Scene`, a scene folder,
+    a mesh file or a trimesh (then ``gt_landmarks`` or ``mesh.metadata["landmarks"]`` give the nose tip).
+    ``pred_landmarks``: name -> vertex index or 3D point (default ``pred_mesh.metadata["landmarks"]``).
+    ``align``: "auto" (landmarks when both sides have them, then ICP), "icp", "landmarks", "landmarks+icp" or
+    "none". ``icp_scale=False`` gives a rigid ICP.
+
+    Returns a dict with ``face_gt2pred_mm``, ``face_pred2gt_mm``, ``head_gt2pred_mm``, ``head_pred2gt_mm``
+    (means), the same with ``_median`` before ``_mm``, ``face_chamfer_mm``/``head_chamfer_mm`` (mean of the two
+    directions), vertex counts, the applied 4x4 ``transform`` (list) and its ``scale``. Face entries are NaN when
+    the ground truth has no nose tip. With ``return_details`` returns ``(metrics, EvalDetails)``.
+    """
+    gt, gt_lm, fs = _resolve_gt(scene_or_gt, gt_landmarks, face_sphere)
+    if not isinstance(pred_mesh, trimesh.Trimesh) or len(pred_mesh.faces) == 0:
+        raise ValueError("pred_mesh must be a trimesh.Trimesh with faces")
+    if pred_landmarks is None and isinstance(pred_mesh.metadata, dict):
+        pred_landmarks = pred_mesh.metadata.get("landmarks")
+    gt_v = np.asarray(gt.vertices, dtype=np.float64)
+
+    # face region of the ground truth
+    if fs is not None and fs.vertex_indices is not None:
+        center = np.asarray(fs.center_mm, dtype=np.float64)
+        gt_face = np.zeros(len(gt_v), dtype=bool)
+        gt_face[fs.vertex_indices] = True
+    elif gt_lm and "nose_tip" in gt_lm:
+        center = gt_v[int(gt_lm["nose_tip"])]
+        gt_face = np.linalg.norm(gt_v - center, axis=1) <= face_radius_mm
+    else:
+        center, gt_face = None, np.ones(len(gt_v), dtype=bool)
+
+    # 1. coarse alignment on landmarks
+    align = align.lower()
+    if align not in ("auto", "icp", "landmarks", "landmarks+icp", "none"):
+        raise ValueError(f"unknown align {align!r}")
+    M = np.eye(4)
+    used = []
+    pl, gl = _landmark_points(pred_mesh, pred_landmarks), _landmark_points(gt, gt_lm)
+    common = [n for n in gl if n in pl]
+    if align in ("landmarks", "landmarks+icp") and len(common) < 3:
+        raise ValueError(f"landmark alignment needs >= 3 common landmarks, found {common}")
+    if align in ("auto", "landmarks", "landmarks+icp") and len(common) >= 3:
+        M = landmark_alignment([pl[n] for n in common], [gl[n] for n in common], scale=True)
+        used.append("landmarks")
+    pred = pred_mesh.copy()
+    pred.vertices = transform_points(M, pred_mesh.vertices)
+
+    # 2. similarity ICP of the GT face region onto the prediction, then move the prediction by the inverse
+    icp_residual = None
+    if align in ("auto", "icp", "landmarks+icp"):
+        src = gt_v[gt_face]
+        if len(src) > icp_max_points:
+            src = src[np.random.default_rng(0).choice(len(src), icp_max_points, replace=False)]
+        T, icp_residual = icp_similarity(src, pred, scale=icp_scale, max_iterations=icp_iterations)
+        Tinv = np.linalg.inv(T)
+        pred.vertices = transform_points(Tinv, pred.vertices)
+        M = Tinv @ M
+        used.append("icp" if icp_scale else "rigid-icp")
+
+    # 3. distances
+    gt2pred, _ = point_to_surface(gt_v, pred, k=k)
+    pred2gt, _ = point_to_surface(pred.vertices, gt, k=k)
+    pred_face = (np.linalg.norm(np.asarray(pred.vertices) - center, axis=1) <= face_radius_mm
+                 if center is not None else np.ones(len(pred.vertices), dtype=bool))
+
+    def stats(x, sel):
+        x = x[sel]
+        return (float(x.mean()), float(np.median(x))) if len(x) else (float("nan"), float("nan"))
+
+    res = {}
+    has_face = center is not None
+    for region, gsel, psel in (("head", slice(None), slice(None)), ("face", gt_face, pred_face)):
+        for name, d, sel in (("gt2pred", gt2pred, gsel), ("pred2gt", pred2gt, psel)):
+            mean, med = stats(d, sel) if (region == "head" or has_face) else (float("nan"), float("nan"))
+            res[f"{region}_{name}_mm"] = mean
+            res[f"{region}_{name}_median_mm"] = med
+        res[f"{region}_chamfer_mm"] = 0.5 * (res[f"{region}_gt2pred_mm"] + res[f"{region}_pred2gt_mm"])
+    s = float(np.cbrt(np.linalg.det(M[:3, :3])))
+    res.update({
+        "n_gt_vertices": int(len(gt_v)), "n_gt_face_vertices": int(gt_face.sum()) if has_face else 0,
+        "n_pred_vertices": int(len(pred.vertices)), "n_pred_face_vertices": int(pred_face.sum()) if has_face else 0,
+        "alignment": "+".join(used) or "none", "transform": M.tolist(), "scale": s,
+        "icp_residual_mm": icp_residual, "face_radius_mm": float(face_radius_mm),
+        "landmarks_used": common if "landmarks" in used else [],
+    })
+    if return_details:
+        return res, EvalDetails(gt_mesh=gt, pred_aligned=pred, gt2pred=gt2pred, pred2gt=pred2gt, gt_face=gt_face,
+                                pred_face=pred_face, transform=M)
+    return res
