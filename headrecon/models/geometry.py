@@ -203,7 +203,10 @@ class GeometryNetwork(nn.Module):
         return h
 
     def forward(self, x: torch.Tensor, latent: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
-        """``x [..., 3]`` (and ``latent [d_latent]`` or ``[..., d_latent]``) -> ``(sdf [...], feature [..., d_feature])``."""
+        """``x [..., 3]`` (and ``latent [d_latent]`` or ``[..., d_latent]``) -> ``(sdf [...], feature [..., F])``.
+
+        ``F = d_feature``; the feature is the raw (linear) output of the last layer, as in IDR.
+        """
         out = self.layers[-1](self._trunk(x, latent))
         return out[..., 0], out[..., 1:]
 

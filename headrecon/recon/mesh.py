@@ -181,7 +181,8 @@ def _orient_outward(mesh, values: np.ndarray, radius: float) -> None:
                 g += (wx * wy * wz)[:, None] * grad[i0[:, 0] + dx, i0[:, 1] + dy, i0[:, 2] + dz]
     score = float(np.sum(np.einsum("ij,ij->i", g, mesh.face_normals) * mesh.area_faces))
     if score < 0:
-        mesh.invert()
+        # not mesh.invert(): in trimesh 5.2 it leaves stale cached face normals behind
+        mesh.faces = np.ascontiguousarray(mesh.faces[:, ::-1])
 
 
 def _largest_component(mesh):

@@ -1,0 +1,143 @@
+"""Tests of headrecon.recon.mesh: marching-cubes extraction from analytic SDFs and from the geometry network."""
+import math
+
+import numpy as np
+import pytest
+import torch
+import trimesh
+
+from headrecon.models import GeometryNetwork
+from headrecon.recon import EmptyLevelSetError, evaluate_grid, extract_mesh
+from headrecon.recon.mesh import _orient_outward
+
+
+def sphere(center=(0.0, 0.0, 0.0), r=0.5):
+    c = torch.tensor(center)
+
+    def fn(p):
+        return (p - c.to(p)).norm(dim=-1) - r
+
+    return fn
+
+
+def ellipsoid(axes):
+    a = torch.tensor(axes)
+
+    def fn(p):  # not an exact SDF, but its zero level set is the ellipsoid and it is negative inside
+        return ((p / a.to(p)).norm(dim=-1) - 1.0) * float(min(axes))
+
+    return fn
+
+
+def assert_outward(mesh, center=(0.0, 0.0, 0.0)):
+    assert mesh.volume > 0
+    radial = mesh.triangles_center - np.asarray(center)
+    assert np.all(np.einsum("ij,ij->i", radial, mesh.face_normals) > 0)
+
+
+def test_grid_order_and_chunking():
+    fn = lambda p: p[:, 0] + 2 * p[:, 1] + 3 * p[:, 2]  # noqa: E731
+    v = evaluate_grid(fn, resolution=9, radius=2.0, chunk=65536)
+    axis = np.linspace(-2.0, 2.0, 9)
+    expected = axis[:, None, None] + 2 * axis[None, :, None] + 3 * axis[None, None, :]
+    np.testing.assert_allclose(v, expected, atol=1e-5)
+    v_small = evaluate_grid(fn, resolution=9, radius=2.0, chunk=50, progress=True)
+    np.testing.assert_array_equal(v, v_small)
+    assert v.dtype == np.float32
+    assert evaluate_grid(fn, resolution=5, dtype=torch.float64).dtype == np.float64
+
+
+def test_sphere_radius_volume_orientation():
+    r, res = 0.5, 64
+    mesh = extract_mesh(sphere(r=r), resolution=res)
+    h = 2.0 / (res - 1)
+    radii = np.linalg.norm(mesh.vertices, axis=1)
+    assert np.abs(radii - r).max() < 0.1 * h  # linear interpolation of an exact SDF: far below a voxel
+    assert mesh.volume == pytest.approx(4 / 3 * math.pi * r**3, rel=0.01)
+    assert mesh.is_watertight
+    assert_outward(mesh)
+
+
+def test_off_centre_ellipsoid_axes_and_volume():
+    axes, center = (0.7, 0.4, 0.25), np.array([0.1, -0.2, 0.3])
+    fn_e = ellipsoid(axes)
+    c = torch.tensor(center, dtype=torch.float32)
+    mesh = extract_mesh(lambda p: fn_e(p - c), resolution=80, radius=1.2)
+    h = 2.4 / 79
+    lo, hi = mesh.bounds
+    np.testing.assert_allclose((hi - lo) / 2, axes, atol=h)  # catches swapped axes
+    np.testing.assert_allclose((hi + lo) / 2, center, atol=h / 2)  # catches a wrong world offset
+    assert mesh.volume == pytest.approx(4 / 3 * math.pi * np.prod(axes), rel=0.02)
+    assert_outward(mesh, center)
+
+
+def test_scale_mat_is_applied():
+    base = extract_mesh(sphere(r=0.5), resolution=40)
+    m = np.diag([150.0, 150.0, 150.0, 1.0])
+    m[:3, 3] = [10.0, -20.0, 1500.0]  # unit sphere -> scene millimetres
+    mesh = extract_mesh(sphere(r=0.5), resolution=40, scale_mat=m)
+    np.testing.assert_allclose(mesh.vertices, base.vertices * 150.0 + m[:3, 3], rtol=1e-9, atol=1e-9)
+    assert mesh.volume == pytest.approx(base.volume * 150.0**3, rel=1e-9)
+    assert_outward(mesh, m[:3, 3])
+    mirror = extract_mesh(sphere(r=0.5), resolution=40, scale_mat=np.diag([-1.0, 1.0, 1.0, 1.0]))
+    assert_outward(mirror)  # a reflection must not turn the normals inward
+    with pytest.raises(ValueError):
+        extract_mesh(sphere(r=0.5), resolution=16, scale_mat=np.eye(3))
+
+
+def test_largest_component_filtering():
+    big, small = sphere((-0.45, 0.0, 0.0), 0.4), sphere((0.55, 0.0, 0.0), 0.2)
+
+    def two_spheres(p):
+        return torch.minimum(big(p), small(p))
+
+    both = extract_mesh(two_spheres, resolution=64, largest_component=False)
+    assert both.body_count == 2
+    kept = extract_mesh(two_spheres, resolution=64)
+    assert kept.body_count == 1
+    assert kept.volume == pytest.approx(4 / 3 * math.pi * 0.4**3, rel=0.02)
+    assert kept.vertices[:, 0].max() < 0.0  # it is the big sphere on the -x side
+    assert len(kept.faces) < len(both.faces)
+
+
+def test_empty_level_set_and_bad_values_raise():
+    with pytest.raises(EmptyLevelSetError, match="empty level set"):
+        extract_mesh(lambda p: p.norm(dim=-1) + 1.0, resolution=16)
+    with pytest.raises(ValueError, match="empty level set"):  # everything inside is empty too
+        extract_mesh(lambda p: p.norm(dim=-1) - 5.0, resolution=16)
+    with pytest.raises(EmptyLevelSetError):  # sphere entirely outside the sampled cube
+        extract_mesh(sphere((3.0, 0.0, 0.0), 0.5), resolution=16)
+    with pytest.raises(ValueError, match="non-finite"):
+        extract_mesh(lambda p: torch.full_like(p[:, 0], float("nan")), resolution=8)
+    with pytest.raises(ValueError):
+        extract_mesh(lambda p: p[:5, 0], resolution=8)
+
+
+def test_level_and_output_formats():
+    # level shifts the surface; [N, 1] and (sdf, feature) outputs are accepted
+    m = extract_mesh(lambda p: (p.norm(dim=-1) - 0.3)[:, None], resolution=48, level=0.2)
+    assert np.linalg.norm(m.vertices, axis=1).mean() == pytest.approx(0.5, abs=0.005)
+    m2 = extract_mesh(lambda p: (p.norm(dim=-1) - 0.5, p), resolution=48)
+    assert np.linalg.norm(m2.vertices, axis=1).mean() == pytest.approx(0.5, abs=0.005)
+
+
+def test_orientation_fix_flips_inverted_mesh():
+    values = evaluate_grid(sphere(r=0.5), resolution=32)
+    good = extract_mesh(sphere(r=0.5), resolution=32)
+    mesh = trimesh.Trimesh(good.vertices, good.faces[:, ::-1], process=False)
+    assert mesh.volume < 0 and np.einsum("ij,ij->i", mesh.triangles_center, mesh.face_normals).max() < 0
+    _orient_outward(mesh, values, 1.0)
+    assert_outward(mesh)
+
+
+def test_geometry_network_init_mesh():
+    """The geometric init of the network meshes to a closed, outward-facing blob around radius 0.6."""
+    torch.manual_seed(0)
+    net = GeometryNetwork.small().double()  # dtype of the queries follows the network's parameters
+    mesh = extract_mesh(net.sdf, resolution=40)
+    radii = np.linalg.norm(mesh.vertices, axis=1)
+    assert mesh.is_watertight and mesh.volume > 0
+    assert 0.5 < radii.mean() < 0.7
+    net_f = GeometryNetwork.small()
+    mesh_f = extract_mesh(net_f, resolution=24)  # the module itself: forward returns (sdf, feature)
+    assert mesh_f.volume > 0
