@@ -352,6 +352,17 @@ def test_mask_loss_hand_computed_and_gradient():
     assert min_sdf.grad[0] > 0 and min_sdf.grad[3] < 0
 
 
+def test_mask_loss_skips_rays_missing_the_bounding_sphere():
+    sdf = torch.tensor([0.2, float("nan"), -0.1, 0.05], requires_grad=True)
+    obj = torch.tensor([False, False, True, True])
+    hit = torch.tensor([False, False, False, True])
+    loss = mask_loss(sdf, obj, hit, alpha=50.0)
+    ref = mask_loss(torch.tensor([0.2, -0.1]), torch.tensor([False, True]), torch.tensor([False, False]), 50.0, n_rays=4)
+    assert torch.isfinite(loss) and loss.item() == pytest.approx(ref.item(), rel=1e-6)
+    loss.backward()
+    assert torch.isfinite(sdf.grad).all() and sdf.grad[1] == 0
+
+
 def test_eikonal_loss_hand_computed():
     g = torch.tensor([[3.0, 4.0, 0.0], [0.0, 0.0, 1.0], [0.0, 0.0, 0.0]], requires_grad=True)
     loss = eikonal_loss(g)

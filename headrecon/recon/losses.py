@@ -70,12 +70,15 @@ def mask_loss(
     ``(1/alpha) * sum BCE_with_logits(-alpha * min_sdf, object_mask) / R`` over those rays: rays inside the
     object mask that missed the surface are pushed to have a negative minimum SDF (so the surface grows to
     meet them), rays outside the mask to have a positive one.
+
+    Rays whose ``min_sdf`` is not finite are skipped (no loss, no gradient, still counted in ``R``):
+    ``headrecon.render`` reports NaN for rays that miss the bounding sphere, which lie outside the object.
     """
     min_sdf = min_sdf.reshape(-1)
     r = min_sdf.shape[0]
     object_mask = _bool_mask(object_mask, r, "object_mask")
     hit_mask = _bool_mask(hit_mask, r, "hit_mask")
-    sel = ~(hit_mask & object_mask)
+    sel = ~(hit_mask & object_mask) & torch.isfinite(min_sdf.detach())
     n = r if n_rays is None else int(n_rays)
     if n <= 0 or not bool(sel.any()):
         return min_sdf.new_zeros(())
