@@ -270,6 +270,27 @@ class Scene:
                      landmarks=self.landmarks, face_sphere=self.face_sphere, path=self.path, units=self.units,
                      meta=dict(self.meta))
 
+    def fraction_in_masks(self, points, tolerance_px: float = 0.5) -> np.ndarray:
+        """Per view, the fraction of scene points [N, 3] that project inside the mask (a point counts when a
+        mask pixel lies within ``tolerance_px`` of its projection in x and y; 0 = its own pixel only). Points
+        on the silhouette contour fall either side of a pixel centre, hence the default half-pixel tolerance."""
+        pts = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+        out = []
+        offsets = [(0.0, 0.0)] if tolerance_px <= 0 else [(dx, dy) for dx in (-tolerance_px, tolerance_px)
+                                                           for dy in (-tolerance_px, tolerance_px)]
+        for v in self.views:
+            if v.mask is None:
+                raise ValueError("masks not loaded")
+            uv = v.camera.project(pts)
+            h, w = v.mask.shape
+            hit = np.zeros(len(pts), dtype=bool)
+            for dx, dy in offsets:
+                q = np.floor(uv + [dx, dy]).astype(np.int64)
+                ok = (q[:, 0] >= 0) & (q[:, 0] < w) & (q[:, 1] >= 0) & (q[:, 1] < h)
+                hit[ok] |= v.mask[q[ok, 1], q[ok, 0]]
+            out.append(hit.mean())
+        return np.asarray(out)
+
     def write(self, path, image_format: str = "png") -> Path:
         return write_scene(path, self, image_format=image_format)
 
