@@ -85,7 +85,7 @@ def landmark_alignment(src_points, dst_points, scale: bool = True) -> np.ndarray
 
 
 def icp_similarity(source_points, target_mesh: trimesh.Trimesh, initial=None, scale: bool = True,
-                   max_iterations: int = 60, n_target_samples: int = 200_000, threshold: float = 1e-7,
+                   max_iterations: int = 200, n_target_samples: int = 200_000, threshold: float = 1e-7,
                    seed: int = 0) -> tuple[np.ndarray, float]:
     """ICP (trimesh.registration.icp) of ``source_points`` onto ``target_mesh``'s surface, densely sampled
     (its vertices plus ``n_target_samples`` area-uniform points). Returns the 4x4 source->target matrix and the
@@ -147,7 +147,7 @@ def _resolve_gt(scene_or_gt, gt_landmarks, face_sphere):
 def evaluate(pred_mesh: trimesh.Trimesh, scene_or_gt, pred_landmarks: dict | None = None,
              gt_landmarks: dict | None = None, face_sphere: FaceSphere | None = None, align: str = "auto",
              icp_scale: bool = True, face_radius_mm: float = FACE_SPHERE_RADIUS_MM, icp_max_points: int = 20000,
-             icp_iterations: int = 60, k: int = 12, return_details: bool = False):
+             icp_iterations: int = 200, k: int = 12, return_details: bool = False):
     """Compare a predicted mesh with a ground truth following the H3DS protocol (module docstring).
 
     ``pred_mesh``: trimesh in the ground truth's units (mm). ``scene_or_gt``: a :class:`Scene`, a scene folder,

@@ -1,0 +1,177 @@
+"""Tests of headrecon.eval: point-to-surface distances, the H3DS protocol (self = 0, rigid offsets undone by
+ICP, landmark coarse alignment, normal displacement of d mm gives d, face vs head regions) and headrecon-eval."""
+import json
+
+import numpy as np
+import pytest
+import trimesh
+from PIL import Image
+from scipy.spatial.transform import Rotation
+
+from headrecon.data import load_scene
+from headrecon.eval import evaluate, point_to_surface
+from headrecon.eval.metrics import METRIC_KEYS, transform_points
+
+
+def head_mesh():
+    """Analytic head-like mesh in mm (ellipsoid with a nose), landmarks in metadata."""
+    m = trimesh.creation.icosphere(subdivisions=4, radius=1.0)
+    v = m.vertices * [75.0, 105.0, 90.0]
+    v[:, 2] += 25.0 * np.exp(-((v[:, 0] / 15) ** 2 + ((v[:, 1] + 5) / 25) ** 2)) * (v[:, 2] > 0)
+    v[:, 1] += 8.0 * np.tanh(v[:, 0] / 30.0) * (v[:, 2] < 0)  # break symmetries so that ICP is well posed
+    mesh = trimesh.Trimesh(v, m.faces, process=False)
+
+    def near(p):
+        return int(np.argmin(np.linalg.norm(v - p, axis=1)))
+    mesh.metadata["landmarks"] = {"right_eye": near([-15, 25, 90]), "left_eye": near([15, 25, 90]),
+                                  "nose_tip": int(np.argmax(v[:, 2])), "nose_base": near([0, -25, 95]),
+                                  "right_lips": near([-22, -50, 80]), "left_lips": near([22, -50, 80])}
+    return mesh
+
+
+def rigid(deg, trans, scale=1.0):
+    M = np.eye(4)
+    M[:3, :3] = scale * Rotation.from_euler("xyz", deg, degrees=True).as_matrix()
+    M[:3, 3] = trans
+    return M
+
+
+def test_point_to_surface_matches_brute_force():
+    mesh = trimesh.creation.icosphere(subdivisions=2, radius=50.0)
+    mesh.vertices += np.random.default_rng(0).normal(scale=2.0, size=mesh.vertices.shape)
+    pts = np.random.default_rng(1).normal(scale=40.0, size=(300, 3))
+    d, cp = point_to_surface(pts, mesh)
+    tri = mesh.triangles
+    brute = np.array([np.linalg.norm(trimesh.triangles.closest_point(tri, np.repeat(p[None], len(tri), 0)) - p,
+                                     axis=1).min() for p in pts])
+    np.testing.assert_allclose(d, brute, atol=1e-9)
+    np.testing.assert_allclose(np.linalg.norm(cp - pts, axis=1), d, atol=1e-9)
+
+
+def test_gt_against_itself_is_zero():
+    gt = head_mesh()
+    res = evaluate(gt.copy(), gt)
+    for k in METRIC_KEYS:
+        assert res[k] < 1e-6, (k, res[k])
+        assert res[k.replace("_mm", "_median_mm")] < 1e-6
+    assert 0 < res["n_gt_face_vertices"] < res["n_gt_vertices"]
+    assert abs(res["scale"] - 1) < 1e-9
+
+
+def test_rigid_offset_undone_by_icp():
+    gt = head_mesh()
+    gt_plain = trimesh.Trimesh(gt.vertices, gt.faces, process=False)  # no landmarks: ICP only
+    M = rigid([2, -3, 1], [4.0, -3.0, 5.0])  # a pose error of a reconstruction, not a random pose
+    pred = gt_plain.copy()
+    pred.apply_transform(M)
+    without = evaluate(pred, gt, align="none")
+    assert without["face_gt2pred_mm"] > 2.0  # the offset is large before alignment
+    res, det = evaluate(pred, gt, align="icp", return_details=True)
+    assert res["alignment"] == "icp"
+    for k in METRIC_KEYS:
+        assert res[k] < 0.01, (k, res[k])
+    np.testing.assert_allclose(det.transform, np.linalg.inv(M), atol=1e-4)
+    np.testing.assert_allclose(det.pred_aligned.vertices, gt.vertices, atol=1e-3)
+
+
+def test_landmark_coarse_alignment():
+    gt = head_mesh()
+    M = rigid([80, 30, -20], [150.0, 40.0, -30.0], scale=1.3)  # far beyond ICP's basin
+    pred = trimesh.Trimesh(transform_points(M, gt.vertices), gt.faces, process=False)
+    lm = gt.metadata["landmarks"]
+    res = evaluate(pred, gt, pred_landmarks=lm)
+    assert res["alignment"] == "landmarks+icp" and len(res["landmarks_used"]) == 6
+    assert max(res[k] for k in METRIC_KEYS) < 0.01
+    assert abs(res["scale"] - 1 / 1.3) < 1e-6
+    # landmarks given as 3D points work too
+    pts = {k: pred.vertices[i] for k, i in lm.items()}
+    assert evaluate(pred, gt, pred_landmarks=pts, align="landmarks")["head_gt2pred_mm"] < 1e-6
+    # ICP alone cannot undo it
+    assert evaluate(pred, gt, pred_landmarks={}, align="icp")["face_gt2pred_mm"] > 1.0
+
+
+@pytest.mark.parametrize("d", [0.5, 2.0])
+def test_normal_displacement_gives_d(d):
+    sphere = trimesh.creation.icosphere(subdivisions=5, radius=100.0)
+    sphere.metadata["landmarks"] = {"nose_tip": int(np.argmax(sphere.vertices[:, 2]))}
+    pred = trimesh.Trimesh(sphere.vertices + d * sphere.vertex_normals, sphere.faces, process=False)
+    res = evaluate(pred, sphere, align="none")
+    for k in METRIC_KEYS:
+        assert abs(res[k] - d) < 0.01 * d + 0.005, (k, res[k])
+    # on the head-like mesh (curved, nose): the median is d
+    gt = head_mesh()
+    pred = trimesh.Trimesh(gt.vertices + d * gt.vertex_normals, gt.faces, process=False)
+    res = evaluate(pred, gt, align="none")
+    assert abs(res["head_gt2pred_median_mm"] - d) < 0.03 * d
+    assert abs(res["face_pred2gt_median_mm"] - d) < 0.03 * d
+    # the H3DS protocol's similarity ICP absorbs part of a uniform inflation (documented behaviour)
+    res_icp = evaluate(pred, gt)
+    assert res_icp["face_gt2pred_mm"] < res["face_gt2pred_mm"]
+
+
+def test_face_region_is_95mm_around_nose():
+    gt = head_mesh()
+    v = np.asarray(gt.vertices)
+    nose = v[gt.metadata["landmarks"]["nose_tip"]]
+    far = np.linalg.norm(v - nose, axis=1) > 130  # displace only the back of the head
+    pred = trimesh.Trimesh(v + 3.0 * gt.vertex_normals * far[:, None], gt.faces, process=False)
+    res = evaluate(pred, gt, align="none")
+    assert res["face_gt2pred_mm"] < 0.01 and res["face_pred2gt_mm"] < 0.01
+    assert res["head_gt2pred_mm"] > 0.3 and res["head_pred2gt_mm"] > 0.3
+    assert res["n_gt_face_vertices"] == int((np.linalg.norm(v - nose, axis=1) <= 95).sum())
+    # ICP on the face region keeps the face exact although the back moved
+    res_icp = evaluate(pred, gt)
+    assert res_icp["face_gt2pred_mm"] < 0.05
+
+
+def test_eval_cli(tmp_path):
+    from headrecon.data.synthetic import make_scene
+    from headrecon.eval.cli import main
+    gt = head_mesh()
+    sc = make_scene(gt, tmp_path / "scene", views=[0], size=32, progress=False)
+    # a prediction in the unit-sphere frame, 1 mm too big everywhere and slightly moved
+    pred_mm = trimesh.Trimesh(gt.vertices + 1.0 * gt.vertex_normals + [1.0, 0, 0], gt.faces, process=False)
+    pred_unit = trimesh.Trimesh(sc.to_unit(pred_mm.vertices), gt.faces, process=False)
+    pred_unit.export(tmp_path / "pred.ply")
+    assert main([str(tmp_path / "pred.ply"), str(tmp_path / "scene"), "--size", "64", "--align", "none"]) == 0
+    out = tmp_path / "pred_eval"
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["pred_frame"] == "unit"
+    for k in METRIC_KEYS:
+        assert 0.5 < metrics[k] < 2.0, (k, metrics[k])
+    ply = trimesh.load(out / "gt_error.ply", process=False)
+    assert len(ply.vertices) == len(gt.vertices) and ply.visual.vertex_colors.shape[1] == 4
+    assert len(np.unique(ply.visual.vertex_colors[:, :3], axis=0)) > 5  # errors vary -> colours vary
+    img = np.asarray(Image.open(out / "heatmap.png"))
+    assert img.shape[0] > 128 and img.shape[1] > 4 * 64 and img.std() > 10
+    # with ICP (default) and an explicit --out
+    assert main([str(tmp_path / "pred.ply"), str(tmp_path / "scene"), "--out", str(tmp_path / "o2"),
+                 "--no-images"]) == 0
+    m2 = json.loads((tmp_path / "o2" / "metrics.json").read_text())
+    assert m2["alignment"] == "icp" and m2["face_gt2pred_mm"] < metrics["face_gt2pred_mm"]
+    assert not (tmp_path / "o2" / "heatmap.png").exists()
+
+
+def test_evaluate_scene_dir_and_errors(tmp_path):
+    from headrecon.data.synthetic import make_scene
+    gt = head_mesh()
+    make_scene(gt, tmp_path / "s", views=[0], size=24, progress=False)
+    scene = load_scene(tmp_path / "s", load_images=False)
+    a = evaluate(gt.copy(), tmp_path / "s", align="none")
+    b = evaluate(gt.copy(), scene, align="none")
+    assert a["head_gt2pred_mm"] < 1e-6 and b["face_pred2gt_mm"] < 1e-6
+    with pytest.raises(ValueError, match="unknown align"):
+        evaluate(gt, gt, align="magic")
+    with pytest.raises(ValueError, match="3 common landmarks"):
+        evaluate(gt, gt, pred_landmarks={}, align="landmarks")
+
+
+def test_ict_self_and_offset(shared_data):
+    """On a real ICT head (watertight, caps): self = 0 and a rigid offset is undone."""
+    from headrecon.data.ict import sample_ict_head
+    head = sample_ict_head(11)
+    gt = trimesh.Trimesh(head.vertices, head.faces, process=False)
+    gt.metadata["landmarks"] = head.metadata["landmarks"]
+    pred = trimesh.Trimesh(transform_points(rigid([3, 5, -2], [4, 7, -3]), gt.vertices), gt.faces, process=False)
+    res = evaluate(pred, gt, pred_landmarks={})
+    assert max(res[k] for k in METRIC_KEYS) < 0.01
