@@ -13,21 +13,19 @@ ground-truth mesh in millimetres, the six landmarks and the 95 mm face-sphere re
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import trimesh
-from PIL import Image
 from scipy.ndimage import map_coordinates
 from scipy.spatial import cKDTree
 from scipy.spatial.transform import Rotation
 from tqdm import tqdm
 
 from .camera import Camera
-from .scene import FaceSphere, Scene, View, write_scene
+from .scene import Scene, write_scene
 
 __all__ = [
     "Light", "parse_lights", "MeshRenderer", "RenderResult", "orbit_cameras", "orbit_yaws", "perturb_cameras",
