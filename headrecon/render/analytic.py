@@ -81,12 +81,12 @@ class Torus:
         q = torch.stack([torch.sqrt(x[..., 0] ** 2 + x[..., 2] ** 2) - self.major, x[..., 1]], -1)
         return q.norm(dim=-1) - self.minor
 
-    def intersect(self, o, d, t_max=10.0, n=40001, iters=80):
+    def intersect(self, o, d, t_max=6.0, n=6001, iters=60):
         return dense_first_hit(self, o, d, t_max=t_max, n=n, iters=iters)
 
 
 @torch.no_grad()
-def dense_first_hit(sdf, o, d, t_max=10.0, n=40001, iters=80):
+def dense_first_hit(sdf, o, d, t_max=6.0, n=6001, iters=60):
     """First sign change of sdf along each ray on a dense float64 grid of [0, t_max], refined by bisection.
     Exact up to features thinner than t_max/(n-1)."""
     o64, d64 = o.double(), d.double()

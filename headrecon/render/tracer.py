@@ -209,9 +209,10 @@ class RayTracer:
     @torch.no_grad()
     def __call__(self, sdf_fn: SdfFn, origins: torch.Tensor, dirs: torch.Tensor) -> TraceResult:
         """Trace rays ``origins [R,3] + t dirs [R,3]`` (dirs need not be unit; t is in units of |dir|)."""
+        if isinstance(origins, torch.Tensor) and isinstance(dirs, torch.Tensor):
+            origins, dirs = origins.contiguous(), dirs.contiguous()
         _checks.floating(origins, "origins", shape=(-1, 3))
         _checks.floating(dirs, "dirs", origins, shape=(origins.shape[0], 3))
-        origins, dirs = origins.contiguous(), dirs.contiguous()
         if not bool(torch.isfinite(origins).all() & torch.isfinite(dirs).all()):
             raise ValueError("origins/dirs contain NaN or inf")
         if origins.shape[0] and bool(((dirs * dirs).sum(-1) == 0).any()):

@@ -1,0 +1,293 @@
+"""RayTracer against exact intersections of analytic SDFs (sphere, torus, box, union of two spheres), against
+the dense reference tracer and across backends; the SDF cache; determinism; bad input; surface_points."""
+import math
+
+import pytest
+import torch
+
+from headrecon.render import RayTracer, SDFCache, reference_trace, surface_points
+from headrecon.render.analytic import Box, Sphere, Torus, Union
+from conftest import HAS_CUDA, requires_cuda
+
+class _Cached:
+    """Memoise exact intersections of a shape for the same rays (the dense torus oracle is costly)."""
+
+    def __init__(self, shape):
+        self.shape, self.memo = shape, {}
+
+    def __call__(self, x):
+        return self.shape(x)
+
+    def intersect(self, o, d):
+        key = (o.data_ptr(), d.data_ptr(), o.shape[0], float(o.sum()), float(d.sum()))
+        if key not in self.memo:
+            self.memo[key] = self.shape.intersect(o, d)
+        return self.memo[key]
+
+
+SHAPES = {
+    "sphere": Sphere(0.6, (0.05, -0.02, 0.03)),
+    "torus": _Cached(Torus(0.5, 0.2)),
+    "box": Box((0.4, 0.3, 0.5)),
+    "union": Union(Sphere(0.4, (0.3, 0.0, 0.0)), Sphere(0.35, (-0.3, 0.1, 0.0))),
+}
+STRATEGIES = ["sphere", "search"]
+
+
+def camera_rays(n, seed=0, dist=2.5, fov=0.5):
+    """Rays of pinhole cameras on a sphere of radius ``dist`` looking at the origin."""
+    g = torch.Generator().manual_seed(seed)
+    k = 4
+    theta = torch.rand(k, generator=g) * 2 * math.pi
+    phi = (torch.rand(k, generator=g) - 0.5) * 1.2
+    c = torch.stack([torch.cos(phi) * torch.sin(theta), torch.sin(phi), torch.cos(phi) * torch.cos(theta)], -1) * dist
+    fwd = -c / c.norm(dim=-1, keepdim=True)
+    right = torch.nn.functional.normalize(torch.cross(fwd, torch.tensor([[0.0, 1, 0]]).expand(k, 3), dim=-1), dim=-1)
+    up = torch.cross(right, fwd, dim=-1)
+    cam = torch.randint(0, k, (n,), generator=g)
+    uv = (torch.rand(n, 2, generator=g) * 2 - 1) * fov
+    d = fwd[cam] + uv[:, :1] * right[cam] + uv[:, 1:] * up[cam]
+    return c[cam].contiguous(), torch.nn.functional.normalize(d, dim=-1).contiguous()
+
+
+def grazing_sphere_rays(sphere, n, offset):
+    """Rays passing at distance radius + offset from the centre of ``sphere`` (offset < 0: they just hit)."""
+    g = torch.Generator().manual_seed(7)
+    d = torch.nn.functional.normalize(torch.randn(n, 3, generator=g), dim=-1)
+    perp = torch.nn.functional.normalize(torch.cross(d, torch.randn(n, 3, generator=g), dim=-1), dim=-1)
+    c = sphere.center.float()
+    o = c + perp * (sphere.radius + offset) - 2.0 * d
+    return o.contiguous(), d.contiguous()
+
+
+def min_chord_ok(shape, o, d, h_exact, min_chord):
+    """Rays whose classification the N_c-sample search can resolve: the ray's chord through the solid is longer
+    than ``min_chord`` (the exact first-hit point moved by min_chord along the ray is still inside)."""
+    t_ex = shape.intersect(o, d)[1]
+    p_in = o.double() + (t_ex + min_chord)[:, None] * d.double()
+    return ~h_exact | (shape(p_in) < 0)
+
+
+def check_hits(res, shape, o, d, tol=1e-4, subset=None):
+    h_ex, t_ex = shape.intersect(o, d)
+    keep = torch.ones_like(h_ex) if subset is None else subset
+    assert torch.equal(res.hit[keep], h_ex[keep]), f"{int((res.hit != h_ex)[keep].sum())} rays classified wrongly"
+    both = res.hit & h_ex & keep
+    err = (res.t[both].double() - t_ex[both]).abs().max().item() if both.any() else 0.0
+    assert err <= tol, f"max |t - t*| = {err:.3g}"
+    return h_ex
+
+
+@pytest.mark.parametrize("name", list(SHAPES))
+@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("backend", ["cpp", "torch"])
+def test_analytic_hits_exact(name, strategy, backend):
+    shape = SHAPES[name]
+    o, d = camera_rays(3000, seed=1)
+    res = RayTracer(strategy=strategy, backend=backend)(shape, o, d)
+    subset = None
+    if strategy == "search":  # features thinner than ~2 coarse steps can fall between samples
+        subset = min_chord_ok(shape, o, d, shape.intersect(o, d)[0], 2 * 2.0 / 74)
+        assert subset.float().mean() > 0.97
+    h = check_hits(res, shape, o, d, subset=subset)
+    assert 0.1 < h.float().mean() < 0.9  # the scene has both hits and misses
+    assert torch.allclose(res.points, o + res.t[:, None] * d)
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("offset", [-2e-3, 2e-3, -0.02, 0.02])
+def test_grazing_rays(strategy, offset):
+    s = SHAPES["sphere"]
+    o, d = grazing_sphere_rays(s, 500, offset)
+    res = RayTracer(strategy=strategy)(s, o, d)
+    h = check_hits(res, s, o, d)
+    assert bool(h.all()) == (offset < 0) and bool((~h).all()) == (offset > 0)
+    if offset > 0:  # the minimum SDF along a grazing miss is the offset itself
+        torch.testing.assert_close(res.min_sdf, torch.full_like(res.min_sdf, offset), atol=3e-3, rtol=0)
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_rays_starting_inside_bounding_sphere_and_inside_object(strategy):
+    s = Sphere(0.4)
+    o = torch.tensor([[0.0, 0, 0.9], [0, 0, 0.9], [0.1, 0, 0], [0.95, 0.0, 0.0]])
+    d = torch.tensor([[0.0, 0, -1], [0, 0, 1], [0, 1, 0], [0.0, 0.0, 1.0]])
+    res = RayTracer(strategy=strategy)(s, o, d)
+    assert res.near[:3].tolist() == [0.0, 0.0, 0.0]
+    assert res.hit.tolist() == [True, False, True, False]
+    assert res.t[0].item() == pytest.approx(0.5, abs=1e-4)
+    assert res.t[2].item() == 0.0  # starts inside the object: hit at the origin
+
+
+def test_rays_missing_bounding_sphere():
+    s = Sphere(0.5)
+    o = torch.tensor([[0.0, 3.0, -3.0], [0.0, 0.0, 3.0]])
+    d = torch.tensor([[0.0, 0.0, 1.0], [0.0, 0.0, 1.0]])
+    res = RayTracer()(s, o, d)
+    assert res.ray_mask.tolist() == [False, False] and res.hit.tolist() == [False, False]
+    assert res.t.tolist() == [3.0, 0.0]  # closest approach to the centre
+    torch.testing.assert_close(res.min_sdf, s(res.points).float())
+
+
+def test_empty_batch():
+    res = RayTracer(cache=SDFCache())(Sphere(), torch.zeros(0, 3), torch.zeros(0, 3))
+    assert res.t.shape == (0,) and res.points.shape == (0, 3) and res.num_sdf_evals == 0
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_cache_same_hits_fewer_evals(strategy):
+    shape = SHAPES["union"]
+    plain = RayTracer(strategy=strategy)
+    cached = RayTracer(strategy=strategy, cache=SDFCache(resolution=64, eps=0.1, p_force=0.2, seed=0))
+    ev_plain = ev_cached = 0
+    for it in range(6):  # the cache is dynamic: it fills over iterations, as during training
+        o, d = camera_rays(2000, seed=10 + it)
+        a, b = plain(shape, o, d), cached(shape, o, d)
+        assert torch.equal(a.hit, b.hit)
+        assert (a.t - b.t)[a.hit].abs().max().item() <= 1e-4
+        miss = ~a.hit & a.ray_mask
+        torch.testing.assert_close(b.min_sdf[miss], shape(b.points[miss]).float())  # real values, not cached
+        if it >= 3:
+            ev_plain += a.num_sdf_evals
+            ev_cached += b.num_sdf_evals
+    assert ev_cached < 0.7 * ev_plain, (ev_cached, ev_plain)
+    assert cached.cache.hit_rate > 0.2
+
+
+def test_same_seed_same_result():
+    shape = SHAPES["torus"]
+    outs = []
+    for seed in (0, 0, 1):
+        tr = RayTracer(strategy="search", cache=SDFCache(seed=seed))
+        res = [tr(shape, *camera_rays(1000, seed=s)) for s in range(3)]
+        outs.append((torch.stack([r.t for r in res]), [r.num_sdf_evals for r in res]))
+    assert torch.equal(outs[0][0], outs[1][0]) and outs[0][1] == outs[1][1]
+    assert outs[0][1] != outs[2][1]  # another seed forces other points
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("use_cache", [False, True])
+def test_cpp_and_torch_backends_agree(strategy, use_cache):
+    shape = SHAPES["box"]
+    res = {}
+    for backend in ("cpp", "torch"):
+        tr = RayTracer(strategy=strategy, backend=backend, cache=SDFCache() if use_cache else None)
+        for it in range(2):
+            res[backend] = tr(shape, *camera_rays(1500, seed=it))
+    a, b = res["cpp"], res["torch"]
+    assert torch.equal(a.hit, b.hit)
+    torch.testing.assert_close(a.t, b.t, atol=1e-6, rtol=0)
+    assert a.num_sdf_evals == b.num_sdf_evals
+
+
+def test_matches_dense_reference_tracer():
+    shape = SHAPES["union"]
+    o, d = camera_rays(2000, seed=3)
+    a = RayTracer(strategy="search")(shape, o, d)
+    ref = reference_trace(shape, o, d)
+    assert torch.equal(a.hit, ref["hit"])
+    torch.testing.assert_close(a.t, ref["t"], atol=1e-6, rtol=0)
+    miss = ~a.hit & a.ray_mask
+    torch.testing.assert_close(a.min_sdf[miss], ref["min_sdf"][miss], atol=1e-6, rtol=0)
+
+
+def test_sphere_strategy_without_steps_equals_search():
+    shape = SHAPES["torus"]
+    o, d = camera_rays(1000, seed=4)
+    a = RayTracer(strategy="sphere", max_steps=0)(shape, o, d)
+    b = RayTracer(strategy="search")(shape, o, d)
+    assert torch.equal(a.hit, b.hit) and torch.allclose(a.t[a.hit], b.t[b.hit], atol=1e-6)
+
+
+def test_float64_rays():
+    s = SHAPES["sphere"]
+    o, d = camera_rays(500, seed=5)
+    res = RayTracer(strategy="search")(s, o.double(), d.double())
+    assert res.t.dtype == torch.float64
+    check_hits(res, s, o, d, tol=1e-8)
+
+
+def test_bad_input_raises():
+    s = Sphere()
+    o, d = camera_rays(10)
+    tr = RayTracer()
+    with pytest.raises(ValueError, match="non-finite"):
+        tr(lambda x: s(x) * float("nan"), o, d)
+    with pytest.raises(ValueError, match="sdf_fn must map"):
+        tr(lambda x: s(x)[:, None].expand(-1, 2), o, d)
+    with pytest.raises(TypeError, match="torch.Tensor"):
+        tr(lambda x: s(x).tolist(), o, d)
+    with pytest.raises(TypeError, match="float32 or float64"):
+        tr(s, o.half(), d.half())
+    with pytest.raises(ValueError, match="shape"):
+        tr(s, o[:, :2], d[:, :2])
+    with pytest.raises(ValueError, match="NaN"):
+        tr(s, o * float("nan"), d)
+    with pytest.raises(ValueError, match="zero"):
+        tr(s, o, d * 0)
+    with pytest.raises(ValueError, match="strategy"):
+        RayTracer(strategy="fast")
+    with pytest.raises(ValueError, match="voxel diagonal"):
+        RayTracer(cache=SDFCache(resolution=16, eps=0.1))
+    # non-contiguous input is accepted by the tracer (copied), unlike the raw ops
+    res = tr(s, torch.cat([o, o], 1)[:, :3], d)
+    assert res.t.shape == (10,)
+
+
+def test_surface_points_gradcheck_float64():
+    o = torch.tensor([[0.1, 0.05, 2.0], [-0.2, 0.1, 2.0], [0.0, 0.3, -2.0]], dtype=torch.float64)
+    d = torch.nn.functional.normalize(-o + torch.tensor([0.02, -0.01, 0.0], dtype=torch.float64), dim=-1)
+
+    def fn(radius, center):
+        s = lambda x: (x - center).norm(dim=-1) - radius
+        with torch.no_grad():
+            sph = Sphere(float(radius), center.detach())
+            hit, t = sph.intersect(o, d)
+        return surface_points(s, o, d, t.to(torch.float64))
+
+    radius = torch.tensor(0.6, dtype=torch.float64, requires_grad=True)
+    center = torch.tensor([0.01, 0.02, -0.03], dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(fn, (radius, center), eps=1e-6, atol=1e-5)
+    # and the gradient is the true sensitivity of the exact intersection: d x*/d radius
+    x = fn(radius, center)
+    (g,) = torch.autograd.grad(x[0, 2], radius)
+    h = 1e-6
+    with torch.no_grad():
+        sp = Sphere(0.6 + h, center.detach()).intersect(o, d)[1][0]
+        sm = Sphere(0.6 - h, center.detach()).intersect(o, d)[1][0]
+    fd = ((sp - sm) / (2 * h) * d[0, 2]).item()
+    assert g.item() == pytest.approx(fd, rel=1e-5)
+
+
+def test_surface_points_gradient_reaches_network_parameters():
+    net = torch.nn.Sequential(torch.nn.Linear(3, 16), torch.nn.Softplus(beta=10), torch.nn.Linear(16, 1))
+    fn = lambda x: x.norm(dim=-1) - 0.6 + 0.05 * torch.tanh(net(x).squeeze(-1))  # a closed, bumpy surface
+    o, d = camera_rays(200, seed=6, dist=2.0)
+    res = RayTracer(strategy="search")(fn, o, d)
+    assert res.hit.any()
+    x = surface_points(fn, o[res.hit], d[res.hit], res.t[res.hit])
+    torch.testing.assert_close(x, res.points[res.hit], atol=1e-4, rtol=0)
+    x.sum().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in net.parameters())
+
+
+@requires_cuda
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_cuda_matches_cpu(strategy):
+    shape = SHAPES["union"]
+    o, d = camera_rays(3000, seed=8)
+    a = RayTracer(strategy=strategy, cache=SDFCache())
+    b = RayTracer(strategy=strategy, cache=SDFCache())
+    for it in range(3):
+        o, d = camera_rays(3000, seed=8 + it)
+        ra, rb = a(shape, o, d), b(shape, o.cuda(), d.cuda())
+        assert torch.equal(ra.hit, rb.hit.cpu())
+        torch.testing.assert_close(ra.t, rb.t.cpu(), atol=1e-5, rtol=0)
+    assert a.cache.hits == b.cache.hits  # same forced re-evaluations for the same seed
+
+
+@requires_cuda
+def test_cuda_amp_network():
+    net = torch.nn.Sequential(torch.nn.Linear(3, 64), torch.nn.Softplus(beta=10), torch.nn.Linear(64, 1)).cuda()
+    o, d = camera_rays(1000, seed=9)
+    res = RayTracer(amp=True)(lambda x: net(x).squeeze(-1), o.cuda(), d.cuda())
+    assert res.t.dtype == torch.float32
