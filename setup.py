@@ -44,11 +44,11 @@ def extensions():
     os.environ.setdefault("MAX_JOBS", str(max(1, min(os.cpu_count() or 1, 4))))
     cpp = sorted(glob.glob(os.path.join("csrc", "**", "*.cpp"), recursive=True))
     cu = sorted(glob.glob(os.path.join("csrc", "**", "*.cu"), recursive=True))
-    cxx = ["-O3", "-std=c++17"]
+    cxx = ["-O3"]  # the C++ standard is set by torch.utils.cpp_extension (C++20 for torch 2.13)
     define_macros = []
     if want_cuda():
         define_macros.append(("HEADRECON_WITH_CUDA", None))
-        nvcc = ["-O3", "-std=c++17", "--expt-relaxed-constexpr", "-DHEADRECON_WITH_CUDA"]
+        nvcc = ["-O3", "--expt-relaxed-constexpr", "-DHEADRECON_WITH_CUDA"]
         return [
             CUDAExtension(
                 "headrecon._C",
