@@ -92,6 +92,8 @@ setup(
     cmdclass={"build_ext": BuildExtension.with_options(use_ninja=shutil.which("ninja") is not None)},
     entry_points={
         "console_scripts": [
+            "headrecon-reconstruct=headrecon.recon.cli:main",
+            "headrecon-train-prior=headrecon.prior.cli:main",
             "headrecon-make-scene=headrecon.data.make_scene:main",
             "headrecon-eval=headrecon.eval.cli:main",
         ]
