@@ -102,13 +102,15 @@ std::tuple<Tensor, Tensor, Tensor> ray_sphere_intersect(const Tensor& origins, c
   return {near, far, mask};
 }
 
-void sphere_trace_step(Tensor t, Tensor dt, Tensor cap, Tensor status, const Tensor& walkers, const Tensor& sdf,
-                       double threshold, double step_scale) {
+void sphere_trace_step(Tensor t, Tensor dt, Tensor cap, Tensor status, Tensor wmin, Tensor wmin_t,
+                       const Tensor& walkers, const Tensor& sdf, double threshold, double step_scale) {
   check_float(t, "t", t);
   TORCH_CHECK_VALUE(t.dim() == 1 && t.size(0) % 2 == 0, "t must be [2R], got ", t.sizes());
   const int64_t n2 = t.size(0), m = walkers.numel();
   check_1d(dt, "dt", t, n2);
   check_1d(cap, "cap", t, n2);
+  check_1d(wmin, "wmin", t, n2);
+  check_1d(wmin_t, "wmin_t", t, n2);
   check_tensor(status, "status", t);
   TORCH_CHECK_TYPE(status.scalar_type() == at::kInt, "status must be int32, got ", status.scalar_type());
   TORCH_CHECK_VALUE(status.dim() == 1 && status.size(0) == n2, "status must be [", n2, "], got ", status.sizes());
@@ -122,9 +124,11 @@ void sphere_trace_step(Tensor t, Tensor dt, Tensor cap, Tensor status, const Ten
     scalar_t* dtp = dt.data_ptr<scalar_t>();
     scalar_t* cp = cap.data_ptr<scalar_t>();
     int32_t* st = status.data_ptr<int32_t>();
+    scalar_t* mn = wmin.data_ptr<scalar_t>();
+    scalar_t* mt = wmin_t.data_ptr<scalar_t>();
     const scalar_t th = scalar_t(threshold), sc = scalar_t(step_scale);
-    HR_DEVICE_SWITCH(t, sphere_trace_step_cpu<scalar_t>(w, s, m, n2 / 2, th, sc, tp, dtp, cp, st),
-                     sphere_trace_step_cuda<scalar_t>(w, s, m, n2 / 2, th, sc, tp, dtp, cp, st, stream));
+    HR_DEVICE_SWITCH(t, sphere_trace_step_cpu<scalar_t>(w, s, m, n2 / 2, th, sc, tp, dtp, cp, st, mn, mt),
+                     sphere_trace_step_cuda<scalar_t>(w, s, m, n2 / 2, th, sc, tp, dtp, cp, st, mn, mt, stream));
   });
 }
 
@@ -292,7 +296,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("torch_version", [] { return std::string(TORCH_VERSION); }, "torch version the extension was built with");
   m.def("ray_sphere_intersect", &ray_sphere_intersect, py::arg("origins"), py::arg("dirs"), py::arg("radius"));
   m.def("sphere_trace_step", &sphere_trace_step, py::arg("t"), py::arg("dt"), py::arg("cap"), py::arg("status"),
-        py::arg("walkers"), py::arg("sdf"), py::arg("threshold"), py::arg("step_scale"));
+        py::arg("wmin"), py::arg("wmin_t"), py::arg("walkers"), py::arg("sdf"), py::arg("threshold"), py::arg("step_scale"));
   m.def("ray_points", &ray_points, py::arg("origins"), py::arg("dirs"), py::arg("ray_idx"), py::arg("t"));
   m.def("search_samples", &search_samples, py::arg("origins"), py::arg("dirs"), py::arg("ray_idx"), py::arg("lo"),
         py::arg("hi"), py::arg("n"), py::arg("interior"));

@@ -61,12 +61,15 @@ def random_trace_state(n_rays, m_frac, dtype, device, seed):
                       torch.rand(2 * n_rays, generator=g, dtype=torch.float64)).to(dtype)
     status = torch.randint(0, 5, (2 * n_rays,), generator=g, dtype=torch.int32)
     status[torch.rand(2 * n_rays, generator=g) < 0.6] = R.ACTIVE
+    wmin = torch.where(torch.rand(2 * n_rays, generator=g) < 0.5, float("inf"),
+                       torch.rand(2 * n_rays, generator=g, dtype=torch.float64) * 0.3).to(dtype)
+    wmin_t = torch.rand(2 * n_rays, generator=g, dtype=torch.float64).to(dtype)
     active = (status == R.ACTIVE).nonzero().squeeze(1)
     keep = torch.rand(active.numel(), generator=g) < m_frac
     walkers = active[keep].contiguous()
     sdf = (torch.randn(walkers.numel(), generator=g, dtype=torch.float64) * 0.3).to(dtype)
     sdf[torch.rand(walkers.numel(), generator=g) < 0.1] = 1e-7  # some converge
-    return [x.to(device) for x in (t, dt, cap, status, walkers, sdf)]
+    return [x.to(device) for x in (t, dt, cap, status, wmin, wmin_t, walkers, sdf)]
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -77,8 +80,8 @@ def test_sphere_trace_step(backend, n, dtype):
     ref = [x.clone().cpu() for x in state]
     ops.sphere_trace_step(*state, threshold=1e-5, step_scale=0.9, backend="cpp")
     R.sphere_trace_step(*ref, threshold=1e-5, step_scale=0.9)
-    for a, b in zip(state[:3], ref[:3]):
-        close(a, b, dtype)
+    for i in (0, 1, 2, 4, 5):
+        close(state[i], ref[i], dtype)
     assert torch.equal(state[3].cpu(), ref[3])
 
 
@@ -90,8 +93,12 @@ def test_sphere_trace_step_semantics():
     status = torch.ones(6, dtype=torch.int32)
     walkers = torch.arange(6)
     sdf = torch.tensor([1e-7, 0.5, -0.2, 0.5, 0.2, 0.2])
-    ops.sphere_trace_step(t, dt, cap, status, walkers, sdf, threshold=1e-5)
+    wmin, wmin_t = torch.full((6,), float("inf")), torch.zeros(6)
+    wmin[5] = 0.1
+    ops.sphere_trace_step(t, dt, cap, status, wmin, wmin_t, walkers, sdf, threshold=1e-5)
     assert status.tolist() == [R.CONVERGED, R.IDLE, R.ACTIVE, R.ACTIVE, R.MET, R.MET]
+    torch.testing.assert_close(wmin, torch.tensor([1e-7, 0.5, -0.2, 0.5, 0.2, 0.1]))  # keeps the smaller one
+    torch.testing.assert_close(wmin_t, torch.tensor([0.0, 2.0, 0.5, 2.0, 1.0, 0.0]))  # t where it was sampled
     assert t[2].item() == pytest.approx(0.3) and cap[2].item() == pytest.approx(0.2)  # stepped back half of 0.4
     assert t[3].item() == pytest.approx(1.5)  # back walker marches backward
 
@@ -272,7 +279,7 @@ def test_extension_rejects_bad_input_directly():
         C.ray_points(o, o, torch.tensor([9]), torch.zeros(1, 1))
     with pytest.raises(ValueError):
         C.sphere_trace_step(torch.zeros(3), torch.zeros(3), torch.zeros(3), torch.zeros(3, dtype=torch.int32),
-                            torch.tensor([0]), torch.zeros(1), 1e-5, 1.0)
+                            torch.zeros(3), torch.zeros(3), torch.tensor([0]), torch.zeros(1), 1e-5, 1.0)
 
 
 def test_cuda_tensor_on_cpu_build_names_the_fix(monkeypatch):

@@ -6,6 +6,9 @@
 //   dt [2R]      length of the walker's last step (0 before its first step)
 //   cap [2R]     upper bound on the next step; set after an overshoot (bisection-like step-back), else +inf
 //   status [2R]  int32 TraceStatus (common/hd.h)
+//   wmin [2R], wmin_t [2R]  smallest SDF sampled by the walker so far and where (+inf / 0 initially): the
+//                minimum-SDF point of rays that miss, at no extra network evaluation (sphere tracing slows
+//                down where the ray passes close to the surface, so it samples the closest approach densely)
 // Inputs of one step:
 //   walkers [M] int64 (indices into the 2R state, all kActive), sdf [M] the SDF at the walkers' current points,
 //   threshold (convergence on |sdf|), step_scale (fraction of the SDF stepped, 1 = classic sphere tracing).
@@ -19,8 +22,13 @@
 namespace headrecon {
 
 template <typename T>
-HR_HD void sphere_trace_walker(int64_t w, T s, T threshold, T step_scale, T* t, T* dt, T* cap, int32_t* status) {
+HR_HD void sphere_trace_walker(int64_t w, T s, T threshold, T step_scale, T* t, T* dt, T* cap, int32_t* status,
+                                T* wmin, T* wmin_t) {
   const T dir = (w & 1) ? T(-1) : T(1);
+  if (s < wmin[w]) {
+    wmin[w] = s;
+    wmin_t[w] = t[w];
+  }
   if (hr_isnan(s)) {  // never produced by the Python layer (it raises first); stop the walker defensively
     status[w] = kMet;
     return;
@@ -59,9 +67,9 @@ HR_HD void sphere_trace_ray(int64_t r, const T* t, int32_t* status) {
 
 template <typename T>
 void sphere_trace_step_cpu(const int64_t* walkers, const T* sdf, int64_t m, int64_t n_rays, T threshold,
-                           T step_scale, T* t, T* dt, T* cap, int32_t* status);
+                           T step_scale, T* t, T* dt, T* cap, int32_t* status, T* wmin, T* wmin_t);
 template <typename T>
 void sphere_trace_step_cuda(const int64_t* walkers, const T* sdf, int64_t m, int64_t n_rays, T threshold,
-                            T step_scale, T* t, T* dt, T* cap, int32_t* status, void* stream);
+                            T step_scale, T* t, T* dt, T* cap, int32_t* status, T* wmin, T* wmin_t, void* stream);
 
 }  // namespace headrecon

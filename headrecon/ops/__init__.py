@@ -81,13 +81,14 @@ def ray_sphere_intersect(origins, dirs, radius: float = 1.0, *, backend: str = "
     return reference.ray_sphere_intersect(origins, dirs, radius)
 
 
-def sphere_trace_step(t, dt, cap, status, walkers, sdf, threshold: float = 5e-5, step_scale: float = 1.0, *,
-                      backend: str = "auto") -> None:
+def sphere_trace_step(t, dt, cap, status, wmin, wmin_t, walkers, sdf, threshold: float = 1e-5,
+                      step_scale: float = 1.0, *, backend: str = "auto") -> None:
     """Advance the sphere-tracing walkers ``walkers`` by one step, in place (see csrc/sphere_trace/sphere_trace.h).
 
     Args:
         t, dt, cap: [2R] walker state (walker 2r starts at near and marches forward, 2r+1 starts at far and
-            marches backward); status: [2R] int32 (0 idle, 1 active, 2 converged, 3 met, 4 inside).
+            marches backward); status: [2R] int32 (0 idle, 1 active, 2 converged, 3 met, 4 inside);
+            wmin, wmin_t: [2R] smallest SDF each walker sampled and where (start at +inf and 0).
         walkers: [M] int64 indices of the active walkers that were evaluated; sdf: [M] their SDF values.
         threshold: convergence on |sdf|; step_scale: fraction of the SDF taken as step.
     """
@@ -98,14 +99,16 @@ def sphere_trace_step(t, dt, cap, status, walkers, sdf, threshold: float = 5e-5,
     _checks.floating(dt, "dt", t, shape=(n2,))
     _checks.floating(cap, "cap", t, shape=(n2,))
     _checks.int32(status, "status", t, n2)
+    _checks.floating(wmin, "wmin", t, shape=(n2,))
+    _checks.floating(wmin_t, "wmin_t", t, shape=(n2,))
     _checks.index(walkers, "walkers", t, n2)
     _checks.floating(sdf, "sdf", t, shape=(walkers.shape[0],))
     if not (threshold > 0 and step_scale > 0):
         raise ValueError("threshold and step_scale must be positive")
     if resolve_backend(backend, t) == "cpp":
-        _c().sphere_trace_step(t, dt, cap, status, walkers, sdf, float(threshold), float(step_scale))
+        _c().sphere_trace_step(t, dt, cap, status, wmin, wmin_t, walkers, sdf, float(threshold), float(step_scale))
     else:
-        reference.sphere_trace_step(t, dt, cap, status, walkers, sdf, threshold, step_scale)
+        reference.sphere_trace_step(t, dt, cap, status, wmin, wmin_t, walkers, sdf, threshold, step_scale)
 
 
 def ray_points(origins, dirs, ray_idx, t, *, backend: str = "auto"):

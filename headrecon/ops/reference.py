@@ -30,11 +30,14 @@ def ray_sphere_intersect(origins, dirs, radius):
     return near, far, mask
 
 
-def sphere_trace_step(t, dt, cap, status, walkers, sdf, threshold, step_scale):
+def sphere_trace_step(t, dt, cap, status, wmin, wmin_t, walkers, sdf, threshold, step_scale):
     """In place, like the kernel: walker pass, then per-ray pass."""
     if walkers.numel():
         w = walkers
         tw, dtw, capw = t[w], dt[w], cap[w]
+        lower = sdf < wmin[w]
+        wmin_t[w] = torch.where(lower, tw, wmin_t[w])
+        wmin[w] = torch.where(lower, sdf, wmin[w])
         direction = torch.where((w % 2) == 1, -1.0, 1.0).to(t.dtype)
         st = status[w].clone()
         nan = torch.isnan(sdf)
