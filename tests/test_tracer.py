@@ -201,6 +201,20 @@ def test_sphere_strategy_without_steps_equals_search():
     assert torch.equal(a.hit, b.hit) and torch.allclose(a.t[a.hit], b.t[b.hit], atol=1e-6)
 
 
+def test_auto_strategy_measures_and_keeps_the_faster():
+    s = SHAPES["union"]
+    tr = RayTracer()
+    o, d = camera_rays(1000, seed=11)
+    first = tr(s, o, d)
+    choice = tr.auto_choice["cpu"]
+    assert set(choice["seconds"]) == {"sphere", "search"}
+    assert choice["strategy"] == min(choice["seconds"], key=choice["seconds"].get)
+    assert first.stats["strategy"] == choice["strategy"]
+    second = tr(s, o, d)  # no second measurement
+    assert second.stats["strategy"] == choice["strategy"] and tr.auto_choice["cpu"] is choice
+    check_hits(second, s, o, d)
+
+
 def test_float64_rays():
     s = SHAPES["sphere"]
     o, d = camera_rays(500, seed=5)

@@ -3,7 +3,6 @@ voxel cache, differentiable surface points, analytic test shapes and the dense r
 from .cache import SDFCache
 from .reference import reference_trace
 from .surface import sdf_gradient, surface_points
-from .tracer import AUTO_STRATEGY, RayTracer, TraceResult
+from .tracer import RayTracer, TraceResult
 
-__all__ = ["RayTracer", "TraceResult", "SDFCache", "surface_points", "sdf_gradient", "reference_trace",
-           "AUTO_STRATEGY"]
+__all__ = ["RayTracer", "TraceResult", "SDFCache", "surface_points", "sdf_gradient", "reference_trace"]

@@ -7,7 +7,8 @@ Two strategies, both returning the first surface crossing of each ray inside the
   inside the bracket the walkers left; rays whose walkers met are misses.
 * ``"search"`` (SIRA++): on every ray, N_c uniform samples from near to far, the first sign change, N_f
   samples in that bracket, then secant (regula falsi, Illinois) refinement.
-* ``"auto"``: the faster of the two on the device, as measured by ``benches/bench_tracer.py`` (see README).
+* ``"auto"``: picked per device by measurement: the first batch a tracer sees on a device is traced with both
+  strategies (same hits), both are timed, and the faster one is kept for that device (``tracer.auto_choice``).
 
 An optional :class:`SDFCache` answers lookups far from the surface without the network. Everything runs
 without autograd; :func:`headrecon.render.surface_points` then makes the hits differentiable.
@@ -28,9 +29,6 @@ from .cache import SDFCache
 
 SdfFn = Callable[[torch.Tensor], torch.Tensor]
 
-# Strategy chosen by strategy="auto", per device type. CPU: measured with benches/bench_tracer.py (README,
-# "Engine benchmarks"). CUDA: not yet measured in this project; SIRA++ reports the cached search faster on GPU.
-AUTO_STRATEGY = {"cpu": "sphere", "cuda": "search"}
 
 
 @dataclasses.dataclass
@@ -65,7 +63,7 @@ class RayTracer:
         n_coarse, n_fine, n_secant: samples of the coarse/fine sign-flip search and secant steps (75, 25, 8).
         cache: an :class:`SDFCache`, or None to always call the network.
         backend: "auto", "cpp" or "torch" (the pure-PyTorch reference kernels), see :mod:`headrecon.ops`.
-        strategy: "sphere", "search" or "auto" (see module docstring).
+        strategy: "sphere", "search" or "auto" (measured per device on the first batch, see module docstring).
         sdf_threshold, max_steps, step_scale: sphere tracing convergence on |sdf| (1e-5; IDR uses 5e-5, which
             leaves t errors near 1e-4 at oblique incidence), step limit (30: IDR uses 10, which sends ~40% of the rays
             of a geometric-init network to the far costlier search, see README), step fraction.
@@ -107,6 +105,7 @@ class RayTracer:
         self.compute_min_sdf = bool(compute_min_sdf)
         self.min_sdf_mode = min_sdf_mode
         self.profile = bool(profile)
+        self.auto_choice: dict[str, dict] = {}  # device -> {"strategy", "seconds": {strategy: s}}
 
     # ------------------------------------------------------------------ network evaluation
     def _call(self, sdf_fn: SdfFn, pts: torch.Tensor, st: dict) -> torch.Tensor:
@@ -218,12 +217,36 @@ class RayTracer:
                 torch.where(back, wmin_t[:, 1], wmin_t[:, 0]))
 
     # ------------------------------------------------------------------ main entry
-    def resolved_strategy(self, device: torch.device) -> str:
-        return AUTO_STRATEGY.get(device.type, "search") if self.strategy == "auto" else self.strategy
+    def resolved_strategy(self, device: torch.device) -> str | None:
+        """The strategy used on ``device`` (None while "auto" has not measured that device yet)."""
+        if self.strategy != "auto":
+            return self.strategy
+        choice = self.auto_choice.get(str(device))
+        return choice["strategy"] if choice else None
 
     @torch.no_grad()
     def __call__(self, sdf_fn: SdfFn, origins: torch.Tensor, dirs: torch.Tensor) -> TraceResult:
         """Trace rays ``origins [R,3] + t dirs [R,3]`` (dirs need not be unit; t is in units of |dir|)."""
+        if isinstance(origins, torch.Tensor) and self.resolved_strategy(origins.device) is None:
+            return self._measure_auto(sdf_fn, origins, dirs)
+        return self._trace(sdf_fn, origins, dirs, self.resolved_strategy(origins.device))
+
+    def _measure_auto(self, sdf_fn, origins, dirs):
+        results, seconds = {}, {}
+        for strategy in ("sphere", "search"):
+            if origins.device.type == "cuda":
+                torch.cuda.synchronize(origins.device)
+            t0 = time.perf_counter()
+            results[strategy] = self._trace(sdf_fn, origins, dirs, strategy)
+            if origins.device.type == "cuda":
+                torch.cuda.synchronize(origins.device)
+            seconds[strategy] = time.perf_counter() - t0
+        best = min(seconds, key=seconds.get)
+        if origins.shape[0] >= 256:  # too small a batch says nothing about the speed: measure again next time
+            self.auto_choice[str(origins.device)] = {"strategy": best, "seconds": seconds}
+        return results[best]
+
+    def _trace(self, sdf_fn: SdfFn, origins: torch.Tensor, dirs: torch.Tensor, strategy: str) -> TraceResult:
         if isinstance(origins, torch.Tensor) and isinstance(dirs, torch.Tensor):
             origins, dirs = origins.contiguous(), dirs.contiguous()
         _checks.floating(origins, "origins", shape=(-1, 3))
@@ -237,7 +260,6 @@ class RayTracer:
         t_start = time.perf_counter()
         o, d, b = origins, dirs, self.backend
         r = o.shape[0]
-        strategy = self.resolved_strategy(o.device)
         st["strategy"] = strategy
         near, far, mask = ops.ray_sphere_intersect(o, d, self.radius, backend=b)
         hit = torch.zeros(r, dtype=torch.bool, device=o.device)
