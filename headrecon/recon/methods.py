@@ -1,0 +1,130 @@
+"""Reconstruction methods: what the trainer fits and how (the ``--method`` registry).
+
+A method object supplies what differs between IDR, H3D-Net and SIRA++; the trainer
+(:class:`headrecon.recon.trainer.Trainer`) supplies everything else (ray sampling, tracing, losses, schedules,
+checkpoints). A method provides:
+
+* :meth:`ReconMethod.build` -> an ``nn.Module`` with two attributes: ``geometry`` (``forward(x) -> (sdf,
+  feature)``, ``sdf(x)``, ``forward_with_gradient(x, create_graph=...)``, like
+  :class:`headrecon.models.GeometryNetwork`; a prior-based method wraps its latent-conditioned network to match)
+  and ``rendering`` (``forward(points, normals, view_dirs, features) -> rgb``);
+* :meth:`ReconMethod.phases` -> the training phases as :class:`Phase` (name, end as a fraction of the run); IDR
+  has one, H3D-Net / SIRA++ have two (fit the prior's latent, then fine-tune the network);
+* :meth:`ReconMethod.param_groups` -> Adam parameter groups for a phase (the optimizer is rebuilt at each phase
+  change; each group's ``lr`` is its base rate, the trainer applies the step decay);
+* :meth:`ReconMethod.on_phase_start` -> a hook called when a phase starts (and again, with ``resumed=True``,
+  before a checkpoint of that phase is loaded), e.g. to freeze modules or reset a latent code;
+* :meth:`ReconMethod.lr_factor` -> the decay factor at a schedule epoch (default: ``lr_gamma`` per passed
+  ``lr_milestones``).
+
+Register a new method with ``@register_method("name")``; ``get_method(name, cfg)`` instantiates it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Type
+
+import torch
+from torch import nn
+
+from .config import ReconConfig
+
+__all__ = ["Phase", "ReconMethod", "IDRMethod", "METHODS", "register_method", "get_method"]
+
+
+@dataclass(frozen=True)
+class Phase:
+    """A training phase that runs until ``end`` (fraction of the run in (0, 1]; the last phase ends at 1)."""
+
+    name: str
+    end: float = 1.0
+
+
+class ReconModel(nn.Module):
+    """Container of the fitted networks: ``geometry`` (SDF + feature) and ``rendering`` (colour)."""
+
+    def __init__(self, geometry: nn.Module, rendering: nn.Module):
+        super().__init__()
+        self.geometry = geometry
+        self.rendering = rendering
+
+
+class ReconMethod:
+    """Base class of reconstruction methods (see the module docstring for the interface)."""
+
+    name = "base"
+
+    def __init__(self, cfg: ReconConfig):
+        self.cfg = cfg
+
+    def build(self, scene, device: torch.device) -> nn.Module:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def phases(self) -> List[Phase]:
+        return [Phase("fit", 1.0)]
+
+    def param_groups(self, model: nn.Module, phase: Phase) -> List[dict]:
+        return [{"params": [p for p in model.parameters() if p.requires_grad], "lr": self.cfg.lr, "name": "all"}]
+
+    def on_phase_start(self, trainer, phase: Phase, resumed: bool = False) -> None:
+        """Called when ``phase`` starts (``resumed``: a checkpoint of this phase is about to be loaded)."""
+
+    def lr_factor(self, epoch: float, phase: Phase) -> float:
+        return float(self.cfg.lr_gamma) ** sum(1 for m in self.cfg.lr_milestones if epoch >= m)
+
+
+METHODS: Dict[str, Type[ReconMethod]] = {}
+
+
+def register_method(name: str) -> Callable[[Type[ReconMethod]], Type[ReconMethod]]:
+    """Class decorator adding a method to :data:`METHODS` under ``name``."""
+
+    def deco(cls):
+        if name in METHODS and METHODS[name] is not cls:
+            raise ValueError(f"reconstruction method {name!r} is already registered ({METHODS[name].__name__})")
+        cls.name = name
+        METHODS[name] = cls
+        return cls
+
+    return deco
+
+
+def get_method(name: str, cfg: ReconConfig) -> ReconMethod:
+    """Instantiate the registered method ``name``; ValueError listing the available ones otherwise."""
+    _load_plugins()
+    if name not in METHODS:
+        raise ValueError(f"unknown reconstruction method {name!r}; available: {', '.join(sorted(METHODS))}")
+    return METHODS[name](cfg)
+
+
+def available_methods() -> List[str]:
+    _load_plugins()
+    return sorted(METHODS)
+
+
+def _load_plugins() -> None:
+    """Import the modules that register the prior-based methods, when they exist (headrecon.prior)."""
+    import importlib
+
+    for mod in ("headrecon.prior.methods",):
+        try:
+            importlib.import_module(mod)
+        except ModuleNotFoundError as exc:
+            if exc.name is None or not mod.startswith(exc.name):
+                raise
+
+
+@register_method("idr")
+class IDRMethod(ReconMethod):
+    """IDR (Yariv et al. 2020) without camera refinement: a geometry network with geometric (sphere)
+    initialisation and an IDR rendering network, fitted jointly from scratch in one phase."""
+
+    def build(self, scene, device: torch.device) -> nn.Module:
+        from ..models import GeometryNetwork, RenderingNetwork
+
+        c = self.cfg
+        geo = GeometryNetwork(d_hidden=c.geo_hidden, n_layers=c.geo_layers, skip_in=c.geo_skip, n_freqs=c.geo_freqs,
+                              d_feature=c.feature_size, sphere_radius=c.sphere_radius)
+        ren = RenderingNetwork(d_feature=c.feature_size, d_hidden=c.render_hidden, n_layers=c.render_layers,
+                               mode=c.render_mode, n_freqs_view=c.view_freqs)
+        return ReconModel(geo, ren).to(device)

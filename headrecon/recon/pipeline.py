@@ -1,0 +1,229 @@
+"""One reconstruction run from a scene folder to a run folder (what ``headrecon-reconstruct`` executes).
+
+:func:`reconstruct` loads the scene, picks the views, checks the run folder (a folder that holds another run is
+an error unless resuming), fits the method with :class:`headrecon.recon.trainer.Trainer` (checkpoints, resume),
+then writes the results. Run folder layout::
+
+    config.json           the ReconConfig used (presets resolved)
+    run.json              scene path, chosen view indices, versions, machine
+    checkpoint.pt         model + optimizer + RNG + sampler state (for --resume)
+    history.json          loss history (one record per log_every iterations)
+    loss_curve.png        the loss history, log scale
+    mesh.ply              the reconstruction in the scene's millimetres (largest component)
+    renders_inputs.png    input photo | traced colour | shaded normals, for each input view
+    renders_novel.png     the same for novel yaws (with the held-out photo when the scene has that view)
+    metrics.json          timings and, when the scene has a ground truth, the H3DS metrics (mm)
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+import torch
+
+from ..data.errors import SceneError
+from .config import ReconConfig, config_diff
+from .trainer import CHECKPOINT_NAME, Trainer, resolve_device
+
+__all__ = ["reconstruct", "RunDirError", "RunResult", "parse_views", "check_run_dir", "load_views"]
+
+
+class RunDirError(ValueError):
+    """The run folder cannot be used (holds another run, nothing to resume, not a run folder)."""
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    metrics: Dict[str, Any]
+    mesh: Any
+    trainer: Trainer
+
+
+def parse_views(spec):
+    """``"3"`` / ``"all"`` / ``"0,4,7"`` (indices) -> what :func:`headrecon.data.load_scene` accepts."""
+    if isinstance(spec, (list, tuple)):
+        return [int(i) for i in spec]
+    s = str(spec).strip().lower()
+    if s == "all":
+        return "all"
+    if "," in s:
+        try:
+            return [int(x) for x in s.split(",") if x.strip()]
+        except ValueError:
+            raise ValueError(f"bad --views {spec!r}: use 3, 4, 8, 16, 32, all or comma-separated indices") from None
+    if not s.isdigit() or int(s) < 1:
+        raise ValueError(f"bad --views {spec!r}: use 3, 4, 8, 16, 32, all or comma-separated indices")
+    return s
+
+
+def load_views(scene_dir, views):
+    """``(full_scene, train_scene)``; errors name the scene folder and say what is wrong."""
+    from ..data import load_scene
+
+    full = load_scene(scene_dir)
+    spec = parse_views(views)
+    try:
+        train = full.subset(spec)
+    except ValueError as exc:
+        raise SceneError(scene_dir, f"cannot select views {views!r}: {exc}") from None
+    if len(train) == 0:
+        raise SceneError(scene_dir, f"views {views!r} select no view")
+    return full, train
+
+
+def check_run_dir(run_dir: Path, cfg: ReconConfig, resume: bool, explicit: Optional[Dict[str, Any]] = None,
+                  scene_dir=None) -> ReconConfig:
+    """Validate ``run_dir`` for a new run or a resumption; returns the config to use.
+
+    New run: the folder must be absent or empty; a folder with ``config.json``
+    raises :class:`RunDirError` (different config: the differences are listed; same config: use --resume).
+    Resume: the folder must hold ``config.json`` and a checkpoint; the stored config is used, and options given
+    explicitly (``explicit``) must agree with it (``device`` may change).
+    """
+    run_dir = Path(run_dir)
+    stored_path = run_dir / "config.json"
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunDirError(f"{run_dir}: exists and is not a folder")
+    if not resume:
+        if stored_path.is_file():
+            try:
+                stored = ReconConfig.load(stored_path)
+                diff = config_diff(stored, cfg)
+            except ValueError:
+                diff = {"config.json": ("unreadable", "")}
+            if diff:
+                lines = ", ".join(f"{k}: {a!r} there vs {b!r} now" for k, a, b in
+                                  ((k, v[0], v[1]) for k, v in sorted(diff.items())))
+                raise RunDirError(f"{run_dir} holds another run (different config: {lines}); choose another --out "
+                                  "or delete that folder")
+            raise RunDirError(f"{run_dir} already holds a run with this config; pass --resume to continue it, or "
+                              "choose another --out")
+        if run_dir.is_dir() and any(run_dir.iterdir()):
+            raise RunDirError(f"{run_dir} is not empty and holds no headrecon run (no config.json); choose an empty "
+                              "or new folder for --out")
+        return cfg
+    if not stored_path.is_file():
+        raise RunDirError(f"--resume: {run_dir} holds no run to resume (no config.json)")
+    if not (run_dir / CHECKPOINT_NAME).is_file():
+        raise RunDirError(f"--resume: {run_dir} has no {CHECKPOINT_NAME} (the run stopped before its first "
+                          "checkpoint); start it again without --resume in a new folder")
+    stored = ReconConfig.load(stored_path)
+    if explicit:
+        bad = {k: (getattr(stored, k), v) for k, v in explicit.items()
+               if k != "device" and (list(v) if isinstance(v, tuple) else v) != stored.to_dict()[k]}
+        if bad:
+            lines = ", ".join(f"{k}: {a!r} stored vs {b!r} given" for k, (a, b) in sorted(bad.items()))
+            raise RunDirError(f"--resume: options differ from the stored run in {run_dir} ({lines}); drop them to "
+                              "continue the stored run exactly")
+        if "device" in explicit:
+            stored = stored.replace(device=explicit["device"])
+    if scene_dir is not None and (run_dir / "run.json").is_file():
+        info = json.loads((run_dir / "run.json").read_text())
+        if info.get("scene") and Path(info["scene"]).resolve() != Path(scene_dir).resolve():
+            raise RunDirError(f"--resume: {run_dir} is a run of scene {info['scene']}, not {scene_dir}")
+    return stored
+
+
+def machine_info(device: torch.device) -> Dict[str, Any]:
+    info = {"platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
+            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "device": str(device)}
+    try:
+        info["cpu"] = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo")
+                            if ln.startswith("model name")), platform.processor())
+    except OSError:
+        info["cpu"] = platform.processor()
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def reconstruct(scene_dir, cfg: ReconConfig, run_dir, resume: bool = False, explicit: Optional[dict] = None,
+                stop_after: Optional[int] = None, progress: bool = True, log=print) -> RunResult:
+    """Fit ``cfg.method`` to the views ``cfg.views`` of ``scene_dir`` and write the run folder ``run_dir``.
+
+    ``stop_after``: stop (with a checkpoint) after this iteration, leaving the run resumable; the results are
+    then written for the model at that iteration too but ``metrics.json`` says ``finished: false``.
+    """
+    t_start = time.perf_counter()
+    run_dir = Path(run_dir)
+    cfg = check_run_dir(run_dir, cfg, resume, explicit, scene_dir)
+    device = resolve_device(cfg.device)
+    full, scene = load_views(scene_dir, cfg.views)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    cfg.save(run_dir / "config.json")
+    ckpt = run_dir / CHECKPOINT_NAME
+    trainer = Trainer(cfg, scene, device=device, progress=progress)
+    if resume:
+        trainer.load_checkpoint(ckpt)
+        log(f"resuming {run_dir} at iteration {trainer.iteration}/{trainer.total_iterations}")
+    info = {"scene": str(Path(scene_dir).resolve()), "views": scene.indices, "n_views": len(scene),
+            "training_pixels": len(trainer.bank), "foreground_pixels": trainer.bank.n_foreground,
+            "image_sizes": trainer.bank.sizes, "total_iterations": trainer.total_iterations,
+            "iterations_per_epoch": trainer.iters_per_epoch, "machine": machine_info(device),
+            "headrecon": __import__("headrecon").__version__}
+    (run_dir / "run.json").write_text(json.dumps(info, indent=1) + "\n")
+    log(f"{cfg.method} ({cfg.preset} preset) on {len(scene)} views {scene.indices} of {scene_dir}: "
+        f"{trainer.total_iterations} iterations of {cfg.batch_rays} rays, images {trainer.bank.sizes[0][1]}x"
+        f"{trainer.bank.sizes[0][0]}, device {device}")
+    summary = trainer.train(checkpoint_path=ckpt, stop_after=stop_after)
+    trainer.save_history(run_dir / "history.json")
+    metrics = write_results(trainer, full, scene, run_dir, log=log)
+    mesh = metrics.pop("_mesh", None)
+    metrics.update({"finished": trainer.finished, "iterations": trainer.iteration,
+                    "train_seconds": summary["train_seconds"],
+                    "seconds_per_iteration": summary["seconds_per_iteration"],
+                    "session_seconds": time.perf_counter() - t_start, "resumed": bool(resume),
+                    "views": scene.indices, "device": str(device), "machine": info["machine"]})
+    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=1, default=float) + "\n")
+    return RunResult(run_dir=run_dir, metrics=metrics, mesh=mesh, trainer=trainer)
+
+
+def write_results(trainer: Trainer, full, scene, run_dir: Path, log=print) -> Dict[str, Any]:
+    """Mesh, renders, loss curve and metrics of the current model (returns the metrics dict)."""
+    from .mesh import EmptyLevelSetError
+    from .renders import comparison_sheet, fit_camera, loss_curve, novel_cameras, render_view
+
+    cfg = trainer.cfg
+    metrics: Dict[str, Any] = {}
+    loss_curve(trainer.history, run_dir / "loss_curve.png")
+    t0 = time.perf_counter()
+    mesh = None
+    try:
+        mesh = trainer.extract_mesh()
+        mesh.export(run_dir / "mesh.ply")
+    except EmptyLevelSetError as exc:
+        log(f"warning: no surface to mesh ({exc})")
+        metrics["mesh_error"] = str(exc)
+    metrics["mesh_seconds"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    tracer = trainer.render_tracer()
+    rows = []
+    for view, cam in zip(scene.views, scene.cameras_normalized()):
+        c = fit_camera(cam, cfg.render_size)
+        rgb, shade, _ = render_view(trainer.model, tracer, c)
+        rows.append((f"input view {view.index}", view.image, rgb, shade))
+    comparison_sheet(rows, run_dir / "renders_inputs.png")
+    rows = []
+    for label, cam, ref in novel_cameras(full, scene, cfg.novel_yaws, cfg.render_size):
+        rgb, shade, _ = render_view(trainer.model, tracer, cam)
+        rows.append((label, ref, rgb, shade))
+    if rows:
+        comparison_sheet(rows, run_dir / "renders_novel.png", header=("held-out photo", "colour", "normals"))
+    metrics["render_seconds"] = time.perf_counter() - t0
+    if cfg.evaluate and scene.gt_mesh is not None and mesh is not None:
+        from ..eval import evaluate
+
+        t0 = time.perf_counter()
+        res = evaluate(mesh, scene)
+        metrics["h3ds"] = {k: v for k, v in res.items() if k != "transform"}
+        metrics["eval_seconds"] = time.perf_counter() - t0
+        log("H3DS metrics (mm): face gt->pred {face_gt2pred_mm:.2f}, pred->gt {face_pred2gt_mm:.2f}; "
+            "head gt->pred {head_gt2pred_mm:.2f}, pred->gt {head_pred2gt_mm:.2f}".format(**res))
+    metrics["_mesh"] = mesh
+    return metrics

@@ -1,0 +1,146 @@
+"""Training rays of a scene and the pixel sampler with SIRA++ selective sampling.
+
+:class:`RayBank` holds every pixel of the chosen views as a training ray in the unit-sphere frame (origin,
+unit direction, colour, object mask, view id), optionally after reducing the images to ``image_size`` pixels per
+side (box filter; the mask is the >= 50 % coverage of the reduced pixel; the camera intrinsics are scaled).
+
+:class:`PixelSampler` draws ``batch_rays`` rays per iteration uniformly (with replacement) from its pool. The pool
+starts as every pixel; selective sampling (SIRA++) progressively removes background rays: at each drop step a
+further ``ss_fraction`` of the original background pixels leaves the pool, farthest from the silhouette first
+(those carry the least information: the silhouette loss is already satisfied there), ties broken by a fixed
+seeded permutation. The pool is a pure function of the number of drop steps, so the sampler's state is that
+number plus its ``torch.Generator`` state (checkpointed by the trainer).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import List
+
+import numpy as np
+import torch
+from PIL import Image
+from scipy.ndimage import distance_transform_edt
+
+__all__ = ["RayBank", "PixelSampler", "ss_steps", "resize_view"]
+
+
+def resize_view(image: np.ndarray, mask: np.ndarray, camera, max_size: int):
+    """``(image, mask, camera)`` reduced so that the larger side is at most ``max_size`` (unchanged if already
+    small enough or ``max_size`` <= 0)."""
+    h, w = mask.shape
+    if max_size <= 0 or max(h, w) <= max_size:
+        return image, mask, camera
+    s = max_size / float(max(h, w))
+    nw, nh = max(1, int(round(w * s))), max(1, int(round(h * s)))
+    chans = [np.asarray(Image.fromarray(np.ascontiguousarray(image[..., c], dtype=np.float32), mode="F")
+                        .resize((nw, nh), Image.BOX)) for c in range(3)]
+    img = np.clip(np.stack(chans, -1), 0.0, 1.0).astype(np.float32)
+    m = np.asarray(Image.fromarray(mask.astype(np.float32), mode="F").resize((nw, nh), Image.BOX)) >= 0.5
+    return img, m, camera.resized(nw, nh)
+
+
+@dataclass
+class RayBank:
+    """All training rays (``P`` pixels over the views), on one device."""
+
+    origins: torch.Tensor      # [P, 3]
+    dirs: torch.Tensor         # [P, 3] unit
+    rgb: torch.Tensor          # [P, 3] in [0, 1]
+    mask: torch.Tensor         # [P] bool
+    view: torch.Tensor         # [P] long, position of the view in the scene
+    bg_dist: np.ndarray        # [P] float, distance (pixels / image size) to the silhouette, 0 for foreground
+    sizes: List[tuple]         # (height, width) per view
+    cameras: list              # unit-frame cameras at training resolution
+
+    @classmethod
+    def from_scene(cls, scene, image_size: int = 0, device="cpu") -> "RayBank":
+        cams = scene.cameras_normalized()
+        o_l, d_l, c_l, m_l, v_l, dist_l, sizes, cams_out = [], [], [], [], [], [], [], []
+        for k, (view, cam) in enumerate(zip(scene.views, cams)):
+            if view.image is None or view.mask is None:
+                raise ValueError(f"view {k} has no image/mask loaded")
+            img, m, cam = resize_view(view.image, view.mask, cam, image_size)
+            o, d = cam.rays()
+            o_l.append(o)
+            d_l.append(d)
+            c_l.append(torch.from_numpy(np.ascontiguousarray(img.reshape(-1, 3), dtype=np.float32)))
+            m_l.append(torch.from_numpy(m.reshape(-1)))
+            v_l.append(torch.full((m.size,), k, dtype=torch.long))
+            dist = distance_transform_edt(~m) / float(max(m.shape)) if m.any() else np.ones(m.shape)
+            dist_l.append(dist.reshape(-1))
+            sizes.append(m.shape)
+            cams_out.append(cam)
+        dev = torch.device(device)
+        return cls(origins=torch.cat(o_l).to(dev), dirs=torch.cat(d_l).to(dev), rgb=torch.cat(c_l).to(dev),
+                   mask=torch.cat(m_l).to(dev), view=torch.cat(v_l).to(dev), bg_dist=np.concatenate(dist_l),
+                   sizes=sizes, cameras=cams_out)
+
+    def __len__(self) -> int:
+        return self.origins.shape[0]
+
+    @property
+    def n_foreground(self) -> int:
+        return int(self.mask.sum())
+
+
+def ss_steps(epoch: float, fraction: float, every: int, until: int) -> int:
+    """Number of selective-sampling drop steps taken by schedule epoch ``epoch`` (steps at every, 2 every, ...
+    <= until)."""
+    if fraction <= 0 or every <= 0:
+        return 0
+    last = int(until) // int(every)
+    return max(0, min(last, int(math.floor(float(epoch) / every + 1e-9))))
+
+
+class PixelSampler:
+    """Uniform ray batches from the pool of active pixels; see the module docstring."""
+
+    def __init__(self, bank: RayBank, batch_rays: int, fraction: float = 0.0, seed: int = 0):
+        self.bank = bank
+        self.batch_rays = int(batch_rays)
+        self.fraction = float(fraction)
+        dev = bank.origins.device
+        mask = bank.mask.cpu().numpy()
+        self.fg = np.nonzero(mask)[0]
+        bg = np.nonzero(~mask)[0]
+        tie = np.random.default_rng(seed).permutation(len(bg))
+        # background ordered by drop priority: farthest from the silhouette first
+        self.bg_order = bg[np.lexsort((tie, -bank.bg_dist[bg]))]
+        self.generator = torch.Generator(device=dev)
+        self.generator.manual_seed(int(seed))
+        self.steps = -1
+        self.pool = None
+        self.set_steps(0)
+
+    @property
+    def n_background(self) -> int:
+        return len(self.bg_order)
+
+    def n_dropped(self, steps: int) -> int:
+        return min(self.n_background, int(round(steps * self.fraction * self.n_background)))
+
+    def set_steps(self, steps: int) -> None:
+        """Make the pool the one after ``steps`` drop steps."""
+        steps = int(steps)
+        if steps == self.steps:
+            return
+        keep_bg = self.bg_order[self.n_dropped(steps):]
+        idx = np.sort(np.concatenate([self.fg, keep_bg]))
+        self.pool = torch.from_numpy(idx).to(self.bank.origins.device)
+        self.steps = steps
+
+    def sample(self):
+        """``(origins, dirs, rgb, mask)`` of one batch."""
+        j = torch.randint(0, self.pool.shape[0], (self.batch_rays,), generator=self.generator,
+                          device=self.pool.device)
+        idx = self.pool[j]
+        b = self.bank
+        return b.origins[idx], b.dirs[idx], b.rgb[idx], b.mask[idx]
+
+    def state_dict(self) -> dict:
+        return {"steps": self.steps, "generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.set_steps(state["steps"])
+        self.generator.set_state(state["generator"])

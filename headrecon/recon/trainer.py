@@ -1,0 +1,328 @@
+"""The fitting loop of a reconstruction run (IDR-style implicit differentiable rendering).
+
+Per iteration (:meth:`Trainer.step`):
+
+1. sample ``batch_rays`` pixels over the chosen views (:class:`headrecon.recon.sampling.PixelSampler`, with
+   selective sampling of background rays);
+2. trace them with :class:`headrecon.render.RayTracer` (no autograd, ``compute_min_sdf=True``);
+3. make the hits inside the object mask differentiable with :func:`headrecon.render.surface_points` and render
+   their colour with the rendering network (point, SDF gradient as normal, view direction ``-d``, feature);
+4. re-evaluate the SDF with autograd at the minimum-SDF point of every other ray (silhouette loss);
+5. sample eikonal points (uniform in the bounding cube plus the hits) and take SDF gradients with a graph;
+6. :class:`headrecon.recon.losses.IDRLoss` (L1 colour on ``hit & mask``, silhouette BCE with the alpha
+   schedule, eikonal), Adam step with step-decayed learning rate.
+
+Schedules (alpha, learning rate, selective sampling, phases) are functions of the iteration only, through the
+schedule epoch ``i * epochs / total_iterations`` (see :mod:`headrecon.recon.config`). A checkpoint holds the model,
+the optimizer, the phase, the sampler (drop steps and generator), the eikonal generator, the global torch RNG, the
+SDF cache (when used), the iteration, the loss history and the elapsed time, so :meth:`Trainer.load_checkpoint`
+followed by :meth:`Trainer.train` continues exactly where the run stopped.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Callable, Dict, List, Optional
+
+import numpy as np
+import torch
+
+from ..render import RayTracer, SDFCache, surface_points
+from .config import ReconConfig
+from .losses import IDRLoss
+from .methods import Phase, get_method
+from .sampling import PixelSampler, RayBank, ss_steps
+
+__all__ = ["Trainer", "resolve_device", "CHECKPOINT_NAME"]
+
+CHECKPOINT_NAME = "checkpoint.pt"
+
+
+def resolve_device(spec: str) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU raises a clear error."""
+    spec = str(spec)
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(spec)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"--device {spec} requested but torch sees no CUDA device (torch {torch.__version__}, "
+                           f"CUDA build: {torch.version.cuda}); use --device cpu or auto")
+    return dev
+
+
+class Trainer:
+    """Fits a method's networks to a scene (``scene`` already restricted to the chosen views).
+
+    Args:
+        cfg: the run's :class:`ReconConfig`.
+        scene: :class:`headrecon.data.Scene` with images and masks of the training views.
+        device: torch device (default: ``resolve_device(cfg.device)``).
+        progress: show a tqdm bar (loss, hit ratio, rays/s, ETA).
+    """
+
+    def __init__(self, cfg: ReconConfig, scene, device=None, progress: bool = False):
+        cfg.validate()
+        self.cfg = cfg
+        self.scene = scene
+        self.device = torch.device(device) if device is not None else resolve_device(cfg.device)
+        self.progress = progress
+        self.method = get_method(cfg.method, cfg)
+        torch.manual_seed(cfg.seed)
+        self.model = self.method.build(scene, self.device)
+        self.bank = RayBank.from_scene(scene, cfg.image_size, self.device)
+        if self.bank.n_foreground == 0:
+            raise ValueError("the masks of the chosen views contain no foreground pixel")
+        self.sampler = PixelSampler(self.bank, cfg.batch_rays, cfg.ss_fraction, seed=cfg.seed)
+        self.eik_generator = torch.Generator(device=self.device)
+        self.eik_generator.manual_seed(cfg.seed + 1)
+        cache = SDFCache(resolution=cfg.cache_resolution, seed=cfg.seed) if cfg.sdf_cache else None
+        self.tracer = RayTracer(radius=cfg.scene_radius, n_coarse=cfg.n_coarse, n_fine=cfg.n_fine,
+                                n_secant=cfg.n_secant, max_steps=cfg.max_steps, cache=cache, strategy=cfg.strategy,
+                                compute_min_sdf=True)
+        self.loss_fn = IDRLoss(rgb_weight=cfg.rgb_weight, eikonal_weight=cfg.eikonal_weight,
+                               mask_weight=cfg.mask_weight, alpha_init=cfg.alpha_init,
+                               alpha_milestones=cfg.alpha_milestones, alpha_factor=cfg.alpha_factor)
+        self.phases: List[Phase] = list(self.method.phases())
+        if not self.phases or abs(self.phases[-1].end - 1.0) > 1e-9:
+            raise ValueError(f"method {cfg.method!r}: the last phase must end at 1.0")
+        n_views = len(self.bank.sizes)
+        if cfg.epoch_mode == "views":
+            self.iters_per_epoch = n_views
+        else:
+            self.iters_per_epoch = max(1, math.ceil(len(self.bank) / cfg.batch_rays))
+        self.total_iterations = int(cfg.iterations) if cfg.iterations else cfg.epochs * self.iters_per_epoch
+        self.iteration = 0
+        self.phase_index = -1
+        self.optimizer: Optional[torch.optim.Optimizer] = None
+        self.history: List[Dict[str, float]] = []
+        self.elapsed = 0.0
+        self._acc: Dict[str, float] = {}
+        self._acc_n = 0
+
+    # ------------------------------------------------------------------ schedules
+    def epoch_at(self, iteration: int) -> float:
+        """Schedule epoch of ``iteration`` (the nominal schedule scaled to the run length)."""
+        return iteration * self.cfg.epochs / float(self.total_iterations)
+
+    def phase_at(self, iteration: int) -> int:
+        frac = iteration / float(self.total_iterations)
+        for k, ph in enumerate(self.phases):
+            if frac < ph.end - 1e-12:
+                return k
+        return len(self.phases) - 1
+
+    def _enter_phase(self, k: int, resumed: bool = False) -> None:
+        phase = self.phases[k]
+        self.method.on_phase_start(self, phase, resumed=resumed)
+        groups = self.method.param_groups(self.model, phase)
+        for g in groups:
+            g.setdefault("base_lr", g["lr"])
+        self.optimizer = torch.optim.Adam(groups)
+        self.phase_index = k
+
+    def _apply_schedules(self, iteration: int) -> float:
+        epoch = self.epoch_at(iteration)
+        k = self.phase_at(iteration)
+        if k != self.phase_index:
+            self._enter_phase(k)
+        factor = self.method.lr_factor(epoch, self.phases[k])
+        for g in self.optimizer.param_groups:
+            g["lr"] = g["base_lr"] * factor
+        self.loss_fn.alpha = self.loss_fn.alpha_init * self.loss_fn.alpha_factor ** sum(
+            1 for m in self.loss_fn.alpha_milestones if epoch >= m)
+        self.sampler.set_steps(ss_steps(epoch, self.cfg.ss_fraction, self.cfg.ss_every, self.cfg.ss_until))
+        return epoch
+
+    # ------------------------------------------------------------------ one iteration
+    def sdf_fn(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.geometry.sdf(x)
+
+    def step(self) -> Dict[str, float]:
+        """One optimisation step at ``self.iteration``; returns scalar logs."""
+        cfg = self.cfg
+        self._apply_schedules(self.iteration)
+        self.model.train()
+        geo, ren = self.model.geometry, self.model.rendering
+        o, d, rgb_gt, obj = self.sampler.sample()
+        tr = self.tracer(self.sdf_fn, o, d)
+        hit = tr.hit
+        sel = hit & obj
+        other = ~sel
+        n_sel = int(sel.sum())
+        xs = surface_points(self.sdf_fn, o[sel], d[sel], tr.t[sel])
+        p_min = o[other] + tr.min_sdf_t[other, None] * d[other]
+        n_eik = cfg.eikonal_points or max(1, cfg.batch_rays // 2)
+        r = cfg.scene_radius
+        p_eik = torch.rand(n_eik, 3, generator=self.eik_generator, device=self.device) * (2 * r) - r
+        p_eik = torch.cat([p_eik, tr.points[hit].detach()], 0)
+        pts = torch.cat([xs, p_min, p_eik], 0)
+        sdf, feat, grad = geo.forward_with_gradient(pts, create_graph=True)
+        n_min = p_min.shape[0]
+        rgb_pred = torch.zeros_like(rgb_gt)
+        if n_sel:
+            rgb_pred = rgb_pred.index_put((sel.nonzero().squeeze(1),),
+                                          ren(xs, grad[:n_sel], -d[sel], feat[:n_sel]))
+        min_sdf = torch.zeros(o.shape[0], dtype=sdf.dtype, device=sdf.device)
+        min_sdf = min_sdf.index_put((other.nonzero().squeeze(1),), sdf[n_sel:n_sel + n_min])
+        losses = self.loss_fn(rgb_pred, rgb_gt, obj, hit, min_sdf, grad[n_sel + n_min:])
+        self.optimizer.zero_grad(set_to_none=True)
+        losses["loss"].backward()
+        self.optimizer.step()
+        n_obj = int(obj.sum())
+        return {"loss": float(losses["loss"].detach()), "rgb_loss": float(losses["rgb_loss"].detach()),
+                "mask_loss": float(losses["mask_loss"].detach()),
+                "eikonal_loss": float(losses["eikonal_loss"].detach()),
+                "hit_ratio": n_sel / max(1, n_obj), "alpha": self.loss_fn.alpha,
+                "lr": self.optimizer.param_groups[0]["lr"]}
+
+    # ------------------------------------------------------------------ loop
+    def train(self, checkpoint_path=None, stop_after: Optional[int] = None,
+              callback: Optional[Callable[["Trainer", Dict[str, float]], None]] = None) -> Dict[str, float]:
+        """Run until ``total_iterations`` (or until iteration ``stop_after``), checkpointing every
+        ``checkpoint_every`` iterations, at the end and on KeyboardInterrupt (which is re-raised).
+        Returns a summary (iterations, seconds)."""
+        cfg = self.cfg
+        end = self.total_iterations if stop_after is None else min(int(stop_after), self.total_iterations)
+        bar = None
+        if self.progress:
+            from tqdm.auto import tqdm
+            bar = tqdm(total=self.total_iterations, initial=self.iteration, desc=f"{cfg.method} fit",
+                       unit="it", dynamic_ncols=True, smoothing=0.05)
+        t_last = time.perf_counter()
+        rays_window, t_window = 0, 0.0
+        try:
+            while self.iteration < end:
+                t0 = time.perf_counter()
+                logs = self.step()
+                self.iteration += 1
+                dt = time.perf_counter() - t0
+                self.elapsed += dt
+                rays_window += cfg.batch_rays
+                t_window += dt
+                self._accumulate(logs)
+                if callback is not None:
+                    callback(self, logs)
+                if bar is not None:
+                    bar.update(1)
+                    if time.perf_counter() - t_last > 0.5 or self.iteration == end:
+                        bar.set_postfix(loss=f"{logs['loss']:.4f}", hits=f"{logs['hit_ratio']:.2f}",
+                                        rays_s=f"{rays_window / max(t_window, 1e-9):.0f}", refresh=False)
+                        t_last = time.perf_counter()
+                        rays_window, t_window = 0, 0.0
+                if checkpoint_path is not None and (self.iteration % cfg.checkpoint_every == 0):
+                    self.save_checkpoint(checkpoint_path)
+        except KeyboardInterrupt:
+            if checkpoint_path is not None:
+                self.save_checkpoint(checkpoint_path)
+            raise
+        finally:
+            if bar is not None:
+                bar.close()
+        if checkpoint_path is not None:
+            self.save_checkpoint(checkpoint_path)
+        return {"iterations": self.iteration, "train_seconds": self.elapsed,
+                "seconds_per_iteration": self.elapsed / max(1, self.iteration)}
+
+    def _accumulate(self, logs: Dict[str, float]) -> None:
+        for k, v in logs.items():
+            self._acc[k] = self._acc.get(k, 0.0) + float(v)
+        self._acc_n += 1
+        if self._acc_n >= self.cfg.log_every or self.iteration == self.total_iterations:
+            rec = {k: v / self._acc_n for k, v in self._acc.items()}
+            rec["iteration"] = self.iteration
+            rec["epoch"] = self.epoch_at(self.iteration)
+            rec["seconds"] = self.elapsed
+            self.history.append(rec)
+            self._acc, self._acc_n = {}, 0
+
+    @property
+    def finished(self) -> bool:
+        return self.iteration >= self.total_iterations
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict:
+        rng = {"torch": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        cache = self.tracer.cache
+        return {
+            "format": 1, "config": self.cfg.to_dict(), "iteration": self.iteration, "phase": self.phase_index,
+            "model": self.model.state_dict(),
+            "optimizer": None if self.optimizer is None else self.optimizer.state_dict(),
+            "sampler": self.sampler.state_dict(), "eik_generator": self.eik_generator.get_state(), "rng": rng,
+            "loss_alpha": self.loss_fn.alpha, "history": self.history, "elapsed": self.elapsed,
+            "acc": (self._acc, self._acc_n),
+            "cache": None if cache is None else {"grid": cache.grid, "counter": cache.counter,
+                                                 "queries": cache.queries, "hits": cache.hits},
+            "total_iterations": self.total_iterations,
+        }
+
+    def save_checkpoint(self, path) -> Path:
+        """Write the checkpoint atomically (temporary file + rename)."""
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        torch.save(self.state_dict(), tmp)
+        os.replace(tmp, path)
+        return path
+
+    def load_checkpoint(self, path) -> None:
+        """Restore a checkpoint written by :meth:`save_checkpoint` for the same config."""
+        try:
+            st = torch.load(Path(path), map_location=self.device, weights_only=False)
+        except Exception as exc:
+            raise ValueError(f"{path}: cannot read the checkpoint ({type(exc).__name__}: {exc})") from exc
+        if st.get("total_iterations") != self.total_iterations:
+            raise ValueError(f"{path}: checkpoint of a run with {st.get('total_iterations')} iterations, this run "
+                             f"has {self.total_iterations}")
+        if st["phase"] >= 0:
+            self._enter_phase(st["phase"], resumed=True)
+            if st["optimizer"] is not None:
+                self.optimizer.load_state_dict(st["optimizer"])
+        self.model.load_state_dict(st["model"])
+        self.iteration = int(st["iteration"])
+        self.sampler.load_state_dict(st["sampler"])
+        self.eik_generator.set_state(st["eik_generator"].cpu() if hasattr(st["eik_generator"], "cpu")
+                                     else st["eik_generator"])
+        torch.set_rng_state(st["rng"]["torch"].cpu())
+        if "cuda" in st["rng"] and self.device.type == "cuda":
+            torch.cuda.set_rng_state(st["rng"]["cuda"].cpu(), self.device)
+        self.loss_fn.alpha = st["loss_alpha"]
+        self.history = list(st["history"])
+        self.elapsed = float(st["elapsed"])
+        self._acc, self._acc_n = dict(st["acc"][0]), int(st["acc"][1])
+        cache = self.tracer.cache
+        if cache is not None and st.get("cache") is not None:
+            c = st["cache"]
+            cache.grid = None if c["grid"] is None else c["grid"].to(self.device)
+            cache.counter, cache.queries, cache.hits = c["counter"], c["queries"], c["hits"]
+
+    def render_tracer(self) -> RayTracer:
+        """A tracer with the run's settings for rendering images (no minimum-SDF search on missed rays)."""
+        c = self.cfg
+        return RayTracer(radius=c.scene_radius, n_coarse=c.n_coarse, n_fine=c.n_fine, n_secant=c.n_secant,
+                         max_steps=c.max_steps, strategy=c.strategy, compute_min_sdf=False)
+
+    def save_history(self, path) -> None:
+        Path(path).write_text(json.dumps(self.history, indent=0) + "\n")
+
+    # ------------------------------------------------------------------ results
+    def extract_mesh(self, resolution: Optional[int] = None, to_scene_units: bool = True):
+        """Marching-cubes mesh of the fitted SDF (largest component), in scene millimetres by default."""
+        from .mesh import extract_mesh
+
+        self.model.eval()
+        res = int(resolution or self.cfg.mesh_resolution)
+        return extract_mesh(self.sdf_fn, resolution=res, radius=self.cfg.scene_radius, device=self.device,
+                            scale_mat=self.scene.scale_mat if to_scene_units else None, largest_component=True,
+                            chunk=65536 if self.device.type == "cpu" else 1 << 20)
+
+
+def count_parameters(model) -> int:
+    return int(sum(p.numel() for p in model.parameters()))
+
+
+def _np(x):
+    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
