@@ -1,0 +1,118 @@
+"""``headrecon-train-prior``: train the H3D-Net head prior on raw scans (a folder, or simulated ICT heads).
+
+Examples::
+
+    headrecon-train-prior ict --out prior.pt --preset fast --shapes 200 --epochs 60
+    headrecon-train-prior my_scans/ --out prior.pt --preset paper --units mm --align landmarks
+    headrecon-train-prior ict --out prior.pt --resume                 # continue from prior.ckpt.pt
+    torchrun --nproc_per_node=2 -m headrecon.prior.cli ict --out prior.pt --ddp   # DistributedDataParallel
+
+``SCANS_OR_ICT`` is either ``ict`` (training identities = ICT-FaceKit seeds ``0 .. N-1``, see
+:mod:`headrecon.prior`) or a folder of ``.ply`` / ``.obj`` / ``.stl`` / ``.off`` / ``.glb`` point clouds or meshes.
+Writes ``OUT`` (the prior) and ``OUT.ckpt.pt``-style checkpoints (``prior.pt`` -> ``prior.ckpt.pt``).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+from pathlib import Path
+
+from ..data.errors import SceneError
+from .config import PRESETS, preset
+
+__all__ = ["main", "build_parser"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="headrecon-train-prior", description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap.add_argument("scans", metavar="SCANS_OR_ICT", help="'ict' or a folder of scans (ply/obj/stl/off/glb)")
+    ap.add_argument("--out", required=True, help="output prior (.pt)")
+    ap.add_argument("--preset", choices=sorted(PRESETS), default="fast")
+    ap.add_argument("--shapes", type=int, default=None,
+                    help="number of training shapes (ICT: seeds 0..N-1, default 200; folder: the first N files)")
+    ap.add_argument("--epochs", type=int, default=None, help="override the preset's epochs (decay rescaled)")
+    ap.add_argument("--batch-shapes", type=int, default=None, help="shapes per iteration (global)")
+    ap.add_argument("--points", type=int, default=None, help="surface (= volume) samples per shape and iteration")
+    ap.add_argument("--lr", type=float, default=None, help="decoder learning rate")
+    ap.add_argument("--lr-latent", type=float, default=None, help="latent learning rate")
+    ap.add_argument("--latent-dim", type=int, default=None)
+    ap.add_argument("--hidden", type=int, default=None, help="MLP width")
+    ap.add_argument("--layers", type=int, default=None, help="MLP hidden layers (skip at layers // 2)")
+    ap.add_argument("--normal-weight", type=float, default=None, help="IGR normal term weight (0 = paper)")
+    ap.add_argument("--seed", type=int, default=None)
+    ap.add_argument("--scan-points", type=int, default=None, help="points drawn per ICT head / mesh scan")
+    ap.add_argument("--units", choices=["mm", "cm", "m"], default="mm", help="units of the scan folder's files")
+    ap.add_argument("--align", choices=["auto", "landmarks", "bbox", "fixed"], default="auto",
+                    help="how folder scans are placed in the prior frame (see headrecon.prior.scans.folder_scanset)")
+    ap.add_argument("--checkpoint-every", type=int, default=None, help="epochs between checkpoints")
+    ap.add_argument("--resume", action="store_true", help="continue from the checkpoint beside --out")
+    ap.add_argument("--stop-after-epoch", type=int, default=None, help="stop (with a checkpoint) after N epochs")
+    ap.add_argument("--ddp", action="store_true", help="DistributedDataParallel (launch with torchrun); "
+                    "automatic when WORLD_SIZE > 1")
+    ap.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda:LOCAL_RANK if available)")
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads per process")
+    ap.add_argument("--no-progress", action="store_true")
+    return ap
+
+
+def _config(args):
+    over = {}
+    if args.epochs is not None:
+        over["epochs"] = args.epochs
+    if args.batch_shapes is not None:
+        over["shapes_per_batch"] = args.batch_shapes
+    if args.points is not None:
+        over["surface_points"] = over["volume_points"] = args.points
+    for name, key in (("lr", "lr"), ("lr_latent", "lr_latent"), ("latent_dim", "latent_dim"),
+                      ("hidden", "d_hidden"), ("normal_weight", "normal_weight"), ("seed", "seed"),
+                      ("scan_points", "scan_points")):
+        v = getattr(args, name)
+        if v is not None:
+            over[key] = v
+    if args.layers is not None:
+        over["n_layers"] = args.layers
+        over["skip_in"] = (max(1, args.layers // 2),)
+    return preset(args.preset, **over)
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    import torch
+
+    from .scans import folder_scanset, ict_scanset
+    from .train import TrainingError, train_prior
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        cfg = _config(args)
+    except ValueError as exc:
+        print(f"headrecon-train-prior: error: {exc}", file=sys.stderr)
+        return 2
+    rank = int(os.environ.get("RANK", "0"))
+    progress = not args.no_progress and rank == 0
+    try:
+        if args.scans.lower() == "ict":
+            n = 200 if args.shapes is None else args.shapes
+            if n < 1:
+                raise ValueError("--shapes must be >= 1")
+            scans = ict_scanset(n, seed_start=0, n_points=cfg.scan_points, progress=progress)
+        else:
+            units = {"mm": 1.0, "cm": 10.0, "m": 1000.0}[args.units]
+            scans = folder_scanset(args.scans, n_shapes=args.shapes, n_points=cfg.scan_points, units_to_mm=units,
+                                   align=args.align, progress=progress)
+        cmd = "headrecon-train-prior " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+        train_prior(cfg, scans, args.out, resume=args.resume, checkpoint_every=args.checkpoint_every,
+                    device=args.device, progress=progress, ddp=True if args.ddp else None,
+                    stop_after_epoch=args.stop_after_epoch, extra_meta={"command": cmd})
+    except (SceneError, FileNotFoundError, ValueError, TrainingError) as exc:
+        print(f"headrecon-train-prior: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,91 @@
+"""Losses and point sampling of the prior's training (IGR / SAL-style, no signed distances needed).
+
+For a batch of shapes with latents ``z_b`` and raw surface samples ``x_s`` (normals ``n_s`` when the scan has
+them), with ``F`` the decoder:
+
+* surface loss ``mean |F(x_s, z)|`` — the zero level set passes through the scan points;
+* normal loss ``mean ||grad F(x_s, z) - n_s||`` (IGR; optional, weight 0 in the paper preset);
+* eikonal loss ``mean (||grad F(x_v, z)|| - 1)^2`` on volume samples ``x_v``: scan points displaced by Gaussian
+  offsets of a few scales (``near_sigmas``) plus a fraction drawn uniformly in the unit ball — this makes ``F`` a
+  distance function away from the data without ever computing one;
+* latent loss ``latent_reg * ||z||^2`` (``latent_reg = 1 / sigma^2``), averaged over the shapes of the batch.
+
+All point sampling is driven by an explicit ``torch.Generator`` seeded from (seed, epoch, shape index), so a
+shape gets the same samples in a given epoch whichever process (DDP rank) draws them; this is what makes
+resumed and distributed training reproducible.
+"""
+from __future__ import annotations
+
+import torch
+
+from .config import PriorConfig
+
+__all__ = ["shape_generator", "sample_shape_points", "sample_volume", "prior_losses"]
+
+
+def shape_generator(seed: int, epoch: int, shape: int) -> torch.Generator:
+    """CPU generator for the samples of ``shape`` in ``epoch`` (independent of rank and batch composition)."""
+    g = torch.Generator()
+    g.manual_seed((int(seed) * 1_000_003 + int(epoch) * 7_919 * 104_729 + int(shape) * 2_654_435_761) % (2 ** 62))
+    return g
+
+
+def sample_volume(surface: torch.Tensor, n: int, sigmas, uniform_fraction: float, generator: torch.Generator,
+                  radius: float = 1.0) -> torch.Tensor:
+    """``n`` eikonal samples [n, 3]: uniform in the ball of ``radius`` (a fraction ``uniform_fraction``) and
+    surface points [M, 3] plus Gaussian offsets, the scales ``sigmas`` used in equal shares."""
+    n = int(n)
+    n_uni = int(round(n * uniform_fraction)) if n else 0
+    n_near = n - n_uni
+    parts = []
+    if n_near:
+        idx = torch.randint(len(surface), (n_near,), generator=generator)
+        sig = torch.as_tensor(list(sigmas), dtype=surface.dtype)
+        which = torch.arange(n_near) % len(sig)
+        off = torch.randn(n_near, 3, generator=generator, dtype=surface.dtype) * sig[which][:, None]
+        parts.append(surface[idx.to(surface.device)] + off.to(surface.device))
+    if n_uni:
+        d = torch.randn(n_uni, 3, generator=generator, dtype=surface.dtype)
+        d = d / d.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        r = torch.rand(n_uni, 1, generator=generator, dtype=surface.dtype) ** (1.0 / 3.0) * radius
+        parts.append((d * r).to(surface.device))
+    return torch.cat(parts, 0) if parts else surface.new_zeros(0, 3)
+
+
+def sample_shape_points(points: torch.Tensor, normals, cfg: PriorConfig, generator: torch.Generator):
+    """Surface samples [P, 3], their normals [P, 3] (or None) and volume samples [V, 3] for one shape."""
+    idx = torch.randint(len(points), (cfg.surface_points,), generator=generator).to(points.device)
+    surf = points[idx]
+    nrm = normals[idx] if normals is not None else None
+    vol = sample_volume(points, cfg.volume_points, cfg.near_sigmas, cfg.uniform_fraction, generator)
+    return surf, nrm, vol
+
+
+def prior_losses(sdf: torch.Tensor, grad: torch.Tensor, n_surface: int, normals: torch.Tensor | None,
+                 normal_mask: torch.Tensor | None, z: torch.Tensor, cfg: PriorConfig) -> dict:
+    """Loss terms for a batch.
+
+    Args:
+        sdf: [B, P + V] decoder output on surface samples (first ``n_surface = P``) then volume samples.
+        grad: [B, P + V, 3] spatial gradient of ``sdf`` (with graph).
+        normals: [B, P, 3] scan normals (rows of shapes without normals are ignored) or None.
+        normal_mask: [B] bool, shapes that have normals.
+        z: [B, D] latents of the batch.
+    Returns a dict with ``loss`` (weighted total) and the unweighted terms ``surface``, ``normal``,
+    ``eikonal``, ``latent`` (``||z||^2`` averaged over the batch).
+    """
+    P = int(n_surface)
+    surface = sdf[:, :P].abs().mean()
+    zero = sdf.new_zeros(())
+    if cfg.normal_weight > 0 and normals is not None and normal_mask is not None and bool(normal_mask.any()):
+        per = (grad[:, :P] - normals).norm(dim=-1).mean(dim=1)  # [B]
+        m = normal_mask.to(per.dtype)
+        normal = (per * m).sum() / m.sum()
+    else:
+        normal = zero
+    g_vol = grad[:, P:] if grad.shape[1] > P else grad
+    eikonal = (g_vol.norm(dim=-1) - 1.0).pow(2).mean()
+    latent = z.pow(2).sum(dim=-1).mean()
+    loss = (cfg.surface_weight * surface + cfg.normal_weight * normal + cfg.eikonal_weight * eikonal
+            + cfg.latent_reg * latent)
+    return {"loss": loss, "surface": surface, "normal": normal, "eikonal": eikonal, "latent": latent}

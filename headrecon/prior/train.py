@@ -1,0 +1,276 @@
+"""Training loop of the prior (auto-decoder): single process or PyTorch DistributedDataParallel.
+
+:func:`train_prior` optimises the decoder and the per-shape latents jointly with Adam (two parameter groups:
+decoder ``lr``, latents ``lr_latent``), step decay ``decay_factor`` every ``decay_every`` epochs. One epoch is
+one pass over the shapes in batches of ``shapes_per_batch`` shapes (global batch); every shape contributes
+``surface_points`` scan samples and ``volume_points`` eikonal samples per iteration.
+
+Distributed training (``torchrun --nproc_per_node=K -m headrecon.prior.cli ... --ddp``; detected from
+``WORLD_SIZE`` too): gloo on CPU, nccl on CUDA. The decoder and the latents (an ``nn.Embedding``) sit in one
+module wrapped by ``DistributedDataParallel``, so gradients of both are averaged across ranks; shapes are
+sharded with ``DistributedSampler`` (each rank gets ``shapes_per_batch / K`` shapes per step). Because the
+sampler's interleaved shards make each global step cover the same shapes as a single process with the global
+batch, and every shape's samples are drawn from a generator seeded by (seed, epoch, shape), a K-process run
+follows the single-process run up to floating-point summation order. Only rank 0 writes files; at the end the
+ranks compare their parameters (``meta['ddp_max_param_diff']``).
+
+Checkpoints (``OUT.ckpt.pt`` beside ``OUT``; every ``checkpoint_every`` epochs and at the end) hold the prior,
+the optimiser state, the next epoch and the loss history; ``resume=True`` continues exactly where the
+checkpoint left off (the schedule and the samples depend only on the epoch).
+"""
+from __future__ import annotations
+
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import DistributedSampler
+
+from .config import PriorConfig
+from .losses import prior_losses, sample_shape_points, shape_generator
+from .model import ShapePrior
+from .scans import ScanSet
+
+__all__ = ["train_prior", "checkpoint_path", "TRAIN_CHECKPOINT_FORMAT", "ddp_env", "TrainingError"]
+
+TRAIN_CHECKPOINT_FORMAT = "headrecon-prior-train"
+LOSS_KEYS = ("loss", "surface", "normal", "eikonal", "latent")
+
+
+class TrainingError(RuntimeError):
+    """Training cannot start or continue (bad resume checkpoint, diverged loss...)."""
+
+
+def checkpoint_path(out) -> Path:
+    """Training checkpoint beside the output: ``prior.pt`` -> ``prior.ckpt.pt``."""
+    out = Path(out)
+    stem = out.name[:-3] if out.name.endswith(".pt") else out.name
+    return out.with_name(stem + ".ckpt.pt")
+
+
+def ddp_env() -> bool:
+    """True when launched by torchrun with more than one process (``WORLD_SIZE > 1``)."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+class _Objective(nn.Module):
+    """The module DDP wraps: latents lookup, SDF on all samples and its spatial gradient (with graph)."""
+
+    def __init__(self, prior: ShapePrior):
+        super().__init__()
+        self.prior = prior
+
+    def forward(self, idx: torch.Tensor, pts: torch.Tensor):
+        z = self.prior.latents(idx)                                  # [B, D]
+        pts = pts.detach().requires_grad_(True)
+        sdf = self.prior.decoder.sdf(pts, z[:, None, :])            # [B, N]
+        (grad,) = torch.autograd.grad(sdf.sum(), pts, create_graph=True)
+        return sdf, grad, z
+
+
+def _description_key(d: dict) -> dict:
+    keys = ("source", "n_shapes", "seeds", "files", "simulation", "clip", "n_points", "units_to_mm", "align")
+    return {k: d.get(k) for k in keys}
+
+
+def _param_vector(module: nn.Module) -> torch.Tensor:
+    return torch.cat([p.detach().reshape(-1).double().cpu() for p in module.parameters()])
+
+
+def train_prior(cfg: PriorConfig, scans: ScanSet, out, resume: bool = False, checkpoint_every: int | None = None,
+                device=None, progress: bool = True, ddp: Optional[bool] = None, stop_after_epoch: int | None = None,
+                log: Callable[[str], None] = print, extra_meta: dict | None = None) -> ShapePrior:
+    """Train (or resume) a prior on ``scans``; writes ``out`` (final prior) and ``checkpoint_path(out)``.
+
+    Args:
+        cfg: configuration (on resume the checkpoint's network/optimiser settings are kept; only ``epochs``
+            may grow).
+        scans: training scans in the unit frame (:class:`ScanSet`).
+        out: output path of the final prior.
+        resume: continue from ``checkpoint_path(out)`` (TrainingError when absent or for other data/network).
+        checkpoint_every: epochs between checkpoints (default ``max(1, epochs // 10)``).
+        device: torch device (default: ``cuda:LOCAL_RANK`` when CUDA is available, else CPU).
+        ddp: use DistributedDataParallel (default: when ``WORLD_SIZE > 1``).
+        stop_after_epoch: stop (after checkpointing) once this many epochs are done — for tests and for
+            splitting a long run; resume later.
+        extra_meta: added to the prior's ``meta`` (e.g. the command line).
+    Returns the trained :class:`ShapePrior` (on every rank).
+    """
+    out = Path(out)
+    ckpt_file = checkpoint_path(out)
+    use_ddp = ddp_env() if ddp is None else bool(ddp)
+    if use_ddp and not dist.is_initialized():
+        if "WORLD_SIZE" not in os.environ:
+            raise TrainingError("--ddp needs a torchrun launch (WORLD_SIZE, RANK, MASTER_ADDR not set): "
+                                "torchrun --nproc_per_node=2 -m headrecon.prior.cli ... --ddp")
+        backend = "nccl" if torch.cuda.is_available() and (device is None or str(device).startswith("cuda")) else "gloo"
+        dist.init_process_group(backend=backend)
+        own_group = True
+    else:
+        own_group = False
+    rank = dist.get_rank() if use_ddp else 0
+    world = dist.get_world_size() if use_ddp else 1
+    if device is None:
+        device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}") if torch.cuda.is_available() \
+            else torch.device("cpu")
+    device = torch.device(device)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    is_main = rank == 0
+    say = log if is_main else (lambda *_: None)
+
+    try:
+        n = len(scans)
+        start_epoch, history, elapsed_before = 0, [], 0.0
+        opt_state = None
+        if resume:
+            if not ckpt_file.is_file():
+                raise TrainingError(f"{ckpt_file}: no checkpoint to resume from")
+            state = torch.load(ckpt_file, map_location="cpu", weights_only=True)
+            if not isinstance(state, dict) or state.get("format") != TRAIN_CHECKPOINT_FORMAT:
+                raise TrainingError(f"{ckpt_file}: not a headrecon prior training checkpoint")
+            prior = ShapePrior.from_state(state["prior"], source=str(ckpt_file))
+            if prior.num_latents != n:
+                raise TrainingError(f"{ckpt_file}: trained on {prior.num_latents} shapes but {n} were given")
+            if _description_key(prior.data) != _description_key(scans.description):
+                raise TrainingError(f"{ckpt_file}: the checkpoint was trained on different data "
+                                    f"({_description_key(prior.data)}) than given ({_description_key(scans.description)})")
+            if cfg.epochs < prior.config.epochs:
+                raise TrainingError(f"cannot shorten a run on resume ({prior.config.epochs} -> {cfg.epochs} epochs)")
+            prior.config = prior.config.replace(epochs=cfg.epochs)
+            cfg = prior.config
+            start_epoch = int(state["epoch"])
+            history = list(state.get("history", []))
+            elapsed_before = float(state.get("elapsed_s", 0.0))
+            opt_state = state["optimizer"]
+            say(f"resuming from {ckpt_file} at epoch {start_epoch}/{cfg.epochs}")
+        else:
+            prior = ShapePrior(cfg, num_latents=n, norm=scans.norm, data=scans.description)
+        prior.to(device).train()
+        objective = _Objective(prior)
+        model = objective
+        if use_ddp:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            model = DDP(objective, device_ids=[device.index] if device.type == "cuda" else None)
+        opt = torch.optim.Adam([
+            {"params": list(prior.decoder.parameters()), "lr": cfg.lr, "name": "decoder"},
+            {"params": [prior.latents.weight], "lr": cfg.lr_latent, "name": "latents"},
+        ])
+        if opt_state is not None:
+            opt.load_state_dict(opt_state)
+
+        pts_dev = [p.to(device) for p in scans.points]
+        nrm_dev = [None if q is None else q.to(device) for q in scans.normals]
+        has_nrm = torch.tensor([q is not None for q in scans.normals])
+        sampler = DistributedSampler(range(n), num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed,
+                                     drop_last=False)
+        per_rank = min(max(1, cfg.shapes_per_batch // world), len(sampler))
+        if cfg.shapes_per_batch % world:
+            say(f"note: shapes_per_batch={cfg.shapes_per_batch} is not a multiple of {world} processes; "
+                f"using {per_rank} per process")
+        iters = (len(sampler) + per_rank - 1) // per_rank
+        every = checkpoint_every or max(1, cfg.epochs // 10)
+        last_epoch = cfg.epochs if stop_after_epoch is None else min(cfg.epochs, int(stop_after_epoch))
+        say(f"training prior: {n} shapes, {world} process(es) on {device}, {cfg.epochs} epochs x {iters} "
+            f"iterations, {per_rank} shapes/process/iteration, decoder {cfg.n_layers}x{cfg.d_hidden}, "
+            f"latent {cfg.latent_dim}")
+
+        bar = None
+        if progress and is_main:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=(cfg.epochs - start_epoch) * iters, desc="prior", unit="it", dynamic_ncols=True)
+        t0 = time.perf_counter()
+
+        def save_ckpt(next_epoch: int):
+            if not is_main:
+                return
+            prior.meta.update(epochs_done=next_epoch, elapsed_s=elapsed_before + time.perf_counter() - t0)
+            state = {"format": TRAIN_CHECKPOINT_FORMAT, "prior": prior.state(), "optimizer": opt.state_dict(),
+                     "epoch": next_epoch, "history": history, "world_size": world,
+                     "elapsed_s": elapsed_before + time.perf_counter() - t0}
+            ckpt_file.parent.mkdir(parents=True, exist_ok=True)
+            tmp = ckpt_file.with_name(ckpt_file.name + ".tmp")
+            torch.save(state, tmp)
+            tmp.replace(ckpt_file)
+
+        epoch = start_epoch
+        for epoch in range(start_epoch, last_epoch):
+            lr_dec, lr_lat = cfg.lr_at(epoch)
+            opt.param_groups[0]["lr"], opt.param_groups[1]["lr"] = lr_dec, lr_lat
+            sampler.set_epoch(epoch)
+            order = list(sampler)
+            sums = torch.zeros(len(LOSS_KEYS), dtype=torch.float64)
+            for it in range(iters):
+                batch = order[it * per_rank:(it + 1) * per_rank] or order[-per_rank:]
+                surf, nrms, vols = [], [], []
+                for i in batch:
+                    s, nr, v = sample_shape_points(pts_dev[i], nrm_dev[i], cfg, shape_generator(cfg.seed, epoch, i))
+                    surf.append(s)
+                    nrms.append(nr if nr is not None else torch.zeros_like(s))
+                    vols.append(v)
+                pts = torch.cat([torch.stack(surf), torch.stack(vols)], dim=1)
+                idx = torch.as_tensor(batch, dtype=torch.long, device=device)
+                sdf, grad, z = model(idx, pts)
+                terms = prior_losses(sdf, grad, cfg.surface_points, torch.stack(nrms), has_nrm[batch].to(device),
+                                     z, cfg)
+                opt.zero_grad(set_to_none=False)
+                terms["loss"].backward()
+                if cfg.grad_clip > 0:
+                    torch.nn.utils.clip_grad_norm_(prior.decoder.parameters(), cfg.grad_clip)
+                opt.step()
+                sums += torch.tensor([float(terms[k].detach()) for k in LOSS_KEYS], dtype=torch.float64)
+                if bar is not None:
+                    bar.update(1)
+            if use_ddp:
+                red = sums.to(device)
+                dist.all_reduce(red)
+                sums = red.cpu() / world
+            means = {k: float(v) / iters for k, v in zip(LOSS_KEYS, sums)}
+            if not all(map(lambda v: v == v and abs(v) != float("inf"), means.values())):
+                raise TrainingError(f"epoch {epoch}: loss is not finite ({means}); lower the learning rate")
+            history.append({"epoch": epoch, "lr": lr_dec, **means})
+            if bar is not None:
+                bar.set_postfix(epoch=epoch + 1, loss=f"{means['loss']:.4g}", surf=f"{means['surface']:.3g}",
+                                eik=f"{means['eikonal']:.3g}")
+            done = epoch + 1
+            if done % every == 0 or done == last_epoch:
+                save_ckpt(done)
+        if bar is not None:
+            bar.close()
+        done = last_epoch if last_epoch > start_epoch else start_epoch
+        elapsed = elapsed_before + time.perf_counter() - t0
+        if use_ddp:
+            vec = _param_vector(prior).to(device)
+            gathered = [torch.zeros_like(vec) for _ in range(world)]
+            dist.all_gather(gathered, vec)  # gloo handles CPU tensors; nccl needs device tensors
+            diff = max(float((g - gathered[0]).abs().max()) for g in gathered)
+            prior.meta["ddp_max_param_diff"] = diff
+            if diff > 1e-6:
+                raise TrainingError(f"DDP ranks disagree on the parameters after training (max diff {diff:g})")
+        prior.meta.update(epochs_done=done, elapsed_s=elapsed, world_size=world, device=str(device),
+                          final_losses=history[-1] if history else None, torch=str(torch.__version__),
+                          machine=f"{platform.node()} {platform.machine()} {os.cpu_count()} cpus",
+                          history=[{k: (round(v, 6) if isinstance(v, float) else v) for k, v in h.items()}
+                                   for h in history])
+        if extra_meta:
+            prior.meta.update(extra_meta)
+        if done >= cfg.epochs and is_main:
+            save_ckpt(done)
+            prior.save(out)
+            say(f"wrote {out} ({done} epochs, {elapsed:.0f} s, final loss {history[-1]['loss']:.4g})"
+                if history else f"wrote {out}")
+        elif is_main:
+            say(f"stopped after epoch {done}/{cfg.epochs}; checkpoint {ckpt_file} (continue with --resume)")
+        if use_ddp:
+            dist.barrier()
+        return prior.eval()
+    finally:
+        if own_group and dist.is_initialized():
+            dist.destroy_process_group()
