@@ -131,7 +131,11 @@ def check_run_dir(run_dir: Path, cfg: ReconConfig, resume: bool, explicit: Optio
 
 
 def machine_info(device: torch.device) -> Dict[str, Any]:
-    info = {"platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
+    try:
+        load = os.getloadavg()
+    except OSError:
+        load = None
+    info = {"load_average": load, "platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
             "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "device": str(device)}
     try:
         info["cpu"] = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo")
@@ -176,7 +180,7 @@ def reconstruct(scene_dir, cfg: ReconConfig, run_dir, resume: bool = False, expl
     metrics = write_results(trainer, full, scene, run_dir, log=log)
     mesh = metrics.pop("_mesh", None)
     metrics.update({"finished": trainer.finished, "iterations": trainer.iteration,
-                    "train_seconds": summary["train_seconds"],
+                    "train_seconds": summary["train_seconds"], "train_cpu_seconds": summary["train_cpu_seconds"],
                     "seconds_per_iteration": summary["seconds_per_iteration"],
                     "session_seconds": time.perf_counter() - t_start, "resumed": bool(resume),
                     "views": scene.indices, "device": str(device), "machine": info["machine"]})

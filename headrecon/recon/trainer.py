@@ -99,6 +99,7 @@ class Trainer:
         self.optimizer: Optional[torch.optim.Optimizer] = None
         self.history: List[Dict[str, float]] = []
         self.elapsed = 0.0
+        self.cpu_elapsed = 0.0  # process CPU seconds (all threads) of the training steps
         self._acc: Dict[str, float] = {}
         self._acc_n = 0
 
@@ -195,11 +196,12 @@ class Trainer:
         rays_window, t_window = 0, 0.0
         try:
             while self.iteration < end:
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 logs = self.step()
                 self.iteration += 1
                 dt = time.perf_counter() - t0
                 self.elapsed += dt
+                self.cpu_elapsed += time.process_time() - c0
                 rays_window += cfg.batch_rays
                 t_window += dt
                 self._accumulate(logs)
@@ -223,7 +225,7 @@ class Trainer:
                 bar.close()
         if checkpoint_path is not None:
             self.save_checkpoint(checkpoint_path)
-        return {"iterations": self.iteration, "train_seconds": self.elapsed,
+        return {"iterations": self.iteration, "train_seconds": self.elapsed, "train_cpu_seconds": self.cpu_elapsed,
                 "seconds_per_iteration": self.elapsed / max(1, self.iteration)}
 
     def _accumulate(self, logs: Dict[str, float]) -> None:
@@ -254,10 +256,12 @@ class Trainer:
             "optimizer": None if self.optimizer is None else self.optimizer.state_dict(),
             "sampler": self.sampler.state_dict(), "eik_generator": self.eik_generator.get_state(), "rng": rng,
             "loss_alpha": self.loss_fn.alpha, "history": self.history, "elapsed": self.elapsed,
+            "cpu_elapsed": self.cpu_elapsed,
             "acc": (self._acc, self._acc_n),
             "cache": None if cache is None else {"grid": cache.grid, "counter": cache.counter,
                                                  "queries": cache.queries, "hits": cache.hits},
             "total_iterations": self.total_iterations,
+            "tracer_auto_choice": dict(self.tracer.auto_choice),
         }
 
     def save_checkpoint(self, path) -> Path:
@@ -292,7 +296,10 @@ class Trainer:
         self.loss_fn.alpha = st["loss_alpha"]
         self.history = list(st["history"])
         self.elapsed = float(st["elapsed"])
+        self.cpu_elapsed = float(st.get("cpu_elapsed", 0.0))
         self._acc, self._acc_n = dict(st["acc"][0]), int(st["acc"][1])
+        # strategy="auto" measured its choice when the run started; keep it so the run continues identically
+        self.tracer.auto_choice = dict(st.get("tracer_auto_choice") or {})
         cache = self.tracer.cache
         if cache is not None and st.get("cache") is not None:
             c = st["cache"]
@@ -302,8 +309,9 @@ class Trainer:
     def render_tracer(self) -> RayTracer:
         """A tracer with the run's settings for rendering images (no minimum-SDF search on missed rays)."""
         c = self.cfg
+        strategy = self.tracer.resolved_strategy(self.device) or c.strategy
         return RayTracer(radius=c.scene_radius, n_coarse=c.n_coarse, n_fine=c.n_fine, n_secant=c.n_secant,
-                         max_steps=c.max_steps, strategy=c.strategy, compute_min_sdf=False)
+                         max_steps=c.max_steps, strategy=strategy, compute_min_sdf=False)
 
     def save_history(self, path) -> None:
         Path(path).write_text(json.dumps(self.history, indent=0) + "\n")
