@@ -335,3 +335,18 @@ def test_demo_head_mesh():
     assert 180 < np.ptp(m.vertices[:, 1]) < 300  # head + neck height in mm
     assert demo_head_sdf(np.zeros((1, 3)))[0] < 0 and demo_head_sdf(np.array([[0, 0, 300.0]]))[0] > 0
     assert m.visual.vertex_colors.shape == (len(m.vertices), 4)
+
+
+def test_cli_demo_smoke(tmp_path, capsys):
+    """``--demo`` builds its scene from package code only and runs end to end (tiny settings here)."""
+    out = tmp_path / "demo-run"
+    args = ["--demo", "--out", str(out), "--iterations", "2", "--quiet", "--image-size", "32", "--batch-rays",
+            "128", "--geo-hidden", "48", "--geo-layers", "2", "--geo-skip", "2", "--mesh-resolution", "32",
+            "--render-size", "24", "--novel-yaws", "180"]
+    assert cli.main(args) == 0
+    assert (tmp_path / "demo-run-scene" / "full_head.obj").is_file()
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["finished"] and m["views"] == [0, 7, 1]
+    assert str(out.resolve()) in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        cli.main(["--demo", "--preset", "paper", "--out", str(tmp_path / "x")])

@@ -53,10 +53,16 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-def _demo_paths(out):
+def _demo_paths(out, resume: bool):
+    """Scene and run folders of --demo. Without --out: ./headrecon-demo/scene and the first of run, run-2, ...
+    that holds no run yet (the last one that does with --resume)."""
     if out is None:
         root = Path("headrecon-demo")
-        return root / "scene", root / "run"
+        runs = [root / "run"] + [root / f"run-{k}" for k in range(2, 1000)]
+        used = [r for r in runs if (r / "config.json").exists()]
+        if resume and used:
+            return root / "scene", used[-1]
+        return root / "scene", next(r for r in runs if not (r.exists() and any(r.iterdir())))
     out = Path(out)
     return out.parent / f"{out.name}-scene", out
 
@@ -71,7 +77,7 @@ def main(argv=None) -> int:
                 ap.error("--demo builds its own scene; do not pass SCENE_DIR")
             if explicit.get("preset", "fast") != "fast":
                 ap.error("--demo runs the fast preset")
-            scene_dir, out = _demo_paths(args.out)
+            scene_dir, out = _demo_paths(args.out, args.resume)
             if not (scene_dir / "cameras.npz").is_file():
                 from .demo import make_demo_scene
 
@@ -92,7 +98,8 @@ def main(argv=None) -> int:
         res = reconstruct(scene_dir, cfg, out, resume=args.resume, explicit=explicit, stop_after=args.stop_after,
                           progress=not args.quiet)
     except KeyboardInterrupt:
-        print(f"\n{PROG}: interrupted; a checkpoint was saved, continue with --resume", file=sys.stderr)
+        print(f"\n{PROG}: interrupted (once training has started a checkpoint is saved: continue with --resume)",
+              file=sys.stderr)
         return 130
     except (ValueError, FileNotFoundError, RuntimeError) as exc:  # SceneError and RunDirError are ValueErrors
         print(f"{PROG}: error: {exc}", file=sys.stderr)
