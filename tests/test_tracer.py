@@ -193,6 +193,23 @@ def test_matches_dense_reference_tracer():
     torch.testing.assert_close(a.min_sdf[miss], ref["min_sdf"][miss], atol=1e-6, rtol=0)
 
 
+@pytest.mark.parametrize("use_cache", [False, True])
+def test_chunked_coarse_search_equals_parallel_search(use_cache):
+    shape = SHAPES["union"]
+    res = {}
+    for chunks in (1, 5):
+        tr = RayTracer(strategy="search", coarse_chunks=chunks, cache=SDFCache() if use_cache else None)
+        out = [tr(shape, *camera_rays(1500, seed=s)) for s in range(2)]
+        res[chunks] = out
+    for a, b in zip(res[1], res[5]):
+        assert torch.equal(a.hit, b.hit) and torch.equal(a.t[a.hit], b.t[b.hit])
+        if not use_cache:  # with a cache, far samples (all >= eps) are lower bounds whose order may differ
+            assert torch.equal(a.min_sdf_t, b.min_sdf_t)
+            torch.testing.assert_close(a.min_sdf, b.min_sdf)
+    if not use_cache:
+        assert sum(r.num_sdf_evals for r in res[5]) < 0.95 * sum(r.num_sdf_evals for r in res[1])
+
+
 def test_sphere_strategy_without_steps_equals_search():
     shape = SHAPES["torus"]
     o, d = camera_rays(1000, seed=4)
