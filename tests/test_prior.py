@@ -406,3 +406,35 @@ def test_shipped_prior_is_head_sized():
     assert 190 < w < 320 and 250 < h < 430 and 170 < d < 300, (w, h, d)
     x = torch.as_tensor(prior.to_unit([[0.0, 0.0, 0.0]]), dtype=torch.float32)  # inside the head
     assert float(prior.sdf(x)) < 0
+
+
+# ------------------------------------------------------------------------------------------ reconstruction plugin
+def test_h3dnet_method_plugin(trained):
+    from types import SimpleNamespace
+
+    from headrecon.recon.config import ReconConfig
+    from headrecon.recon.methods import available_methods, get_method
+
+    prior, _, path = trained
+    assert "h3dnet" in available_methods()
+    cfg = ReconConfig()
+    cfg.prior = str(path)
+    method = get_method("h3dnet", cfg)
+    S = np.eye(4)
+    S[:3, :3] *= 200.0  # scene unit sphere = 200 mm around the prior's centre
+    S[:3, 3] = Normalization().center_mm
+    scene = SimpleNamespace(scale_mat=S, landmarks=None, gt_mesh=None, meta={})
+    model = method.build(scene, torch.device("cpu"))
+    x = torch.rand(32, 3) - 0.5
+    sdf, feat, grad = model.geometry.forward_with_gradient(x, create_graph=False)
+    ref = prior.sdf(x * 200.0 / 250.0) * 250.0 / 200.0  # mean latent, distances in scene units
+    assert torch.allclose(sdf, ref, atol=1e-5) and feat.shape[-1] == prior.d_feature
+    phases = method.phases()
+    assert [p.name for p in phases] == ["latent", "all"] and phases[-1].end == 1.0
+    trainer = SimpleNamespace(model=model)
+    method.on_phase_start(trainer, phases[0])
+    names = [g["name"] for g in method.param_groups(model, phases[0])]
+    assert names == ["latent", "rendering"] and not any(p.requires_grad for p in model.geometry.decoder_parameters())
+    method.on_phase_start(trainer, phases[1])
+    assert [g["name"] for g in method.param_groups(model, phases[1])] == ["latent", "geometry", "rendering"]
+    assert all(p.requires_grad for p in model.geometry.parameters())

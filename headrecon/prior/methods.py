@@ -1,0 +1,98 @@
+"""``--method h3dnet`` for the reconstruction loop: the prior-aided fit of H3D-Net (Ramon et al. 2021).
+
+Registered in :mod:`headrecon.recon.methods` (its plugin loader imports this module). The geometry is the prior's
+decoder with a trainable latent (:class:`headrecon.prior.LatentGeometry`), initialised to the mean latent, seen
+from the scene's unit frame through a fixed similarity; the rendering network is built to match the prior's
+feature size. Two phases:
+
+1. ``latent`` (the first ``prior_latent_fraction`` of the run, default 0.25): only the latent code (lr
+   ``prior_latent_lr``, default 1e-3) and the rendering network train — the shape stays on the prior's manifold;
+2. ``all``: latent, decoder weights (lr ``cfg.lr``) and rendering network fine-tune together.
+
+Configuration is read from the :class:`~headrecon.recon.config.ReconConfig` with defaults when the fields do not
+exist (yet): ``prior`` (checkpoint path; default the shipped prior), ``prior_latent_fraction``,
+``prior_latent_lr``.
+
+Frame: scene unit -> prior unit is ``inv(S) @ scene.scale_mat`` where ``S`` (prior unit -> scene mm) comes from,
+in order: ``scene.meta['prior_scale_mat']``; the scene's landmarks (positions, or vertex indices into its
+ground-truth mesh — an alignment from ground-truth landmarks, as H3DS scenes are normalised with landmarks);
+else the scene is assumed to be in the ICT orientation (+Y up, +Z out of the face, mm) and centred at the
+centre of its unit sphere.
+"""
+from __future__ import annotations
+
+from typing import List
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..recon.methods import Phase, ReconMethod, ReconModel, register_method
+from .model import load_prior
+from .normalization import prior_normalization
+
+__all__ = ["H3DNetMethod", "scene_prior_frame"]
+
+
+def scene_prior_frame(scene, prior) -> tuple[np.ndarray, str]:
+    """(4x4 scene-unit -> prior-unit similarity, how it was obtained) for ``scene`` (see module docstring)."""
+    S_scene = np.asarray(scene.scale_mat, dtype=np.float64)
+    meta = getattr(scene, "meta", None) or {}
+    if meta.get("prior_scale_mat") is not None:
+        S, how = np.asarray(meta["prior_scale_mat"], dtype=np.float64), "scene.meta['prior_scale_mat']"
+    else:
+        lm = getattr(scene, "landmarks", None)
+        gt = getattr(scene, "gt_mesh", None)
+        pos = None
+        if lm:
+            try:
+                pos = {k: (np.asarray(gt.vertices)[int(v)] if np.ndim(v) == 0 else np.asarray(v, dtype=np.float64))
+                       for k, v in lm.items()}
+            except (AttributeError, TypeError, IndexError):
+                pos = None
+        if pos and len(pos) >= 3:
+            S, how = prior_normalization(landmarks=pos, norm=prior.norm), "landmarks"
+        else:
+            S = prior.norm.scale_mat.copy()
+            S[:3, 3] = S_scene[:3, 3]
+            how = "scene centre, ICT orientation assumed"
+    return np.linalg.inv(S) @ S_scene, how
+
+
+@register_method("h3dnet")
+class H3DNetMethod(ReconMethod):
+    """H3D-Net: fit the prior's latent, then fine-tune the prior's decoder (see the module docstring)."""
+
+    def _opt(self, name, default):
+        v = getattr(self.cfg, name, None)
+        return default if v is None else v
+
+    def build(self, scene, device: torch.device) -> nn.Module:
+        from ..models import RenderingNetwork
+
+        prior = load_prior(self._opt("prior", None), device="cpu")
+        frame, how = scene_prior_frame(scene, prior)
+        geo = prior.geometry_network(z=None, frame=frame)
+        c = self.cfg
+        ren = RenderingNetwork(d_feature=prior.d_feature, d_hidden=c.render_hidden, n_layers=c.render_layers,
+                               mode=c.render_mode, n_freqs_view=c.view_freqs)
+        self.frame_source = how
+        return ReconModel(geo, ren).to(device)
+
+    def phases(self) -> List[Phase]:
+        f = float(self._opt("prior_latent_fraction", 0.25))
+        if not 0.0 < f < 1.0:
+            raise ValueError(f"prior_latent_fraction must be in (0, 1), got {f}")
+        return [Phase("latent", f), Phase("all", 1.0)]
+
+    def param_groups(self, model: nn.Module, phase: Phase) -> List[dict]:
+        geo = model.geometry
+        groups = [{"params": geo.latent_parameters(), "lr": float(self._opt("prior_latent_lr", 1e-3)),
+                   "name": "latent"}]
+        if phase.name == "all":
+            groups.append({"params": geo.decoder_parameters(), "lr": self.cfg.lr, "name": "geometry"})
+        groups.append({"params": list(model.rendering.parameters()), "lr": self.cfg.lr, "name": "rendering"})
+        return groups
+
+    def on_phase_start(self, trainer, phase: Phase, resumed: bool = False) -> None:
+        trainer.model.geometry.set_phase("latent" if phase.name == "latent" else "all")
