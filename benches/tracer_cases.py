@@ -30,18 +30,22 @@ def make_network():
     return net
 
 
+VIEW_YAWS = (0.0, 45.0, -45.0)  # the V3 views of H3D-Net/SIRA++
+
+
 def camera_rays(n, seed):
-    """Rays of a 30-degree pinhole camera at distance 2.5 on a random yaw, looking at the origin; the network's
-    initial sphere (radius 0.6) covers about half of the image, like a head in a portrait."""
+    """A training batch: n random pixels of three 30-degree pinhole cameras at distance 2.5 (yaw 0 and +-45 deg,
+    the few-shot V3 set) looking at the origin; the network's initial sphere (radius 0.6) covers about half of
+    each image, like a head in a portrait."""
     g = torch.Generator().manual_seed(seed)
-    yaw = float(torch.rand(1, generator=g)) * 2 * math.pi
-    c = torch.tensor([math.sin(yaw), 0.1, math.cos(yaw)]) * 2.5
-    fwd = -c / c.norm()
-    right = torch.nn.functional.normalize(torch.linalg.cross(fwd, torch.tensor([0.0, 1, 0])), dim=0)
+    yaw = torch.tensor(VIEW_YAWS)[torch.randint(0, len(VIEW_YAWS), (n,), generator=g)] * math.pi / 180
+    c = torch.stack([torch.sin(yaw), torch.full_like(yaw, 0.1), torch.cos(yaw)], -1) * 2.5
+    fwd = torch.nn.functional.normalize(-c, dim=-1)
+    right = torch.nn.functional.normalize(torch.linalg.cross(fwd, torch.tensor([[0.0, 1, 0]]).expand(n, 3)), dim=-1)
     up = torch.linalg.cross(right, fwd)
     uv = (torch.rand(n, 2, generator=g) * 2 - 1) * math.tan(math.radians(15))
     d = fwd + uv[:, :1] * right + uv[:, 1:] * up
-    return c.expand(n, 3).contiguous(), torch.nn.functional.normalize(d, dim=-1).contiguous()
+    return c.contiguous(), torch.nn.functional.normalize(d, dim=-1).contiguous()
 
 
 CONFIGS = {
@@ -50,8 +54,12 @@ CONFIGS = {
     "engine, torch ops, sphere": ("engine", dict(backend="torch", strategy="sphere")),
     "engine, C++, sphere": ("engine", dict(backend="cpp", strategy="sphere")),
     "engine, C++, sphere + cache": ("engine", dict(backend="cpp", strategy="sphere", cache=True)),
-    "engine, C++, search": ("engine", dict(backend="cpp", strategy="search")),
-    "engine, C++, search + cache": ("engine", dict(backend="cpp", strategy="search", cache=True)),
+    "engine, C++, search (SIRA++: all 75 at once)": ("engine", dict(backend="cpp", strategy="search",
+                                                                     coarse_chunks=1)),
+    "engine, C++, search (SIRA++) + cache": ("engine", dict(backend="cpp", strategy="search", coarse_chunks=1,
+                                                             cache=True)),
+    "engine, C++, search (4 chunks)": ("engine", dict(backend="cpp", strategy="search")),
+    "engine, C++, search (4 chunks) + cache": ("engine", dict(backend="cpp", strategy="search", cache=True)),
 }
 
 
