@@ -6,6 +6,7 @@ Examples::
     headrecon-train-prior my_scans/ --out prior.pt --preset paper --units mm --align landmarks
     headrecon-train-prior ict --out prior.pt --resume                 # continue from prior.ckpt.pt
     torchrun --nproc_per_node=2 -m headrecon.prior.cli ict --out prior.pt --ddp   # DistributedDataParallel
+    headrecon-train-prior ict --model sira --out sira.pt --preset fast --shapes 48   # SIRA++ shape + appearance
 
 ``SCANS_OR_ICT`` is either ``ict`` (training identities = ICT-FaceKit seeds ``0 .. N-1``, see
 :mod:`headrecon.prior`) or a folder of ``.ply`` / ``.obj`` / ``.stl`` / ``.off`` / ``.glb`` point clouds or meshes.
@@ -55,6 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda:LOCAL_RANK if available)")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads per process")
     ap.add_argument("--no-progress", action="store_true")
+    # --- SIRA++ (headrecon.prior.sira_train) ---
+    ap.add_argument("--model", choices=["h3dnet", "sira"], default="h3dnet",
+                    help="h3dnet: shape-only DeepSDF prior; sira: SIRA++ shape-and-appearance model (ICT only)")
+    ap.add_argument("--half", action="store_true", help="sira: store the final model as float16 (shipped asset)")
+    # --- end SIRA++ ---
     return ap
 
 
@@ -87,6 +93,10 @@ def main(argv=None) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.model == "sira":  # --- SIRA++ ---
+        from .sira_train import main_from_args
+
+        return main_from_args(args, argv)
     try:
         cfg = _config(args)
     except ValueError as exc:

@@ -106,7 +106,7 @@ def _load_plugins() -> None:
     """Import the modules that register the prior-based methods, when they exist (headrecon.prior)."""
     import importlib
 
-    for mod in ("headrecon.prior.methods",):
+    for mod in ("headrecon.prior.methods", "headrecon.recon.sira"):  # sira: SIRA++ (headrecon/recon/sira.py)
         try:
             importlib.import_module(mod)
         except ModuleNotFoundError as exc:

@@ -1,0 +1,406 @@
+"""Training of the SIRA++ shape-and-appearance model (``headrecon-train-prior ict --model sira``).
+
+Data (:func:`sira_ict_data`): for every training identity (ICT-FaceKit seeds ``0 .. N-1``, see
+:mod:`headrecon.prior`) the head with the procedural skin albedo of :func:`headrecon.data.ict.sample_ict_head`
+
+* as a simulated raw scan (same simulation as the H3D-Net prior, :func:`headrecon.prior.scans.simulate_raw_scan`):
+  surface points and normals for the surface / Eikonal / normal terms;
+* its six landmarks (vertex indices valid for every identity) in the prior frame, for the landmark term;
+* ``image_views`` posed images rendered with :class:`headrecon.data.synthetic.MeshRenderer` under lighting drawn
+  per head (random key / fill directions and intensities, random ambient), cameras on a jittered orbit. Each
+  foreground pixel is ray-cast against the ground-truth mesh (embree), which gives the exact pixel <-> surface
+  point correspondence: (surface point, direction towards the camera, pixel colour) triples supervise the
+  rendering function at the points the images see.
+
+Training (:func:`train_sira`) reuses the H3D-Net prior's machinery (:mod:`headrecon.prior.train`): the same
+checkpoint file beside the output (``OUT.ckpt.pt``, every ``checkpoint_every`` epochs and at the end), exact resume
+(the samples of a shape depend only on (seed, epoch, shape) through :func:`headrecon.prior.losses.shape_generator`,
+the shape order on the epoch through ``DistributedSampler``), DistributedDataParallel under ``torchrun`` (gloo on
+CPU, nccl on CUDA; the landmark term is computed over the shapes each process holds), only rank 0 writes, and the
+ranks compare their parameters at the end. One optimiser with two groups (networks ``lr``, latents
+``lr_latent``), step decay; the reference SDF's positional encoding is unmasked progressively (``pe_start`` ..
+``pe_end`` epochs).
+"""
+from __future__ import annotations
+
+import os
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import DistributedSampler
+
+from .losses import sample_shape_points, shape_generator
+from .normalization import Normalization
+from .sira import LANDMARK_NAMES, SIRA_FORMAT, SiraConfig, SiraPrior, sira_losses
+from .train import TrainingError, _param_vector, checkpoint_path, ddp_env
+
+__all__ = ["SiraData", "sira_ict_data", "render_head_samples", "train_sira", "SIRA_TRAIN_FORMAT", "LOSS_KEYS"]
+
+SIRA_TRAIN_FORMAT = SIRA_FORMAT + "-train"
+LOSS_KEYS = ("loss", "surface", "eikonal", "deform", "landmark", "color", "latent", "normal")
+
+
+@dataclass
+class SiraData:
+    """Training data in the prior's unit frame (lists indexed by shape).
+
+    ``points`` / ``normals``: raw-scan samples [N_i, 3]; ``landmarks``: [S, K, 3]; ``color_points``,
+    ``color_dirs`` (unit, towards the camera), ``color_rgb``: [M_i, 3] appearance samples; ``description``: what
+    a checkpoint stores instead of the data; ``norm``: the frame."""
+
+    points: list
+    normals: list
+    landmarks: torch.Tensor
+    color_points: list
+    color_dirs: list
+    color_rgb: list
+    description: dict
+    norm: Normalization
+
+    def __len__(self) -> int:
+        return len(self.points)
+
+    def __post_init__(self):
+        n = len(self.points)
+        if n < 1:
+            raise ValueError("SiraData needs at least one shape")
+        if not (len(self.normals) == len(self.color_points) == len(self.color_dirs) == len(self.color_rgb) == n):
+            raise ValueError("SiraData: every per-shape list must have one entry per shape")
+        if self.landmarks.dim() != 3 or self.landmarks.shape[0] != n or self.landmarks.shape[2] != 3:
+            raise ValueError(f"SiraData.landmarks must be [{n}, K, 3], got {tuple(self.landmarks.shape)}")
+        for i in range(n):
+            if len(self.points[i]) < 1 or len(self.color_points[i]) < 1:
+                raise ValueError(f"shape {i}: no surface or colour samples")
+
+
+def random_lights(rng: np.random.Generator) -> tuple[str, float]:
+    """Lighting of one training head: a key light in the front hemisphere, a fill light, a rim light, random
+    intensities, and a random ambient term (MeshRenderer light spec, ambient)."""
+    def direction(front: bool):
+        d = rng.normal(size=3)
+        d[2] = abs(d[2]) + 0.3 if front else -abs(d[2])
+        d[1] = abs(d[1]) * 0.8
+        return d / np.linalg.norm(d)
+    key, fill, rim = direction(True), direction(True), direction(False)
+    spec = ";".join(f"{d[0]:.4f},{d[1]:.4f},{d[2]:.4f}@{w:.3f}" for d, w in
+                    ((key, rng.uniform(0.4, 0.8)), (fill, rng.uniform(0.1, 0.35)), (rim, rng.uniform(0.1, 0.4))))
+    return spec, float(rng.uniform(0.2, 0.45))
+
+
+def render_head_samples(mesh_mm, norm: Normalization, n_views: int, size: int, seed: int) -> dict:
+    """Appearance samples of one head (vertex-coloured mesh in mm): ``n_views`` images of ``size`` px on a
+    jittered orbit under random lighting; returns ``points`` (unit frame), ``dirs`` (towards the camera) and
+    ``rgb`` [M, 3] float32 arrays plus the lighting used."""
+    from ..data.synthetic import MeshRenderer, default_distance_focal, orbit_cameras
+
+    rng = np.random.default_rng([int(seed), 11])
+    lights, ambient = random_lights(rng)
+    renderer = MeshRenderer(mesh_mm, lights=lights, ambient=ambient)
+    center = norm.to_mm(np.zeros((1, 3)))[0]
+    radius = 0.8 * float(norm.mm_per_unit)  # heads fill about 0.8 of the unit sphere
+    distance, focal = default_distance_focal(radius, int(size), fill=0.95)
+    yaws = (np.arange(n_views) * 360.0 / n_views + rng.uniform(-180.0 / n_views, 180.0 / n_views)
+            + rng.uniform(0, 360)) % 360.0
+    yaws = np.where(yaws > 180, yaws - 360, yaws)
+    P, D, C = [], [], []
+    for y in yaws:
+        cam = orbit_cameras(center, distance, [float(y)], [float(rng.uniform(-20, 25))], focal, int(size))[0]
+        o, d = cam.rays_np()
+        col, hit, pts = renderer._shade_rays(o, d, cam, shadows=False)
+        P.append(pts[hit])
+        D.append(-d[hit])
+        C.append(col[hit])
+    pts = norm.to_unit(np.concatenate(P))
+    return {"points": pts.astype(np.float32), "dirs": np.concatenate(D).astype(np.float32),
+            "rgb": np.concatenate(C).astype(np.float32), "lights": lights, "ambient": ambient}
+
+
+def sira_ict_data(n_shapes: int, cfg: SiraConfig, seed_start: int = 0, clip: float = 2.5,
+                  progress: bool = False) -> SiraData:
+    """Raw scans, landmarks and rendered appearance samples of ICT heads ``seed_start .. seed_start + n - 1``."""
+    from .. import shared_dir
+    from ..data.ict import sample_ict_head
+    from .scans import DEFAULT_SIMULATION, ict_visible_faces, simulate_raw_scan
+
+    if n_shapes < 1:
+        raise ValueError("n_shapes must be >= 1")
+    norm = Normalization()
+    seeds = range(int(seed_start), int(seed_start) + int(n_shapes))
+    it = seeds
+    if progress:
+        from tqdm.auto import tqdm
+
+        it = tqdm(seeds, desc="ICT heads: scans + renders", unit="head")
+    pts, nrms, lms, cp, cd, cr = [], [], [], [], [], []
+    for s in it:
+        mesh = sample_ict_head(int(s), clip=clip, albedo=True)
+        scan = simulate_raw_scan(mesh, n_points=cfg.scan_points, seed=int(s), keep_faces=ict_visible_faces(mesh),
+                                 name=f"ict{s}", **DEFAULT_SIMULATION)
+        pts.append(torch.as_tensor(norm.to_unit(scan.points), dtype=torch.float32))
+        nrms.append(torch.as_tensor(scan.normals, dtype=torch.float32))  # the frame has no rotation
+        lm = mesh.metadata["landmarks"]
+        lms.append(norm.to_unit(np.stack([mesh.vertices[int(lm[k])] for k in LANDMARK_NAMES])))
+        app = render_head_samples(mesh, norm, cfg.image_views, cfg.image_size, seed=int(s))
+        cp.append(torch.as_tensor(app["points"]))
+        cd.append(torch.as_tensor(app["dirs"]))
+        cr.append(torch.as_tensor(app["rgb"]))
+    desc = {"source": "ict", "model": "ICT-FaceKit head basis (MIT licence), 100 identity modes, procedural albedo",
+            "basis_dir": str(shared_dir() / "data" / "ict_facekit") if shared_dir() else None,
+            "seeds": [seeds.start, seeds.stop - 1], "clip": float(clip), "n_points": int(cfg.scan_points),
+            "simulation": {k: list(v) if isinstance(v, tuple) else v for k, v in DEFAULT_SIMULATION.items()},
+            "n_shapes": int(n_shapes), "image_views": int(cfg.image_views), "image_size": int(cfg.image_size),
+            "color_samples": [int(len(c)) for c in cp], "landmarks": list(LANDMARK_NAMES)}
+    return SiraData(pts, nrms, torch.as_tensor(np.stack(lms), dtype=torch.float32), cp, cd, cr, desc, norm)
+
+
+class _Objective(nn.Module):
+    """What DDP wraps: latents, SDF + gradient on all samples, colours at the colour samples."""
+
+    def __init__(self, model: SiraPrior):
+        super().__init__()
+        self.model = model
+
+    def forward(self, idx, pts, n_color: int, color_dirs):
+        m = self.model
+        z, zr = m.z_sdf(idx), m.z_r(idx)                          # [B, D], [B, Dr]
+        pts = pts.detach().requires_grad_(True)
+        sdf, x_ref, delta, gamma = m(pts, z[:, None, :])
+        (grad,) = torch.autograd.grad(sdf.sum(), pts, create_graph=True)
+        rgb = None
+        if n_color:
+            c0, c1 = pts.shape[1] - n_color - len(LANDMARK_NAMES), pts.shape[1] - len(LANDMARK_NAMES)
+            rgb = m.color(x_ref[:, c0:c1], grad[:, c0:c1], color_dirs, gamma[:, c0:c1], zr[:, None, :])
+        return sdf, grad, x_ref, delta, rgb, z, zr
+
+
+def _description_key(d: dict) -> dict:
+    keys = ("source", "n_shapes", "seeds", "simulation", "clip", "n_points", "image_views", "image_size")
+    return {k: d.get(k) for k in keys}
+
+
+def sample_batch(data: SiraData, batch, cfg: SiraConfig, epoch: int, device):
+    """Per-shape samples of a batch: points [B, P+V+C+K, 3] (surface, volume, colour, landmarks), scan normals
+    [B, P, 3], colour directions and targets [B, C, 3]."""
+    P_, N_, CD, CR = [], [], [], []
+    for i in batch:
+        g = shape_generator(cfg.seed, epoch, i)
+        s, nr, v = sample_shape_points(data.points[i], data.normals[i], cfg, g)
+        ci = torch.randint(len(data.color_points[i]), (cfg.color_points,), generator=g)
+        P_.append(torch.cat([s, v, data.color_points[i][ci], data.landmarks[i]], 0))
+        N_.append(nr)
+        CD.append(data.color_dirs[i][ci])
+        CR.append(data.color_rgb[i][ci])
+    return (torch.stack(P_).to(device), torch.stack(N_).to(device), torch.stack(CD).to(device),
+            torch.stack(CR).to(device))
+
+
+def train_sira(cfg: SiraConfig, data: SiraData, out, resume: bool = False, checkpoint_every: int | None = None,
+               device=None, progress: bool = True, ddp: Optional[bool] = None, stop_after_epoch: int | None = None,
+               log: Callable[[str], None] = print, extra_meta: dict | None = None, half: bool = False) -> SiraPrior:
+    """Train (or resume) a SIRA++ model on ``data``; writes ``out`` and ``checkpoint_path(out)``.
+
+    Same rules as :func:`headrecon.prior.train.train_prior`: on resume the checkpoint's settings are kept and
+    only ``epochs`` may grow; ``stop_after_epoch`` stops with a checkpoint; ``half`` stores the final model's
+    tensors as float16 (the shipped asset). Returns the trained model (on every rank)."""
+    out = Path(out)
+    ckpt_file = checkpoint_path(out)
+    use_ddp = ddp_env() if ddp is None else bool(ddp)
+    own_group = False
+    if use_ddp and not dist.is_initialized():
+        if "WORLD_SIZE" not in os.environ:
+            raise TrainingError("--ddp needs a torchrun launch (WORLD_SIZE, RANK, MASTER_ADDR not set): "
+                                "torchrun --nproc_per_node=2 -m headrecon.prior.cli ict --model sira ... --ddp")
+        backend = "nccl" if torch.cuda.is_available() and (device is None or str(device).startswith("cuda")) else "gloo"
+        dist.init_process_group(backend=backend)
+        own_group = True
+    rank = dist.get_rank() if use_ddp else 0
+    world = dist.get_world_size() if use_ddp else 1
+    if device is None:
+        device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}") if torch.cuda.is_available() \
+            else torch.device("cpu")
+    device = torch.device(device)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    is_main = rank == 0
+    say = log if is_main else (lambda *_: None)
+    try:
+        n = len(data)
+        start_epoch, history, elapsed_before, opt_state = 0, [], 0.0, None
+        if resume:
+            if not ckpt_file.is_file():
+                raise TrainingError(f"{ckpt_file}: no checkpoint to resume from")
+            state = torch.load(ckpt_file, map_location="cpu", weights_only=True)
+            if not isinstance(state, dict) or state.get("format") != SIRA_TRAIN_FORMAT:
+                raise TrainingError(f"{ckpt_file}: not a headrecon SIRA++ training checkpoint")
+            model = SiraPrior.from_state(state["model"], source=str(ckpt_file))
+            if model.num_latents != n:
+                raise TrainingError(f"{ckpt_file}: trained on {model.num_latents} shapes but {n} were given")
+            if _description_key(model.data) != _description_key(data.description):
+                raise TrainingError(f"{ckpt_file}: the checkpoint was trained on different data "
+                                    f"({_description_key(model.data)}) than given ({_description_key(data.description)})")
+            if cfg.epochs < model.config.epochs:
+                raise TrainingError(f"cannot shorten a run on resume ({model.config.epochs} -> {cfg.epochs} epochs)")
+            model.config = model.config.replace(epochs=cfg.epochs)
+            cfg = model.config
+            start_epoch = int(state["epoch"])
+            history = list(state.get("history", []))
+            elapsed_before = float(state.get("elapsed_s", 0.0))
+            opt_state = state["optimizer"]
+            say(f"resuming from {ckpt_file} at epoch {start_epoch}/{cfg.epochs}")
+        else:
+            model = SiraPrior(cfg, num_latents=n, norm=data.norm, data=data.description)
+        model.to(device).train()
+        objective = _Objective(model)
+        runner = objective
+        if use_ddp:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            runner = DDP(objective, device_ids=[device.index] if device.type == "cuda" else None)
+        nets = list(model.deform.parameters()) + list(model.reference.parameters()) + list(model.render.parameters())
+        opt = torch.optim.Adam([{"params": nets, "lr": cfg.lr, "name": "networks"},
+                                {"params": [model.z_sdf.weight, model.z_r.weight], "lr": cfg.lr_latent,
+                                 "name": "latents"}])
+        if opt_state is not None:
+            opt.load_state_dict(opt_state)
+        sampler = DistributedSampler(range(n), num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed,
+                                     drop_last=False)
+        per_rank = min(max(1, cfg.shapes_per_batch // world), len(sampler))
+        iters = (len(sampler) + per_rank - 1) // per_rank
+        every = checkpoint_every or max(1, cfg.epochs // 10)
+        last_epoch = cfg.epochs if stop_after_epoch is None else min(cfg.epochs, int(stop_after_epoch))
+        say(f"training SIRA++ model: {n} heads, {world} process(es) on {device}, {cfg.epochs} epochs x {iters} "
+            f"iterations, {per_rank} heads/process/iteration, deformation {cfg.def_layers}x{cfg.def_hidden}, "
+            f"reference {cfg.ref_layers}x{cfg.ref_hidden}, latents {cfg.latent_dim}+{cfg.app_latent_dim}")
+        bar = None
+        if progress and is_main:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=(cfg.epochs - start_epoch) * iters, desc="sira prior", unit="it", dynamic_ncols=True)
+        t0 = time.perf_counter()
+
+        def save_ckpt(next_epoch: int):
+            if not is_main:
+                return
+            el = elapsed_before + time.perf_counter() - t0
+            model.meta.update(epochs_done=next_epoch, elapsed_s=el)
+            st = {"format": SIRA_TRAIN_FORMAT, "model": model.state(), "optimizer": opt.state_dict(),
+                  "epoch": next_epoch, "history": history, "world_size": world, "elapsed_s": el}
+            ckpt_file.parent.mkdir(parents=True, exist_ok=True)
+            tmp = ckpt_file.with_name(ckpt_file.name + ".tmp")
+            torch.save(st, tmp)
+            tmp.replace(ckpt_file)
+
+        P = cfg.surface_points
+        for epoch in range(start_epoch, last_epoch):
+            lr_n, lr_l = cfg.lr_at(epoch)
+            opt.param_groups[0]["lr"], opt.param_groups[1]["lr"] = lr_n, lr_l
+            pe = model.set_epoch(epoch)
+            sampler.set_epoch(epoch)
+            order = list(sampler)
+            sums = torch.zeros(len(LOSS_KEYS), dtype=torch.float64)
+            for it in range(iters):
+                batch = order[it * per_rank:(it + 1) * per_rank] or order[-per_rank:]
+                pts, nrm, cdir, crgb = sample_batch(data, batch, cfg, epoch, device)
+                idx = torch.as_tensor(batch, dtype=torch.long, device=device)
+                sdf, grad, x_ref, delta, rgb, z, zr = runner(idx, pts, cfg.color_points, cdir)
+                K = len(LANDMARK_NAMES)
+                terms = sira_losses(cfg, sdf[:, :P], grad[:, P:P + cfg.volume_points], delta, x_ref[:, -K:], rgb,
+                                    crgb, z, zr, grad_surf=grad[:, :P], normals=nrm)
+                opt.zero_grad(set_to_none=False)
+                terms["loss"].backward()
+                opt.step()
+                sums += torch.tensor([float(terms[k].detach()) for k in LOSS_KEYS], dtype=torch.float64)
+                if bar is not None:
+                    bar.update(1)
+            if use_ddp:
+                red = sums.to(device)
+                dist.all_reduce(red)
+                sums = red.cpu() / world
+            means = {k: float(v) / iters for k, v in zip(LOSS_KEYS, sums)}
+            if not all(v == v and abs(v) != float("inf") for v in means.values()):
+                raise TrainingError(f"epoch {epoch}: loss is not finite ({means}); lower the learning rate")
+            history.append({"epoch": epoch, "lr": lr_n, "pe": pe, **means})
+            if bar is not None:
+                bar.set_postfix(epoch=epoch + 1, loss=f"{means['loss']:.4g}", surf=f"{means['surface']:.3g}",
+                                rgb=f"{means['color']:.3g}", pe=f"{pe:.2f}")
+            done = epoch + 1
+            if done % every == 0 or done == last_epoch:
+                save_ckpt(done)
+        if bar is not None:
+            bar.close()
+        done = max(last_epoch, start_epoch)
+        elapsed = elapsed_before + time.perf_counter() - t0
+        if use_ddp:
+            vec = _param_vector(model).to(device)
+            gathered = [torch.zeros_like(vec) for _ in range(world)]
+            dist.all_gather(gathered, vec)
+            diff = max(float((g - gathered[0]).abs().max()) for g in gathered)
+            model.meta["ddp_max_param_diff"] = diff
+            if diff > 1e-6:
+                raise TrainingError(f"DDP ranks disagree on the parameters after training (max diff {diff:g})")
+        model.meta.update(epochs_done=done, elapsed_s=elapsed, world_size=world, device=str(device),
+                          final_losses=history[-1] if history else None, torch=str(torch.__version__),
+                          machine=f"{platform.node()} {platform.machine()} {os.cpu_count()} cpus",
+                          history=[{k: (round(v, 6) if isinstance(v, float) else v) for k, v in h.items()}
+                                   for h in history])
+        if extra_meta:
+            model.meta.update(extra_meta)
+        if done >= cfg.epochs and is_main:
+            save_ckpt(done)
+            model.save(out, half=half)
+            say(f"wrote {out} ({done} epochs, {elapsed:.0f} s, final loss {history[-1]['loss']:.4g})"
+                if history else f"wrote {out}")
+        elif is_main:
+            say(f"stopped after epoch {done}/{cfg.epochs}; checkpoint {ckpt_file} (continue with --resume)")
+        if use_ddp:
+            dist.barrier()
+        return model.eval()
+    finally:
+        if own_group and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def main_from_args(args, argv=None) -> int:
+    """``headrecon-train-prior ... --model sira`` (called by :mod:`headrecon.prior.cli` with its parsed args)."""
+    import shlex
+    import sys
+
+    from .sira import sira_preset
+
+    over = {}
+    for name, key in (("epochs", "epochs"), ("batch_shapes", "shapes_per_batch"), ("lr", "lr"),
+                      ("lr_latent", "lr_latent"), ("latent_dim", "latent_dim"), ("hidden", "ref_hidden"),
+                      ("normal_weight", "normal_weight"), ("seed", "seed"), ("scan_points", "scan_points")):
+        v = getattr(args, name, None)
+        if v is not None:
+            over[key] = v
+    if getattr(args, "points", None) is not None:
+        over["surface_points"] = over["volume_points"] = over["color_points"] = args.points
+    if getattr(args, "layers", None) is not None:
+        over["ref_layers"] = args.layers
+        over["ref_skip"] = (max(1, args.layers // 2),)
+    rank = int(os.environ.get("RANK", "0"))
+    progress = not args.no_progress and rank == 0
+    try:
+        cfg = sira_preset(args.preset, **over)
+        if args.scans.lower() != "ict":
+            raise ValueError("--model sira trains on ICT heads only ('ict'): it needs posed colour images and the "
+                             "six landmarks of every training head, which a scan folder does not provide")
+        n = 64 if args.shapes is None else int(args.shapes)
+        data = sira_ict_data(n, cfg, progress=progress)
+        cmd = "headrecon-train-prior " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+        train_sira(cfg, data, args.out, resume=args.resume, checkpoint_every=args.checkpoint_every,
+                   device=args.device, progress=progress, ddp=True if args.ddp else None,
+                   stop_after_epoch=args.stop_after_epoch, extra_meta={"command": cmd},
+                   half=bool(getattr(args, "half", False)))
+    except (FileNotFoundError, ValueError, TrainingError) as exc:
+        print(f"headrecon-train-prior: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
