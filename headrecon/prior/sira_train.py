@@ -41,7 +41,7 @@ from .normalization import Normalization
 from .sira import LANDMARK_NAMES, SIRA_FORMAT, SiraConfig, SiraPrior, sira_losses
 from .train import TrainingError, _param_vector, checkpoint_path, ddp_env
 
-__all__ = ["SiraData", "sira_ict_data", "render_head_samples", "train_sira", "SIRA_TRAIN_FORMAT", "LOSS_KEYS"]
+__all__ = ["SiraData", "sira_ict_data", "sira_mesh_data", "head_samples", "render_head_samples", "train_sira", "SIRA_TRAIN_FORMAT", "LOSS_KEYS"]
 
 SIRA_TRAIN_FORMAT = SIRA_FORMAT + "-train"
 LOSS_KEYS = ("loss", "surface", "eikonal", "deform", "landmark", "color", "latent", "normal")
@@ -122,42 +122,68 @@ def render_head_samples(mesh_mm, norm: Normalization, n_views: int, size: int, s
             "rgb": np.concatenate(C).astype(np.float32), "lights": lights, "ambient": ambient}
 
 
+def head_samples(mesh_mm, cfg: SiraConfig, seed: int, norm: Normalization, keep_faces=None, simulation=None):
+    """(scan points, scan normals, landmarks [K, 3], colour points, colour dirs, colour rgb) of one vertex-coloured
+    head in mm whose ``metadata["landmarks"]`` names the six :data:`LANDMARK_NAMES` (vertex indices)."""
+    from .scans import DEFAULT_SIMULATION, simulate_raw_scan
+
+    lm = (mesh_mm.metadata or {}).get("landmarks") or {}
+    missing = [k for k in LANDMARK_NAMES if k not in lm]
+    if missing:
+        raise ValueError(f"head {seed}: mesh.metadata['landmarks'] lacks {missing} (needs {list(LANDMARK_NAMES)})")
+    sim = dict(DEFAULT_SIMULATION if simulation is None else simulation)
+    scan = simulate_raw_scan(mesh_mm, n_points=cfg.scan_points, seed=int(seed), keep_faces=keep_faces, **sim)
+    app = render_head_samples(mesh_mm, norm, cfg.image_views, cfg.image_size, seed=int(seed))
+    if len(app["points"]) == 0:
+        raise ValueError(f"head {seed}: not visible in its training images (is it in mm, in the ICT frame?)")
+    return (torch.as_tensor(norm.to_unit(scan.points), dtype=torch.float32),
+            torch.as_tensor(scan.normals, dtype=torch.float32),  # the frame has no rotation
+            torch.as_tensor(norm.to_unit(np.stack([mesh_mm.vertices[int(lm[k])] for k in LANDMARK_NAMES])),
+                            dtype=torch.float32),
+            torch.as_tensor(app["points"]), torch.as_tensor(app["dirs"]), torch.as_tensor(app["rgb"]))
+
+
+def sira_mesh_data(meshes, cfg: SiraConfig, description: dict | None = None, simulation=None, keep_faces=None,
+                   progress: bool = False, norm: Normalization | None = None) -> SiraData:
+    """:class:`SiraData` from vertex-coloured head meshes in mm (ICT frame) with the six landmarks; ``meshes`` may
+    be a sequence or an iterable of ``(seed, mesh)`` pairs. ``keep_faces``: optional callable mesh -> face mask."""
+    norm = norm or Normalization()
+    cols = [[] for _ in range(6)]
+    it = meshes if not isinstance(meshes, (list, tuple)) else list(enumerate(meshes))
+    if progress:
+        from tqdm.auto import tqdm
+
+        it = tqdm(it, desc="heads: scans + renders", unit="head")
+    for seed, mesh in it:
+        kf = keep_faces(mesh) if keep_faces is not None else None
+        for c, v in zip(cols, head_samples(mesh, cfg, seed, norm, keep_faces=kf, simulation=simulation)):
+            c.append(v)
+    if not cols[0]:
+        raise ValueError("no training heads")
+    desc = dict(description or {"source": "meshes"})
+    desc.setdefault("n_shapes", len(cols[0]))
+    desc.update(n_points=int(cfg.scan_points), image_views=int(cfg.image_views), image_size=int(cfg.image_size),
+                color_samples=[int(len(c)) for c in cols[3]], landmarks=list(LANDMARK_NAMES))
+    return SiraData(cols[0], cols[1], torch.stack(cols[2]), cols[3], cols[4], cols[5], desc, norm)
+
+
 def sira_ict_data(n_shapes: int, cfg: SiraConfig, seed_start: int = 0, clip: float = 2.5,
                   progress: bool = False) -> SiraData:
     """Raw scans, landmarks and rendered appearance samples of ICT heads ``seed_start .. seed_start + n - 1``."""
     from .. import shared_dir
     from ..data.ict import sample_ict_head
-    from .scans import DEFAULT_SIMULATION, ict_visible_faces, simulate_raw_scan
+    from .scans import DEFAULT_SIMULATION, ict_visible_faces
 
     if n_shapes < 1:
         raise ValueError("n_shapes must be >= 1")
-    norm = Normalization()
     seeds = range(int(seed_start), int(seed_start) + int(n_shapes))
-    it = seeds
-    if progress:
-        from tqdm.auto import tqdm
-
-        it = tqdm(seeds, desc="ICT heads: scans + renders", unit="head")
-    pts, nrms, lms, cp, cd, cr = [], [], [], [], [], []
-    for s in it:
-        mesh = sample_ict_head(int(s), clip=clip, albedo=True)
-        scan = simulate_raw_scan(mesh, n_points=cfg.scan_points, seed=int(s), keep_faces=ict_visible_faces(mesh),
-                                 name=f"ict{s}", **DEFAULT_SIMULATION)
-        pts.append(torch.as_tensor(norm.to_unit(scan.points), dtype=torch.float32))
-        nrms.append(torch.as_tensor(scan.normals, dtype=torch.float32))  # the frame has no rotation
-        lm = mesh.metadata["landmarks"]
-        lms.append(norm.to_unit(np.stack([mesh.vertices[int(lm[k])] for k in LANDMARK_NAMES])))
-        app = render_head_samples(mesh, norm, cfg.image_views, cfg.image_size, seed=int(s))
-        cp.append(torch.as_tensor(app["points"]))
-        cd.append(torch.as_tensor(app["dirs"]))
-        cr.append(torch.as_tensor(app["rgb"]))
     desc = {"source": "ict", "model": "ICT-FaceKit head basis (MIT licence), 100 identity modes, procedural albedo",
             "basis_dir": str(shared_dir() / "data" / "ict_facekit") if shared_dir() else None,
-            "seeds": [seeds.start, seeds.stop - 1], "clip": float(clip), "n_points": int(cfg.scan_points),
+            "seeds": [seeds.start, seeds.stop - 1], "clip": float(clip),
             "simulation": {k: list(v) if isinstance(v, tuple) else v for k, v in DEFAULT_SIMULATION.items()},
-            "n_shapes": int(n_shapes), "image_views": int(cfg.image_views), "image_size": int(cfg.image_size),
-            "color_samples": [int(len(c)) for c in cp], "landmarks": list(LANDMARK_NAMES)}
-    return SiraData(pts, nrms, torch.as_tensor(np.stack(lms), dtype=torch.float32), cp, cd, cr, desc, norm)
+            "n_shapes": int(n_shapes)}
+    heads = ((s, sample_ict_head(int(s), clip=clip, albedo=True)) for s in seeds)
+    return sira_mesh_data(heads, cfg, description=desc, keep_faces=ict_visible_faces, progress=progress)
 
 
 class _Objective(nn.Module):

@@ -1,0 +1,335 @@
+"""Tests of SIRA++ (headrecon.prior.sira, headrecon.prior.sira_train, headrecon.recon.sira): model shapes and
+near-zero initialisation, each loss term on analytic cases, progressive PE masking, a tiny training run on
+coloured ellipsoids, checkpoint round trip (weights_only), exact resume, 2-process gloo DDP, the phase schedule of
+``--method sira`` and a one-view reconstruction smoke run. No shared data needed."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+import trimesh
+
+from headrecon.prior.normalization import Normalization
+from headrecon.prior.sira import (LANDMARK_NAMES, SiraConfig, SiraPrior, deformation_regulariser,
+                                  landmark_consistency, load_sira, pe_progress, sira_losses, sira_preset)
+from headrecon.prior.sira_train import checkpoint_path, sira_mesh_data, train_sira
+from headrecon.prior.train import TrainingError
+
+TINY = dict(def_hidden=32, def_layers=2, def_freqs=2, ref_hidden=48, ref_layers=3, ref_skip=(2,), ref_freqs=4,
+            latent_dim=8, app_latent_dim=4, d_gamma=4, render_hidden=32, render_layers=1, epochs=24,
+            pe_start=2.0, pe_end=12.0, shapes_per_batch=3, surface_points=96, volume_points=96, color_points=96,
+            lr=2e-3, lr_latent=1e-2, decay_every=100, normal_weight=1.0, image_views=2, image_size=32,
+            scan_points=2000, preset="custom")
+AXES = [(70.0, 90.0, 80.0), (62.0, 84.0, 88.0), (76.0, 96.0, 74.0)]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def coloured_ellipsoid(axes, phase: float = 0.0):
+    """An ellipsoid head in mm around the prior's centre with smooth colour bands and six landmarks."""
+    norm = Normalization()
+    m = trimesh.creation.icosphere(subdivisions=3)
+    u = np.asarray(m.vertices)
+    col = np.stack([0.55 + 0.35 * np.sin(3 * u[:, 1] + phase), 0.5 + 0.3 * np.cos(2 * u[:, 0] + u[:, 2]),
+                    0.45 + 0.3 * np.sin(2 * u[:, 2] - u[:, 1])], 1)
+    m.vertices = u * np.asarray(axes) + np.asarray(norm.center_mm)
+    rgba = np.concatenate([np.round(np.clip(col, 0, 1) * 255), np.full((len(u), 1), 255)], 1).astype(np.uint8)
+    m.visual = trimesh.visual.ColorVisuals(m, vertex_colors=rgba)
+    dirs = {"right_eye": (-0.4, 0.3, 0.85), "left_eye": (0.4, 0.3, 0.85), "nose_tip": (0, 0, 1),
+            "nose_base": (0, -0.2, 0.95), "right_lips": (-0.3, -0.5, 0.8), "left_lips": (0.3, -0.5, 0.8)}
+    m.metadata["landmarks"] = {k: int(np.argmax(u @ (np.asarray(d) / np.linalg.norm(d)))) for k, d in dirs.items()}
+    return m
+
+
+def tiny_cfg(**kw):
+    c = dict(TINY)
+    c.update(kw)
+    return SiraConfig(**c)
+
+
+@pytest.fixture(scope="module")
+def data():
+    meshes = [coloured_ellipsoid(a, phase=i) for i, a in enumerate(AXES)]
+    return sira_mesh_data(meshes, tiny_cfg(), description={"source": "test-ellipsoids"},
+                          simulation=dict(back_cut=(0.0, 0.0), n_holes=(0, 0), noise_mm=0.0, normal_noise_deg=0.0))
+
+
+@pytest.fixture(scope="module")
+def trained(data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("sira") / "sira.pt"
+    model = train_sira(tiny_cfg(), data, out, progress=False, log=lambda *_: None)
+    return model, out
+
+
+# ------------------------------------------------------------------------------------------ model
+def test_model_shapes_and_near_zero_init():
+    cfg = tiny_cfg()
+    m = SiraPrior(cfg, num_latents=5)
+    assert m.z_sdf.weight.shape == (5, 8) and m.z_r.weight.shape == (5, 4)
+    assert float(m.z_sdf.weight.detach().abs().max()) == 0.0 and float(m.z_r.weight.detach().abs().max()) == 0.0
+    x = torch.rand(200, 3) * 1.6 - 0.8
+    z = m.z_sdf(torch.tensor(1))
+    with torch.no_grad():
+        sdf, x_ref, delta, gamma = m(x, z)
+    assert sdf.shape == (200,) and x_ref.shape == (200, 3) and delta.shape == (200, 3) and gamma.shape == (200, 4)
+    assert float(delta.abs().max()) < 1e-2 and float(gamma.abs().max()) < 1e-2
+    # reference SDF starts as the geometric-init sphere
+    dirs = torch.nn.functional.normalize(torch.randn(50, 3), dim=-1)
+    with torch.no_grad():
+        assert float(m.sdf(dirs * 0.05, z).max()) < 0 < float(m.sdf(dirs * 1.2, z).min())
+    n = torch.nn.functional.normalize(torch.randn(200, 3), dim=-1)
+    rgb = m.color(x_ref, n, -n, gamma, m.z_r(torch.tensor(1)))
+    assert rgb.shape == (200, 3) and float((rgb - 0.5).abs().max()) < 1e-2  # ~ constant at the start
+    with pytest.raises(ValueError):
+        SiraPrior(cfg, num_latents=0)
+    with pytest.raises(ValueError):
+        tiny_cfg(epochs=0)
+    with pytest.raises(ValueError):
+        sira_preset("nope")
+
+
+def test_presets_are_small_and_paper_weights():
+    fast, paper = sira_preset("fast"), sira_preset("paper")
+    for c in (fast, paper):
+        assert (c.surface_weight, c.eikonal_weight, c.deform_weight, c.landmark_weight, c.color_weight,
+                c.latent_reg) == (1.0, 0.1, 1e-3, 1e-3, 1.0, 1e-3)
+    assert paper.normal_weight == 0.0
+    n = sum(p.numel() for p in SiraPrior(fast, 64).parameters())
+    assert n * 2 < 1.5e6  # float16 asset well under a few MB
+    assert sira_preset("fast", epochs=100).pe_end == 60.0
+
+
+# ------------------------------------------------------------------------------------------ losses
+def test_loss_terms_analytic():
+    cfg = tiny_cfg(normal_weight=0.0)
+    # deformation regulariser: a constant delta c gives |c| + |c|; opposite deltas give mean norm only
+    c = torch.tensor([0.03, -0.04, 0.0])
+    assert math.isclose(float(deformation_regulariser(c.expand(10, 3))), 0.1, rel_tol=1e-6)
+    d = torch.stack([c, -c])
+    assert math.isclose(float(deformation_regulariser(d)), 0.05, rel_tol=1e-6)
+    # landmark spread: aligned -> 0, two shapes offset by t -> |t|^2 / 4
+    L = torch.randn(6, 3)
+    assert float(landmark_consistency(torch.stack([L, L, L]))) < 1e-12
+    t = torch.tensor([0.2, 0.0, 0.0])
+    assert math.isclose(float(landmark_consistency(torch.stack([L, L + t]))), 0.01, rel_tol=1e-5)
+    assert float(landmark_consistency(L[None])) == 0.0
+    with pytest.raises(ValueError):
+        landmark_consistency(L)
+    # exact sphere SDF: zero surface and eikonal terms; colours off by 0.1 -> colour term 0.1
+    x = torch.nn.functional.normalize(torch.randn(50, 3), dim=-1) * 0.5
+    xv = (torch.rand(80, 3) - 0.5).requires_grad_(True)
+    (g,) = torch.autograd.grad((xv.norm(dim=-1) - 0.5).sum(), xv)
+    z, zr = torch.ones(2, 8) * 0.5, torch.zeros(2, 4)
+    terms = sira_losses(cfg, x.norm(dim=-1) - 0.5, g, torch.zeros(50, 3), torch.stack([L, L]),
+                        torch.full((20, 3), 0.6), torch.full((20, 3), 0.5), z, zr)
+    assert float(terms["surface"]) < 1e-6 and float(terms["eikonal"]) < 1e-10
+    assert math.isclose(float(terms["color"]), 0.1, rel_tol=1e-5)
+    assert math.isclose(float(terms["latent"]), 2.0, rel_tol=1e-6)
+    assert math.isclose(float(terms["loss"]), 0.1 + 1e-3 * 2.0, rel_tol=1e-4)
+
+
+def test_landmark_term_decreases_when_deformations_align_landmarks():
+    m = SiraPrior(tiny_cfg(init_std=1e-2), num_latents=2)
+    with torch.no_grad():
+        m.z_sdf.weight.copy_(torch.randn(2, 8))
+    L = torch.randn(6, 3) * 0.3
+    lms = torch.stack([L, L + torch.tensor([0.05, -0.03, 0.02])])
+    opt = torch.optim.Adam(m.deform.parameters(), lr=3e-3)
+
+    def loss():
+        x_ref, _, _ = m.warp(lms, m.z_sdf.weight[:, None, :])
+        return landmark_consistency(x_ref)
+    first = float(loss())
+    for _ in range(150):
+        opt.zero_grad()
+        v = loss()
+        v.backward()
+        opt.step()
+    assert float(loss()) < 0.2 * first, (first, float(loss()))
+
+
+def test_progressive_pe_masking_values():
+    assert pe_progress(0, 10, 60) == 0.0 and pe_progress(10, 10, 60) == 0.0
+    assert pe_progress(35, 10, 60) == 0.5 and pe_progress(60, 10, 60) == 1.0 and pe_progress(99, 10, 60) == 1.0
+    m = SiraPrior(tiny_cfg(), num_latents=1)  # ref_freqs=4, pe 2 -> 12 epochs
+    assert m.set_epoch(0) == 0.0
+    assert torch.all(m.reference.encoding.freq_weights == 0)
+    p = m.set_epoch(7)  # progress 0.5 -> alpha = 2: bands 0, 1 fully on, 2, 3 off
+    assert p == 0.5
+    assert torch.allclose(m.reference.encoding.freq_weights, torch.tensor([1.0, 1.0, 0.0, 0.0]))
+    m.set_epoch(2 + 10 * 0.625)  # alpha 2.5 -> band 2 at (1 - cos(pi/2)) / 2 = 0.5
+    assert torch.allclose(m.reference.encoding.freq_weights, torch.tensor([1.0, 1.0, 0.5, 0.0]), atol=1e-6)
+    m.set_epoch(12)
+    assert torch.all(m.reference.encoding.freq_weights == 1)
+    # the deformation network's encoding is never masked
+    assert torch.all(m.deform.encoding.freq_weights == 1)
+
+
+# ------------------------------------------------------------------------------------------ training
+def test_tiny_training_decreases_loss(trained):
+    model, _ = trained
+    h = model.meta["history"]
+    assert len(h) == TINY["epochs"]
+    assert h[-1]["loss"] < 0.6 * h[0]["loss"], (h[0], h[-1])
+    assert h[-1]["surface"] < h[0]["surface"] and h[-1]["color"] < h[0]["color"]
+    assert h[-1]["pe"] == 1.0 and h[0]["pe"] == 0.0
+    assert float(model.z_sdf.weight.abs().max()) > 0 and float(model.z_r.weight.abs().max()) > 0
+
+
+def test_checkpoint_round_trip_weights_only(trained, tmp_path):
+    model, out = trained
+    st = torch.load(out, weights_only=True)
+    assert st["format"] == "headrecon-sira"
+    back = SiraPrior.load(out)
+    for (k, a), (_, b) in zip(model.state_dict().items(), back.state_dict().items()):
+        assert torch.equal(a, b), k
+    assert torch.load(checkpoint_path(out), weights_only=True)["epoch"] == TINY["epochs"]
+    SiraPrior.load(checkpoint_path(out))  # training checkpoints load too
+    half = model.save(tmp_path / "half.pt", half=True)
+    hb = load_sira(half)
+    x = torch.rand(64, 3) - 0.5
+    z = model.z_sdf.weight[0]
+    assert float((hb.sdf(x, z) - model.sdf(x, z)).abs().max()) < 5e-3
+    bad = tmp_path / "bad.pt"
+    torch.save({"format": "something"}, bad)
+    with pytest.raises(ValueError, match="not a headrecon SIRA"):
+        SiraPrior.load(bad)
+    with pytest.raises(FileNotFoundError):
+        SiraPrior.load(tmp_path / "missing.pt")
+
+
+def test_resume_is_exact(data, tmp_path):
+    cfg = tiny_cfg(epochs=6)
+    full = train_sira(cfg, data, tmp_path / "a.pt", progress=False, log=lambda *_: None)
+    train_sira(cfg, data, tmp_path / "b.pt", progress=False, log=lambda *_: None, stop_after_epoch=3)
+    resumed = train_sira(cfg, data, tmp_path / "b.pt", resume=True, progress=False, log=lambda *_: None)
+    for (k, a), (_, b) in zip(full.state_dict().items(), resumed.state_dict().items()):
+        assert torch.equal(a, b), k
+    with pytest.raises(TrainingError, match="no checkpoint"):
+        train_sira(cfg, data, tmp_path / "c.pt", resume=True, progress=False, log=lambda *_: None)
+    with pytest.raises(TrainingError, match="shorten"):
+        train_sira(tiny_cfg(epochs=4), data, tmp_path / "b.pt", resume=True, progress=False, log=lambda *_: None)
+
+
+DDP_SCRIPT = """
+import sys, torch
+sys.path.insert(0, {tests!r})
+from test_sira import AXES, coloured_ellipsoid, tiny_cfg
+from headrecon.prior.sira_train import sira_mesh_data, train_sira
+torch.set_num_threads(1)
+cfg = tiny_cfg(epochs=3, shapes_per_batch=4)
+meshes = [coloured_ellipsoid(a, phase=i) for i, a in enumerate(AXES + [(66.0, 88.0, 82.0)])]
+data = sira_mesh_data(meshes, cfg, description={{"source": "ddp-test"}})
+train_sira(cfg, data, {out!r}, progress=False, ddp=True)
+"""
+
+
+def test_ddp_two_processes_gloo(tmp_path):
+    out = tmp_path / "ddp.pt"
+    script = tmp_path / "ddp_train.py"
+    script.write_text(DDP_SCRIPT.format(tests=os.path.dirname(__file__), out=str(out)))
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script)]
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=240)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
+    m = SiraPrior.load(out)
+    assert m.meta["world_size"] == 2 and m.meta["ddp_max_param_diff"] == 0.0
+    assert len(m.meta["history"]) == 3
+
+
+def test_cli_model_sira_errors(tmp_path, capsys):
+    from headrecon.prior import cli
+
+    rc = cli.main([str(tmp_path), "--model", "sira", "--out", str(tmp_path / "x.pt"), "--no-progress"])
+    assert rc == 2 and "ICT heads only" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------ reconstruction
+@pytest.fixture(scope="module")
+def scene_dir(tmp_path_factory):
+    from headrecon.data.synthetic import make_scene
+
+    out = tmp_path_factory.mktemp("scene") / "ellipsoid"
+    make_scene(coloured_ellipsoid((68.0, 88.0, 84.0), phase=0.5), out, views=4, size=48, progress=False)
+    return out
+
+
+RECON_TINY = dict(image_size=40, batch_rays=256, mesh_resolution=48, render_size=32, checkpoint_every=50,
+                  log_every=2, novel_yaws=(180.0,))
+
+
+def test_sira_method_phase_schedule(trained, scene_dir, monkeypatch):
+    from headrecon.data import load_scene
+    from headrecon.recon.config import make_config
+    from headrecon.recon.trainer import Trainer
+
+    monkeypatch.setenv("HEADRECON_SIRA_PRIOR", str(trained[1]))
+    cfg = make_config("fast", method="sira", iterations=40, **RECON_TINY)
+    tr = Trainer(cfg, load_scene(scene_dir, views="3"), device="cpu")
+    assert [p.name for p in tr.phases] == ["latent", "all"] and tr.phases[0].end == pytest.approx(100 / 2000)
+    geo, ren = tr.model.geometry, tr.model.rendering
+    ref0 = [p.detach().clone() for p in geo.reference.parameters()]
+    def0 = [p.detach().clone() for p in geo.deform.parameters()]
+    z0 = geo.latent.detach().clone()
+    tr.train(stop_after=2)  # phase 1 (iterations 0, 1 < 0.05 * 40)
+    assert tr.phases[tr.phase_index].name == "latent"
+    assert geo.latent.requires_grad and ren.latent.requires_grad
+    assert not any(p.requires_grad for p in geo.deform.parameters())
+    assert not any(p.requires_grad for p in ren.net.parameters())
+    assert not any(p.requires_grad for p in geo.reference.parameters())
+    assert all(torch.equal(a, b) for a, b in zip(def0, geo.deform.parameters()))
+    assert not torch.equal(z0, geo.latent)
+    names = {g["name"] for g in tr.optimizer.param_groups}
+    assert names == {"latents"}
+    # acceleration on by default: search tracer + 64^3 cache (eps 0.1, p 0.2)
+    assert tr.tracer.cache is not None and tr.tracer.cache.resolution == 64
+    assert tr.tracer.cache.eps == 0.1 and tr.tracer.cache.p_force == 0.2 and tr.tracer.strategy == "search"
+    tr.train(stop_after=6)  # phase 2
+    assert tr.phases[tr.phase_index].name == "all"
+    assert all(p.requires_grad for p in geo.deform.parameters())
+    assert all(p.requires_grad for p in ren.net.parameters())
+    assert not any(p.requires_grad for p in geo.reference.parameters())
+    assert {g["name"] for g in tr.optimizer.param_groups} == {"latents", "deformation", "rendering"}
+    assert not all(torch.equal(a, b) for a, b in zip(def0, geo.deform.parameters()))
+    assert all(torch.equal(a, b) for a, b in zip(ref0, geo.reference.parameters()))  # frozen throughout
+
+
+def test_sira_accel_switch(trained, scene_dir, monkeypatch):
+    from headrecon.data import load_scene
+    from headrecon.recon.config import make_config
+    from headrecon.recon.trainer import Trainer
+
+    monkeypatch.setenv("HEADRECON_SIRA_PRIOR", str(trained[1]))
+    monkeypatch.setenv("HEADRECON_SIRA_ACCEL", "0")
+    cfg = make_config("fast", method="sira", iterations=10, **RECON_TINY)
+    tr = Trainer(cfg, load_scene(scene_dir, views="3"), device="cpu")
+    tr.train(stop_after=1)
+    assert tr.tracer.cache is None and tr.tracer.strategy == "auto"
+
+
+def test_sira_one_view_cli_smoke(trained, scene_dir, tmp_path, monkeypatch, capsys):
+    from headrecon.recon import cli
+
+    monkeypatch.setenv("HEADRECON_SIRA_PRIOR", str(trained[1]))
+    run = tmp_path / "run"
+    args = [str(scene_dir), "--views", "1", "--method", "sira", "--device", "cpu", "--out", str(run),
+            "--iterations", "8", "--quiet"]
+    for k, v in RECON_TINY.items():
+        args += ["--" + k.replace("_", "-"), ",".join(map(str, v)) if isinstance(v, tuple) else str(v)]
+    assert cli.main(args) == 0, capsys.readouterr().err
+    m = json.loads((run / "metrics.json").read_text())
+    assert m["finished"] and m["iterations"] == 8 and len(m["views"]) == 1
+    assert (run / "mesh.ply").is_file() and "h3ds" in m
