@@ -28,7 +28,7 @@ import torch
 
 from ..data.errors import SceneError
 from .config import ReconConfig, config_diff
-from .trainer import CHECKPOINT_NAME, Trainer, resolve_device
+from .trainer import CHECKPOINT_NAME, Trainer, count_parameters, resolve_device
 
 __all__ = ["reconstruct", "RunDirError", "RunResult", "parse_views", "check_run_dir", "load_views"]
 
@@ -169,7 +169,8 @@ def reconstruct(scene_dir, cfg: ReconConfig, run_dir, resume: bool = False, expl
     info = {"scene": str(Path(scene_dir).resolve()), "views": scene.indices, "n_views": len(scene),
             "training_pixels": len(trainer.bank), "foreground_pixels": trainer.bank.n_foreground,
             "image_sizes": trainer.bank.sizes, "total_iterations": trainer.total_iterations,
-            "iterations_per_epoch": trainer.iters_per_epoch, "machine": machine_info(device),
+            "iterations_per_epoch": trainer.iters_per_epoch, "parameters": count_parameters(trainer.model),
+            "machine": machine_info(device),
             "headrecon": __import__("headrecon").__version__}
     (run_dir / "run.json").write_text(json.dumps(info, indent=1) + "\n")
     log(f"{cfg.method} ({cfg.preset} preset) on {len(scene)} views {scene.indices} of {scene_dir}: "

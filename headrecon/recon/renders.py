@@ -16,6 +16,7 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 import torch
+from torch.nn.utils import parametrize
 from PIL import Image, ImageDraw
 
 __all__ = ["render_view", "novel_cameras", "comparison_sheet", "loss_curve", "to_uint8", "fit_camera"]
@@ -41,7 +42,8 @@ def render_view(model, tracer, camera, chunk: int = 8192, device=None):
         for s in range(0, n, chunk):
             o = o_all[s:s + chunk].to(device)
             d = d_all[s:s + chunk].to(device)
-            res = tracer(geo.sdf, o, d)
+            with parametrize.cached():
+                res = tracer(geo.sdf, o, d)
             h = res.hit
             if not bool(h.any()):
                 continue

@@ -49,6 +49,9 @@ class SiraMethod(ReconMethod):
     """SIRA++: fit both latents, then the deformation and rendering networks (reference SDF frozen)."""
 
     accel: bool | None = None  # None: follow HEADRECON_SIRA_ACCEL (default on)
+    use_cache = True           # per-component switches (benches/bench_sira.py ablation)
+    use_search = True
+    use_amp = True
 
     def _opt(self, name, default):
         v = getattr(self.cfg, name, None)
@@ -98,8 +101,9 @@ class SiraMethod(ReconMethod):
         from ..render import SDFCache
 
         tr, c = trainer.tracer, self.cfg
-        if tr.cache is None:
+        if self.use_cache and tr.cache is None:
             tr.cache = SDFCache(resolution=c.cache_resolution, eps=0.1, p_force=0.2, seed=c.seed).bind(tr.radius)
-        if c.strategy == "auto":
+        if self.use_search and c.strategy == "auto":
             tr.strategy = "search"
-        tr.amp = True  # the tracer only uses it on CUDA
+        if self.use_amp:
+            tr.amp = True  # the tracer only uses it on CUDA

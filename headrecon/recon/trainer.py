@@ -27,8 +27,8 @@ import time
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
-import numpy as np
 import torch
+from torch.nn.utils import parametrize
 
 from ..render import RayTracer, SDFCache, surface_points
 from .config import ReconConfig
@@ -148,7 +148,8 @@ class Trainer:
         self.model.train()
         geo, ren = self.model.geometry, self.model.rendering
         o, d, rgb_gt, obj = self.sampler.sample()
-        tr = self.tracer(self.sdf_fn, o, d)
+        with parametrize.cached():  # weight-norm weights computed once per trace, not once per network call
+            tr = self.tracer(self.sdf_fn, o, d)
         hit = tr.hit
         sel = hit & obj
         other = ~sel
@@ -323,14 +324,12 @@ class Trainer:
 
         self.model.eval()
         res = int(resolution or self.cfg.mesh_resolution)
-        return extract_mesh(self.sdf_fn, resolution=res, radius=self.cfg.scene_radius, device=self.device,
-                            scale_mat=self.scene.scale_mat if to_scene_units else None, largest_component=True,
-                            chunk=65536 if self.device.type == "cpu" else 1 << 20)
+        with parametrize.cached():
+            return extract_mesh(self.sdf_fn, resolution=res, radius=self.cfg.scene_radius, device=self.device,
+                                scale_mat=self.scene.scale_mat if to_scene_units else None,
+                                largest_component=True, chunk=65536 if self.device.type == "cpu" else 1 << 20)
 
 
 def count_parameters(model) -> int:
+    """Number of parameters of ``model``."""
     return int(sum(p.numel() for p in model.parameters()))
-
-
-def _np(x):
-    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
