@@ -171,6 +171,13 @@ def test_losses_analytic_sphere():
     t2 = prior_losses(2 * sdf, 2 * grad, 100, d, torch.tensor([True, False]), z, cfg)
     assert float(t2["eikonal"]) == pytest.approx(1.0, rel=1e-5)
     assert float(t2["normal"]) == pytest.approx(1.0, rel=1e-5)  # only shape 0 has normals: ||2n - n|| = 1
+    # boundary term: the last n_boundary samples must be outside (F >= 0); penalty mean relu(-F)
+    xb = torch.cat([x[:, :100], d[:, :10] * 1.0], 1)
+    sb = xb.norm(dim=-1) - r
+    tb = prior_losses(sb, xb / xb.norm(dim=-1, keepdim=True), 100, None, None, z, cfg, n_boundary=10)
+    assert float(tb["boundary"]) == 0.0
+    tb = prior_losses(sb - 0.7, xb, 100, None, None, z, cfg, n_boundary=10)  # F = 1 - 0.5 - 0.7 = -0.2 there
+    assert float(tb["boundary"]) == pytest.approx(0.2, rel=1e-5)
     # shifted surface: |F| on the scan points equals the shift
     t3 = prior_losses(sdf + 0.01, grad, 100, None, None, z * 0, cfg)
     assert float(t3["surface"]) == pytest.approx(0.01, rel=1e-4) and float(t3["normal"]) == 0.0

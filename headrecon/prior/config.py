@@ -19,7 +19,11 @@ Units: every length (``near_sigma``, ``sphere_radius``...) is in the prior's **u
 Loss (per iteration, averaged over the shapes of the batch; :mod:`headrecon.prior.losses`)::
 
     L = w_s * mean|F(x_s, z)| + w_n * mean||grad F(x_s, z) - n_s|| + w_e * mean(||grad F(x_v, z)|| - 1)^2
-        + latent_reg * mean ||z||^2
+        + w_b * mean relu(-F(x_b, z)) + latent_reg * mean ||z||^2
+
+The boundary term (``x_b`` uniform on the sphere of radius 1; not in the paper) only states the frame's
+assumption that everything outside the unit sphere is empty: raw head scans are open at the neck, and without
+it the zero level set leaves the open neck as a skirt that runs out to the domain boundary.
 
 ``latent_reg`` is ``1 / sigma^2`` of the Gaussian prior on the codes (DeepSDF's code regulariser).
 """
@@ -60,6 +64,9 @@ class PriorConfig:
     latent_init_std: float = 0.01
     near_sigmas: Tuple[float, ...] = (0.004, 0.04)  # Gaussian offsets of near-surface eikonal samples (units)
     uniform_fraction: float = 0.125  # fraction of eikonal samples uniform in the unit ball
+    boundary_points: int = 64     # samples on the sphere of radius boundary_radius per shape and iteration
+    boundary_radius: float = 1.0
+    boundary_weight: float = 1.0  # mean relu(-F) there: the surface closes inside the unit sphere
     grad_clip: float = 0.0        # 0 = off
     seed: int = 0
     # ---------------------------------------------------------------- data (raw scans)
@@ -78,8 +85,8 @@ class PriorConfig:
         for k, v in pos.items():
             if int(v) < 1:
                 raise ValueError(f"PriorConfig.{k} must be >= 1, got {v}")
-        if self.volume_points < 0 or self.d_feature < 0 or self.n_freqs < 0:
-            raise ValueError("volume_points, d_feature and n_freqs must be >= 0")
+        if self.volume_points < 0 or self.d_feature < 0 or self.n_freqs < 0 or self.boundary_points < 0:
+            raise ValueError("volume_points, boundary_points, d_feature and n_freqs must be >= 0")
         if not (self.lr > 0 and self.lr_latent > 0):
             raise ValueError("learning rates must be positive")
         if not 0 < self.decay_factor <= 1:

@@ -177,7 +177,10 @@ def main(argv=None) -> int:
     ap.add_argument("--resolution", type=int, default=128, help="marching-cubes grid")
     ap.add_argument("--out-dir", default=None, help="write fitted / mean / ground-truth meshes here")
     ap.add_argument("--json", default=None, help="write the report as JSON")
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     try:
         prior = load_prior(args.prior)
         if args.scan:

@@ -127,7 +127,10 @@ def main(argv=None) -> int:
     ap.add_argument("--yaw", type=float, default=30.0)
     ap.add_argument("--pitch", type=float, default=10.0)
     ap.add_argument("--out", required=True, help="output PNG")
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     try:
         prior = load_prior(args.prior)
         render_interpolation(prior, args.a, args.b, args.steps, args.size, args.yaw, args.pitch, out=args.out,

@@ -39,7 +39,7 @@ from .scans import ScanSet
 __all__ = ["train_prior", "checkpoint_path", "TRAIN_CHECKPOINT_FORMAT", "ddp_env", "TrainingError"]
 
 TRAIN_CHECKPOINT_FORMAT = "headrecon-prior-train"
-LOSS_KEYS = ("loss", "surface", "normal", "eikonal", "latent")
+LOSS_KEYS = ("loss", "surface", "normal", "eikonal", "boundary", "latent")
 
 
 class TrainingError(RuntimeError):
@@ -219,7 +219,7 @@ def train_prior(cfg: PriorConfig, scans: ScanSet, out, resume: bool = False, che
                 idx = torch.as_tensor(batch, dtype=torch.long, device=device)
                 sdf, grad, z = model(idx, pts)
                 terms = prior_losses(sdf, grad, cfg.surface_points, torch.stack(nrms), has_nrm[batch].to(device),
-                                     z, cfg)
+                                     z, cfg, n_boundary=cfg.boundary_points)
                 opt.zero_grad(set_to_none=False)
                 terms["loss"].backward()
                 if cfg.grad_clip > 0:
