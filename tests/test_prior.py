@@ -408,9 +408,12 @@ def test_shipped_prior_is_head_sized():
     prior = ShapePrior.load(path, weights_only=True)
     assert prior.data.get("source") == "ict" and prior.num_latents >= 16
     assert path.stat().st_size < 8e6
-    mesh = prior.mesh(None, resolution=64)  # mean head, mm
-    w, h, d = mesh.bounding_box.extents
-    assert 190 < w < 320 and 250 < h < 430 and 170 < d < 300, (w, h, d)
+    mesh = prior.mesh(None, resolution=64)  # mean head, mm, ICT frame
+    V = np.asarray(mesh.vertices)
+    head = V[V[:, 1] > -74.0]  # above the chin (the neutral ICT head: 184 x 218 mm in x / z there, top at 147 mm)
+    w, _, d = head.max(0) - head.min(0)
+    assert 150 < w < 230 and 170 < d < 260 and 110 < V[:, 1].max() < 190, (w, d, V[:, 1].max())
+    assert np.linalg.norm(prior.to_unit(V), axis=1).max() < 1.0  # closed inside the unit sphere
     x = torch.as_tensor(prior.to_unit([[0.0, 0.0, 0.0]]), dtype=torch.float32)  # inside the head
     assert float(prior.sdf(x)) < 0
 
