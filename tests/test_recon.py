@@ -317,7 +317,7 @@ def test_method_registry_phases_and_hooks(three_view_scene_dir):
         assert tr.optimizer.param_groups[0]["lr"] == pytest.approx(1e-4 * 0.25)  # epoch 1500: two decays
     finally:
         METHODS.pop("_two_phase_test", None)
-    with pytest.raises(ValueError, match="available: idr"):
+    with pytest.raises(ValueError, match="unknown reconstruction method .nope.; available: .*idr"):
         get_method("nope", make_config("fast"))
 
 
