@@ -109,7 +109,7 @@ def test_presets_are_small_and_paper_weights():
     assert paper.normal_weight == 0.0
     n = sum(p.numel() for p in SiraPrior(fast, 64).parameters())
     assert n * 2 < 1.5e6  # float16 asset well under a few MB
-    assert sira_preset("fast", epochs=100).pe_end == 60.0
+    assert sira_preset("fast", epochs=100).pe_end == 50.0
 
 
 # ------------------------------------------------------------------------------------------ losses
@@ -139,6 +139,10 @@ def test_loss_terms_analytic():
     assert math.isclose(float(terms["color"]), 0.1, rel_tol=1e-5)
     assert math.isclose(float(terms["latent"]), 2.0, rel_tol=1e-6)
     assert math.isclose(float(terms["loss"]), 0.1 + 1e-3 * 2.0, rel_tol=1e-4)
+    # outside-shell hinge: only negative SDF values count
+    terms = sira_losses(tiny_cfg(outside_weight=1.0), x.norm(dim=-1) - 0.5, g, torch.zeros(50, 3), None, None,
+                        None, z, zr, sdf_outside=torch.tensor([0.3, -0.2, 0.1, -0.2]))
+    assert math.isclose(float(terms["outside"]), 0.1, rel_tol=1e-6) and float(terms["landmark"]) == 0.0
 
 
 def test_landmark_term_decreases_when_deformations_align_landmarks():

@@ -36,7 +36,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DistributedSampler
 
-from .losses import sample_shape_points, shape_generator
+from .losses import sample_volume, shape_generator
 from .normalization import Normalization
 from .sira import LANDMARK_NAMES, SIRA_FORMAT, SiraConfig, SiraPrior, sira_losses
 from .train import TrainingError, _param_vector, checkpoint_path, ddp_env
@@ -44,7 +44,7 @@ from .train import TrainingError, _param_vector, checkpoint_path, ddp_env
 __all__ = ["SiraData", "sira_ict_data", "sira_mesh_data", "head_samples", "render_head_samples", "train_sira", "SIRA_TRAIN_FORMAT", "LOSS_KEYS"]
 
 SIRA_TRAIN_FORMAT = SIRA_FORMAT + "-train"
-LOSS_KEYS = ("loss", "surface", "eikonal", "deform", "landmark", "color", "latent", "normal")
+LOSS_KEYS = ("loss", "surface", "eikonal", "deform", "landmark", "color", "latent", "normal", "outside")
 
 
 @dataclass
@@ -193,15 +193,14 @@ class _Objective(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, idx, pts, n_color: int, color_dirs):
+    def forward(self, idx, pts, c0: int, c1: int, color_dirs):
         m = self.model
         z, zr = m.z_sdf(idx), m.z_r(idx)                          # [B, D], [B, Dr]
         pts = pts.detach().requires_grad_(True)
         sdf, x_ref, delta, gamma = m(pts, z[:, None, :])
         (grad,) = torch.autograd.grad(sdf.sum(), pts, create_graph=True)
         rgb = None
-        if n_color:
-            c0, c1 = pts.shape[1] - n_color - len(LANDMARK_NAMES), pts.shape[1] - len(LANDMARK_NAMES)
+        if c1 > c0:
             rgb = m.color(x_ref[:, c0:c1], grad[:, c0:c1], color_dirs, gamma[:, c0:c1], zr[:, None, :])
         return sdf, grad, x_ref, delta, rgb, z, zr
 
@@ -211,15 +210,26 @@ def _description_key(d: dict) -> dict:
     return {k: d.get(k) for k in keys}
 
 
+def n_outside(cfg: SiraConfig) -> int:
+    """Outside-shell samples per shape (a quarter of the volume samples when the term is on)."""
+    return max(1, cfg.volume_points // 4) if cfg.outside_weight > 0 else 0
+
+
 def sample_batch(data: SiraData, batch, cfg: SiraConfig, epoch: int, device):
-    """Per-shape samples of a batch: points [B, P+V+C+K, 3] (surface, volume, colour, landmarks), scan normals
-    [B, P, 3], colour directions and targets [B, C, 3]."""
+    """Per-shape samples of a batch: points [B, P+V+C+O+K, 3] (surface, volume, colour, outside shell,
+    landmarks), scan normals [B, P, 3], colour directions and targets [B, C, 3]."""
     P_, N_, CD, CR = [], [], [], []
     for i in batch:
         g = shape_generator(cfg.seed, epoch, i)
-        s, nr, v = sample_shape_points(data.points[i], data.normals[i], cfg, g)
+        k = torch.randint(len(data.points[i]), (cfg.surface_points,), generator=g)
+        s, nr = data.points[i][k], data.normals[i][k]
+        v = sample_volume(data.points[i], cfg.volume_points, cfg.near_sigmas, cfg.uniform_fraction, g)
         ci = torch.randint(len(data.color_points[i]), (cfg.color_points,), generator=g)
-        P_.append(torch.cat([s, v, data.color_points[i][ci], data.landmarks[i]], 0))
+        no = n_outside(cfg)
+        d = torch.nn.functional.normalize(torch.randn(no, 3, generator=g), dim=-1)
+        r0, r1 = cfg.outside_radius
+        out = d * (r0 + (r1 - r0) * torch.rand(no, 1, generator=g))
+        P_.append(torch.cat([s, v, data.color_points[i][ci], out, data.landmarks[i]], 0))
         N_.append(nr)
         CD.append(data.color_dirs[i][ci])
         CR.append(data.color_rgb[i][ci])
@@ -335,10 +345,13 @@ def train_sira(cfg: SiraConfig, data: SiraData, out, resume: bool = False, check
                 batch = order[it * per_rank:(it + 1) * per_rank] or order[-per_rank:]
                 pts, nrm, cdir, crgb = sample_batch(data, batch, cfg, epoch, device)
                 idx = torch.as_tensor(batch, dtype=torch.long, device=device)
-                sdf, grad, x_ref, delta, rgb, z, zr = runner(idx, pts, cfg.color_points, cdir)
+                c0 = P + cfg.volume_points
+                c1 = c0 + cfg.color_points
+                o1 = c1 + n_outside(cfg)
+                sdf, grad, x_ref, delta, rgb, z, zr = runner(idx, pts, c0, c1, cdir)
                 K = len(LANDMARK_NAMES)
-                terms = sira_losses(cfg, sdf[:, :P], grad[:, P:P + cfg.volume_points], delta, x_ref[:, -K:], rgb,
-                                    crgb, z, zr, grad_surf=grad[:, :P], normals=nrm)
+                terms = sira_losses(cfg, sdf[:, :P], grad[:, P:c0], delta, x_ref[:, -K:], rgb, crgb, z, zr,
+                                    grad_surf=grad[:, :P], normals=nrm, sdf_outside=sdf[:, c1:o1])
                 opt.zero_grad(set_to_none=False)
                 terms["loss"].backward()
                 opt.step()
