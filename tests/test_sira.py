@@ -337,3 +337,20 @@ def test_sira_one_view_cli_smoke(trained, scene_dir, tmp_path, monkeypatch, caps
     m = json.loads((run / "metrics.json").read_text())
     assert m["finished"] and m["iterations"] == 8 and len(m["views"]) == 1
     assert (run / "mesh.ply").is_file() and "h3ds" in m
+
+
+def test_shipped_sira_model():
+    from headrecon.prior.sira import default_sira_path
+
+    path = default_sira_path()
+    if not path.is_file():
+        pytest.skip("shipped SIRA++ model not present")
+    assert path.stat().st_size < 3e6
+    m = load_sira()
+    assert m.num_latents >= 16 and m.meta.get("epochs_done") == m.config.epochs
+    z = m.mean_latents()[0]
+    with torch.no_grad():
+        # closed inside the unit sphere, head-sized: inside at the centre, outside beyond 0.95
+        assert float(m.sdf(torch.zeros(1, 3), z)) < 0
+        far = torch.nn.functional.normalize(torch.randn(500, 3), dim=-1) * 0.95
+        assert float(m.sdf(far, z).min()) > 0
