@@ -415,7 +415,7 @@ def test_shipped_prior_is_head_sized():
     assert 150 < w < 230 and 170 < d < 260 and 110 < V[:, 1].max() < 190, (w, d, V[:, 1].max())
     assert np.linalg.norm(prior.to_unit(V), axis=1).max() < 1.0  # closed inside the unit sphere
     x = torch.as_tensor(prior.to_unit([[0.0, 0.0, 0.0]]), dtype=torch.float32)  # inside the head
-    assert float(prior.sdf(x)) < 0
+    assert float(prior.sdf(x).detach()) < 0
 
 
 # ------------------------------------------------------------------------------------------ reconstruction plugin
