@@ -6,8 +6,10 @@ Softplus MLP with a skip connection from the input to the 4th layer — and one 
 (``nn.Embedding``). Presets in :mod:`.config` (``paper``; ``fast`` for CPUs).
 
 Training (:mod:`.train`, CLI ``headrecon-train-prior``): surface loss ``|F|`` on scan points, eikonal loss on
-volume samples, optional IGR normal loss, latent loss ``||z||^2 / sigma^2``; Adam with step decay; periodic
-checkpoints and exact resume; DistributedDataParallel under ``torchrun`` (gloo on CPU, nccl on CUDA).
+volume samples, optional IGR normal loss, a boundary term (``F >= 0`` on the unit sphere, so open scans close
+inside it), latent loss ``||z||^2 / sigma^2``; Adam with step decay; periodic checkpoints and exact resume;
+DistributedDataParallel under ``torchrun`` (gloo on CPU, nccl on CUDA). :mod:`.methods` registers
+``--method h3dnet`` with the reconstruction loop.
 
 Data (:mod:`.scans`): ICT-FaceKit heads turned into raw scans (missing back of the head, holes, sensor noise)
 or a folder of the user's scans (ply/obj/stl/off/glb point clouds or meshes).
