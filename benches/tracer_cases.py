@@ -17,6 +17,11 @@ from headrecon.models import GeometryNetwork
 from headrecon.render import RayTracer, SDFCache, reference_trace
 
 FULL = os.environ.get("HEADRECON_BENCH_FULL", "0") == "1"
+# Torch threads. On a shared, oversubscribed machine a 2-thread GEMM on a few hundred points stalls waiting for
+# its second thread (measured here at load 10: 803 vs 79 us/point at 256 points with 2 vs 1 threads), which
+# penalises the many small network calls of sphere tracing; 1 thread gives a flat per-point cost.
+if os.environ.get("HEADRECON_BENCH_THREADS"):
+    torch.set_num_threads(int(os.environ["HEADRECON_BENCH_THREADS"]))
 N_RAYS = int(os.environ.get("HEADRECON_BENCH_RAYS", 2048 if FULL else 256))
 WARMUP_BATCHES = 5 if FULL else 2  # batches traced before timing: the dynamic cache reaches its steady state
 

@@ -21,6 +21,7 @@ import time
 from typing import Callable
 
 import torch
+from torch.nn.utils import parametrize
 
 from .. import ops
 from ..ops import _checks
@@ -255,10 +256,16 @@ class RayTracer:
 
     @torch.no_grad()
     def __call__(self, sdf_fn: SdfFn, origins: torch.Tensor, dirs: torch.Tensor) -> TraceResult:
-        """Trace rays ``origins [R,3] + t dirs [R,3]`` (dirs need not be unit; t is in units of |dir|)."""
-        if isinstance(origins, torch.Tensor) and self.resolved_strategy(origins.device) is None:
-            return self._measure_auto(sdf_fn, origins, dirs)
-        return self._trace(sdf_fn, origins, dirs, self.resolved_strategy(origins.device))
+        """Trace rays ``origins [R,3] + t dirs [R,3]`` (dirs need not be unit; t is in units of |dir|).
+
+        The trace runs under ``torch.nn.utils.parametrize.cached()``: parametrized weights (e.g. the weight norm
+        of IDR networks) are computed once per trace instead of once per network call; without autograd they
+        cannot change during a trace.
+        """
+        with parametrize.cached():
+            if isinstance(origins, torch.Tensor) and self.resolved_strategy(origins.device) is None:
+                return self._measure_auto(sdf_fn, origins, dirs)
+            return self._trace(sdf_fn, origins, dirs, self.resolved_strategy(origins.device))
 
     def _measure_auto(self, sdf_fn, origins, dirs):
         results, seconds = {}, {}
