@@ -48,6 +48,8 @@ class ReconConfig:
     device: str = _f("auto", "auto (CUDA when available), cpu, cuda or cuda:N", group="run")
     seed: int = _f(0, "random seed (network initialisation, ray sampling, eikonal points)", group="run")
     iterations: Optional[int] = _f(None, "total iterations; default: epochs x iterations per epoch", group="run")
+    threads: int = _f(0, "CPU threads for torch (0 = torch's default); 1 is fastest for the small fast-preset "
+                         "networks on a busy machine (measured), see README", group="run")
 
     # ---- schedule (in epochs of a nominal run of `epochs` epochs, scaled to the run length)
     epochs: int = _f(2000, "nominal schedule length in IDR epochs", group="schedule")
@@ -161,8 +163,8 @@ class ReconConfig:
             errs.append(f"ss_fraction must be in [0, 1), got {self.ss_fraction}")
         if not self.lr > 0:
             errs.append(f"lr must be positive, got {self.lr}")
-        if self.image_size < 0 or self.eikonal_points < 0:
-            errs.append("image_size and eikonal_points must be >= 0")
+        if self.image_size < 0 or self.eikonal_points < 0 or self.threads < 0:
+            errs.append("image_size, eikonal_points and threads must be >= 0")
         if not 0 < self.sphere_radius < self.scene_radius:
             errs.append(f"sphere_radius must be in (0, scene_radius={self.scene_radius}), got {self.sphere_radius}")
         dev = str(self.device)
@@ -176,6 +178,7 @@ _PAPER: Dict[str, Any] = {}  # the dataclass defaults are the paper settings
 
 _FAST: Dict[str, Any] = dict(
     iterations=1500,
+    threads=1,
     batch_rays=1024,
     lr=5e-4,
     geo_hidden=128, geo_layers=4, geo_skip=(2,), feature_size=64,
@@ -190,7 +193,7 @@ _FAST: Dict[str, Any] = dict(
 PRESETS: Dict[str, Dict[str, Any]] = {"paper": _PAPER, "fast": _FAST}
 
 # fields that may differ between a run and its resumption (they do not change the result)
-RUNTIME_FIELDS = ("device",)
+RUNTIME_FIELDS = ("device", "threads")
 
 
 def make_config(preset: str = "fast", **overrides) -> ReconConfig:

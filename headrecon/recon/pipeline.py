@@ -84,7 +84,8 @@ def check_run_dir(run_dir: Path, cfg: ReconConfig, resume: bool, explicit: Optio
     New run: the folder must be absent or empty; a folder with ``config.json``
     raises :class:`RunDirError` (different config: the differences are listed; same config: use --resume).
     Resume: the folder must hold ``config.json`` and a checkpoint; the stored config is used, and options given
-    explicitly (``explicit``) must agree with it (``device`` may change).
+    explicitly (``explicit``) must agree with it (``device`` and ``threads`` may change; the continuation is then
+    exact only up to floating-point reduction order).
     """
     run_dir = Path(run_dir)
     stored_path = run_dir / "config.json"
@@ -116,13 +117,14 @@ def check_run_dir(run_dir: Path, cfg: ReconConfig, resume: bool, explicit: Optio
     stored = ReconConfig.load(stored_path)
     if explicit:
         bad = {k: (getattr(stored, k), v) for k, v in explicit.items()
-               if k != "device" and (list(v) if isinstance(v, tuple) else v) != stored.to_dict()[k]}
+               if k not in ("device", "threads") and (list(v) if isinstance(v, tuple) else v) != stored.to_dict()[k]}
         if bad:
             lines = ", ".join(f"{k}: {a!r} stored vs {b!r} given" for k, (a, b) in sorted(bad.items()))
             raise RunDirError(f"--resume: options differ from the stored run in {run_dir} ({lines}); drop them to "
                               "continue the stored run exactly")
-        if "device" in explicit:
-            stored = stored.replace(device=explicit["device"])
+        for k in ("device", "threads"):
+            if k in explicit:
+                stored = stored.replace(**{k: explicit[k]})
     if scene_dir is not None and (run_dir / "run.json").is_file():
         info = json.loads((run_dir / "run.json").read_text())
         if info.get("scene") and Path(info["scene"]).resolve() != Path(scene_dir).resolve():
@@ -159,6 +161,16 @@ def reconstruct(scene_dir, cfg: ReconConfig, run_dir, resume: bool = False, expl
     cfg = check_run_dir(run_dir, cfg, resume, explicit, scene_dir)
     device = resolve_device(cfg.device)
     full, scene = load_views(scene_dir, cfg.views)
+    previous_threads = torch.get_num_threads()
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    try:
+        return _run(scene_dir, cfg, run_dir, full, scene, device, resume, stop_after, progress, log, t_start)
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _run(scene_dir, cfg, run_dir, full, scene, device, resume, stop_after, progress, log, t_start) -> RunResult:
     run_dir.mkdir(parents=True, exist_ok=True)
     cfg.save(run_dir / "config.json")
     ckpt = run_dir / CHECKPOINT_NAME
