@@ -36,7 +36,7 @@ def demo_scene_dir(tmp_path_factory):
 
 def _extra(benchmark, cfg, seconds, cpu_seconds, iterations):
     benchmark.extra_info.update(
-        device=str(DEVICE), torch_threads=torch.get_num_threads(), batch_rays=cfg.batch_rays,
+        device=str(DEVICE), torch_threads=cfg.threads or torch.get_num_threads(), batch_rays=cfg.batch_rays,
         seconds_per_iteration=seconds / iterations, cpu_seconds_per_iteration=cpu_seconds / iterations,
         rays_per_second=cfg.batch_rays * iterations / seconds, load_average=os.getloadavg()[0],
         full=FULL)
@@ -50,6 +50,16 @@ def test_fast_iteration(benchmark, demo_scene_dir):
 
     scene = load_scene(demo_scene_dir, views="3")
     cfg = make_config("fast", device=DEVICE, **SMOKE)
+    threads = torch.get_num_threads()
+    if cfg.threads > 0:  # as headrecon-reconstruct does
+        torch.set_num_threads(cfg.threads)
+    try:
+        _iterations(benchmark, cfg, scene, Trainer)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _iterations(benchmark, cfg, scene, Trainer):
     tr = Trainer(cfg, scene)
     for _ in range(3 if FULL else 1):  # warm-up (auto strategy measurement, allocator)
         tr.step()
