@@ -348,7 +348,11 @@ def test_demo_head_mesh():
 
 
 def test_cli_demo_smoke(tmp_path, capsys):
-    """``--demo`` builds its scene from package code only and runs end to end (tiny settings here)."""
+    """``--demo`` runs end to end on the procedural scene (tiny settings; the scene is pre-built small here, the
+    CLI reuses a scene folder it finds)."""
+    from headrecon.recon.demo import make_demo_scene
+
+    make_demo_scene(tmp_path / "demo-run-scene", views=8, size=64, resolution=64)
     out = tmp_path / "demo-run"
     args = ["--demo", "--out", str(out), "--iterations", "2", "--quiet", "--image-size", "32", "--batch-rays",
             "128", "--geo-hidden", "48", "--geo-layers", "2", "--geo-skip", "2", "--mesh-resolution", "32",
