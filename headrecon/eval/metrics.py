@@ -6,7 +6,12 @@ Protocol (as in H3DS / H3D-Net / SIRA++):
    when the prediction has landmarks;
 2. fine alignment: similarity ICP of the ground truth's face region (vertices within 95 mm of the nose tip)
    onto the prediction; the prediction is then moved by the inverse, so distances are measured in the ground
-   truth's millimetres;
+   truth's millimetres. The ICP starts from the current pose (the scene frame, or the landmark alignment), is
+   trimmed (correspondences beyond ``max(3 x median, 5 mm)`` are dropped: extra geometry such as a neck, bust
+   or blobs, missing parts), uses correspondences in both directions within the face sphere (one-directional
+   closest points are contractive, so plain similarity ICP shrinks the face at every iteration and the scale
+   runs away), bounds the scale to +-10 % of the starting pose's, and is accepted only if it does not worsen
+   the face fit (face Chamfer) of the starting pose. ``metrics["alignment_details"]`` reports what was used;
 3. unidirectional Chamfer distances, reported as means (and medians) for the full head and for the face:
    ``gt2pred`` = from ground-truth vertices to the predicted *surface* (H3DS / SIRA++ direction),
    ``pred2gt`` = from predicted vertices to the ground-truth surface (H3D-Net direction). For the face,
@@ -84,21 +89,108 @@ def landmark_alignment(src_points, dst_points, scale: bool = True) -> np.ndarray
     return M
 
 
+def _similarity_fit(x, y, scale: bool = True, scale_bounds=(0.0, np.inf)) -> np.ndarray:
+    """4x4 similarity minimising sum |y - (s R x + t)|^2 (no reflection). The scale is the symmetric (RMS-ratio)
+    estimate, clipped to ``scale_bounds``; the rotation does not depend on it."""
+    xc, yc = x.mean(axis=0), y.mean(axis=0)
+    X, Y = x - xc, y - yc
+    U, _, Vt = np.linalg.svd(Y.T @ X)
+    D = np.diag([1.0, 1.0, np.sign(np.linalg.det(U @ Vt)) or 1.0])
+    R = U @ D @ Vt
+    s = float(np.sqrt((Y ** 2).sum() / max((X ** 2).sum(), 1e-300))) if scale else 1.0
+    s = float(np.clip(s, scale_bounds[0], scale_bounds[1]))
+    M = np.eye(4)
+    M[:3, :3] = s * R
+    M[:3, 3] = yc - s * R @ xc
+    return M
+
+
+def _dense_points(mesh: trimesh.Trimesh, n_samples: int, seed: int = 0) -> np.ndarray:
+    pts = np.asarray(mesh.vertices, dtype=np.float64)
+    if n_samples and len(mesh.faces):
+        samples, _ = trimesh.sample.sample_surface(mesh, n_samples, seed=seed)
+        pts = np.concatenate([pts, samples])
+    return pts
+
+
+def _scale_of(M) -> float:
+    return float(np.cbrt(np.linalg.det(np.asarray(M)[:3, :3])))
+
+
+def _robust_icp(src, tgt_tree: cKDTree, tgt_pts, initial=None, scale: bool = True, max_scale_change: float = 0.1,
+                max_iterations: int = 200, tol: float = 1e-6, trim_factor: float = 3.0, min_trim_mm: float = 5.0,
+                reverse=None, rigid_first: bool = False):
+    """Trimmed similarity ICP moving ``src`` onto the points of ``tgt_tree``; returns (4x4, trimmed RMS, iters).
+
+    * correspondences farther than ``max(trim_factor * median, min_trim_mm)`` are dropped (extra or missing
+      geometry, partial predictions);
+    * a rigid stage runs to convergence first, then the similarity stage, whose scale stays within
+      ``[s0 / (1 + max_scale_change), s0 * (1 + max_scale_change)]`` (``s0``: scale of ``initial``);
+    * ``reverse = (points_in_target_frame, src_tree, src_dense, center, radius)`` adds reverse correspondences:
+      target points whose pre-image lies within ``radius`` of ``center`` (source frame) paired with their nearest
+      source point. Closest-point matching is contractive (many-to-one), so one-directional similarity ICP shrinks
+      the source at every iteration and the scale runs away; the reverse pairs balance that bias.
+    """
+    T = np.eye(4) if initial is None else np.asarray(initial, dtype=np.float64).copy()
+    s0 = _scale_of(T)
+    bounds = (s0 / (1.0 + max_scale_change), s0 * (1.0 + max_scale_change))
+    rms, it_total = float("nan"), 0
+    for stage_scale in (((False, True) if rigid_first else (True,)) if scale else (False,)):
+        for _ in range(max_iterations):
+            it_total += 1
+            xs = transform_points(T, src)
+            d, j = tgt_tree.query(xs)
+            x_all, y_all, d_all = [src], [tgt_pts[j]], [d]
+            if reverse is not None:
+                pts, s_tree, s_dense, center, radius = reverse
+                pre = transform_points(np.linalg.inv(T), pts)
+                sel = np.linalg.norm(pre - center, axis=1) <= radius
+                if sel.sum() >= 10:
+                    _, k = s_tree.query(pre[sel])
+                    x_all.append(s_dense[k])
+                    y_all.append(pts[sel])
+                    d_all.append(np.linalg.norm(transform_points(T, s_dense[k]) - pts[sel], axis=1))
+            x_all, y_all, d_all = (np.concatenate(a) for a in (x_all, y_all, d_all))
+            keep = d_all <= max(trim_factor * float(np.median(d_all)), min_trim_mm * _scale_of(T))
+            if keep.sum() < 6:
+                break
+            rms = float(np.sqrt(np.mean(d_all[keep] ** 2)))
+            if stage_scale:
+                T_new = _similarity_fit(x_all[keep], y_all[keep], True, bounds)
+            else:
+                T_new = _similarity_fit(x_all[keep], y_all[keep], False)
+                T_new[:3, :3] *= _scale_of(T)  # the rigid stage keeps the current scale
+                T_new[:3, 3] = y_all[keep].mean(0) - T_new[:3, :3] @ x_all[keep].mean(0)
+            step = float(np.sqrt(np.mean(np.sum((transform_points(T_new, src) - xs) ** 2, axis=1))))
+            T = T_new
+            if step < tol:
+                break
+    return T, rms, it_total
+
+
 def icp_similarity(source_points, target_mesh: trimesh.Trimesh, initial=None, scale: bool = True,
-                   max_iterations: int = 200, n_target_samples: int = 200_000, threshold: float = 1e-7,
-                   seed: int = 0) -> tuple[np.ndarray, float]:
-    """ICP (trimesh.registration.icp) of ``source_points`` onto ``target_mesh``'s surface, densely sampled
-    (its vertices plus ``n_target_samples`` area-uniform points). Returns the 4x4 source->target matrix and the
-    final mean residual."""
-    tgt = np.asarray(target_mesh.vertices, dtype=np.float64)
-    if n_target_samples and len(target_mesh.faces):
-        samples, _ = trimesh.sample.sample_surface(target_mesh, n_target_samples, seed=seed)
-        tgt = np.concatenate([tgt, samples])
-    M, _, cost = trimesh.registration.icp(np.asarray(source_points, dtype=np.float64), tgt,
-                                          initial=np.eye(4) if initial is None else initial, threshold=threshold,
-                                          max_iterations=max_iterations, reflection=False, translation=True,
-                                          scale=scale)
-    return M, float(cost)
+                   max_iterations: int = 200, n_target_samples: int = 100_000, threshold: float = 1e-6,
+                   seed: int = 0, max_scale_change: float = 0.1, trim_factor: float = 3.0,
+                   min_trim_mm: float = 5.0) -> tuple[np.ndarray, float]:
+    """Trimmed, scale-bounded ICP of ``source_points`` onto ``target_mesh``'s surface, densely sampled (its
+    vertices plus ``n_target_samples`` area-uniform points); see :func:`_robust_icp`. ``threshold``: stop when the
+    source moves less than this (RMS, target units) in an iteration. Returns the 4x4 source->target matrix and
+    the final RMS residual of the kept correspondences."""
+    tgt = _dense_points(target_mesh, n_target_samples, seed)
+    T, rms, _ = _robust_icp(np.asarray(source_points, dtype=np.float64), cKDTree(tgt), tgt, initial=initial,
+                            scale=scale, max_scale_change=max_scale_change, max_iterations=max_iterations,
+                            tol=threshold, trim_factor=trim_factor, min_trim_mm=min_trim_mm)
+    return T, rms
+
+
+def _pose_summary(M) -> dict:
+    """Scale, rotation angle (degrees) and translation (mm) of a 4x4 similarity."""
+    M = np.asarray(M, dtype=np.float64)
+    sc = _scale_of(M)
+    R = M[:3, :3] / sc
+    ang = float(np.degrees(np.arccos(np.clip((np.trace(R) - 1.0) / 2.0, -1.0, 1.0))))
+    return {"scale": sc, "rotation_deg": ang, "translation_mm": [float(x) for x in M[:3, 3]],
+            "translation_norm_mm": float(np.linalg.norm(M[:3, 3]))}
 
 
 @dataclass
@@ -146,8 +238,9 @@ def _resolve_gt(scene_or_gt, gt_landmarks, face_sphere):
 
 def evaluate(pred_mesh: trimesh.Trimesh, scene_or_gt, pred_landmarks: dict | None = None,
              gt_landmarks: dict | None = None, face_sphere: FaceSphere | None = None, align: str = "auto",
-             icp_scale: bool = True, face_radius_mm: float = FACE_SPHERE_RADIUS_MM, icp_max_points: int = 20000,
-             icp_iterations: int = 200, k: int = 12, return_details: bool = False):
+             icp_scale: bool = True, face_radius_mm: float = FACE_SPHERE_RADIUS_MM, icp_max_points: int = 8000,
+             icp_iterations: int = 200, icp_max_scale_change: float = 0.1, icp_target_samples: int = 100_000,
+             k: int = 12, return_details: bool = False):
     """Compare a predicted mesh with a ground truth following the H3DS protocol (module docstring).
 
     ``pred_mesh``: trimesh in the ground truth's units (mm). ``scene_or_gt``: a :class:`Scene`, a scene folder,
@@ -195,17 +288,54 @@ def evaluate(pred_mesh: trimesh.Trimesh, scene_or_gt, pred_landmarks: dict | Non
     pred = pred_mesh.copy()
     pred.vertices = transform_points(M, pred_mesh.vertices)
 
-    # 2. similarity ICP of the GT face region onto the prediction, then move the prediction by the inverse
-    icp_residual = None
+    # 2. similarity ICP of the GT face region onto the prediction, then move the prediction by the inverse.
+    # Robust (trimmed, both directions, bounded scale, started from the current pose: the scene frame or the
+    # landmark alignment) and guarded: the result is kept only if it does not worsen the face fit.
+    icp_residual, icp_info = None, None
     if align in ("auto", "icp", "landmarks+icp"):
+        rng = np.random.default_rng(0)
         src = gt_v[gt_face]
         if len(src) > icp_max_points:
-            src = src[np.random.default_rng(0).choice(len(src), icp_max_points, replace=False)]
-        T, icp_residual = icp_similarity(src, pred, scale=icp_scale, max_iterations=icp_iterations)
+            src = src[rng.choice(len(src), icp_max_points, replace=False)]
+        pred_dense = _dense_points(pred, icp_target_samples)
+        reverse = None
+        if center is not None:
+            fmask = gt_face[np.asarray(gt.faces)].all(axis=1)
+            gt_face_mesh = trimesh.Trimesh(gt_v, np.asarray(gt.faces)[fmask], process=False)
+            gt_dense = _dense_points(gt_face_mesh, icp_target_samples // 2) if fmask.any() else gt_v[gt_face]
+            rev_pts = np.asarray(pred.vertices, dtype=np.float64)
+            if len(rev_pts) > 4 * icp_max_points:
+                rev_pts = rev_pts[rng.choice(len(rev_pts), 4 * icp_max_points, replace=False)]
+            # a margin inside the sphere: predicted points near its border still find their GT partner
+            reverse = (rev_pts, cKDTree(gt_dense), gt_dense, center, max(face_radius_mm - 5.0, 0.5 * face_radius_mm))
+        T, icp_residual, iters = _robust_icp(src, cKDTree(pred_dense), pred_dense, scale=icp_scale,
+                                             max_scale_change=icp_max_scale_change, max_iterations=icp_iterations,
+                                             reverse=reverse)
+        pred_index, gt_index = _SurfaceIndex(pred, k), _SurfaceIndex(gt, k)
+
+        def face_fit(Tm):
+            """(face chamfer in GT mm, face gt->pred) of the prediction moved by inv(Tm); inf when no predicted
+            vertex falls in the face region."""
+            sc = _scale_of(Tm)
+            d1, _ = pred_index.query(transform_points(Tm, gt_v[gt_face]))
+            d1 = float(d1.mean()) / sc
+            pre = transform_points(np.linalg.inv(Tm), pred.vertices)
+            sel = (np.linalg.norm(pre - center, axis=1) <= face_radius_mm if center is not None
+                   else np.ones(len(pre), dtype=bool))
+            if not sel.any():
+                return float("inf"), d1
+            d2, _ = gt_index.query(pre[sel])
+            return 0.5 * (d1 + float(d2.mean())), d1
+
+        fit0, fit1 = face_fit(np.eye(4)), face_fit(T)
+        accepted = bool(np.all(np.isfinite(T))) and fit1 <= fit0
         Tinv = np.linalg.inv(T)
-        pred.vertices = transform_points(Tinv, pred.vertices)
-        M = Tinv @ M
-        used.append("icp" if icp_scale else "rigid-icp")
+        icp_info = {"accepted": accepted, "iterations": int(iters), "residual_mm": icp_residual,
+                    "face_fit_before_mm": fit0[0], "face_fit_after_mm": fit1[0], **_pose_summary(Tinv)}
+        if accepted:
+            pred.vertices = transform_points(Tinv, pred.vertices)
+            M = Tinv @ M
+            used.append("icp" if icp_scale else "rigid-icp")
 
     # 3. distances
     gt2pred, _ = point_to_surface(gt_v, pred, k=k)
@@ -225,11 +355,13 @@ def evaluate(pred_mesh: trimesh.Trimesh, scene_or_gt, pred_landmarks: dict | Non
             res[f"{region}_{name}_mm"] = mean
             res[f"{region}_{name}_median_mm"] = med
         res[f"{region}_chamfer_mm"] = 0.5 * (res[f"{region}_gt2pred_mm"] + res[f"{region}_pred2gt_mm"])
-    s = float(np.cbrt(np.linalg.det(M[:3, :3])))
+    s = _scale_of(M)
+    details = {"method": "+".join(used) or "none", "requested": align,
+               "accepted": icp_info["accepted"] if icp_info else None, **_pose_summary(M), "icp": icp_info}
     res.update({
         "n_gt_vertices": int(len(gt_v)), "n_gt_face_vertices": int(gt_face.sum()) if has_face else 0,
         "n_pred_vertices": int(len(pred.vertices)), "n_pred_face_vertices": int(pred_face.sum()) if has_face else 0,
-        "alignment": "+".join(used) or "none", "transform": M.tolist(), "scale": s,
+        "alignment": "+".join(used) or "none", "alignment_details": details, "transform": M.tolist(), "scale": s,
         "icp_residual_mm": icp_residual, "face_radius_mm": float(face_radius_mm),
         "landmarks_used": common if "landmarks" in used else [],
     })
