@@ -327,7 +327,8 @@ class Trainer:
         with parametrize.cached():
             return extract_mesh(self.sdf_fn, resolution=res, radius=self.cfg.scene_radius, device=self.device,
                                 scale_mat=self.scene.scale_mat if to_scene_units else None,
-                                largest_component=True, chunk=65536 if self.device.type == "cpu" else 1 << 20)
+                                largest_component=True, chunk=65536 if self.device.type == "cpu" else 1 << 20,
+                                progress=self.progress)
 
 
 def count_parameters(model) -> int:
