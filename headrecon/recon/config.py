@@ -51,6 +51,12 @@ class ReconConfig:
     threads: int = _f(0, "CPU threads for torch (0 = torch's default); 1 is fastest for the small fast-preset "
                          "networks on a busy machine (measured), see README", group="run")
 
+    # ---- learned prior (--method h3dnet)
+    prior: Optional[str] = _f(None, "prior checkpoint for --method h3dnet (default: the shipped "
+                                    "headrecon/assets/prior_h3dnet_fast.pt, see headrecon-train-prior)", group="prior")
+    prior_latent_fraction: float = _f(0.25, "h3dnet phase 1 (only the latent code and the rendering network train) "
+                                            "as a share of the run; then the decoder is unfrozen", group="prior")
+    prior_latent_lr: float = _f(1e-3, "h3dnet: Adam learning rate of the latent code", group="prior")
     # ---- schedule (in epochs of a nominal run of `epochs` epochs, scaled to the run length)
     epochs: int = _f(2000, "nominal schedule length in IDR epochs", group="schedule")
     epoch_mode: str = _f("views", "what one epoch is: 'views' = one batch per input view (IDR's training loop: "

@@ -69,6 +69,11 @@ class ReconMethod:
     def on_phase_start(self, trainer, phase: Phase, resumed: bool = False) -> None:
         """Called when ``phase`` starts (``resumed``: a checkpoint of this phase is about to be loaded)."""
 
+    def extra_losses(self, model: nn.Module) -> Dict[str, torch.Tensor]:
+        """Method-specific loss terms added to the IDR loss each iteration (e.g. a latent-code prior), already
+        weighted; logged under their names. Default: none."""
+        return {}
+
     def lr_factor(self, epoch: float, phase: Phase) -> float:
         return float(self.cfg.lr_gamma) ** sum(1 for m in self.cfg.lr_milestones if epoch >= m)
 

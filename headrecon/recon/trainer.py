@@ -170,11 +170,15 @@ class Trainer:
         min_sdf = torch.zeros(o.shape[0], dtype=sdf.dtype, device=sdf.device)
         min_sdf = min_sdf.index_put((other.nonzero().squeeze(1),), sdf[n_sel:n_sel + n_min])
         losses = self.loss_fn(rgb_pred, rgb_gt, obj, hit, min_sdf, grad[n_sel + n_min:])
+        extra = self.method.extra_losses(self.model)
+        for v in extra.values():
+            losses["loss"] = losses["loss"] + v
         self.optimizer.zero_grad(set_to_none=True)
         losses["loss"].backward()
         self.optimizer.step()
         n_obj = int(obj.sum())
-        return {"loss": float(losses["loss"].detach()), "rgb_loss": float(losses["rgb_loss"].detach()),
+        return {**{k: float(v.detach()) for k, v in extra.items()},
+                "loss": float(losses["loss"].detach()), "rgb_loss": float(losses["rgb_loss"].detach()),
                 "mask_loss": float(losses["mask_loss"].detach()),
                 "eikonal_loss": float(losses["eikonal_loss"].detach()),
                 "hit_ratio": n_sel / max(1, n_obj), "alpha": self.loss_fn.alpha,
