@@ -175,3 +175,71 @@ def test_ict_self_and_offset(shared_data):
     pred = trimesh.Trimesh(transform_points(rigid([3, 5, -2], [4, 7, -3]), gt.vertices), gt.faces, process=False)
     res = evaluate(pred, gt, pred_landmarks={})
     assert max(res[k] for k in METRIC_KEYS) < 0.01
+
+
+def with_extra_geometry(mesh):
+    """``mesh`` plus what reconstructions add and the ground truth lacks: a long neck cylinder running far below
+    the head, and a detached blob in front of the chin, inside the 95 mm face sphere."""
+    neck = trimesh.creation.cylinder(radius=38.0, height=260.0, sections=48)
+    neck.apply_transform(rigid([90, 0, 0], [0.0, -200.0, -10.0]))  # along y, from y=-330 to y=-70
+    blob = trimesh.creation.icosphere(subdivisions=1, radius=14.0)
+    blob.apply_translation([0.0, -80.0, 125.0])
+    return trimesh.util.concatenate([trimesh.Trimesh(mesh.vertices, mesh.faces, process=False), neck, blob])
+
+
+def test_alignment_robust_to_extra_geometry():
+    """Regression: similarity ICP used to shrink the GT face onto imperfect predictions (closest points are
+    contractive; a hole makes it worse) and the scale ran away (head errors of tens to hundreds of mm).
+    Prediction = GT with a bumpy surface, a hole in the cheek, a neck and a blob, slightly moved and scaled: after
+    alignment every GT->pred error must equal its value in the true pose, the scale must be recovered, and the
+    face fit must not be worse than without alignment."""
+    gt = head_mesh()
+    v = np.asarray(gt.vertices)
+    bump = 1.5 * np.sin(v[:, 0] / 9.0) * np.sin(v[:, 1] / 11.0) * np.cos(v[:, 2] / 13.0)
+    keep = np.linalg.norm(v[gt.faces].mean(axis=1) - [-45, 20, 70], axis=1) > 45  # hole in the right cheek
+    bumpy = trimesh.Trimesh(v + bump[:, None] * gt.vertex_normals, gt.faces[keep], process=False)
+    bumpy.remove_unreferenced_vertices()
+    truth = evaluate(with_extra_geometry(bumpy), gt, align="none")  # in the true pose
+    S = rigid([1.5, -2, 1], [2.0, -1.5, 3.0], scale=1.03)
+    pred = with_extra_geometry(bumpy)
+    pred.apply_transform(S)
+    without = evaluate(pred, gt, align="none")
+    assert without["face_gt2pred_mm"] > truth["face_gt2pred_mm"] + 1.0
+    res = evaluate(pred, gt)
+    al = res["alignment_details"]
+    assert res["alignment"] == "icp" and al["accepted"] and al["method"] == "icp"
+    for k in ("face_gt2pred_mm", "head_gt2pred_mm", "face_gt2pred_median_mm", "head_gt2pred_median_mm",
+              "face_pred2gt_median_mm"):
+        assert abs(res[k] - truth[k]) < 0.02, (k, res[k], truth[k])
+    assert abs(res["scale"] - 1 / 1.03) < 2e-3 and abs(al["scale"] - res["scale"]) < 1e-12
+    assert res["face_chamfer_mm"] < without["face_chamfer_mm"]
+    assert al["icp"]["face_fit_after_mm"] <= al["icp"]["face_fit_before_mm"]
+    # the extra geometry is still measured (pred -> GT over the whole head), not aligned away
+    assert res["head_pred2gt_mm"] > 2.0
+
+
+def test_alignment_recovers_bad_start_and_guard_rejects_worse(monkeypatch):
+    """A bad starting pose (8 deg, 20 mm, 5 % scale; prediction with a neck) is still recovered; and the guard
+    keeps the starting pose when the ICP result fits the face worse."""
+    from headrecon.eval import metrics
+    gt = head_mesh()
+    S = rigid([6, -5, 3], [12.0, -10.0, 12.0], scale=1.05)
+    pred = with_extra_geometry(gt)
+    pred.apply_transform(S)
+    without = evaluate(pred, gt, align="none")
+    assert without["face_gt2pred_mm"] > 8.0
+    res, det = evaluate(pred, gt, return_details=True)
+    assert res["alignment_details"]["accepted"]
+    assert max(res["face_gt2pred_mm"], res["face_pred2gt_median_mm"], res["head_gt2pred_mm"]) < 0.05, res
+    np.testing.assert_allclose(det.transform, np.linalg.inv(S), atol=2e-3)
+
+    # guard: an ICP that wanders off (here forced) is rejected and the starting pose is kept
+    bad = rigid([0, 25, 0], [30.0, 0.0, 0.0], scale=0.7)
+    monkeypatch.setattr(metrics, "_robust_icp", lambda *a, **k: (bad, 1.0, 1))
+    res = evaluate(pred, gt)
+    al = res["alignment_details"]
+    assert res["alignment"] == "none" and al["accepted"] is False and al["icp"]["accepted"] is False
+    assert al["icp"]["face_fit_after_mm"] > al["icp"]["face_fit_before_mm"]
+    assert abs(al["scale"] - 1.0) < 1e-12 and al["rotation_deg"] < 1e-6
+    for k in METRIC_KEYS:
+        assert abs(res[k] - without[k]) < 1e-9, k

@@ -7,8 +7,8 @@ Protocol (as in H3DS / H3D-Net / SIRA++):
 2. fine alignment: similarity ICP of the ground truth's face region (vertices within 95 mm of the nose tip)
    onto the prediction; the prediction is then moved by the inverse, so distances are measured in the ground
    truth's millimetres. The ICP starts from the current pose (the scene frame, or the landmark alignment), is
-   trimmed (correspondences beyond ``max(3 x median, 5 mm)`` are dropped: extra geometry such as a neck, bust
-   or blobs, missing parts), uses correspondences in both directions within the face sphere (one-directional
+   trimmed (correspondences beyond ``max(3 x median, 5 mm)`` or landing on an open boundary are dropped:
+   extra geometry such as a neck, bust or blobs, holes and missing parts), uses correspondences in both directions within the face sphere (one-directional
    closest points are contractive, so plain similarity ICP shrinks the face at every iteration and the scale
    runs away), bounds the scale to +-10 % of the starting pose's, and is accepted only if it does not worsen
    the face fit (face Chamfer) of the starting pose. ``metrics["alignment_details"]`` reports what was used;
@@ -105,12 +105,25 @@ def _similarity_fit(x, y, scale: bool = True, scale_bounds=(0.0, np.inf)) -> np.
     return M
 
 
-def _dense_points(mesh: trimesh.Trimesh, n_samples: int, seed: int = 0) -> np.ndarray:
+def _dense_points(mesh: trimesh.Trimesh, n_samples: int, seed: int = 0, with_boundary: bool = False):
+    """Vertices plus ``n_samples`` area-uniform surface points; with ``with_boundary`` also a bool mask of the
+    points on or next to an open boundary (vertices of boundary edges, samples on faces touching them)."""
     pts = np.asarray(mesh.vertices, dtype=np.float64)
+    fidx = np.zeros(0, dtype=np.int64)
     if n_samples and len(mesh.faces):
-        samples, _ = trimesh.sample.sample_surface(mesh, n_samples, seed=seed)
+        samples, fidx = trimesh.sample.sample_surface(mesh, n_samples, seed=seed)
         pts = np.concatenate([pts, samples])
-    return pts
+    if not with_boundary:
+        return pts
+    faces = np.asarray(mesh.faces)
+    on_b = np.zeros(len(mesh.vertices), dtype=bool)
+    if len(faces):
+        edges = np.sort(faces[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2), axis=1)
+        _, inv, cnt = np.unique(edges, axis=0, return_inverse=True, return_counts=True)
+        on_b[edges[cnt[inv.ravel()] == 1].ravel()] = True
+        face_b = on_b[faces].any(axis=1)
+        return pts, np.concatenate([on_b, face_b[fidx]])
+    return pts, on_b
 
 
 def _scale_of(M) -> float:
@@ -119,14 +132,16 @@ def _scale_of(M) -> float:
 
 def _robust_icp(src, tgt_tree: cKDTree, tgt_pts, initial=None, scale: bool = True, max_scale_change: float = 0.1,
                 max_iterations: int = 200, tol: float = 1e-6, trim_factor: float = 3.0, min_trim_mm: float = 5.0,
-                reverse=None, rigid_first: bool = False):
+                reverse=None, rigid_first: bool = False, tgt_boundary=None):
     """Trimmed similarity ICP moving ``src`` onto the points of ``tgt_tree``; returns (4x4, trimmed RMS, iters).
 
     * correspondences farther than ``max(trim_factor * median, min_trim_mm)`` are dropped (extra or missing
       geometry, partial predictions);
+    * correspondences whose target point lies on an open boundary (``tgt_boundary`` mask; for the reverse ones,
+      the sixth item of ``reverse``) are dropped: points facing a hole or a missing part all land on its rim;
     * a rigid stage runs to convergence first, then the similarity stage, whose scale stays within
       ``[s0 / (1 + max_scale_change), s0 * (1 + max_scale_change)]`` (``s0``: scale of ``initial``);
-    * ``reverse = (points_in_target_frame, src_tree, src_dense, center, radius)`` adds reverse correspondences:
+    * ``reverse = (points_in_target_frame, src_tree, src_dense, center, radius[, src_boundary])`` adds reverse correspondences:
       target points whose pre-image lies within ``radius`` of ``center`` (source frame) paired with their nearest
       source point. Closest-point matching is contractive (many-to-one), so one-directional similarity ICP shrinks
       the source at every iteration and the scale runs away; the reverse pairs balance that bias.
@@ -141,8 +156,10 @@ def _robust_icp(src, tgt_tree: cKDTree, tgt_pts, initial=None, scale: bool = Tru
             xs = transform_points(T, src)
             d, j = tgt_tree.query(xs)
             x_all, y_all, d_all = [src], [tgt_pts[j]], [d]
+            ok_all = [~tgt_boundary[j] if tgt_boundary is not None else np.ones(len(j), dtype=bool)]
             if reverse is not None:
-                pts, s_tree, s_dense, center, radius = reverse
+                pts, s_tree, s_dense, center, radius = reverse[:5]
+                s_bound = reverse[5] if len(reverse) > 5 else None
                 pre = transform_points(np.linalg.inv(T), pts)
                 sel = np.linalg.norm(pre - center, axis=1) <= radius
                 if sel.sum() >= 10:
@@ -150,8 +167,11 @@ def _robust_icp(src, tgt_tree: cKDTree, tgt_pts, initial=None, scale: bool = Tru
                     x_all.append(s_dense[k])
                     y_all.append(pts[sel])
                     d_all.append(np.linalg.norm(transform_points(T, s_dense[k]) - pts[sel], axis=1))
-            x_all, y_all, d_all = (np.concatenate(a) for a in (x_all, y_all, d_all))
-            keep = d_all <= max(trim_factor * float(np.median(d_all)), min_trim_mm * _scale_of(T))
+                    ok_all.append(~s_bound[k] if s_bound is not None else np.ones(len(k), dtype=bool))
+            x_all, y_all, d_all, ok_all = (np.concatenate(a) for a in (x_all, y_all, d_all, ok_all))
+            if ok_all.sum() < 6:
+                ok_all[:] = True
+            keep = ok_all & (d_all <= max(trim_factor * float(np.median(d_all[ok_all])), min_trim_mm * _scale_of(T)))
             if keep.sum() < 6:
                 break
             rms = float(np.sqrt(np.mean(d_all[keep] ** 2)))
@@ -176,8 +196,9 @@ def icp_similarity(source_points, target_mesh: trimesh.Trimesh, initial=None, sc
     vertices plus ``n_target_samples`` area-uniform points); see :func:`_robust_icp`. ``threshold``: stop when the
     source moves less than this (RMS, target units) in an iteration. Returns the 4x4 source->target matrix and
     the final RMS residual of the kept correspondences."""
-    tgt = _dense_points(target_mesh, n_target_samples, seed)
+    tgt, tgt_b = _dense_points(target_mesh, n_target_samples, seed, with_boundary=True)
     T, rms, _ = _robust_icp(np.asarray(source_points, dtype=np.float64), cKDTree(tgt), tgt, initial=initial,
+                            tgt_boundary=tgt_b,
                             scale=scale, max_scale_change=max_scale_change, max_iterations=max_iterations,
                             tol=threshold, trim_factor=trim_factor, min_trim_mm=min_trim_mm)
     return T, rms
@@ -239,7 +260,7 @@ def _resolve_gt(scene_or_gt, gt_landmarks, face_sphere):
 def evaluate(pred_mesh: trimesh.Trimesh, scene_or_gt, pred_landmarks: dict | None = None,
              gt_landmarks: dict | None = None, face_sphere: FaceSphere | None = None, align: str = "auto",
              icp_scale: bool = True, face_radius_mm: float = FACE_SPHERE_RADIUS_MM, icp_max_points: int = 8000,
-             icp_iterations: int = 200, icp_max_scale_change: float = 0.1, icp_target_samples: int = 100_000,
+             icp_iterations: int = 400, icp_max_scale_change: float = 0.1, icp_target_samples: int = 100_000,
              k: int = 12, return_details: bool = False):
     """Compare a predicted mesh with a ground truth following the H3DS protocol (module docstring).
 
@@ -247,11 +268,15 @@ def evaluate(pred_mesh: trimesh.Trimesh, scene_or_gt, pred_landmarks: dict | Non
     a mesh file or a trimesh (then ``gt_landmarks`` or ``mesh.metadata["landmarks"]`` give the nose tip).
     ``pred_landmarks``: name -> vertex index or 3D point (default ``pred_mesh.metadata["landmarks"]``).
     ``align``: "auto" (landmarks when both sides have them, then ICP), "icp", "landmarks", "landmarks+icp" or
-    "none". ``icp_scale=False`` gives a rigid ICP.
+    "none". ``icp_scale=False`` gives a rigid ICP; ``icp_max_scale_change`` bounds its scale relative to the
+    starting pose (0.1: +-10 %); ``icp_max_points`` GT face points and ``icp_target_samples`` surface samples.
 
     Returns a dict with ``face_gt2pred_mm``, ``face_pred2gt_mm``, ``head_gt2pred_mm``, ``head_pred2gt_mm``
     (means), the same with ``_median`` before ``_mm``, ``face_chamfer_mm``/``head_chamfer_mm`` (mean of the two
-    directions), vertex counts, the applied 4x4 ``transform`` (list) and its ``scale``. Face entries are NaN when
+    directions), vertex counts, the applied 4x4 ``transform`` (list) and its ``scale``, ``alignment`` (the steps
+    applied, e.g. "icp", "landmarks+icp", "none") and ``alignment_details`` (``method``, ``accepted``: whether the
+    ICP was kept, ``scale``, ``rotation_deg``, ``translation_mm`` of the applied transform, and ``icp``: the ICP's
+    own pose, iterations, residual and face fit before/after). Face entries are NaN when
     the ground truth has no nose tip. With ``return_details`` returns ``(metrics, EvalDetails)``.
     """
     gt, gt_lm, fs = _resolve_gt(scene_or_gt, gt_landmarks, face_sphere)
@@ -297,20 +322,22 @@ def evaluate(pred_mesh: trimesh.Trimesh, scene_or_gt, pred_landmarks: dict | Non
         src = gt_v[gt_face]
         if len(src) > icp_max_points:
             src = src[rng.choice(len(src), icp_max_points, replace=False)]
-        pred_dense = _dense_points(pred, icp_target_samples)
+        pred_dense, pred_b = _dense_points(pred, icp_target_samples, with_boundary=True)
         reverse = None
         if center is not None:
             fmask = gt_face[np.asarray(gt.faces)].all(axis=1)
             gt_face_mesh = trimesh.Trimesh(gt_v, np.asarray(gt.faces)[fmask], process=False)
-            gt_dense = _dense_points(gt_face_mesh, icp_target_samples // 2) if fmask.any() else gt_v[gt_face]
+            gt_dense, gt_b = (_dense_points(gt_face_mesh, icp_target_samples // 2, with_boundary=True)
+                              if fmask.any() else (gt_v[gt_face], np.zeros(int(gt_face.sum()), dtype=bool)))
             rev_pts = np.asarray(pred.vertices, dtype=np.float64)
             if len(rev_pts) > 4 * icp_max_points:
                 rev_pts = rev_pts[rng.choice(len(rev_pts), 4 * icp_max_points, replace=False)]
             # a margin inside the sphere: predicted points near its border still find their GT partner
-            reverse = (rev_pts, cKDTree(gt_dense), gt_dense, center, max(face_radius_mm - 5.0, 0.5 * face_radius_mm))
+            reverse = (rev_pts, cKDTree(gt_dense), gt_dense, center, max(face_radius_mm - 5.0, 0.5 * face_radius_mm),
+                       gt_b)
         T, icp_residual, iters = _robust_icp(src, cKDTree(pred_dense), pred_dense, scale=icp_scale,
                                              max_scale_change=icp_max_scale_change, max_iterations=icp_iterations,
-                                             reverse=reverse)
+                                             reverse=reverse, tgt_boundary=pred_b)
         pred_index, gt_index = _SurfaceIndex(pred, k), _SurfaceIndex(gt, k)
 
         def face_fit(Tm):
