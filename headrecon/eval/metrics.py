@@ -8,8 +8,8 @@ Protocol (as in H3DS / H3D-Net / SIRA++):
    onto the prediction; the prediction is then moved by the inverse, so distances are measured in the ground
    truth's millimetres. The ICP starts from the current pose (the scene frame, or the landmark alignment), is
    trimmed (correspondences beyond ``max(3 x median, 5 mm)`` or landing on an open boundary are dropped:
-   extra geometry such as a neck, bust or blobs, holes and missing parts), uses correspondences in both directions within the face sphere (one-directional
-   closest points are contractive, so plain similarity ICP shrinks the face at every iteration and the scale
+   extra geometry such as a neck, bust or blobs, holes and missing parts), uses correspondences in both
+   directions within the face sphere (one-directional closest points are contractive, so plain similarity ICP shrinks the face at every iteration and the scale
    runs away), bounds the scale to +-10 % of the starting pose's, and is accepted only if it does not worsen
    the face fit (face Chamfer) of the starting pose. ``metrics["alignment_details"]`` reports what was used;
 3. unidirectional Chamfer distances, reported as means (and medians) for the full head and for the face:
