@@ -8,17 +8,9 @@ from headrecon.data import load_scene
 from headrecon.prior import default_prior_path
 from headrecon.recon.config import make_config
 from headrecon.recon.trainer import Trainer
-from test_recon import TINY, three_view_scene_dir  # noqa: F401  (fixture)
+from test_recon import TINY, one_thread, three_view_scene_dir  # noqa: F401  (fixtures; one_thread is autouse)
 
 pytestmark = pytest.mark.skipif(not default_prior_path().exists(), reason="shipped prior asset absent")
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _snapshot(module):
