@@ -24,7 +24,6 @@ ranks compare their parameters at the end. One optimiser with two groups (networ
 from __future__ import annotations
 
 import os
-import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +38,8 @@ from torch.utils.data import DistributedSampler
 from .losses import sample_volume, shape_generator
 from .normalization import Normalization
 from .sira import LANDMARK_NAMES, SIRA_FORMAT, SiraConfig, SiraPrior, sira_losses
-from .train import TrainingError, _param_vector, checkpoint_path, ddp_env
+from .train import (TrainingError, check_ddp_agreement, checkpoint_path, ddp_env, epoch_means, final_meta,
+                    load_resume_state, write_checkpoint)
 
 __all__ = ["SiraData", "sira_ict_data", "sira_mesh_data", "head_samples", "render_head_samples", "train_sira", "SIRA_TRAIN_FORMAT", "LOSS_KEYS"]
 
@@ -270,25 +270,10 @@ def train_sira(cfg: SiraConfig, data: SiraData, out, resume: bool = False, check
         n = len(data)
         start_epoch, history, elapsed_before, opt_state = 0, [], 0.0, None
         if resume:
-            if not ckpt_file.is_file():
-                raise TrainingError(f"{ckpt_file}: no checkpoint to resume from")
-            state = torch.load(ckpt_file, map_location="cpu", weights_only=True)
-            if not isinstance(state, dict) or state.get("format") != SIRA_TRAIN_FORMAT:
-                raise TrainingError(f"{ckpt_file}: not a headrecon SIRA++ training checkpoint")
-            model = SiraPrior.from_state(state["model"], source=str(ckpt_file))
-            if model.num_latents != n:
-                raise TrainingError(f"{ckpt_file}: trained on {model.num_latents} shapes but {n} were given")
-            if _description_key(model.data) != _description_key(data.description):
-                raise TrainingError(f"{ckpt_file}: the checkpoint was trained on different data "
-                                    f"({_description_key(model.data)}) than given ({_description_key(data.description)})")
-            if cfg.epochs < model.config.epochs:
-                raise TrainingError(f"cannot shorten a run on resume ({model.config.epochs} -> {cfg.epochs} epochs)")
-            model.config = model.config.replace(epochs=cfg.epochs)
+            model, start_epoch, history, elapsed_before, opt_state = load_resume_state(
+                ckpt_file, SIRA_TRAIN_FORMAT, "model", SiraPrior.from_state, n, data.description, cfg.epochs,
+                description_key=_description_key, what="SIRA++")
             cfg = model.config
-            start_epoch = int(state["epoch"])
-            history = list(state.get("history", []))
-            elapsed_before = float(state.get("elapsed_s", 0.0))
-            opt_state = state["optimizer"]
             say(f"resuming from {ckpt_file} at epoch {start_epoch}/{cfg.epochs}")
         else:
             model = SiraPrior(cfg, num_latents=n, norm=data.norm, data=data.description)
@@ -326,12 +311,9 @@ def train_sira(cfg: SiraConfig, data: SiraData, out, resume: bool = False, check
                 return
             el = elapsed_before + time.perf_counter() - t0
             model.meta.update(epochs_done=next_epoch, elapsed_s=el)
-            st = {"format": SIRA_TRAIN_FORMAT, "model": model.state(), "optimizer": opt.state_dict(),
-                  "epoch": next_epoch, "history": history, "world_size": world, "elapsed_s": el}
-            ckpt_file.parent.mkdir(parents=True, exist_ok=True)
-            tmp = ckpt_file.with_name(ckpt_file.name + ".tmp")
-            torch.save(st, tmp)
-            tmp.replace(ckpt_file)
+            write_checkpoint(ckpt_file, {"format": SIRA_TRAIN_FORMAT, "model": model.state(),
+                                         "optimizer": opt.state_dict(), "epoch": next_epoch, "history": history,
+                                         "world_size": world, "elapsed_s": el})
 
         P = cfg.surface_points
         for epoch in range(start_epoch, last_epoch):
@@ -358,13 +340,7 @@ def train_sira(cfg: SiraConfig, data: SiraData, out, resume: bool = False, check
                 sums += torch.tensor([float(terms[k].detach()) for k in LOSS_KEYS], dtype=torch.float64)
                 if bar is not None:
                     bar.update(1)
-            if use_ddp:
-                red = sums.to(device)
-                dist.all_reduce(red)
-                sums = red.cpu() / world
-            means = {k: float(v) / iters for k, v in zip(LOSS_KEYS, sums)}
-            if not all(v == v and abs(v) != float("inf") for v in means.values()):
-                raise TrainingError(f"epoch {epoch}: loss is not finite ({means}); lower the learning rate")
+            means = epoch_means(sums, LOSS_KEYS, iters, epoch, use_ddp, world, device)
             history.append({"epoch": epoch, "lr": lr_n, "pe": pe, **means})
             if bar is not None:
                 bar.set_postfix(epoch=epoch + 1, loss=f"{means['loss']:.4g}", surf=f"{means['surface']:.3g}",
@@ -377,18 +353,8 @@ def train_sira(cfg: SiraConfig, data: SiraData, out, resume: bool = False, check
         done = max(last_epoch, start_epoch)
         elapsed = elapsed_before + time.perf_counter() - t0
         if use_ddp:
-            vec = _param_vector(model).to(device)
-            gathered = [torch.zeros_like(vec) for _ in range(world)]
-            dist.all_gather(gathered, vec)
-            diff = max(float((g - gathered[0]).abs().max()) for g in gathered)
-            model.meta["ddp_max_param_diff"] = diff
-            if diff > 1e-6:
-                raise TrainingError(f"DDP ranks disagree on the parameters after training (max diff {diff:g})")
-        model.meta.update(epochs_done=done, elapsed_s=elapsed, world_size=world, device=str(device),
-                          final_losses=history[-1] if history else None, torch=str(torch.__version__),
-                          machine=f"{platform.node()} {platform.machine()} {os.cpu_count()} cpus",
-                          history=[{k: (round(v, 6) if isinstance(v, float) else v) for k, v in h.items()}
-                                   for h in history])
+            model.meta["ddp_max_param_diff"] = check_ddp_agreement(model, world, device)
+        model.meta.update(final_meta(done, elapsed, world, device, history))
         if extra_meta:
             model.meta.update(extra_meta)
         if done >= cfg.epochs and is_main:

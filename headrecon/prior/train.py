@@ -82,6 +82,72 @@ def _param_vector(module: nn.Module) -> torch.Tensor:
     return torch.cat([p.detach().reshape(-1).double().cpu() for p in module.parameters()])
 
 
+# ---- training machinery shared by the H3D-Net prior and the SIRA++ model (headrecon/prior/sira_train.py)
+def load_resume_state(ckpt_file: Path, fmt: str, key: str, from_state, n: int, description: dict, epochs: int,
+                      description_key=_description_key, what: str = "prior"):
+    """Load and validate a training checkpoint for ``--resume``.
+
+    Checks the format tag, the number of shapes, the data description (through ``description_key``) and that the
+    run is not shortened. Returns ``(model, start_epoch, history, elapsed_s, optimizer_state)``; the model's
+    config carries the (possibly extended) ``epochs``.
+    """
+    if not ckpt_file.is_file():
+        raise TrainingError(f"{ckpt_file}: no checkpoint to resume from")
+    state = torch.load(ckpt_file, map_location="cpu", weights_only=True)
+    if not isinstance(state, dict) or state.get("format") != fmt:
+        raise TrainingError(f"{ckpt_file}: not a headrecon {what} training checkpoint")
+    model = from_state(state[key], source=str(ckpt_file))
+    if model.num_latents != n:
+        raise TrainingError(f"{ckpt_file}: trained on {model.num_latents} shapes but {n} were given")
+    if description_key(model.data) != description_key(description):
+        raise TrainingError(f"{ckpt_file}: the checkpoint was trained on different data "
+                            f"({description_key(model.data)}) than given ({description_key(description)})")
+    if epochs < model.config.epochs:
+        raise TrainingError(f"cannot shorten a run on resume ({model.config.epochs} -> {epochs} epochs)")
+    model.config = model.config.replace(epochs=epochs)
+    return (model, int(state["epoch"]), list(state.get("history", [])), float(state.get("elapsed_s", 0.0)),
+            state["optimizer"])
+
+
+def write_checkpoint(ckpt_file: Path, state: dict) -> None:
+    """Write a training checkpoint atomically (a stopped write never leaves a truncated checkpoint)."""
+    ckpt_file.parent.mkdir(parents=True, exist_ok=True)
+    tmp = ckpt_file.with_name(ckpt_file.name + ".tmp")
+    torch.save(state, tmp)
+    tmp.replace(ckpt_file)
+
+
+def epoch_means(sums: torch.Tensor, keys, iters: int, epoch: int, use_ddp: bool, world: int, device) -> dict:
+    """Mean loss terms of an epoch (averaged over the DDP ranks); raises TrainingError when one is not finite."""
+    if use_ddp:
+        red = sums.to(device)
+        dist.all_reduce(red)
+        sums = red.cpu() / world
+    means = {k: float(v) / iters for k, v in zip(keys, sums)}
+    if not all(v == v and abs(v) != float("inf") for v in means.values()):
+        raise TrainingError(f"epoch {epoch}: loss is not finite ({means}); lower the learning rate")
+    return means
+
+
+def check_ddp_agreement(model: nn.Module, world: int, device) -> float:
+    """All-gather the parameters of every rank; raise TrainingError when they differ (returns the max diff)."""
+    vec = _param_vector(model).to(device)
+    gathered = [torch.zeros_like(vec) for _ in range(world)]
+    dist.all_gather(gathered, vec)  # gloo handles CPU tensors; nccl needs device tensors
+    diff = max(float((g - gathered[0]).abs().max()) for g in gathered)
+    if diff > 1e-6:
+        raise TrainingError(f"DDP ranks disagree on the parameters after training (max diff {diff:g})")
+    return diff
+
+
+def final_meta(done: int, elapsed: float, world: int, device, history: list) -> dict:
+    """Metadata a finished (or stopped) training run records in its model file."""
+    return dict(epochs_done=done, elapsed_s=elapsed, world_size=world, device=str(device),
+                final_losses=history[-1] if history else None, torch=str(torch.__version__),
+                machine=f"{platform.node()} {platform.machine()} {os.cpu_count()} cpus",
+                history=[{k: (round(v, 6) if isinstance(v, float) else v) for k, v in h.items()} for h in history])
+
+
 def train_prior(cfg: PriorConfig, scans: ScanSet, out, resume: bool = False, checkpoint_every: int | None = None,
                 device=None, progress: bool = True, ddp: Optional[bool] = None, stop_after_epoch: int | None = None,
                 log: Callable[[str], None] = print, extra_meta: dict | None = None) -> ShapePrior:
@@ -129,25 +195,9 @@ def train_prior(cfg: PriorConfig, scans: ScanSet, out, resume: bool = False, che
         start_epoch, history, elapsed_before = 0, [], 0.0
         opt_state = None
         if resume:
-            if not ckpt_file.is_file():
-                raise TrainingError(f"{ckpt_file}: no checkpoint to resume from")
-            state = torch.load(ckpt_file, map_location="cpu", weights_only=True)
-            if not isinstance(state, dict) or state.get("format") != TRAIN_CHECKPOINT_FORMAT:
-                raise TrainingError(f"{ckpt_file}: not a headrecon prior training checkpoint")
-            prior = ShapePrior.from_state(state["prior"], source=str(ckpt_file))
-            if prior.num_latents != n:
-                raise TrainingError(f"{ckpt_file}: trained on {prior.num_latents} shapes but {n} were given")
-            if _description_key(prior.data) != _description_key(scans.description):
-                raise TrainingError(f"{ckpt_file}: the checkpoint was trained on different data "
-                                    f"({_description_key(prior.data)}) than given ({_description_key(scans.description)})")
-            if cfg.epochs < prior.config.epochs:
-                raise TrainingError(f"cannot shorten a run on resume ({prior.config.epochs} -> {cfg.epochs} epochs)")
-            prior.config = prior.config.replace(epochs=cfg.epochs)
+            prior, start_epoch, history, elapsed_before, opt_state = load_resume_state(
+                ckpt_file, TRAIN_CHECKPOINT_FORMAT, "prior", ShapePrior.from_state, n, scans.description, cfg.epochs)
             cfg = prior.config
-            start_epoch = int(state["epoch"])
-            history = list(state.get("history", []))
-            elapsed_before = float(state.get("elapsed_s", 0.0))
-            opt_state = state["optimizer"]
             say(f"resuming from {ckpt_file} at epoch {start_epoch}/{cfg.epochs}")
         else:
             prior = ShapePrior(cfg, num_latents=n, norm=scans.norm, data=scans.description)
@@ -192,13 +242,10 @@ def train_prior(cfg: PriorConfig, scans: ScanSet, out, resume: bool = False, che
             if not is_main:
                 return
             prior.meta.update(epochs_done=next_epoch, elapsed_s=elapsed_before + time.perf_counter() - t0)
-            state = {"format": TRAIN_CHECKPOINT_FORMAT, "prior": prior.state(), "optimizer": opt.state_dict(),
-                     "epoch": next_epoch, "history": history, "world_size": world,
-                     "elapsed_s": elapsed_before + time.perf_counter() - t0}
-            ckpt_file.parent.mkdir(parents=True, exist_ok=True)
-            tmp = ckpt_file.with_name(ckpt_file.name + ".tmp")
-            torch.save(state, tmp)
-            tmp.replace(ckpt_file)
+            write_checkpoint(ckpt_file, {
+                "format": TRAIN_CHECKPOINT_FORMAT, "prior": prior.state(), "optimizer": opt.state_dict(),
+                "epoch": next_epoch, "history": history, "world_size": world,
+                "elapsed_s": elapsed_before + time.perf_counter() - t0})
 
         epoch = start_epoch
         for epoch in range(start_epoch, last_epoch):
@@ -228,13 +275,7 @@ def train_prior(cfg: PriorConfig, scans: ScanSet, out, resume: bool = False, che
                 sums += torch.tensor([float(terms[k].detach()) for k in LOSS_KEYS], dtype=torch.float64)
                 if bar is not None:
                     bar.update(1)
-            if use_ddp:
-                red = sums.to(device)
-                dist.all_reduce(red)
-                sums = red.cpu() / world
-            means = {k: float(v) / iters for k, v in zip(LOSS_KEYS, sums)}
-            if not all(map(lambda v: v == v and abs(v) != float("inf"), means.values())):
-                raise TrainingError(f"epoch {epoch}: loss is not finite ({means}); lower the learning rate")
+            means = epoch_means(sums, LOSS_KEYS, iters, epoch, use_ddp, world, device)
             history.append({"epoch": epoch, "lr": lr_dec, **means})
             if bar is not None:
                 bar.set_postfix(epoch=epoch + 1, loss=f"{means['loss']:.4g}", surf=f"{means['surface']:.3g}",
@@ -247,18 +288,8 @@ def train_prior(cfg: PriorConfig, scans: ScanSet, out, resume: bool = False, che
         done = last_epoch if last_epoch > start_epoch else start_epoch
         elapsed = elapsed_before + time.perf_counter() - t0
         if use_ddp:
-            vec = _param_vector(prior).to(device)
-            gathered = [torch.zeros_like(vec) for _ in range(world)]
-            dist.all_gather(gathered, vec)  # gloo handles CPU tensors; nccl needs device tensors
-            diff = max(float((g - gathered[0]).abs().max()) for g in gathered)
-            prior.meta["ddp_max_param_diff"] = diff
-            if diff > 1e-6:
-                raise TrainingError(f"DDP ranks disagree on the parameters after training (max diff {diff:g})")
-        prior.meta.update(epochs_done=done, elapsed_s=elapsed, world_size=world, device=str(device),
-                          final_losses=history[-1] if history else None, torch=str(torch.__version__),
-                          machine=f"{platform.node()} {platform.machine()} {os.cpu_count()} cpus",
-                          history=[{k: (round(v, 6) if isinstance(v, float) else v) for k, v in h.items()}
-                                   for h in history])
+            prior.meta["ddp_max_param_diff"] = check_ddp_agreement(prior, world, device)
+        prior.meta.update(final_meta(done, elapsed, world, device, history))
         if extra_meta:
             prior.meta.update(extra_meta)
         if done >= cfg.epochs and is_main:
