@@ -125,7 +125,6 @@ def accel(args) -> dict:
         tr.method.use_cache = cache
         trainers[name] = tr
     secs = {k: 0.0 for k in trainers}
-    evals = {k: 0 for k in trainers}
     total = trainers["full"].total_iterations
     it = 0
     while it < total:

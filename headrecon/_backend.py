@@ -14,8 +14,7 @@ _FIX = (
 def _load():
     """Return (module or None, error message or None)."""
     try:
-        import torch  # noqa: F401  (loads libc10/libtorch, which headrecon._C links against)
-
+        importlib.import_module("torch")  # loads libc10/libtorch, which headrecon._C links against
         return importlib.import_module("headrecon._C"), None
     except ImportError as exc:  # not built, or built against another torch
         return None, f"{type(exc).__name__}: {exc}"

@@ -19,8 +19,7 @@ import pytest
 import torch
 import trimesh
 
-from headrecon.data.errors import SceneError
-from headrecon.prior import (HELDOUT_SEEDS, TRAIN_SEEDS, LatentGeometry, Normalization, PriorConfig, ShapePrior,
+from headrecon.prior import (HELDOUT_SEEDS, TRAIN_SEEDS, Normalization, PriorConfig, ShapePrior,
                              default_prior_path, heldout_seeds, preset, prior_normalization)
 from headrecon.prior import cli
 from headrecon.prior.fit import fit_latent

@@ -9,7 +9,6 @@ import math
 import os
 import subprocess
 import sys
-import textwrap
 
 import numpy as np
 import pytest
@@ -17,7 +16,7 @@ import torch
 import trimesh
 
 from headrecon.prior.normalization import Normalization
-from headrecon.prior.sira import (LANDMARK_NAMES, SiraConfig, SiraPrior, deformation_regulariser,
+from headrecon.prior.sira import (SiraConfig, SiraPrior, deformation_regulariser,
                                   landmark_consistency, load_sira, pe_progress, sira_losses, sira_preset)
 from headrecon.prior.sira_train import checkpoint_path, sira_mesh_data, train_sira
 from headrecon.prior.train import TrainingError

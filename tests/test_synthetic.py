@@ -95,7 +95,7 @@ def test_make_scene_roundtrip_and_pose_noise(tmp_path):
     assert sorted(np.round(loaded.subset("3").yaws_deg()).tolist()) == [-45, 0, 45]
     assert all(abs(p) < 1e-6 for p in loaded.subset("4").pitches_deg())
     # pose noise: written cameras perturbed by about sigma, images identical to the clean render
-    noisy = make_scene(mesh, tmp_path / "noisy", views=8, pitch=[0, 20], size=(64, 56), pose_noise_rot_deg=2.0,
+    make_scene(mesh, tmp_path / "noisy", views=8, pitch=[0, 20], size=(64, 56), pose_noise_rot_deg=2.0,
                        pose_noise_pos_mm=5.0, seed=1, progress=False)
     assert (tmp_path / "noisy" / "cameras_clean.npz").is_file()
     info = json.loads((tmp_path / "noisy" / "scene_info.json").read_text())
@@ -189,7 +189,7 @@ def test_lee_perry_smith_scene(shared_data, tmp_path):
     mesh = load_lee_perry_smith()
     ext = np.ptp(mesh.vertices, axis=0)
     assert 350 < ext[0] < 450  # shoulders, ~48 mm per unit
-    sc = make_scene(mesh, tmp_path / "lps", views=8, size=96, progress=False)
+    make_scene(mesh, tmp_path / "lps", views=8, size=96, progress=False)
     loaded = load_scene(tmp_path / "lps")
     gt = loaded.gt_mesh
     assert gt.is_watertight  # UV seams merged

@@ -7,7 +7,7 @@ import torch
 
 from headrecon.render import RayTracer, SDFCache, reference_trace, surface_points
 from headrecon.render.analytic import Box, Sphere, Torus, Union
-from conftest import HAS_CUDA, requires_cuda
+from conftest import requires_cuda
 
 class _Cached:
     """Memoise exact intersections of a shape for the same rays (the dense torus oracle is costly)."""

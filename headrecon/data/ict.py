@@ -216,8 +216,6 @@ def procedural_albedo(vertices_mm, landmarks: dict, caps: dict | None = None, se
     L = {k: V[i] for k, i in landmarks.items()}
     eye_c = (L["right_eye"] + L["left_eye"]) / 2
     mouth_c = (L["right_lips"] + L["left_lips"]) / 2
-    up = np.array([0.0, 1.0, 0.0])
-
     def blob(center, sigma, strength, tint):
         w = strength * np.exp(-np.sum((V - center) ** 2, axis=1) / (2 * sigma ** 2))
         return w[:, None] * (np.asarray(tint) - 1.0)

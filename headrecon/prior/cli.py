@@ -18,7 +18,6 @@ import argparse
 import os
 import shlex
 import sys
-from pathlib import Path
 
 from ..data.errors import SceneError
 from .config import PRESETS, preset

@@ -41,6 +41,17 @@ def build_decoder(cfg: PriorConfig) -> GeometryNetwork:
                            d_latent=cfg.latent_dim, calibrate_init=True)
 
 
+def atomic_save(obj, path) -> Path:
+    """``torch.save`` through a temporary file and a rename, so that a stopped write never leaves a truncated
+    file behind (used for model files and training checkpoints)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    tmp.replace(path)
+    return path
+
+
 def default_prior_path() -> Path:
     """The pretrained prior shipped with the package (``headrecon/assets/prior_h3dnet_fast.pt``)."""
     return Path(__file__).resolve().parent.parent / "assets" / "prior_h3dnet_fast.pt"
@@ -177,12 +188,7 @@ class ShapePrior(nn.Module):
     def save(self, path, half: bool = False) -> Path:
         """Write the prior (decoder, training latents, config, frame, data description, metadata).
         ``half`` stores the floating-point tensors as float16 (``load`` converts back to float32)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        torch.save(self.state(torch.float16 if half else None), tmp)
-        tmp.replace(path)
-        return path
+        return atomic_save(self.state(torch.float16 if half else None), path)
 
     @classmethod
     def from_state(cls, state: dict, source: str = "checkpoint") -> "ShapePrior":

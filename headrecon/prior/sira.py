@@ -338,12 +338,9 @@ class SiraPrior(nn.Module):
                 "normalization": self.norm.to_dict(), "data": self.data, "meta": self.meta}
 
     def save(self, path, half: bool = False) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        torch.save(self.state(torch.float16 if half else None), tmp)
-        tmp.replace(path)
-        return path
+        from .model import atomic_save
+
+        return atomic_save(self.state(torch.float16 if half else None), path)
 
     @classmethod
     def from_state(cls, state: dict, source: str = "checkpoint") -> "SiraPrior":

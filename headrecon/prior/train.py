@@ -33,7 +33,7 @@ from torch.utils.data import DistributedSampler
 
 from .config import PriorConfig
 from .losses import prior_losses, sample_shape_points, shape_generator
-from .model import ShapePrior
+from .model import ShapePrior, atomic_save
 from .scans import ScanSet
 
 __all__ = ["train_prior", "checkpoint_path", "TRAIN_CHECKPOINT_FORMAT", "ddp_env", "TrainingError"]
@@ -111,10 +111,7 @@ def load_resume_state(ckpt_file: Path, fmt: str, key: str, from_state, n: int, d
 
 def write_checkpoint(ckpt_file: Path, state: dict) -> None:
     """Write a training checkpoint atomically (a stopped write never leaves a truncated checkpoint)."""
-    ckpt_file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = ckpt_file.with_name(ckpt_file.name + ".tmp")
-    torch.save(state, tmp)
-    tmp.replace(ckpt_file)
+    atomic_save(state, ckpt_file)
 
 
 def epoch_means(sums: torch.Tensor, keys, iters: int, epoch: int, use_ddp: bool, world: int, device) -> dict:

@@ -25,7 +25,7 @@ class Sphere:
         c = (o64 * o64).sum(-1) - self.radius ** 2
         disc = b * b - a * c
         s = disc.clamp(min=0).sqrt()
-        t0, t1 = (-b - s) / a, (-b + s) / a
+        t0 = (-b - s) / a
         inside = c < 0
         hit = (disc >= 0) & ((t0 >= 0) | inside)
         t = torch.where(inside, torch.zeros_like(t0), t0)
