@@ -101,11 +101,12 @@ def sphere_trace_step(t, dt, cap, status, wmin, wmin_t, walkers, sdf, threshold:
     _checks.int32(status, "status", t, n2)
     _checks.floating(wmin, "wmin", t, shape=(n2,))
     _checks.floating(wmin_t, "wmin_t", t, shape=(n2,))
-    _checks.index(walkers, "walkers", t, n2)
+    use_cpp = resolve_backend(backend, t) == "cpp"
+    _checks.index(walkers, "walkers", t, n2, check_bounds=not use_cpp)
     _checks.floating(sdf, "sdf", t, shape=(walkers.shape[0],))
     if not (threshold > 0 and step_scale > 0):
         raise ValueError("threshold and step_scale must be positive")
-    if resolve_backend(backend, t) == "cpp":
+    if use_cpp:
         _c().sphere_trace_step(t, dt, cap, status, wmin, wmin_t, walkers, sdf, float(threshold), float(step_scale))
     else:
         reference.sphere_trace_step(t, dt, cap, status, wmin, wmin_t, walkers, sdf, threshold, step_scale)
@@ -117,9 +118,10 @@ def ray_points(origins, dirs, ray_idx, t, *, backend: str = "auto"):
     Args: origins, dirs [R,3]; ray_idx [M] int64; t [M,K]. Returns: [M,K,3].
     """
     _checks.rays(origins, dirs)
-    _checks.index(ray_idx, "ray_idx", origins, origins.shape[0])
+    use_cpp = resolve_backend(backend, origins) == "cpp"
+    _checks.index(ray_idx, "ray_idx", origins, origins.shape[0], check_bounds=not use_cpp)
     _checks.floating(t, "t", origins, shape=(ray_idx.shape[0], -1))
-    if resolve_backend(backend, origins) == "cpp":
+    if use_cpp:
         return _c().ray_points(origins, dirs, ray_idx, t)
     return reference.ray_points(origins, dirs, ray_idx, t)
 
@@ -132,13 +134,14 @@ def search_samples(origins, dirs, ray_idx, lo, hi, n: int, interior: bool = Fals
     Args: origins, dirs [R,3]; ray_idx [M] int64; lo, hi [M]. Returns: t [M,n], points [M,n,3].
     """
     _checks.rays(origins, dirs)
-    _checks.index(ray_idx, "ray_idx", origins, origins.shape[0])
+    use_cpp = resolve_backend(backend, origins) == "cpp"
+    _checks.index(ray_idx, "ray_idx", origins, origins.shape[0], check_bounds=not use_cpp)
     m = ray_idx.shape[0]
     _checks.floating(lo, "lo", origins, shape=(m,))
     _checks.floating(hi, "hi", origins, shape=(m,))
     if int(n) < 1:
         raise ValueError(f"n must be >= 1, got {n}")
-    if resolve_backend(backend, origins) == "cpp":
+    if use_cpp:
         return tuple(_c().search_samples(origins, dirs, ray_idx, lo, hi, int(n), bool(interior)))
     return reference.search_samples(origins, dirs, ray_idx, lo, hi, int(n), bool(interior))
 

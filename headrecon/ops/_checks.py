@@ -35,7 +35,9 @@ def rays(origins, dirs):
     floating(dirs, "dirs", origins, shape=(origins.shape[0], 3))
 
 
-def index(x, name, ref, bound):
+def index(x, name, ref, bound, check_bounds=True):
+    """int64 1-D contiguous index tensor on ref's device; ``check_bounds`` also checks 0 <= x < bound (two host
+    syncs; the C++ glue checks bounds itself, so the compiled path skips it here)."""
     _t(x, name)
     if x.dtype != torch.int64:
         raise TypeError(f"{name} must be int64, got {x.dtype}")
@@ -45,7 +47,7 @@ def index(x, name, ref, bound):
         raise ValueError(f"{name} is on {x.device} but expected {ref.device}")
     if not x.is_contiguous():
         raise ValueError(f"{name} must be contiguous (call .contiguous())")
-    if x.numel() and (int(x.min()) < 0 or int(x.max()) >= bound):
+    if check_bounds and x.numel() and (int(x.min()) < 0 or int(x.max()) >= bound):
         raise ValueError(f"{name} has indices outside [0, {bound})")
 
 
