@@ -44,3 +44,18 @@ def test_missing_prior_is_a_clear_error(three_view_scene_dir, tmp_path):  # noqa
     cfg = make_config("fast", method="h3dnet", iterations=2, prior=str(tmp_path / "nope.pt"), **TINY)
     with pytest.raises((FileNotFoundError, ValueError), match="nope.pt"):
         Trainer(cfg, scene, device="cpu")
+
+
+def test_no_schedule_trains_everything_from_the_start(three_view_scene_dir):  # noqa: F811
+    """prior_latent_fraction=0 (H3D-Net's "no schedule" ablation): one phase, the decoder moves at iteration 0."""
+    scene = load_scene(three_view_scene_dir, views="3")
+    cfg = make_config("fast", method="h3dnet", iterations=4, prior_latent_fraction=0.0, strategy="search",
+                      **dict(TINY, batch_rays=256))
+    tr = Trainer(cfg, scene, device="cpu")
+    assert [p.name for p in tr.phases] == ["all"]
+    decoder = tr.model.geometry.net if hasattr(tr.model.geometry, "net") else tr.model.geometry
+    dec0 = _snapshot(decoder)
+    tr.train(stop_after=1)
+    assert _moved(dec0, decoder) - {"latent"}, "the decoder did not train in the first iteration"
+    with pytest.raises(ValueError, match="prior_latent_fraction"):
+        make_config("fast", method="h3dnet", prior_latent_fraction=1.0)

@@ -279,8 +279,7 @@ def test_sira_method_phase_schedule(trained, scene_dir, monkeypatch):
     from headrecon.recon.config import make_config
     from headrecon.recon.trainer import Trainer
 
-    monkeypatch.setenv("HEADRECON_SIRA_PRIOR", str(trained[1]))
-    cfg = make_config("fast", method="sira", iterations=40, **RECON_TINY)
+    cfg = make_config("fast", method="sira", iterations=40, sira_prior=str(trained[1]), **RECON_TINY)
     tr = Trainer(cfg, load_scene(scene_dir, views="3"), device="cpu")
     assert [p.name for p in tr.phases] == ["latent", "all"] and tr.phases[0].end == pytest.approx(100 / 2000)
     geo, ren = tr.model.geometry, tr.model.rendering
@@ -315,9 +314,8 @@ def test_sira_accel_switch(trained, scene_dir, monkeypatch):
     from headrecon.recon.config import make_config
     from headrecon.recon.trainer import Trainer
 
-    monkeypatch.setenv("HEADRECON_SIRA_PRIOR", str(trained[1]))
-    monkeypatch.setenv("HEADRECON_SIRA_ACCEL", "0")
-    cfg = make_config("fast", method="sira", iterations=10, **RECON_TINY)
+    cfg = make_config("fast", method="sira", iterations=10, sira_prior=str(trained[1]), sira_accel=False,
+                      **RECON_TINY)
     tr = Trainer(cfg, load_scene(scene_dir, views="3"), device="cpu")
     tr.train(stop_after=1)
     assert tr.tracer.cache is None and tr.tracer.strategy == "auto"
@@ -326,16 +324,16 @@ def test_sira_accel_switch(trained, scene_dir, monkeypatch):
 def test_sira_one_view_cli_smoke(trained, scene_dir, tmp_path, monkeypatch, capsys):
     from headrecon.recon import cli
 
-    monkeypatch.setenv("HEADRECON_SIRA_PRIOR", str(trained[1]))
     run = tmp_path / "run"
     args = [str(scene_dir), "--views", "1", "--method", "sira", "--device", "cpu", "--out", str(run),
-            "--iterations", "8", "--quiet"]
+            "--iterations", "8", "--quiet", "--sira-prior", str(trained[1])]
     for k, v in RECON_TINY.items():
         args += ["--" + k.replace("_", "-"), ",".join(map(str, v)) if isinstance(v, tuple) else str(v)]
     assert cli.main(args) == 0, capsys.readouterr().err
     m = json.loads((run / "metrics.json").read_text())
     assert m["finished"] and m["iterations"] == 8 and len(m["views"]) == 1
     assert (run / "mesh.ply").is_file() and "h3ds" in m
+    assert json.loads((run / "config.json").read_text())["sira_prior"] == str(trained[1])  # recorded
 
 
 def test_shipped_sira_model():

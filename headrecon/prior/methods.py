@@ -9,9 +9,10 @@ feature size. Two phases:
    ``prior_latent_lr``, default 1e-3) and the rendering network train — the shape stays on the prior's manifold;
 2. ``all``: latent, decoder weights (lr ``cfg.lr``) and rendering network fine-tune together.
 
-Configuration is read from the :class:`~headrecon.recon.config.ReconConfig` with defaults when the fields do not
-exist (yet): ``prior`` (checkpoint path; default the shipped prior), ``prior_latent_fraction``,
-``prior_latent_lr``.
+``prior_latent_fraction = 0`` drops phase 1 (the "no schedule" rows of H3D-Net's ablation).
+
+Configuration: the :class:`~headrecon.recon.config.ReconConfig` fields ``prior`` (checkpoint path; default the
+shipped prior), ``prior_latent_fraction`` and ``prior_latent_lr``.
 
 Frame: scene unit -> prior unit is ``inv(S) @ scene.scale_mat`` where ``S`` (prior unit -> scene mm) comes from,
 in order: ``scene.meta['prior_scale_mat']``; the scene's landmarks (positions, or vertex indices into its
@@ -81,8 +82,10 @@ class H3DNetMethod(ReconMethod):
 
     def phases(self) -> List[Phase]:
         f = float(self._opt("prior_latent_fraction", 0.25))
-        if not 0.0 < f < 1.0:
-            raise ValueError(f"prior_latent_fraction must be in (0, 1), got {f}")
+        if not 0.0 <= f < 1.0:
+            raise ValueError(f"prior_latent_fraction must be in [0, 1), got {f}")
+        if f == 0.0:  # no schedule (H3D-Net ablation): latent, decoder and rendering train from the start
+            return [Phase("all", 1.0)]
         return [Phase("latent", f), Phase("all", 1.0)]
 
     def param_groups(self, model: nn.Module, phase: Phase) -> List[dict]:

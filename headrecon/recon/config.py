@@ -55,8 +55,21 @@ class ReconConfig:
     prior: Optional[str] = _f(None, "prior checkpoint for --method h3dnet (default: the shipped "
                                     "headrecon/assets/prior_h3dnet_fast.pt, see headrecon-train-prior)", group="prior")
     prior_latent_fraction: float = _f(0.25, "h3dnet phase 1 (only the latent code and the rendering network train) "
-                                            "as a share of the run; then the decoder is unfrozen", group="prior")
+                                            "as a share of the run; then the decoder is unfrozen (0 = no "
+                                            "schedule: everything trains from the start)", group="prior")
     prior_latent_lr: float = _f(1e-3, "h3dnet: Adam learning rate of the latent code", group="prior")
+
+    # ---- SIRA++ (--method sira)
+    sira_prior: Optional[str] = _f(None, "shape-and-appearance model for --method sira (default: the shipped "
+                                         "headrecon/assets/prior_sira_fast.pt, see headrecon-train-prior --model "
+                                         "sira)", group="sira")
+    sira_unfreeze_epoch: int = _f(100, "sira: epoch (of the nominal `epochs`) at which the deformation and "
+                                       "rendering networks are unfrozen; before it only the latents train",
+                                  group="sira")
+    sira_latent_lr: float = _f(2e-3, "sira: Adam learning rate of z_sdf and z_r", group="sira")
+    sira_accel: bool = _f(True, "sira: SIRA++'s acceleration (coarse/fine search tracer with a 64^3 SDF cache, "
+                                "eps 0.1, p 0.2, and float16 tracing on CUDA); selective sampling is ss_fraction",
+                          group="sira")
     # ---- schedule (in epochs of a nominal run of `epochs` epochs, scaled to the run length)
     epochs: int = _f(2000, "nominal schedule length in IDR epochs", group="schedule")
     epoch_mode: str = _f("views", "what one epoch is: 'views' = one batch per input view (IDR's training loop: "
@@ -167,6 +180,12 @@ class ReconConfig:
             errs.append(f"render_mode must be idr, no_view_dir or no_normal, got {self.render_mode!r}")
         if not 0.0 <= self.ss_fraction < 1.0:
             errs.append(f"ss_fraction must be in [0, 1), got {self.ss_fraction}")
+        if not 0.0 <= self.prior_latent_fraction < 1.0:
+            errs.append(f"prior_latent_fraction must be in [0, 1), got {self.prior_latent_fraction}")
+        if not 0 < self.sira_unfreeze_epoch < self.epochs:
+            errs.append(f"sira_unfreeze_epoch must be in (0, epochs={self.epochs}), got {self.sira_unfreeze_epoch}")
+        if not (self.lr > 0 and self.prior_latent_lr > 0 and self.sira_latent_lr > 0):
+            errs.append("lr, prior_latent_lr and sira_latent_lr must be positive")
         if not self.lr > 0:
             errs.append(f"lr must be positive, got {self.lr}")
         if self.image_size < 0 or self.eikonal_points < 0 or self.threads < 0:

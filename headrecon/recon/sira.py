@@ -18,17 +18,15 @@ Two phases (the latents start at the training mean):
 Acceleration (on by default for this method, SIRA++ Sec. 4): the coarse/fine search tracer (when ``--strategy``
 is ``auto``) with the 64^3 SDF cache (``eps`` 0.1, ``p`` 0.2; resolution ``cache_resolution``), selective
 background sampling (the config's ``ss_*`` fields, on in both presets) and float16 autocast of the tracer's network
-evaluations on CUDA. ``SiraMethod.accel = False`` (Python) or ``HEADRECON_SIRA_ACCEL=0`` (environment) turns the
-cache / search / mixed precision off; ``--ss-fraction 0`` turns selective sampling off (``benches/bench_sira.py``
-measures each).
+evaluations on CUDA. ``--sira-accel false`` (config ``sira_accel``) turns the cache / search / mixed precision
+off; ``--ss-fraction 0`` turns selective sampling off (``benches/bench_sira.py accel`` measures each).
 
-Config fields read with defaults when absent from :class:`~headrecon.recon.config.ReconConfig`: ``sira_prior``
-(model path; else ``HEADRECON_SIRA_PRIOR``; else the shipped ``headrecon/assets/prior_sira_fast.pt``),
-``sira_unfreeze_epoch``, ``sira_latent_lr``.
+Config fields (:class:`~headrecon.recon.config.ReconConfig`, group "sira"): ``sira_prior`` (model path; default
+the shipped ``headrecon/assets/prior_sira_fast.pt``), ``sira_unfreeze_epoch``, ``sira_latent_lr``,
+``sira_accel``.
 """
 from __future__ import annotations
 
-import os
 from typing import List
 
 import torch
@@ -36,20 +34,14 @@ from torch import nn
 
 from .methods import Phase, ReconMethod, ReconModel, register_method
 
-__all__ = ["SiraMethod", "accel_enabled"]
-
-
-def accel_enabled() -> bool:
-    """False when ``HEADRECON_SIRA_ACCEL`` is 0 / false / off."""
-    return os.environ.get("HEADRECON_SIRA_ACCEL", "1").strip().lower() not in ("0", "false", "off", "no")
+__all__ = ["SiraMethod"]
 
 
 @register_method("sira")
 class SiraMethod(ReconMethod):
     """SIRA++: fit both latents, then the deformation and rendering networks (reference SDF frozen)."""
 
-    accel: bool | None = None  # None: follow HEADRECON_SIRA_ACCEL (default on)
-    use_cache = True           # per-component switches (benches/bench_sira.py ablation)
+    use_cache = True           # per-component switches under cfg.sira_accel (benches/bench_sira.py ablation)
     use_search = True
     use_amp = True
 
@@ -58,7 +50,7 @@ class SiraMethod(ReconMethod):
         return default if v is None else v
 
     def prior_path(self):
-        return self._opt("sira_prior", None) or os.environ.get("HEADRECON_SIRA_PRIOR") or None
+        return self._opt("sira_prior", None)
 
     def build(self, scene, device: torch.device) -> nn.Module:
         from ..prior.methods import scene_prior_frame
@@ -95,8 +87,7 @@ class SiraMethod(ReconMethod):
 
     def setup_acceleration(self, trainer) -> None:
         """Cache + coarse/fine search + mixed precision on the trainer's tracer (idempotent)."""
-        on = accel_enabled() if self.accel is None else bool(self.accel)
-        if not on:
+        if not self._opt("sira_accel", True):
             return
         from ..render import SDFCache
 
