@@ -29,13 +29,12 @@ import json
 import os
 import platform
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 KEYS = ("face_gt2pred_mm", "face_pred2gt_mm", "head_gt2pred_mm", "head_pred2gt_mm", "face_chamfer_mm",
-        "head_chamfer_mm")
+        "head_chamfer_mm", "face_gt2pred_observed_mm", "head_gt2pred_observed_mm")
 
 
 def machine() -> dict:
@@ -86,18 +85,18 @@ def make_trainer(scene, method: str, views, overrides: dict, device="cpu"):
     return Trainer(cfg, scene, device=device)
 
 
-def _metrics(mesh, scene, icp: bool) -> dict:
+def _metrics(mesh, scene, full, icp: bool) -> dict:
     from headrecon.eval import evaluate
 
-    res = {k: v for k, v in evaluate(mesh, scene, align="none").items() if k in KEYS}
+    res = {k: v for k, v in evaluate(mesh, scene, align="none", observed_from=full).items() if k in KEYS}
     if icp:
-        r2 = evaluate(mesh, scene)
+        r2 = evaluate(mesh, scene, observed_from=full)
         res.update({"icp_" + k: r2[k] for k in KEYS})
         res["icp_accepted"] = bool(r2["alignment_details"].get("accepted"))
     return {k: (round(float(v), 3) if isinstance(v, float) else v) for k, v in res.items()}
 
 
-def run_variant(scene_dir, scene, views, label, method, over, args) -> dict:
+def run_variant(scene_dir, full, scene, views, label, method, over, args) -> dict:
     """Train one variant, evaluating at ``args.eval_at`` and at the end; returns the result row."""
     torch.manual_seed(0)
     over = {"mesh_resolution": args.mesh_res, **dict(args.common), **over}
@@ -111,7 +110,7 @@ def run_variant(scene_dir, scene, views, label, method, over, args) -> dict:
         tr.train(stop_after=stop)
         try:
             mesh = tr.extract_mesh()
-            res = _metrics(mesh, scene, icp=stop == total)
+            res = _metrics(mesh, scene, full, icp=stop == total)
         except Exception as exc:  # empty level set, ...: report and keep going
             mesh, res = None, {"error": f"{type(exc).__name__}: {exc}"}
         curve.append({"iteration": tr.iteration, "train_seconds": round(tr.elapsed, 1),
@@ -136,9 +135,9 @@ def compare(args) -> list:
             "command": " ".join(sys.argv)}
     for scene_dir in args.scenes:
         for v in args.views:
-            _, scene = load_views(scene_dir, str(v))
+            full, scene = load_views(scene_dir, str(v))
             for label, method, over in variants:
-                row = run_variant(scene_dir, scene, v, label, method, over, args)
+                row = run_variant(scene_dir, full, scene, v, label, method, over, args)
                 rows.append(row)
                 print(json.dumps({k: x for k, x in row.items() if k != "curve"}), flush=True)
                 if out:
@@ -156,10 +155,71 @@ def print_table(rows) -> None:
               + f"{r['train_seconds']:9.0f}")
 
 
+def rescore(path, meshes) -> None:
+    """Re-evaluate the saved final meshes (``--save-meshes`` folder) of a result file with the current
+    :func:`_metrics` (e.g. metrics added after the run) and rewrite the file; training figures are kept."""
+    from headrecon.recon.pipeline import load_views
+
+    import trimesh
+
+    data = json.loads(Path(path).read_text())
+    scenes = {Path(p).name: p for p in data["args"]["scenes"]}
+    for r in data["rows"]:
+        f = Path(meshes) / f"{r['scene']}_v{r['views']}_{r['label']}.ply"
+        if not f.is_file():
+            print(f"no mesh {f}: row kept as is")
+            continue
+        full, scene = load_views(scenes[r["scene"]], str(r["views"]))
+        r.update(_metrics(trimesh.load(f, process=False), scene, full, icp=True))
+        r["curve"][-1].update({k: r.get(k) for k in KEYS})
+    Path(path).write_text(json.dumps(data, indent=1))
+
+
+def report(paths, metrics=("face_gt2pred_mm", "head_gt2pred_mm", "face_gt2pred_observed_mm",
+                           "head_gt2pred_observed_mm", "face_pred2gt_mm", "head_pred2gt_mm"),
+           baseline=None) -> str:
+    """Markdown tables from result JSON files: final errors and times, then the convergence curves (error at each
+    evaluation, with its training seconds) and, when ``baseline`` names a variant, the first evaluation at which
+    each variant is at least as good as the baseline's *final* face and head error (``gt2pred``)."""
+    rows = [r for p in paths for r in json.loads(Path(p).read_text())["rows"]]
+    short = {"face_gt2pred_mm": "face gt→pred", "head_gt2pred_mm": "head gt→pred", "face_pred2gt_mm": "face pred→gt",
+             "head_pred2gt_mm": "head pred→gt", "face_gt2pred_observed_mm": "face observed",
+             "head_gt2pred_observed_mm": "head observed"}
+    fmt = lambda x: f"{x:.2f}" if isinstance(x, (int, float)) else "–"
+    out = ["| scene | views | variant | " + " | ".join(short[m] for m in metrics) + " | train s | CPU s |",
+           "|---|---|---|" + "---|" * (len(metrics) + 2)]
+    for r in rows:
+        out.append(f"| {r['scene']} | {r['views']} | {r['label']} | " + " | ".join(fmt(r.get(m)) for m in metrics)
+                   + f" | {r['train_seconds']:.0f} | {r['cpu_seconds']:.0f} |")
+    if any(len(r.get("curve", [])) > 1 for r in rows):
+        out += ["", "| scene | views | variant | face / head gt→pred (mm) at iteration (train s) ... |"
+                + (" first at least as good as the baseline's final face & head |" if baseline else ""),
+                "|---|---|---|---|" + ("---|" if baseline else "")]
+        for r in rows:
+            cells = [f"{c['iteration']} ({c['train_seconds']:.0f} s): {fmt(c.get('face_gt2pred_mm'))} / "
+                     f"{fmt(c.get('head_gt2pred_mm'))}" for c in r.get("curve", [])]
+            line = f"| {r['scene']} | {r['views']} | {r['label']} | " + "; ".join(cells) + " |"
+            if baseline:
+                base = next((b for b in rows if b["scene"] == r["scene"] and b["views"] == r["views"]
+                             and b["label"] == baseline), None)
+                hit = None
+                if base is not None:
+                    hit = next((c for c in r.get("curve", []) if all(
+                        isinstance(c.get(k), (int, float)) and isinstance(base.get(k), (int, float))
+                        and c[k] <= base[k] for k in ("face_gt2pred_mm", "head_gt2pred_mm"))), None)
+                line += (f" it {hit['iteration']}, {hit['train_seconds']:.0f} s |" if hit else " not reached |")
+            out.append(line)
+    return "\n".join(out)
+
+
 def build_parser():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    ap.add_argument("--scenes", nargs="+", required=True, help="scene folders with a ground-truth mesh")
+    ap.add_argument("--scenes", nargs="+", help="scene folders with a ground-truth mesh")
+    ap.add_argument("--report", nargs="+", metavar="JSON", help="print markdown tables of earlier results and exit")
+    ap.add_argument("--baseline", default=None, help="--report: variant label whose final errors are the bar")
+    ap.add_argument("--rescore", nargs=2, metavar=("JSON", "MESH_DIR"),
+                    help="re-evaluate the saved final meshes of a result file (current metrics) and exit")
     ap.add_argument("--methods", nargs="+", default=["idr", "h3dnet", "sira"],
                     help="variants: method | label=method | label=method:field=value,field=value")
     ap.add_argument("--views", nargs="+", type=int, default=[3])
@@ -175,7 +235,16 @@ def build_parser():
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    ap = build_parser()
+    args = ap.parse_args(argv)
+    if args.rescore:
+        rescore(*args.rescore)
+        return 0
+    if args.report:
+        print(report(args.report, baseline=args.baseline))
+        return 0
+    if not args.scenes:
+        ap.error("--scenes is required (or --report)")
     args.common = parse_variant("x:" + ",".join(args.set))[2] if args.set else {}
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -212,6 +281,8 @@ def test_compare_smoke(tmp_path):
     assert [c["iteration"] for c in rows[0]["curve"]] == [3, 6]
     assert rows[1]["overrides"]["lr"] == 1e-5 and rows[1]["overrides"]["batch_rays"] == 128
     assert json.loads(out.read_text())["rows"][0]["curve"][1]["train_seconds"] >= rows[0]["curve"][0]["train_seconds"]
+    lines = [ln for ln in report([out], baseline="idr").splitlines() if ln.startswith("| s | 3 | idr |")]
+    assert len(lines) == 2 and " it " in lines[1]  # final table + curve; the baseline reaches its own final
 
 
 if __name__ == "__main__":

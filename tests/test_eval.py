@@ -243,3 +243,26 @@ def test_alignment_recovers_bad_start_and_guard_rejects_worse(monkeypatch):
     assert abs(al["scale"] - 1.0) < 1e-12 and al["rotation_deg"] < 1e-6
     for k in METRIC_KEYS:
         assert abs(res[k] - without[k]) < 1e-9, k
+
+
+def test_observed_vertices_leave_out_hidden_interior():
+    """A sphere with a cavity-like inner shell: cameras outside see the outer shell only. The ``*_observed``
+    metrics leave the inner shell out; the plain ``gt2pred`` counts it (its vertices are 30 mm from the
+    prediction, which is the outer shell)."""
+    from headrecon.data.camera import Camera
+    from headrecon.eval import observed_vertices
+
+    outer = trimesh.creation.icosphere(subdivisions=3, radius=80.0)
+    inner = trimesh.creation.icosphere(subdivisions=2, radius=50.0)
+    gt = trimesh.util.concatenate([outer, inner])
+    cams = [Camera.look_at(eye=600.0 * np.array([np.sin(a), 0.0, np.cos(a)]), target=(0, 0, 0), focal=300.0,
+                           width=128, height=128) for a in np.radians([0, 90, 180, 270])]
+    seen = observed_vertices(gt, cams)
+    n_out = len(outer.vertices)
+    assert not seen[n_out:].any(), "inner shell vertices are hidden"
+    assert seen[:n_out].mean() > 0.85  # the poles are grazing for a level orbit
+    res = evaluate(outer, gt, align="none", observed_from=cams)
+    assert res["head_gt2pred_mm"] > 5.0  # inner shell: 30 mm
+    assert res["head_gt2pred_observed_mm"] < 0.5  # observed outer shell lies on the prediction
+    assert res["observed_fraction"] == pytest.approx(seen.mean())
+    assert np.isnan(res["face_gt2pred_observed_mm"])  # no nose tip: no face region

@@ -78,7 +78,7 @@ def main(argv=None) -> int:
     if pred_lm and frame == "unit":
         pred_lm = {k: (scene.to_mm(np.asarray(v, dtype=float))[0] if np.ndim(v) else v) for k, v in pred_lm.items()}
     metrics, det = evaluate(pred, scene, pred_landmarks=pred_lm, align=args.align, icp_scale=not args.rigid,
-                            return_details=True)
+                            observed_from=scene, return_details=True)
     metrics.update(pred_mesh=str(args.pred_mesh), scene=str(args.scene_dir), pred_frame=frame,
                    seconds=round(time.time() - t0, 2))
     out = args.out or args.pred_mesh.parent / f"{args.pred_mesh.stem}_eval"
@@ -91,7 +91,8 @@ def main(argv=None) -> int:
                  f" | head: gt->pred {metrics['head_gt2pred_mm']:.2f} mm, pred->gt {metrics['head_pred2gt_mm']:.2f} mm")
         render_heatmap(det.gt_mesh, det.gt2pred, det.pred_aligned, det.pred2gt, out / "heatmap.png",
                        vmax=args.vmax, size=args.size, title=title)
-    for k in ("face_gt2pred_mm", "face_pred2gt_mm", "head_gt2pred_mm", "head_pred2gt_mm"):
+    for k in ("face_gt2pred_mm", "face_pred2gt_mm", "head_gt2pred_mm", "head_pred2gt_mm", "face_gt2pred_observed_mm",
+              "head_gt2pred_observed_mm"):
         print(f"{k:18s} {metrics[k]:.3f}")
     print(f"wrote {out}")
     return 0

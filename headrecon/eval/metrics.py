@@ -16,7 +16,9 @@ Protocol (as in H3DS / H3D-Net / SIRA++):
    ``gt2pred`` = from ground-truth vertices to the predicted *surface* (H3DS / SIRA++ direction),
    ``pred2gt`` = from predicted vertices to the ground-truth surface (H3D-Net direction). For the face,
    ``gt2pred`` uses ground-truth vertices within 95 mm of the nose tip and ``pred2gt`` predicted vertices within
-   95 mm of it (after alignment).
+   95 mm of it (after alignment). With ``observed_from`` (the scene's cameras) ``gt2pred`` is also reported over
+   the ground-truth vertices some camera sees (``*_observed``; DTU-style observability): a scan's hidden interior
+   (eye sockets, nostrils, mouth) is then left out.
 
 Point-to-surface distances are exact distances to a triangle (never below the true distance): each point is
 tested against the triangles around its nearest vertex and the ``k`` triangles with the nearest centroids.
@@ -34,7 +36,7 @@ from ..data.errors import SceneError
 from ..data.scene import FACE_SPHERE_RADIUS_MM, FaceSphere, Scene, load_gt
 
 __all__ = ["point_to_surface", "landmark_alignment", "icp_similarity", "evaluate", "EvalDetails",
-           "transform_points", "METRIC_KEYS"]
+           "transform_points", "observed_vertices", "METRIC_KEYS"]
 
 METRIC_KEYS = ("face_gt2pred_mm", "face_pred2gt_mm", "head_gt2pred_mm", "head_pred2gt_mm")
 
@@ -227,6 +229,32 @@ class EvalDetails:
     transform: np.ndarray        # 4x4 applied to the input prediction
 
 
+def observed_vertices(mesh: trimesh.Trimesh, cameras, tolerance_mm: float = 1.0) -> np.ndarray:
+    """Bool ``[N]``: the mesh vertices that at least one of ``cameras`` sees (the first hit of the ray from the
+    camera centre towards the vertex lies within ``tolerance_mm`` of it), like DTU's observability masks.
+
+    Surfaces that no camera of a scene sees (the inside of eye sockets, nostrils and the mouth of a scan, the
+    underside of the chin from a level orbit) cannot be reconstructed from its images by any method; the
+    ``*_observed`` metrics of :func:`evaluate` leave them out. Cameras in the mesh's frame (``Camera.center``)."""
+    try:
+        from trimesh.ray.ray_pyembree import RayMeshIntersector
+        inter = RayMeshIntersector(mesh)
+    except Exception:  # embree missing: trimesh's pure-python intersector (slow, same result)
+        inter = trimesh.ray.ray_triangle.RayMeshIntersector(mesh)
+    V = np.asarray(mesh.vertices, dtype=np.float64)
+    seen = np.zeros(len(V), dtype=bool)
+    for cam in cameras:
+        c = np.asarray(cam.center, dtype=np.float64)
+        d = V - c
+        dist = np.linalg.norm(d, axis=1)
+        d = d / np.maximum(dist, 1e-12)[:, None]
+        loc, idx, _ = inter.intersects_location(np.repeat(c[None], len(V), 0), d, multiple_hits=False)
+        first = np.full(len(V), np.inf)
+        first[idx] = np.linalg.norm(loc - c, axis=1)
+        seen |= first >= dist - tolerance_mm
+    return seen
+
+
 def _landmark_points(mesh, landmarks):
     out = {}
     for k, v in (landmarks or {}).items():
@@ -261,7 +289,7 @@ def evaluate(pred_mesh: trimesh.Trimesh, scene_or_gt, pred_landmarks: dict | Non
              gt_landmarks: dict | None = None, face_sphere: FaceSphere | None = None, align: str = "auto",
              icp_scale: bool = True, face_radius_mm: float = FACE_SPHERE_RADIUS_MM, icp_max_points: int = 8000,
              icp_iterations: int = 400, icp_max_scale_change: float = 0.1, icp_target_samples: int = 100_000,
-             k: int = 12, return_details: bool = False):
+             k: int = 12, observed_from=None, return_details: bool = False):
     """Compare a predicted mesh with a ground truth following the H3DS protocol (module docstring).
 
     ``pred_mesh``: trimesh in the ground truth's units (mm). ``scene_or_gt``: a :class:`Scene`, a scene folder,
@@ -278,6 +306,11 @@ def evaluate(pred_mesh: trimesh.Trimesh, scene_or_gt, pred_landmarks: dict | Non
     ICP was kept, ``scale``, ``rotation_deg``, ``translation_mm`` of the applied transform, and ``icp``: the ICP's
     own pose, iterations, residual and face fit before/after). Face entries are NaN when
     the ground truth has no nose tip. With ``return_details`` returns ``(metrics, EvalDetails)``.
+
+    ``observed_from``: cameras (or a :class:`Scene`, all of whose views count) in the ground truth's frame; adds
+    ``face_gt2pred_observed_mm`` / ``head_gt2pred_observed_mm`` (and ``_median``), the ``gt2pred`` means over the
+    ground-truth vertices that one of these cameras sees (:func:`observed_vertices`), and
+    ``observed_fraction`` / ``face_observed_fraction``.
     """
     gt, gt_lm, fs = _resolve_gt(scene_or_gt, gt_landmarks, face_sphere)
     if not isinstance(pred_mesh, trimesh.Trimesh) or len(pred_mesh.faces) == 0:
@@ -382,6 +415,15 @@ def evaluate(pred_mesh: trimesh.Trimesh, scene_or_gt, pred_landmarks: dict | Non
             res[f"{region}_{name}_mm"] = mean
             res[f"{region}_{name}_median_mm"] = med
         res[f"{region}_chamfer_mm"] = 0.5 * (res[f"{region}_gt2pred_mm"] + res[f"{region}_pred2gt_mm"])
+    if observed_from is not None:
+        cams = observed_from.cameras if isinstance(observed_from, Scene) else list(observed_from)
+        seen = observed_vertices(gt, cams)
+        for region, gsel in (("head", seen), ("face", gt_face & seen)):
+            mean, med = stats(gt2pred, gsel) if (region == "head" or has_face) else (float("nan"), float("nan"))
+            res[f"{region}_gt2pred_observed_mm"] = mean
+            res[f"{region}_gt2pred_observed_median_mm"] = med
+        res["observed_fraction"] = float(seen.mean())
+        res["face_observed_fraction"] = float(seen[gt_face].mean()) if has_face else float("nan")
     s = _scale_of(M)
     details = {"method": "+".join(used) or "none", "requested": align,
                "accepted": icp_info["accepted"] if icp_info else None, **_pose_summary(M), "icp": icp_info}
