@@ -261,19 +261,36 @@ def test_selective_sampling_pool(three_view_scene_dir):
     bank = RayBank.from_scene(scene)
     s = PixelSampler(bank, 64, fraction=0.12, seed=0)
     n_fg, n_bg = bank.n_foreground, len(bank) - bank.n_foreground
+    bg = ~bank.mask.numpy()
+    s.set_steps(2)
+    assert len(s.pool) == len(bank)  # nothing observed yet: no background pixel is known to be satisfied
+    # every background pixel satisfied except the 50 farthest, which the surface still covers
+    covered = s.bg_order[:50]
+    s.last_idx = torch.arange(len(bank))
+    sat = torch.from_numpy(bg.copy())
+    sat[torch.from_numpy(covered)] = False
+    s.observe(sat)
     sizes = []
-    for k in range(5):
+    for k in range(2, 5):
         s.set_steps(k)
         sizes.append(len(s.pool))
-        pool = s.pool.numpy()
-        assert bank.mask.numpy()[pool].sum() == n_fg  # foreground always kept
-    assert sizes == [n_fg + n_bg - int(round(k * 0.12 * n_bg)) for k in range(5)]
-    # the dropped background pixels are the farthest from the silhouette
-    s.set_steps(4)
+        assert bank.mask.numpy()[s.pool.numpy()].sum() == n_fg  # foreground always kept
+    assert sizes == [n_fg + n_bg - int(round(k * 0.12 * n_bg)) for k in range(2, 5)]
     kept = np.zeros(len(bank), bool)
     kept[s.pool.numpy()] = True
-    bg = ~bank.mask.numpy()
-    assert bank.bg_dist[bg & ~kept].min() >= bank.bg_dist[bg & kept].max() - 1e-12
+    assert kept[covered].all()  # covered pixels stay in the pool whatever their distance
+    # among the satisfied ones, the dropped are the farthest from the silhouette
+    sat_np = sat.numpy()
+    assert bank.bg_dist[bg & ~kept].min() >= bank.bg_dist[bg & kept & sat_np].max() - 1e-12
+    # once the covered pixels are satisfied too, they go at the next step; the state round-trips
+    sat[torch.from_numpy(covered)] = True
+    s.observe(sat)
+    st = s.state_dict()
+    s2 = PixelSampler(bank, 64, fraction=0.12, seed=0)
+    s2.load_state_dict(st)
+    assert torch.equal(s2.pool, s.pool)
+    s.set_steps(5)
+    assert not np.isin(covered, s.pool.numpy()).any()
     o, d, rgb, m = s.sample()
     assert o.shape == (64, 3) and m.dtype == torch.bool
 

@@ -7,7 +7,7 @@ feature size. Two phases:
 
 1. ``latent`` (the first ``prior_latent_fraction`` of the run, default 0.25): only the latent code (lr
    ``prior_latent_lr``, default 1e-3) and the rendering network train — the shape stays on the prior's manifold;
-2. ``all``: latent, decoder weights (lr ``prior_decoder_lr``, default ``lr / 10``: a pretrained decoder is
+2. ``all``: latent, decoder weights (lr ``finetune_lr``, default ``lr / 10``: a pretrained decoder is
    fine-tuned, and at the full rate the first phase-2 steps undid phase 1's fit) and rendering network fine-tune
    together.
 
@@ -95,7 +95,7 @@ class H3DNetMethod(ReconMethod):
         groups = [{"params": geo.latent_parameters(), "lr": float(self._opt("prior_latent_lr", 1e-3)),
                    "name": "latent"}]
         if phase.name == "all":
-            lr = self._opt("prior_decoder_lr", None) or 0.1 * self.cfg.lr
+            lr = self._opt("finetune_lr", None) or 0.1 * self.cfg.lr
             groups.append({"params": geo.decoder_parameters(), "lr": float(lr), "name": "geometry"})
         groups.append({"params": list(model.rendering.parameters()), "lr": self.cfg.lr, "name": "rendering"})
         return groups

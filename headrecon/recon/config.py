@@ -58,9 +58,10 @@ class ReconConfig:
                                             "as a share of the run; then the decoder is unfrozen (0 = no "
                                             "schedule: everything trains from the start)", group="prior")
     prior_latent_lr: float = _f(1e-3, "h3dnet: Adam learning rate of the latent code", group="prior")
-    prior_decoder_lr: Optional[float] = _f(None, "h3dnet phase 2: Adam learning rate of the prior's decoder "
-                                                 "weights (default: lr / 10; fine-tuning at the full lr undid "
-                                                 "phase 1's fit, see README)", group="prior")
+    finetune_lr: Optional[float] = _f(None, "phase 2 Adam learning rate of the pretrained geometry networks "
+                                            "(h3dnet: the prior's decoder; sira: the deformation network); "
+                                            "default lr / 10: at the full lr the first phase-2 steps undid "
+                                            "phase 1's fit (see README)", group="prior")
 
     # ---- SIRA++ (--method sira)
     sira_prior: Optional[str] = _f(None, "shape-and-appearance model for --method sira (default: the shipped "

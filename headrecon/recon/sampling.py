@@ -5,11 +5,15 @@ unit direction, colour, object mask, view id), optionally after reducing the ima
 side (box filter; the mask is the >= 50 % coverage of the reduced pixel; the camera intrinsics are scaled).
 
 :class:`PixelSampler` draws ``batch_rays`` rays per iteration uniformly (with replacement) from its pool. The pool
-starts as every pixel; selective sampling (SIRA++) progressively removes background rays: at each drop step a
-further ``ss_fraction`` of the original background pixels leaves the pool, farthest from the silhouette first
-(those carry the least information: the silhouette loss is already satisfied there), ties broken by a fixed
-seeded permutation. The pool is a pure function of the number of drop steps, so the sampler's state is that
-number plus its ``torch.Generator`` state (checkpointed by the trainer).
+starts as every pixel; selective sampling (SIRA++) progressively removes background rays: by drop step ``k`` up
+to ``k * ss_fraction`` of the original background pixels have left the pool, farthest from the silhouette first,
+ties broken by a fixed seeded permutation -- but only pixels whose ray was *satisfied* when last sampled (it
+missed the surface: the silhouette loss is met there). A background pixel that the current surface still covers
+(or that was never sampled) stays, so geometry that starts outside the silhouettes (a prior's neck or shoulders)
+keeps receiving the silhouette loss until it is carved away; pixels selected by distance alone left such
+geometry in place (README, H3D-Net ablation). The trainer reports each batch's outcome with
+:meth:`PixelSampler.observe`. The sampler's state (pool, last outcomes, drop steps, ``torch.Generator``) is
+checkpointed by the trainer.
 """
 from __future__ import annotations
 
@@ -107,40 +111,68 @@ class PixelSampler:
         tie = np.random.default_rng(seed).permutation(len(bg))
         # background ordered by drop priority: farthest from the silhouette first
         self.bg_order = bg[np.lexsort((tie, -bank.bg_dist[bg]))]
+        self.satisfied = np.zeros(len(bank), dtype=bool)  # last outcome per pixel: background ray missed
+        self.active = np.ones(len(bank), dtype=bool)
         self.generator = torch.Generator(device=dev)
         self.generator.manual_seed(int(seed))
-        self.steps = -1
-        self.pool = None
-        self.set_steps(0)
+        self.steps = 0
+        self.last_idx = None
+        self._set_pool()
 
     @property
     def n_background(self) -> int:
         return len(self.bg_order)
 
     def n_dropped(self, steps: int) -> int:
+        """Target number of dropped background pixels after ``steps`` drop steps."""
         return min(self.n_background, int(round(steps * self.fraction * self.n_background)))
 
+    @property
+    def dropped(self) -> int:
+        return int((~self.active).sum())
+
+    def _set_pool(self) -> None:
+        self.pool = torch.from_numpy(np.nonzero(self.active)[0]).to(self.bank.origins.device)
+
     def set_steps(self, steps: int) -> None:
-        """Make the pool the one after ``steps`` drop steps."""
+        """Advance to drop step ``steps``: drop satisfied background pixels, farthest first, until
+        :meth:`n_dropped` are gone (fewer when not enough are satisfied; the rest follow at later steps)."""
         steps = int(steps)
-        if steps == self.steps:
+        if steps < self.steps:
             return
-        keep_bg = self.bg_order[self.n_dropped(steps):]
-        idx = np.sort(np.concatenate([self.fg, keep_bg]))
-        self.pool = torch.from_numpy(idx).to(self.bank.origins.device)
         self.steps = steps
+        need = self.n_dropped(self.steps) - self.dropped
+        if need <= 0:
+            return
+        cand = self.bg_order[self.active[self.bg_order] & self.satisfied[self.bg_order]][:need]
+        if len(cand):
+            self.active[cand] = False
+            self._set_pool()
 
     def sample(self):
-        """``(origins, dirs, rgb, mask)`` of one batch."""
+        """``(origins, dirs, rgb, mask)`` of one batch (their pixel indices in ``last_idx``)."""
         j = torch.randint(0, self.pool.shape[0], (self.batch_rays,), generator=self.generator,
                           device=self.pool.device)
         idx = self.pool[j]
+        self.last_idx = idx
         b = self.bank
         return b.origins[idx], b.dirs[idx], b.rgb[idx], b.mask[idx]
 
+    def observe(self, satisfied: torch.Tensor) -> None:
+        """Record the last batch's outcome: ``satisfied [batch_rays]`` bool, a background ray that missed the
+        surface (ignored for foreground pixels)."""
+        if self.last_idx is None:
+            return
+        self.satisfied[self.last_idx.cpu().numpy()] = satisfied.detach().reshape(-1).cpu().numpy()
+
     def state_dict(self) -> dict:
-        return {"steps": self.steps, "generator": self.generator.get_state()}
+        return {"steps": self.steps, "generator": self.generator.get_state(),
+                "active": torch.from_numpy(self.active.copy()), "satisfied": torch.from_numpy(self.satisfied.copy())}
 
     def load_state_dict(self, state: dict) -> None:
-        self.set_steps(state["steps"])
+        self.steps = int(state["steps"])
+        if "active" in state:
+            self.active = state["active"].cpu().numpy().astype(bool).copy()
+            self.satisfied = state["satisfied"].cpu().numpy().astype(bool).copy()
+        self._set_pool()
         self.generator.set_state(state["generator"])

@@ -12,8 +12,8 @@ Two phases (the latents start at the training mean):
 
 1. ``latent``: only ``z_sdf`` and ``z_r`` train (lr ``sira_latent_lr``, default 2e-3), until epoch
    ``sira_unfreeze_epoch`` (default 100) of the nominal ``epochs`` (2000), i.e. the first 5 % of the run;
-2. ``all``: the latents, the deformation network and the rendering network (lr ``cfg.lr``); the reference SDF
-   stays frozen throughout.
+2. ``all``: the latents, the deformation network (lr ``finetune_lr``, default ``lr / 10``, as for H3D-Net's
+   decoder) and the rendering network (lr ``cfg.lr``); the reference SDF stays frozen throughout.
 
 Acceleration (on by default for this method, SIRA++ Sec. 4): the coarse/fine search tracer (when ``--strategy``
 is ``auto``) with the 64^3 SDF cache (``eps`` 0.1, ``p`` 0.2; resolution ``cache_resolution``), selective
@@ -75,7 +75,8 @@ class SiraMethod(ReconMethod):
         groups = [{"params": [geo.latent, ren.latent], "lr": float(self._opt("sira_latent_lr", 2e-3)),
                    "name": "latents"}]
         if phase.name == "all":
-            groups.append({"params": list(geo.deform.parameters()), "lr": self.cfg.lr, "name": "deformation"})
+            lr = self._opt("finetune_lr", None) or 0.1 * self.cfg.lr
+            groups.append({"params": list(geo.deform.parameters()), "lr": float(lr), "name": "deformation"})
             groups.append({"params": list(ren.net.parameters()), "lr": self.cfg.lr, "name": "rendering"})
         return groups
 

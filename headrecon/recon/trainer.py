@@ -170,6 +170,7 @@ class Trainer:
         min_sdf = torch.zeros(o.shape[0], dtype=sdf.dtype, device=sdf.device)
         min_sdf = min_sdf.index_put((other.nonzero().squeeze(1),), sdf[n_sel:n_sel + n_min])
         losses = self.loss_fn(rgb_pred, rgb_gt, obj, hit, min_sdf, grad[n_sel + n_min:])
+        self.sampler.observe(~obj & ~hit & (min_sdf.detach() > 0))  # selective sampling drops only these
         extra = self.method.extra_losses(self.model)
         for v in extra.values():
             losses["loss"] = losses["loss"] + v
