@@ -141,3 +141,18 @@ def test_geometry_network_init_mesh():
     net_f = GeometryNetwork.small()
     mesh_f = extract_mesh(net_f, resolution=24)  # the module itself: forward returns (sdf, feature)
     assert mesh_f.volume > 0
+
+
+def test_clip_sphere_keeps_the_domain():
+    """A half-space ``x < 0.2`` fills the cube's corners; clipped to the unit ball it is a closed ball segment
+    whose vertices lie within the ball (plus a grid cell) and on both surfaces (plane and sphere)."""
+    from headrecon.recon.mesh import extract_mesh
+
+    f = lambda p: p[:, 0] - 0.2
+    m = extract_mesh(f, resolution=48, radius=1.0, clip_sphere=True, progress=False)
+    r = np.linalg.norm(m.vertices, axis=1)
+    assert r.max() <= 1.0 + 2.0 / 47 and m.is_watertight
+    on_plane = np.abs(m.vertices[:, 0] - 0.2) < 0.03
+    on_sphere = np.abs(r - 1.0) < 0.03
+    assert on_plane.any() and on_sphere.any() and (on_plane | on_sphere).mean() > 0.99
+    assert m.vertices[:, 0].max() <= 0.2 + 2.0 / 47

@@ -84,7 +84,8 @@ class ReconConfig:
     lr_milestones: Tuple[int, ...] = _f((1000, 1500), "epochs at which the learning rate is multiplied by lr_gamma",
                                         group="schedule")
     lr_gamma: float = _f(0.5, "learning-rate step decay factor", group="schedule")
-    ss_fraction: float = _f(0.12, "selective sampling: fraction of the background rays dropped at each step "
+    ss_fraction: float = _f(0.12, "selective sampling: fraction of the background rays dropped at each step, "
+                                  "farthest from the silhouette first, among those whose ray last missed the surface "
                                   "(0 disables)", group="schedule")
     ss_every: int = _f(250, "selective sampling: epochs between drop steps", group="schedule")
     ss_until: int = _f(1000, "selective sampling: last epoch with a drop step", group="schedule")

@@ -99,6 +99,7 @@ def extract_mesh(
     largest_component: bool = True,
     dtype: Optional[torch.dtype] = None,
     progress: Optional[bool] = None,
+    clip_sphere: bool = False,
 ):
     """Marching-cubes mesh of ``{x : sdf_fn(x) = level}`` inside ``[-radius, radius]^3``.
 
@@ -117,6 +118,9 @@ def extract_mesh(
         largest_component: keep only the connected component with the most faces.
         dtype: dtype of the query points; default: the module's parameter dtype, else float32.
         progress: tqdm progress bar; default: when there are more than 32 chunks.
+        clip_sphere: intersect the shape with the ball of ``radius`` (``max(sdf, |x| - radius)``): the
+            reconstruction domain is the bounding sphere, which the ray tracer never leaves, so surface in the
+            cube's corners (a prior's neck running out of the domain) was never seen by any loss.
 
     Returns:
         ``trimesh.Trimesh`` with outward-facing normals.
@@ -133,6 +137,10 @@ def extract_mesh(
     if not np.all(np.isfinite(values)):
         bad = int(np.size(values) - np.count_nonzero(np.isfinite(values)))
         raise ValueError(f"sdf_fn returned {bad} non-finite values on the {res}^3 grid")
+    if clip_sphere:
+        g = np.linspace(-radius, radius, res, dtype=np.float64)
+        ball = np.sqrt(g[:, None, None] ** 2 + g[None, :, None] ** 2 + g[None, None, :] ** 2) - radius
+        values = np.maximum(values, (ball + level).astype(values.dtype))
     vmin, vmax = float(values.min()), float(values.max())
     if not vmin < level < vmax:
         raise EmptyLevelSetError(

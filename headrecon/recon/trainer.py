@@ -324,7 +324,8 @@ class Trainer:
 
     # ------------------------------------------------------------------ results
     def extract_mesh(self, resolution: Optional[int] = None, to_scene_units: bool = True):
-        """Marching-cubes mesh of the fitted SDF (largest component), in scene millimetres by default."""
+        """Marching-cubes mesh of the fitted SDF within the bounding sphere (the domain the tracer sees; largest
+        component), in scene millimetres by default."""
         from .mesh import extract_mesh
 
         self.model.eval()
@@ -333,7 +334,7 @@ class Trainer:
             return extract_mesh(self.sdf_fn, resolution=res, radius=self.cfg.scene_radius, device=self.device,
                                 scale_mat=self.scene.scale_mat if to_scene_units else None,
                                 largest_component=True, chunk=65536 if self.device.type == "cpu" else 1 << 20,
-                                progress=self.progress)
+                                progress=self.progress, clip_sphere=True)
 
 
 def count_parameters(model) -> int:
