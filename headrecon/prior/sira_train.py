@@ -33,13 +33,12 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.utils.data import DistributedSampler
 
 from .losses import sample_volume, shape_generator
 from .normalization import Normalization
 from .sira import LANDMARK_NAMES, SIRA_FORMAT, SiraConfig, SiraPrior, sira_losses
-from .train import (TrainingError, check_ddp_agreement, checkpoint_path, ddp_env, epoch_means, final_meta,
-                    load_resume_state, write_checkpoint)
+from .train import (TrainingError, check_ddp_agreement, checkpoint_path, epoch_means, final_meta, load_resume_state,
+                    setup_distributed, shard_plan, write_checkpoint)
 
 __all__ = ["SiraData", "sira_ict_data", "sira_mesh_data", "head_samples", "render_head_samples", "train_sira", "SIRA_TRAIN_FORMAT", "LOSS_KEYS"]
 
@@ -247,24 +246,8 @@ def train_sira(cfg: SiraConfig, data: SiraData, out, resume: bool = False, check
     tensors as float16 (the shipped asset). Returns the trained model (on every rank)."""
     out = Path(out)
     ckpt_file = checkpoint_path(out)
-    use_ddp = ddp_env() if ddp is None else bool(ddp)
-    own_group = False
-    if use_ddp and not dist.is_initialized():
-        if "WORLD_SIZE" not in os.environ:
-            raise TrainingError("--ddp needs a torchrun launch (WORLD_SIZE, RANK, MASTER_ADDR not set): "
-                                "torchrun --nproc_per_node=2 -m headrecon.prior.cli ict --model sira ... --ddp")
-        backend = "nccl" if torch.cuda.is_available() and (device is None or str(device).startswith("cuda")) else "gloo"
-        dist.init_process_group(backend=backend)
-        own_group = True
-    rank = dist.get_rank() if use_ddp else 0
-    world = dist.get_world_size() if use_ddp else 1
-    if device is None:
-        device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}") if torch.cuda.is_available() \
-            else torch.device("cpu")
-    device = torch.device(device)
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-    is_main = rank == 0
+    run = setup_distributed(ddp, device, "torchrun --nproc_per_node=2 -m headrecon.prior.cli ict --model sira ... --ddp")
+    use_ddp, world, device, is_main = run.use_ddp, run.world, run.device, run.is_main
     say = log if is_main else (lambda *_: None)
     try:
         n = len(data)
@@ -290,10 +273,7 @@ def train_sira(cfg: SiraConfig, data: SiraData, out, resume: bool = False, check
                                  "name": "latents"}])
         if opt_state is not None:
             opt.load_state_dict(opt_state)
-        sampler = DistributedSampler(range(n), num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed,
-                                     drop_last=False)
-        per_rank = min(max(1, cfg.shapes_per_batch // world), len(sampler))
-        iters = (len(sampler) + per_rank - 1) // per_rank
+        sampler, per_rank, iters = shard_plan(n, cfg.shapes_per_batch, run, cfg.seed)
         every = checkpoint_every or max(1, cfg.epochs // 10)
         last_epoch = cfg.epochs if stop_after_epoch is None else min(cfg.epochs, int(stop_after_epoch))
         say(f"training SIRA++ model: {n} heads, {world} process(es) on {device}, {cfg.epochs} epochs x {iters} "
@@ -368,8 +348,7 @@ def train_sira(cfg: SiraConfig, data: SiraData, out, resume: bool = False, check
             dist.barrier()
         return model.eval()
     finally:
-        if own_group and dist.is_initialized():
-            dist.destroy_process_group()
+        run.close()
 
 
 def main_from_args(args, argv=None) -> int:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 import platform
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -56,6 +57,56 @@ def checkpoint_path(out) -> Path:
 def ddp_env() -> bool:
     """True when launched by torchrun with more than one process (``WORLD_SIZE > 1``)."""
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+@dataclass
+class Distributed:
+    """Where this process trains: DDP flags, rank, world size, device (from :func:`setup_distributed`)."""
+
+    use_ddp: bool
+    own_group: bool  # this call created the process group (and destroys it with :meth:`close`)
+    rank: int
+    world: int
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def close(self) -> None:
+        if self.own_group and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def setup_distributed(ddp, device, launch_hint: str) -> Distributed:
+    """Start the process group when ``ddp`` (``None``: when torchrun set ``WORLD_SIZE > 1``) and pick the device
+    (default ``cuda:LOCAL_RANK`` when CUDA is available, else CPU); nccl on CUDA, gloo otherwise. Without a
+    torchrun launch, :class:`TrainingError` showing ``launch_hint``."""
+    use_ddp = ddp_env() if ddp is None else bool(ddp)
+    own_group = False
+    if use_ddp and not dist.is_initialized():
+        if "WORLD_SIZE" not in os.environ:
+            raise TrainingError(f"--ddp needs a torchrun launch (WORLD_SIZE, RANK, MASTER_ADDR not set): {launch_hint}")
+        backend = "nccl" if torch.cuda.is_available() and (device is None or str(device).startswith("cuda")) else "gloo"
+        dist.init_process_group(backend=backend)
+        own_group = True
+    if device is None:
+        device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}") if torch.cuda.is_available() \
+            else torch.device("cpu")
+    device = torch.device(device)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    return Distributed(use_ddp, own_group, dist.get_rank() if use_ddp else 0, dist.get_world_size() if use_ddp else 1,
+                       device)
+
+
+def shard_plan(n: int, shapes_per_batch: int, run: Distributed, seed: int):
+    """``(sampler, per_rank, iterations per epoch)``: the shapes of an epoch sharded over the ranks by a
+    ``DistributedSampler`` (shuffled by epoch), ``shapes_per_batch / world`` shapes per rank and step."""
+    sampler = DistributedSampler(range(n), num_replicas=run.world, rank=run.rank, shuffle=True, seed=seed,
+                                 drop_last=False)
+    per_rank = min(max(1, shapes_per_batch // run.world), len(sampler))
+    return sampler, per_rank, (len(sampler) + per_rank - 1) // per_rank
 
 
 class _Objective(nn.Module):
@@ -166,25 +217,8 @@ def train_prior(cfg: PriorConfig, scans: ScanSet, out, resume: bool = False, che
     """
     out = Path(out)
     ckpt_file = checkpoint_path(out)
-    use_ddp = ddp_env() if ddp is None else bool(ddp)
-    if use_ddp and not dist.is_initialized():
-        if "WORLD_SIZE" not in os.environ:
-            raise TrainingError("--ddp needs a torchrun launch (WORLD_SIZE, RANK, MASTER_ADDR not set): "
-                                "torchrun --nproc_per_node=2 -m headrecon.prior.cli ... --ddp")
-        backend = "nccl" if torch.cuda.is_available() and (device is None or str(device).startswith("cuda")) else "gloo"
-        dist.init_process_group(backend=backend)
-        own_group = True
-    else:
-        own_group = False
-    rank = dist.get_rank() if use_ddp else 0
-    world = dist.get_world_size() if use_ddp else 1
-    if device is None:
-        device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}") if torch.cuda.is_available() \
-            else torch.device("cpu")
-    device = torch.device(device)
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-    is_main = rank == 0
+    run = setup_distributed(ddp, device, "torchrun --nproc_per_node=2 -m headrecon.prior.cli ... --ddp")
+    use_ddp, world, device, is_main = run.use_ddp, run.world, run.device, run.is_main
     say = log if is_main else (lambda *_: None)
 
     try:
@@ -215,13 +249,10 @@ def train_prior(cfg: PriorConfig, scans: ScanSet, out, resume: bool = False, che
         pts_dev = [p.to(device) for p in scans.points]
         nrm_dev = [None if q is None else q.to(device) for q in scans.normals]
         has_nrm = torch.tensor([q is not None for q in scans.normals])
-        sampler = DistributedSampler(range(n), num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed,
-                                     drop_last=False)
-        per_rank = min(max(1, cfg.shapes_per_batch // world), len(sampler))
+        sampler, per_rank, iters = shard_plan(n, cfg.shapes_per_batch, run, cfg.seed)
         if cfg.shapes_per_batch % world:
             say(f"note: shapes_per_batch={cfg.shapes_per_batch} is not a multiple of {world} processes; "
                 f"using {per_rank} per process")
-        iters = (len(sampler) + per_rank - 1) // per_rank
         every = checkpoint_every or max(1, cfg.epochs // 10)
         last_epoch = cfg.epochs if stop_after_epoch is None else min(cfg.epochs, int(stop_after_epoch))
         say(f"training prior: {n} shapes, {world} process(es) on {device}, {cfg.epochs} epochs x {iters} "
@@ -300,5 +331,4 @@ def train_prior(cfg: PriorConfig, scans: ScanSet, out, resume: bool = False, che
             dist.barrier()
         return prior.eval()
     finally:
-        if own_group and dist.is_initialized():
-            dist.destroy_process_group()
+        run.close()
