@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import sys
@@ -203,10 +204,11 @@ def report(paths, metrics=("face_gt2pred_mm", "head_gt2pred_mm", "face_gt2pred_o
                 base = next((b for b in rows if b["scene"] == r["scene"] and b["views"] == r["views"]
                              and b["label"] == baseline), None)
                 hit = None
-                if base is not None:
+                finite = lambda x: isinstance(x, (int, float)) and math.isfinite(x)
+                keys = [k for k in ("face_gt2pred_mm", "head_gt2pred_mm") if base is not None and finite(base.get(k))]
+                if keys:  # NaN metrics (no face region in the scene) are left out of the comparison
                     hit = next((c for c in r.get("curve", []) if all(
-                        isinstance(c.get(k), (int, float)) and isinstance(base.get(k), (int, float))
-                        and c[k] <= base[k] for k in ("face_gt2pred_mm", "head_gt2pred_mm"))), None)
+                        finite(c.get(k)) and c[k] <= base[k] for k in keys)), None)
                 line += (f" it {hit['iteration']}, {hit['train_seconds']:.0f} s |" if hit else " not reached |")
             out.append(line)
     return "\n".join(out)
