@@ -37,8 +37,8 @@ from torch import nn
 from .losses import sample_volume, shape_generator
 from .normalization import Normalization
 from .sira import LANDMARK_NAMES, SIRA_FORMAT, SiraConfig, SiraPrior, sira_losses
-from .train import (TrainingError, check_ddp_agreement, checkpoint_path, epoch_means, final_meta, load_resume_state,
-                    setup_distributed, shard_plan, write_checkpoint)
+from .train import (TrainingError, check_ddp_agreement, checkpoint_path, epoch_loop, final_meta, load_resume_state,
+                    progress_bar, setup_distributed, shard_plan, write_checkpoint)
 
 __all__ = ["SiraData", "sira_ict_data", "sira_mesh_data", "head_samples", "render_head_samples", "train_sira", "SIRA_TRAIN_FORMAT", "LOSS_KEYS"]
 
@@ -279,11 +279,7 @@ def train_sira(cfg: SiraConfig, data: SiraData, out, resume: bool = False, check
         say(f"training SIRA++ model: {n} heads, {world} process(es) on {device}, {cfg.epochs} epochs x {iters} "
             f"iterations, {per_rank} heads/process/iteration, deformation {cfg.def_layers}x{cfg.def_hidden}, "
             f"reference {cfg.ref_layers}x{cfg.ref_hidden}, latents {cfg.latent_dim}+{cfg.app_latent_dim}")
-        bar = None
-        if progress and is_main:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=(cfg.epochs - start_epoch) * iters, desc="sira prior", unit="it", dynamic_ncols=True)
+        bar = progress_bar(run, progress, (cfg.epochs - start_epoch) * iters, "sira prior")
         t0 = time.perf_counter()
 
         def save_ckpt(next_epoch: int):
@@ -296,40 +292,30 @@ def train_sira(cfg: SiraConfig, data: SiraData, out, resume: bool = False, check
                                          "world_size": world, "elapsed_s": el})
 
         P = cfg.surface_points
-        for epoch in range(start_epoch, last_epoch):
+        K = len(LANDMARK_NAMES)
+        c0 = P + cfg.volume_points
+        c1 = c0 + cfg.color_points
+        o1 = c1 + n_outside(cfg)
+
+        def begin_epoch(epoch: int) -> dict:
             lr_n, lr_l = cfg.lr_at(epoch)
             opt.param_groups[0]["lr"], opt.param_groups[1]["lr"] = lr_n, lr_l
-            pe = model.set_epoch(epoch)
-            sampler.set_epoch(epoch)
-            order = list(sampler)
-            sums = torch.zeros(len(LOSS_KEYS), dtype=torch.float64)
-            for it in range(iters):
-                batch = order[it * per_rank:(it + 1) * per_rank] or order[-per_rank:]
-                pts, nrm, cdir, crgb = sample_batch(data, batch, cfg, epoch, device)
-                idx = torch.as_tensor(batch, dtype=torch.long, device=device)
-                c0 = P + cfg.volume_points
-                c1 = c0 + cfg.color_points
-                o1 = c1 + n_outside(cfg)
-                sdf, grad, x_ref, delta, rgb, z, zr = runner(idx, pts, c0, c1, cdir)
-                K = len(LANDMARK_NAMES)
-                terms = sira_losses(cfg, sdf[:, :P], grad[:, P:c0], delta, x_ref[:, -K:], rgb, crgb, z, zr,
-                                    grad_surf=grad[:, :P], normals=nrm, sdf_outside=sdf[:, c1:o1])
-                opt.zero_grad(set_to_none=False)
-                terms["loss"].backward()
-                opt.step()
-                sums += torch.tensor([float(terms[k].detach()) for k in LOSS_KEYS], dtype=torch.float64)
-                if bar is not None:
-                    bar.update(1)
-            means = epoch_means(sums, LOSS_KEYS, iters, epoch, use_ddp, world, device)
-            history.append({"epoch": epoch, "lr": lr_n, "pe": pe, **means})
-            if bar is not None:
-                bar.set_postfix(epoch=epoch + 1, loss=f"{means['loss']:.4g}", surf=f"{means['surface']:.3g}",
-                                rgb=f"{means['color']:.3g}", pe=f"{pe:.2f}")
-            done = epoch + 1
-            if done % every == 0 or done == last_epoch:
-                save_ckpt(done)
-        if bar is not None:
-            bar.close()
+            return {"lr": lr_n, "pe": model.set_epoch(epoch)}
+
+        def step(epoch: int, batch) -> dict:
+            pts, nrm, cdir, crgb = sample_batch(data, batch, cfg, epoch, device)
+            idx = torch.as_tensor(batch, dtype=torch.long, device=device)
+            sdf, grad, x_ref, delta, rgb, z, zr = runner(idx, pts, c0, c1, cdir)
+            terms = sira_losses(cfg, sdf[:, :P], grad[:, P:c0], delta, x_ref[:, -K:], rgb, crgb, z, zr,
+                                grad_surf=grad[:, :P], normals=nrm, sdf_outside=sdf[:, c1:o1])
+            opt.zero_grad(set_to_none=False)
+            terms["loss"].backward()
+            opt.step()
+            return terms
+
+        epoch_loop(run, sampler, per_rank, iters, start_epoch, last_epoch, every, LOSS_KEYS, history, begin_epoch,
+                   step, lambda m, lg: dict(loss=f"{m['loss']:.4g}", surf=f"{m['surface']:.3g}",
+                                            rgb=f"{m['color']:.3g}", pe=f"{lg['pe']:.2f}"), save_ckpt, bar)
         done = max(last_epoch, start_epoch)
         elapsed = elapsed_before + time.perf_counter() - t0
         if use_ddp:

@@ -109,6 +109,46 @@ def shard_plan(n: int, shapes_per_batch: int, run: Distributed, seed: int):
     return sampler, per_rank, (len(sampler) + per_rank - 1) // per_rank
 
 
+def progress_bar(run: Distributed, progress: bool, total: int, desc: str):
+    """A tqdm bar on the main rank when ``progress`` (else None)."""
+    if not (progress and run.is_main):
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="it", dynamic_ncols=True)
+
+
+def epoch_loop(run: Distributed, sampler, per_rank: int, iters: int, start_epoch: int, last_epoch: int, every: int,
+               loss_keys, history: list, begin_epoch, step, postfix, save_ckpt, bar=None) -> None:
+    """The epoch / iteration skeleton shared by the H3D-Net and SIRA++ trainers.
+
+    Per epoch: ``begin_epoch(epoch) -> dict`` (sets learning rates etc.; its dict is logged), the shard's shape
+    order from ``sampler`` (``set_epoch``), ``iters`` steps of ``per_rank`` shapes, each ``step(epoch, batch) ->
+    terms`` (forward, backward, optimiser step; ``terms`` holds the ``loss_keys``), the epoch means reduced over
+    the ranks appended to ``history``, the bar's ``postfix(means, logged)`` and a checkpoint
+    (``save_ckpt(epochs_done)``) every ``every`` epochs and at ``last_epoch``."""
+    for epoch in range(start_epoch, last_epoch):
+        logged = begin_epoch(epoch)
+        sampler.set_epoch(epoch)
+        order = list(sampler)
+        sums = torch.zeros(len(loss_keys), dtype=torch.float64)
+        for it in range(iters):
+            batch = order[it * per_rank:(it + 1) * per_rank] or order[-per_rank:]
+            terms = step(epoch, batch)
+            sums += torch.tensor([float(terms[k].detach()) for k in loss_keys], dtype=torch.float64)
+            if bar is not None:
+                bar.update(1)
+        means = epoch_means(sums, loss_keys, iters, epoch, run.use_ddp, run.world, run.device)
+        history.append({"epoch": epoch, **logged, **means})
+        if bar is not None:
+            bar.set_postfix(epoch=epoch + 1, **postfix(means, logged))
+        done = epoch + 1
+        if done % every == 0 or done == last_epoch:
+            save_ckpt(done)
+    if bar is not None:
+        bar.close()
+
+
 class _Objective(nn.Module):
     """The module DDP wraps: latents lookup, SDF on all samples and its spatial gradient (with graph)."""
 
@@ -259,11 +299,7 @@ def train_prior(cfg: PriorConfig, scans: ScanSet, out, resume: bool = False, che
             f"iterations, {per_rank} shapes/process/iteration, decoder {cfg.n_layers}x{cfg.d_hidden}, "
             f"latent {cfg.latent_dim}")
 
-        bar = None
-        if progress and is_main:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=(cfg.epochs - start_epoch) * iters, desc="prior", unit="it", dynamic_ncols=True)
+        bar = progress_bar(run, progress, (cfg.epochs - start_epoch) * iters, "prior")
         t0 = time.perf_counter()
 
         def save_ckpt(next_epoch: int):
@@ -275,44 +311,33 @@ def train_prior(cfg: PriorConfig, scans: ScanSet, out, resume: bool = False, che
                 "epoch": next_epoch, "history": history, "world_size": world,
                 "elapsed_s": elapsed_before + time.perf_counter() - t0})
 
-        epoch = start_epoch
-        for epoch in range(start_epoch, last_epoch):
+        def begin_epoch(epoch: int) -> dict:
             lr_dec, lr_lat = cfg.lr_at(epoch)
             opt.param_groups[0]["lr"], opt.param_groups[1]["lr"] = lr_dec, lr_lat
-            sampler.set_epoch(epoch)
-            order = list(sampler)
-            sums = torch.zeros(len(LOSS_KEYS), dtype=torch.float64)
-            for it in range(iters):
-                batch = order[it * per_rank:(it + 1) * per_rank] or order[-per_rank:]
-                surf, nrms, vols = [], [], []
-                for i in batch:
-                    s, nr, v = sample_shape_points(pts_dev[i], nrm_dev[i], cfg, shape_generator(cfg.seed, epoch, i))
-                    surf.append(s)
-                    nrms.append(nr if nr is not None else torch.zeros_like(s))
-                    vols.append(v)
-                pts = torch.cat([torch.stack(surf), torch.stack(vols)], dim=1)
-                idx = torch.as_tensor(batch, dtype=torch.long, device=device)
-                sdf, grad, z = model(idx, pts)
-                terms = prior_losses(sdf, grad, cfg.surface_points, torch.stack(nrms), has_nrm[batch].to(device),
-                                     z, cfg, n_boundary=cfg.boundary_points)
-                opt.zero_grad(set_to_none=False)
-                terms["loss"].backward()
-                if cfg.grad_clip > 0:
-                    torch.nn.utils.clip_grad_norm_(prior.decoder.parameters(), cfg.grad_clip)
-                opt.step()
-                sums += torch.tensor([float(terms[k].detach()) for k in LOSS_KEYS], dtype=torch.float64)
-                if bar is not None:
-                    bar.update(1)
-            means = epoch_means(sums, LOSS_KEYS, iters, epoch, use_ddp, world, device)
-            history.append({"epoch": epoch, "lr": lr_dec, **means})
-            if bar is not None:
-                bar.set_postfix(epoch=epoch + 1, loss=f"{means['loss']:.4g}", surf=f"{means['surface']:.3g}",
-                                eik=f"{means['eikonal']:.3g}")
-            done = epoch + 1
-            if done % every == 0 or done == last_epoch:
-                save_ckpt(done)
-        if bar is not None:
-            bar.close()
+            return {"lr": lr_dec}
+
+        def step(epoch: int, batch) -> dict:
+            surf, nrms, vols = [], [], []
+            for i in batch:
+                s, nr, v = sample_shape_points(pts_dev[i], nrm_dev[i], cfg, shape_generator(cfg.seed, epoch, i))
+                surf.append(s)
+                nrms.append(nr if nr is not None else torch.zeros_like(s))
+                vols.append(v)
+            pts = torch.cat([torch.stack(surf), torch.stack(vols)], dim=1)
+            idx = torch.as_tensor(batch, dtype=torch.long, device=device)
+            sdf, grad, z = model(idx, pts)
+            terms = prior_losses(sdf, grad, cfg.surface_points, torch.stack(nrms), has_nrm[batch].to(device),
+                                 z, cfg, n_boundary=cfg.boundary_points)
+            opt.zero_grad(set_to_none=False)
+            terms["loss"].backward()
+            if cfg.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(prior.decoder.parameters(), cfg.grad_clip)
+            opt.step()
+            return terms
+
+        epoch_loop(run, sampler, per_rank, iters, start_epoch, last_epoch, every, LOSS_KEYS, history, begin_epoch,
+                   step, lambda m, _: dict(loss=f"{m['loss']:.4g}", surf=f"{m['surface']:.3g}",
+                                           eik=f"{m['eikonal']:.3g}"), save_ckpt, bar)
         done = last_epoch if last_epoch > start_epoch else start_epoch
         elapsed = elapsed_before + time.perf_counter() - t0
         if use_ddp:
