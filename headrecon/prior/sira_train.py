@@ -261,12 +261,7 @@ def train_sira(cfg: SiraConfig, data: SiraData, out, resume: bool = False, check
         else:
             model = SiraPrior(cfg, num_latents=n, norm=data.norm, data=data.description)
         model.to(device).train()
-        objective = _Objective(model)
-        runner = objective
-        if use_ddp:
-            from torch.nn.parallel import DistributedDataParallel as DDP
-
-            runner = DDP(objective, device_ids=[device.index] if device.type == "cuda" else None)
+        runner = run.wrap(_Objective(model))
         nets = list(model.deform.parameters()) + list(model.reference.parameters()) + list(model.render.parameters())
         opt = torch.optim.Adam([{"params": nets, "lr": cfg.lr, "name": "networks"},
                                 {"params": [model.z_sdf.weight, model.z_r.weight], "lr": cfg.lr_latent,

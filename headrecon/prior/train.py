@@ -73,6 +73,14 @@ class Distributed:
     def is_main(self) -> bool:
         return self.rank == 0
 
+    def wrap(self, module: nn.Module) -> nn.Module:
+        """``module`` in DistributedDataParallel when training on several processes (else itself)."""
+        if not self.use_ddp:
+            return module
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        return DDP(module, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+
     def close(self) -> None:
         if self.own_group and dist.is_initialized():
             dist.destroy_process_group()
@@ -273,12 +281,7 @@ def train_prior(cfg: PriorConfig, scans: ScanSet, out, resume: bool = False, che
         else:
             prior = ShapePrior(cfg, num_latents=n, norm=scans.norm, data=scans.description)
         prior.to(device).train()
-        objective = _Objective(prior)
-        model = objective
-        if use_ddp:
-            from torch.nn.parallel import DistributedDataParallel as DDP
-
-            model = DDP(objective, device_ids=[device.index] if device.type == "cuda" else None)
+        model = run.wrap(_Objective(prior))
         opt = torch.optim.Adam([
             {"params": list(prior.decoder.parameters()), "lr": cfg.lr, "name": "decoder"},
             {"params": [prior.latents.weight], "lr": cfg.lr_latent, "name": "latents"},
