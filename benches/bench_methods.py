@@ -86,18 +86,25 @@ def make_trainer(scene, method: str, views, overrides: dict, device="cpu"):
     return Trainer(cfg, scene, device=device)
 
 
-def _metrics(mesh, scene, full, icp: bool) -> dict:
+def _observed(scene, full):
+    """GT vertices that any camera of the full scene sees (the ``*_observed`` metrics)."""
+    from headrecon.eval import observed_vertices
+
+    return observed_vertices(scene.gt_mesh, full.cameras)
+
+
+def _metrics(mesh, scene, seen, icp: bool) -> dict:
     from headrecon.eval import evaluate
 
-    res = {k: v for k, v in evaluate(mesh, scene, align="none", observed_from=full).items() if k in KEYS}
+    res = {k: v for k, v in evaluate(mesh, scene, align="none", observed_from=seen).items() if k in KEYS}
     if icp:
-        r2 = evaluate(mesh, scene, observed_from=full)
+        r2 = evaluate(mesh, scene, observed_from=seen)
         res.update({"icp_" + k: r2[k] for k in KEYS})
         res["icp_accepted"] = bool(r2["alignment_details"].get("accepted"))
     return {k: (round(float(v), 3) if isinstance(v, float) else v) for k, v in res.items()}
 
 
-def run_variant(scene_dir, full, scene, views, label, method, over, args) -> dict:
+def run_variant(scene_dir, seen, scene, views, label, method, over, args) -> dict:
     """Train one variant, evaluating at ``args.eval_at`` and at the end; returns the result row."""
     torch.manual_seed(0)
     over = {"mesh_resolution": args.mesh_res, **dict(args.common), **over}
@@ -111,7 +118,7 @@ def run_variant(scene_dir, full, scene, views, label, method, over, args) -> dic
         tr.train(stop_after=stop)
         try:
             mesh = tr.extract_mesh()
-            res = _metrics(mesh, scene, full, icp=stop == total)
+            res = _metrics(mesh, scene, seen, icp=stop == total)
         except Exception as exc:  # empty level set, ...: report and keep going
             mesh, res = None, {"error": f"{type(exc).__name__}: {exc}"}
         curve.append({"iteration": tr.iteration, "train_seconds": round(tr.elapsed, 1),
@@ -137,8 +144,9 @@ def compare(args) -> list:
     for scene_dir in args.scenes:
         for v in args.views:
             full, scene = load_views(scene_dir, str(v))
+            seen = _observed(scene, full)
             for label, method, over in variants:
-                row = run_variant(scene_dir, full, scene, v, label, method, over, args)
+                row = run_variant(scene_dir, seen, scene, v, label, method, over, args)
                 rows.append(row)
                 print(json.dumps({k: x for k, x in row.items() if k != "curve"}), flush=True)
                 if out:
@@ -171,7 +179,7 @@ def rescore(path, meshes) -> None:
             print(f"no mesh {f}: row kept as is")
             continue
         full, scene = load_views(scenes[r["scene"]], str(r["views"]))
-        r.update(_metrics(trimesh.load(f, process=False), scene, full, icp=True))
+        r.update(_metrics(trimesh.load(f, process=False), scene, _observed(scene, full), icp=True))
         r["curve"][-1].update({k: r.get(k) for k in KEYS})
     Path(path).write_text(json.dumps(data, indent=1))
 

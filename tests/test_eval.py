@@ -266,3 +266,8 @@ def test_observed_vertices_leave_out_hidden_interior():
     assert res["head_gt2pred_observed_mm"] < 0.5  # observed outer shell lies on the prediction
     assert res["observed_fraction"] == pytest.approx(seen.mean())
     assert np.isnan(res["face_gt2pred_observed_mm"])  # no nose tip: no face region
+    # a precomputed mask gives the same numbers; a mask of the wrong length is refused
+    again = evaluate(outer, gt, align="none", observed_from=seen)
+    assert again["head_gt2pred_observed_mm"] == res["head_gt2pred_observed_mm"]
+    with pytest.raises(ValueError, match="observed_from"):
+        evaluate(outer, gt, align="none", observed_from=seen[:-1])

@@ -307,7 +307,8 @@ def evaluate(pred_mesh: trimesh.Trimesh, scene_or_gt, pred_landmarks: dict | Non
     own pose, iterations, residual and face fit before/after). Face entries are NaN when
     the ground truth has no nose tip. With ``return_details`` returns ``(metrics, EvalDetails)``.
 
-    ``observed_from``: cameras (or a :class:`Scene`, all of whose views count) in the ground truth's frame; adds
+    ``observed_from``: cameras (or a :class:`Scene`, all of whose views count) in the ground truth's frame, or
+    the bool ``[N_gt]`` mask :func:`observed_vertices` returns for them (to evaluate several meshes); adds
     ``face_gt2pred_observed_mm`` / ``head_gt2pred_observed_mm`` (and ``_median``), the ``gt2pred`` means over the
     ground-truth vertices that one of these cameras sees (:func:`observed_vertices`), and
     ``observed_fraction`` / ``face_observed_fraction``.
@@ -416,8 +417,13 @@ def evaluate(pred_mesh: trimesh.Trimesh, scene_or_gt, pred_landmarks: dict | Non
             res[f"{region}_{name}_median_mm"] = med
         res[f"{region}_chamfer_mm"] = 0.5 * (res[f"{region}_gt2pred_mm"] + res[f"{region}_pred2gt_mm"])
     if observed_from is not None:
-        cams = observed_from.cameras if isinstance(observed_from, Scene) else list(observed_from)
-        seen = observed_vertices(gt, cams)
+        if isinstance(observed_from, np.ndarray) and observed_from.dtype == bool:
+            if observed_from.shape != (len(gt_v),):
+                raise ValueError(f"observed_from mask has shape {observed_from.shape}, expected ({len(gt_v)},)")
+            seen = observed_from
+        else:
+            seen = observed_vertices(gt, observed_from.cameras if isinstance(observed_from, Scene)
+                                     else list(observed_from))
         for region, gsel in (("head", seen), ("face", gt_face & seen)):
             mean, med = stats(gt2pred, gsel) if (region == "head" or has_face) else (float("nan"), float("nan"))
             res[f"{region}_gt2pred_observed_mm"] = mean

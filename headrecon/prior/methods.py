@@ -66,14 +66,10 @@ def scene_prior_frame(scene, prior) -> tuple[np.ndarray, str]:
 class H3DNetMethod(ReconMethod):
     """H3D-Net: fit the prior's latent, then fine-tune the prior's decoder (see the module docstring)."""
 
-    def _opt(self, name, default):
-        v = getattr(self.cfg, name, None)
-        return default if v is None else v
-
     def build(self, scene, device: torch.device) -> nn.Module:
         from ..models import RenderingNetwork
 
-        prior = load_prior(self._opt("prior", None), device="cpu")
+        prior = load_prior(self.cfg.prior, device="cpu")
         frame, how = scene_prior_frame(scene, prior)
         geo = prior.geometry_network(z=None, frame=frame)
         c = self.cfg
@@ -83,20 +79,17 @@ class H3DNetMethod(ReconMethod):
         return ReconModel(geo, ren).to(device)
 
     def phases(self) -> List[Phase]:
-        f = float(self._opt("prior_latent_fraction", 0.25))
-        if not 0.0 <= f < 1.0:
-            raise ValueError(f"prior_latent_fraction must be in [0, 1), got {f}")
+        f = float(self.cfg.prior_latent_fraction)  # in [0, 1): ReconConfig.validate
         if f == 0.0:  # no schedule (H3D-Net ablation): latent, decoder and rendering train from the start
             return [Phase("all", 1.0)]
         return [Phase("latent", f), Phase("all", 1.0)]
 
     def param_groups(self, model: nn.Module, phase: Phase) -> List[dict]:
         geo = model.geometry
-        groups = [{"params": geo.latent_parameters(), "lr": float(self._opt("prior_latent_lr", 1e-3)),
+        groups = [{"params": geo.latent_parameters(), "lr": float(self.cfg.prior_latent_lr),
                    "name": "latent"}]
         if phase.name == "all":
-            lr = self._opt("finetune_lr", None) or 0.1 * self.cfg.lr
-            groups.append({"params": geo.decoder_parameters(), "lr": float(lr), "name": "geometry"})
+            groups.append({"params": geo.decoder_parameters(), "lr": self.finetune_lr(), "name": "geometry"})
         groups.append({"params": list(model.rendering.parameters()), "lr": self.cfg.lr, "name": "rendering"})
         return groups
 

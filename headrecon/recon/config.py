@@ -189,10 +189,10 @@ class ReconConfig:
             errs.append(f"prior_latent_fraction must be in [0, 1), got {self.prior_latent_fraction}")
         if not 0 < self.sira_unfreeze_epoch < self.epochs:
             errs.append(f"sira_unfreeze_epoch must be in (0, epochs={self.epochs}), got {self.sira_unfreeze_epoch}")
-        if not (self.lr > 0 and self.prior_latent_lr > 0 and self.sira_latent_lr > 0):
-            errs.append("lr, prior_latent_lr and sira_latent_lr must be positive")
-        if not self.lr > 0:
-            errs.append(f"lr must be positive, got {self.lr}")
+        for name in ("lr", "prior_latent_lr", "sira_latent_lr", "finetune_lr"):
+            v = getattr(self, name)
+            if v is not None and not v > 0:
+                errs.append(f"{name} must be positive, got {v}")
         if self.image_size < 0 or self.eikonal_points < 0 or self.threads < 0:
             errs.append("image_size, eikonal_points and threads must be >= 0")
         if not 0 < self.sphere_radius < self.scene_radius:

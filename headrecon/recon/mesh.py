@@ -137,10 +137,11 @@ def extract_mesh(
     if not np.all(np.isfinite(values)):
         bad = int(np.size(values) - np.count_nonzero(np.isfinite(values)))
         raise ValueError(f"sdf_fn returned {bad} non-finite values on the {res}^3 grid")
-    if clip_sphere:
+    if clip_sphere:  # max(sdf, |x| - radius), one slice at a time (no res^3 temporaries at 512^3)
         g = np.linspace(-radius, radius, res, dtype=np.float64)
-        ball = np.sqrt(g[:, None, None] ** 2 + g[None, :, None] ** 2 + g[None, None, :] ** 2) - radius
-        values = np.maximum(values, (ball + level).astype(values.dtype))
+        yz2 = g[:, None] ** 2 + g[None, :] ** 2
+        for i in range(res):
+            np.maximum(values[i], (np.sqrt(g[i] ** 2 + yz2) - radius + level).astype(values.dtype), out=values[i])
     vmin, vmax = float(values.min()), float(values.max())
     if not vmin < level < vmax:
         raise EmptyLevelSetError(

@@ -74,6 +74,10 @@ class ReconMethod:
         weighted; logged under their names. Default: none."""
         return {}
 
+    def finetune_lr(self) -> float:
+        """Learning rate of pretrained networks fine-tuned in a later phase: ``cfg.finetune_lr``, default lr/10."""
+        return float(self.cfg.finetune_lr if self.cfg.finetune_lr is not None else 0.1 * self.cfg.lr)
+
     def lr_factor(self, epoch: float, phase: Phase) -> float:
         return float(self.cfg.lr_gamma) ** sum(1 for m in self.cfg.lr_milestones if epoch >= m)
 

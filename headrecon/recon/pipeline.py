@@ -234,14 +234,15 @@ def write_results(trainer: Trainer, full, scene, run_dir: Path, log=print) -> Di
         comparison_sheet(rows, run_dir / "renders_novel.png", header=("held-out photo", "colour", "normals"))
     metrics["render_seconds"] = time.perf_counter() - t0
     if cfg.evaluate and scene.gt_mesh is not None and mesh is not None:
-        from ..eval import evaluate
+        from ..eval import evaluate, observed_vertices
 
         t0 = time.perf_counter()
-        res = evaluate(mesh, scene, observed_from=full)  # observability: every camera of the scene
+        seen = observed_vertices(scene.gt_mesh, full.cameras)  # observability: every camera of the scene
+        res = evaluate(mesh, scene, observed_from=seen)
         metrics["h3ds"] = {k: v for k, v in res.items() if k != "transform"}
         # the reconstruction is already in the scene's frame (posed cameras): the same distances without any
         # alignment, a check on the protocol's ICP (which can slide or rescale on partial shapes)
-        raw = evaluate(mesh, scene, align="none", observed_from=full)
+        raw = evaluate(mesh, scene, align="none", observed_from=seen)
         metrics["h3ds_unaligned"] = {k: v for k, v in raw.items() if k.endswith("_mm") and v is not None}
         metrics["eval_seconds"] = time.perf_counter() - t0
         log("H3DS metrics (mm): face gt->pred {face_gt2pred_mm:.2f}, pred->gt {face_pred2gt_mm:.2f}; "

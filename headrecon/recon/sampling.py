@@ -111,8 +111,10 @@ class PixelSampler:
         tie = np.random.default_rng(seed).permutation(len(bg))
         # background ordered by drop priority: farthest from the silhouette first
         self.bg_order = bg[np.lexsort((tie, -bank.bg_dist[bg]))]
-        self.satisfied = np.zeros(len(bank), dtype=bool)  # last outcome per pixel: background ray missed
+        # last outcome per pixel (background ray missed), on the rays' device: observe() never syncs the host
+        self.satisfied = torch.zeros(len(bank), dtype=torch.bool, device=dev)
         self.active = np.ones(len(bank), dtype=bool)
+        self.dropped = 0  # number of inactive (dropped) background pixels
         self.generator = torch.Generator(device=dev)
         self.generator.manual_seed(int(seed))
         self.steps = 0
@@ -127,16 +129,13 @@ class PixelSampler:
         """Target number of dropped background pixels after ``steps`` drop steps."""
         return min(self.n_background, int(round(steps * self.fraction * self.n_background)))
 
-    @property
-    def dropped(self) -> int:
-        return int((~self.active).sum())
-
     def _set_pool(self) -> None:
         self.pool = torch.from_numpy(np.nonzero(self.active)[0]).to(self.bank.origins.device)
 
     def set_steps(self, steps: int) -> None:
         """Advance to drop step ``steps``: drop satisfied background pixels, farthest first, until
-        :meth:`n_dropped` are gone (fewer when not enough are satisfied; the rest follow at later steps)."""
+        :meth:`n_dropped` are gone. When too few are satisfied, the shortfall is retried at every later call
+        (the trainer calls this every iteration) as more background rays are observed to miss."""
         steps = int(steps)
         if steps < self.steps:
             return
@@ -144,9 +143,11 @@ class PixelSampler:
         need = self.n_dropped(self.steps) - self.dropped
         if need <= 0:
             return
-        cand = self.bg_order[self.active[self.bg_order] & self.satisfied[self.bg_order]][:need]
+        satisfied = self.satisfied.cpu().numpy()  # host copy only while pixels are still to be dropped
+        cand = self.bg_order[self.active[self.bg_order] & satisfied[self.bg_order]][:need]
         if len(cand):
             self.active[cand] = False
+            self.dropped += len(cand)
             self._set_pool()
 
     def sample(self):
@@ -161,18 +162,19 @@ class PixelSampler:
     def observe(self, satisfied: torch.Tensor) -> None:
         """Record the last batch's outcome: ``satisfied [batch_rays]`` bool, a background ray that missed the
         surface (ignored for foreground pixels)."""
-        if self.last_idx is None:
+        if self.last_idx is None or self.fraction <= 0:
             return
-        self.satisfied[self.last_idx.cpu().numpy()] = satisfied.detach().reshape(-1).cpu().numpy()
+        self.satisfied[self.last_idx] = satisfied.detach().reshape(-1).to(self.satisfied.device)
 
     def state_dict(self) -> dict:
         return {"steps": self.steps, "generator": self.generator.get_state(),
-                "active": torch.from_numpy(self.active.copy()), "satisfied": torch.from_numpy(self.satisfied.copy())}
+                "active": torch.from_numpy(self.active.copy()), "satisfied": self.satisfied.cpu().clone()}
 
     def load_state_dict(self, state: dict) -> None:
         self.steps = int(state["steps"])
         if "active" in state:
             self.active = state["active"].cpu().numpy().astype(bool).copy()
-            self.satisfied = state["satisfied"].cpu().numpy().astype(bool).copy()
+            self.dropped = int((~self.active).sum())
+            self.satisfied = state["satisfied"].to(device=self.satisfied.device, dtype=torch.bool).clone()
         self._set_pool()
         self.generator.set_state(state["generator"])

@@ -45,18 +45,11 @@ class SiraMethod(ReconMethod):
     use_search = True
     use_amp = True
 
-    def _opt(self, name, default):
-        v = getattr(self.cfg, name, None)
-        return default if v is None else v
-
-    def prior_path(self):
-        return self._opt("sira_prior", None)
-
     def build(self, scene, device: torch.device) -> nn.Module:
         from ..prior.methods import scene_prior_frame
         from ..prior.sira import load_sira
 
-        model = load_sira(self.prior_path(), device="cpu")
+        model = load_sira(self.cfg.sira_prior, device="cpu")
         frame, how = scene_prior_frame(scene, model)
         geo, ren = model.geometry_network(frame=frame)
         self.frame_source = how
@@ -64,19 +57,15 @@ class SiraMethod(ReconMethod):
         return ReconModel(geo, ren).to(device)
 
     def phases(self) -> List[Phase]:
-        e = float(self._opt("sira_unfreeze_epoch", 100))
-        f = e / float(self.cfg.epochs)
-        if not 0.0 < f < 1.0:
-            raise ValueError(f"sira_unfreeze_epoch must be in (0, epochs={self.cfg.epochs}), got {e}")
-        return [Phase("latent", f), Phase("all", 1.0)]
+        # sira_unfreeze_epoch is in (0, epochs): ReconConfig.validate
+        return [Phase("latent", self.cfg.sira_unfreeze_epoch / float(self.cfg.epochs)), Phase("all", 1.0)]
 
     def param_groups(self, model: nn.Module, phase: Phase) -> List[dict]:
         geo, ren = model.geometry, model.rendering
-        groups = [{"params": [geo.latent, ren.latent], "lr": float(self._opt("sira_latent_lr", 2e-3)),
+        groups = [{"params": [geo.latent, ren.latent], "lr": float(self.cfg.sira_latent_lr),
                    "name": "latents"}]
         if phase.name == "all":
-            lr = self._opt("finetune_lr", None) or 0.1 * self.cfg.lr
-            groups.append({"params": list(geo.deform.parameters()), "lr": float(lr), "name": "deformation"})
+            groups.append({"params": list(geo.deform.parameters()), "lr": self.finetune_lr(), "name": "deformation"})
             groups.append({"params": list(ren.net.parameters()), "lr": self.cfg.lr, "name": "rendering"})
         return groups
 
@@ -88,7 +77,7 @@ class SiraMethod(ReconMethod):
 
     def setup_acceleration(self, trainer) -> None:
         """Cache + coarse/fine search + mixed precision on the trainer's tracer (idempotent)."""
-        if not self._opt("sira_accel", True):
+        if not self.cfg.sira_accel:
             return
         from ..render import SDFCache
 
