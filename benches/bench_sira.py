@@ -3,13 +3,15 @@ ratios measured in one process. (Accuracy and time against IDR and H3D-Net: ``be
 
 Usage (CPU numbers in the README were produced with this command)::
 
-    # full vs no cache vs no selective sampling vs neither, interleaved in one process
+    # full vs no cache vs no selective sampling vs neither vs sphere tracing + cache vs H3D-Net, in one process
     python benches/bench_sira.py accel --scene S --views 3 --iterations 150 --out accel.json
     # pytest smoke (tiny synthetic scene, a few iterations): pytest benches/bench_sira.py
 
 ``accel`` builds one trainer per variant on the same scene and config and runs them round-robin in chunks of
 ``--chunk`` iterations, so that load changes on a shared machine hit every variant alike; it reports seconds per
-variant and ``time(variant) / time(full)``. Mixed precision only acts on CUDA and is not part of a CPU ablation.
+variant and ``time(variant) / time(full)``. Two reference rows: ``sphere_tracing_cache`` (the cache under
+IDR's sphere tracing instead of the search) and ``h3dnet`` (``--method h3dnet`` with the same config), so the
+SIRA++ / H3D-Net time ratio is measured side by side too. Mixed precision only acts on CUDA and is not part of a CPU ablation.
 """
 from __future__ import annotations
 
@@ -25,20 +27,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_methods import machine  # noqa: E402
 
 
-def _trainer(scene, views, overrides: dict, sira_prior=None, device="cpu"):
+def _trainer(scene, views, overrides: dict, sira_prior=None, device="cpu", method="sira"):
     from headrecon.recon.config import make_config
     from headrecon.recon.trainer import Trainer
 
-    cfg = make_config("fast", method="sira", views=str(views), device=device,
-                      **({"sira_prior": sira_prior} if sira_prior else {}), **overrides)
+    extra = {"sira_prior": sira_prior} if sira_prior and method == "sira" else {}
+    cfg = make_config("fast", method=method, views=str(views), device=device, **extra, **overrides)
     return Trainer(cfg, scene, device=device)
 
 
-VARIANTS = {  # name: (use_cache, selective sampling on)
-    "full": (True, True),
-    "no_cache": (False, True),
-    "no_selective_sampling": (True, False),
-    "none": (False, False),
+VARIANTS = {  # name: (method, use_cache, selective sampling on, strategy)
+    "full": ("sira", True, True, "auto"),               # SIRA++ default: "auto" -> coarse/fine search + cache
+    "no_cache": ("sira", False, True, "auto"),
+    "no_selective_sampling": ("sira", True, False, "auto"),
+    "none": ("sira", False, False, "auto"),
+    "sphere_tracing_cache": ("sira", True, True, "sphere"),  # the cache under IDR's sphere tracing instead
+    "h3dnet": ("h3dnet", None, True, "auto"),             # H3D-Net's default run, same config: time reference
 }
 
 
@@ -47,11 +51,13 @@ def accel(args) -> dict:
 
     _, scene = load_views(args.scene, str(args.views))
     trainers = {}
-    for name, (cache, ss) in VARIANTS.items():
-        over = dict(iterations=args.iterations, **({} if ss else {"ss_fraction": 0.0}), **(args.extra or {}))
+    for name, (method, cache, ss, strategy) in VARIANTS.items():
+        over = dict(iterations=args.iterations, strategy=strategy, **({} if ss else {"ss_fraction": 0.0}),
+                    **(args.extra or {}))
         torch.manual_seed(0)
-        tr = _trainer(scene, args.views, over, args.sira_prior)
-        tr.method.use_cache = cache
+        tr = _trainer(scene, args.views, over, args.sira_prior, method=method)
+        if cache is not None:
+            tr.method.use_cache = cache
         trainers[name] = tr
     secs = {k: 0.0 for k in trainers}
     total = trainers["full"].total_iterations
@@ -70,7 +76,8 @@ def accel(args) -> dict:
            "ratio_to_full": {k: round(v / secs["full"], 3) for k, v in secs.items()},
            "saved_fraction": {k: round(1 - secs["full"] / v, 3) for k, v in secs.items() if k != "full"},
            "cache_hit_rate": None if cache is None else round(cache.hit_rate, 3),
-           "tracer_strategy": trainers["full"].tracer.strategy,
+           "tracer_strategy": {k: tr.tracer.resolved_strategy(tr.device) or tr.tracer.strategy
+                               for k, tr in trainers.items()},
            "final_loss": {k: round(tr.history[-1]["loss"], 4) for k, tr in trainers.items() if tr.history},
            "mixed_precision": "CUDA only; not measured on CPU"}
     print(json.dumps(res, indent=1))

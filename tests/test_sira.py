@@ -91,7 +91,7 @@ def test_model_shapes_and_near_zero_init():
         assert float(m.sdf(dirs * 0.05, z).max()) < 0 < float(m.sdf(dirs * 1.2, z).min())
     n = torch.nn.functional.normalize(torch.randn(200, 3), dim=-1)
     rgb = m.color(x_ref, n, -n, gamma, m.z_r(torch.tensor(1)))
-    assert rgb.shape == (200, 3) and float((rgb - 0.5).abs().max()) < 1e-2  # ~ constant at the start
+    assert rgb.shape == (200, 3) and float((rgb.detach() - 0.5).abs().max()) < 1e-2  # ~ constant at the start
     with pytest.raises(ValueError):
         SiraPrior(cfg, num_latents=0)
     with pytest.raises(ValueError):
@@ -307,6 +307,64 @@ def test_sira_method_phase_schedule(trained, scene_dir, monkeypatch):
     assert {g["name"] for g in tr.optimizer.param_groups} == {"latents", "deformation", "rendering"}
     assert not all(torch.equal(a, b) for a, b in zip(def0, geo.deform.parameters()))
     assert all(torch.equal(a, b) for a, b in zip(ref0, geo.reference.parameters()))  # frozen throughout
+
+
+def test_sira_latent_prior_and_deformation_anchor(trained, scene_dir, tmp_path):
+    """The code prior acts in both phases; the anchor only in phase 2, is zero when the fine-tuned deformation
+    equals the pretrained one, and a heavier anchor keeps the deformation nearer to it. Resume stays exact."""
+    from headrecon.data import load_scene
+    from headrecon.recon.config import make_config
+    from headrecon.recon.trainer import Trainer
+
+    scene = load_scene(scene_dir, views="3")
+
+    def run(stop=None, ckpt=None, resume=None, **kw):
+        cfg = make_config("fast", method="sira", iterations=24, sira_prior=str(trained[1]), finetune_lr=5e-3,
+                          **RECON_TINY, **kw)
+        tr = Trainer(cfg, scene, device="cpu")
+        if resume is not None:
+            tr.load_checkpoint(resume)
+        tr.train(checkpoint_path=ckpt, stop_after=stop)
+        return tr
+
+    tr = run(stop=1, sira_anchor_weight=1e4)  # phase 1 (0.05 * 24 = 1.2 iterations)
+    m = tr.method
+    assert m.phase_name == "latent" and m.latent_reg == pytest.approx(trained[0].config.latent_reg)
+    losses = m.extra_losses(tr.model)
+    assert set(losses) == {"latent_loss"} and losses["latent_loss"] > 0  # z moved away from the mean
+    tr.train(stop_after=2)  # end of phase 1: the anchor's copy is exactly the (untouched) deformation network
+    assert all(torch.equal(a, b) for a, b in zip(m.deform0.parameters(), tr.model.geometry.deform.parameters()))
+    tr.train(stop_after=3)  # first phase-2 step
+    assert m.phase_name == "all"
+    a0 = m.extra_losses(tr.model)["anchor_loss"]
+    assert float(a0.detach()) > 0
+    a0.backward()  # differentiable w.r.t. the deformation network
+    assert all(p.grad is not None for p in tr.model.geometry.deform.parameters())
+    tr.model.zero_grad(set_to_none=True)
+    tr.train()
+    assert "anchor_loss" not in tr.history[0] and "anchor_loss" in tr.history[-1]
+    assert "latent_loss" in tr.history[-1]
+
+    def dist(t):  # unweighted anchor distance after the run
+        return float(t.method.extra_losses(t.model)["anchor_loss"].detach()) / t.cfg.sira_anchor_weight
+
+    free = run(sira_anchor_weight=1e-6, sira_latent_reg=0.0)
+    assert "latent_loss" not in free.history[-1]
+    assert dist(tr) < 0.5 * dist(free)
+    # resume with the anchor is exact (the anchor points and the pretrained copy are rebuilt identically)
+    ckpt = tmp_path / "ckpt.pt"
+    run(stop=10, ckpt=ckpt, sira_anchor_weight=1e4)
+    resumed = run(resume=ckpt, sira_anchor_weight=1e4)
+    a, b = resumed.model.state_dict(), tr.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("field,value", [("sira_anchor_weight", -1.0), ("sira_latent_reg", -1e-3)])
+def test_sira_regulariser_fields_validated(field, value):
+    from headrecon.recon.config import make_config
+
+    with pytest.raises(ValueError, match=field):
+        make_config("fast", method="sira", **{field: value})
 
 
 def test_sira_accel_switch(trained, scene_dir, monkeypatch):

@@ -71,6 +71,14 @@ class ReconConfig:
                                        "rendering networks are unfrozen; before it only the latents train",
                                   group="sira")
     sira_latent_lr: float = _f(2e-3, "sira: Adam learning rate of z_sdf and z_r", group="sira")
+    sira_latent_reg: Optional[float] = _f(None, "sira: weight of the code prior ||z - z_mean||^2 on z_sdf and z_r "
+                                                "in both phases (default: the model's training latent_reg; 0 = off)",
+                                          group="sira")
+    sira_anchor_weight: float = _f(30.0, "sira: weight of the phase-2 deformation anchor, the mean squared distance "
+                                         "(prior units) between the fine-tuned and the pretrained deformation at the "
+                                         "current z_sdf over fixed points of the bounding sphere (0 = off: phase 2 "
+                                         "then moved a one-view head 57 mm in depth, see README)",
+                                    group="sira")
     sira_accel: bool = _f(True, "sira: SIRA++'s acceleration (coarse/fine search tracer with a 64^3 SDF cache, "
                                 "eps 0.1, p 0.2, and float16 tracing on CUDA); selective sampling is ss_fraction",
                           group="sira")
@@ -189,6 +197,10 @@ class ReconConfig:
             errs.append(f"prior_latent_fraction must be in [0, 1), got {self.prior_latent_fraction}")
         if not 0 < self.sira_unfreeze_epoch < self.epochs:
             errs.append(f"sira_unfreeze_epoch must be in (0, epochs={self.epochs}), got {self.sira_unfreeze_epoch}")
+        if self.sira_latent_reg is not None and not self.sira_latent_reg >= 0:
+            errs.append(f"sira_latent_reg must be >= 0, got {self.sira_latent_reg}")
+        if not self.sira_anchor_weight >= 0:
+            errs.append(f"sira_anchor_weight must be >= 0, got {self.sira_anchor_weight}")
         for name in ("lr", "prior_latent_lr", "sira_latent_lr", "finetune_lr"):
             v = getattr(self, name)
             if v is not None and not v > 0:

@@ -15,6 +15,17 @@ Two phases (the latents start at the training mean):
 2. ``all``: the latents, the deformation network (lr ``finetune_lr``, default ``lr / 10``, as for H3D-Net's
    decoder) and the rendering network (lr ``cfg.lr``); the reference SDF stays frozen throughout.
 
+Regularisers (:meth:`SiraMethod.extra_losses`, logged as ``latent_loss`` / ``anchor_loss``):
+
+* the code prior ``w ||z - z_mean||^2`` on both latents in both phases (``sira_latent_reg``; default the weight
+  the model was trained with);
+* the **deformation anchor** in phase 2 (``sira_anchor_weight``): ``w_a * mean ||delta(x, z) - delta_0(x, z)||^2``
+  over 2048 fixed points filling the bounding sphere, ``delta_0`` the pretrained deformation network (a frozen copy)
+  at the current ``z_sdf``. Fine-tuning still adds detail where the views constrain it, but cannot move the head
+  as a whole or reshape what no view sees: without it, a single frontal view let phase 2 push the face 57 mm back in
+  depth (the deformation field can express a translation, the silhouette barely changes), and with 3-4 views the
+  unseen back of the head drifted after its best fit at about a quarter of the run (README, SIRA++ section).
+
 Acceleration (on by default for this method, SIRA++ Sec. 4): the coarse/fine search tracer (when ``--strategy``
 is ``auto``) with the 64^3 SDF cache (``eps`` 0.1, ``p`` 0.2; resolution ``cache_resolution``), selective
 background sampling (the config's ``ss_*`` fields, on in both presets) and float16 autocast of the tracer's network
@@ -23,10 +34,11 @@ off; ``--ss-fraction 0`` turns selective sampling off (``benches/bench_sira.py a
 
 Config fields (:class:`~headrecon.recon.config.ReconConfig`, group "sira"): ``sira_prior`` (model path; default
 the shipped ``headrecon/assets/prior_sira_fast.pt``), ``sira_unfreeze_epoch``, ``sira_latent_lr``,
-``sira_accel``.
+``sira_latent_reg``, ``sira_anchor_weight``, ``sira_accel``.
 """
 from __future__ import annotations
 
+import copy
 from typing import List
 
 import torch
@@ -44,6 +56,7 @@ class SiraMethod(ReconMethod):
     use_cache = True           # per-component switches under cfg.sira_accel (benches/bench_sira.py ablation)
     use_search = True
     use_amp = True
+    ANCHOR_POINTS = 2048       # fixed points of the deformation anchor (sira_anchor_weight)
 
     def build(self, scene, device: torch.device) -> nn.Module:
         from ..prior.methods import scene_prior_frame
@@ -54,6 +67,18 @@ class SiraMethod(ReconMethod):
         geo, ren = model.geometry_network(frame=frame)
         self.frame_source = how
         self.model_meta = {k: model.meta.get(k) for k in ("epochs_done", "command")}
+        c = self.cfg
+        self.latent_reg = float(model.config.latent_reg if c.sira_latent_reg is None else c.sira_latent_reg)
+        self.phase_name = "latent"
+        self.deform0 = None
+        if c.sira_anchor_weight > 0:
+            # the pretrained deformation network (phase 1 never changes it) and fixed points that fill the bounding
+            # sphere: a deterministic, state-free anchor (a resumed run rebuilds exactly the same)
+            self.deform0 = copy.deepcopy(geo.deform).requires_grad_(False).to(device)
+            g = torch.Generator().manual_seed(int(c.seed) + 7919)
+            u = torch.randn(self.ANCHOR_POINTS, 3, generator=g)
+            r = c.scene_radius * torch.rand(self.ANCHOR_POINTS, 1, generator=g).pow(1.0 / 3.0)
+            self.anchor_points = (u / u.norm(dim=-1, keepdim=True) * r).to(device)
         return ReconModel(geo, ren).to(device)
 
     def phases(self) -> List[Phase]:
@@ -69,8 +94,28 @@ class SiraMethod(ReconMethod):
             groups.append({"params": list(ren.net.parameters()), "lr": self.cfg.lr, "name": "rendering"})
         return groups
 
+    def extra_losses(self, model: nn.Module) -> dict:
+        """``latent_loss``: the code prior ``w ||z - z_mean||^2`` on ``z_sdf`` and ``z_r`` (both phases; ``w`` =
+        ``sira_latent_reg``, default the model's training weight). ``anchor_loss`` (phase 2, when
+        ``sira_anchor_weight > 0``): ``w_a * mean ||delta(x, z) - delta_0(x, z)||^2`` over fixed points of the
+        bounding sphere, ``delta_0`` the pretrained deformation network — fine-tuning may add detail but is kept
+        near the prior's deformation at the current code where the few views say nothing."""
+        geo, ren = model.geometry, model.rendering
+        out = {}
+        if self.latent_reg > 0:
+            out["latent_loss"] = self.latent_reg * ((geo.latent - geo.latent_mean).pow(2).sum()
+                                                    + (ren.latent - ren.latent_mean).pow(2).sum())
+        if self.deform0 is not None and self.phase_name == "all":
+            xp = geo.to_prior(self.anchor_points)
+            delta, _ = geo.deform(xp, geo.latent)
+            with torch.no_grad():
+                delta0, _ = self.deform0(xp, geo.latent.detach())
+            out["anchor_loss"] = self.cfg.sira_anchor_weight * (delta - delta0).pow(2).sum(-1).mean()
+        return out
+
     def on_phase_start(self, trainer, phase: Phase, resumed: bool = False) -> None:
         name = "latent" if phase.name == "latent" else "all"
+        self.phase_name = name
         trainer.model.geometry.set_phase(name)
         trainer.model.rendering.set_phase(name)
         self.setup_acceleration(trainer)
