@@ -346,7 +346,7 @@ def test_sira_latent_prior_and_deformation_anchor(trained, scene_dir, tmp_path):
     assert "latent_loss" in tr.history[-1]
 
     def dist(t):  # unweighted anchor distance after the run
-        return float(t.method.extra_losses(t.model)["anchor_loss"].detach()) / t.cfg.sira_anchor_weight
+        return float(t.method.extra_losses(t.model)["anchor_loss"].detach()) / t.method.anchor_weight
 
     free = run(sira_anchor_weight=1e-6, sira_latent_reg=0.0)
     assert "latent_loss" not in free.history[-1]
@@ -359,7 +359,21 @@ def test_sira_latent_prior_and_deformation_anchor(trained, scene_dir, tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-@pytest.mark.parametrize("field,value", [("sira_anchor_weight", -1.0), ("sira_latent_reg", -1e-3)])
+@pytest.mark.parametrize("views,anchor_views,expected", [("3", 3, 30.0), ("all", 3, 22.5), ("all", 0, 30.0),
+                                                          ("1", 3, 30.0), ("all", 2, 15.0)])
+def test_sira_anchor_weight_scales_beyond_anchor_views(trained, scene_dir, views, anchor_views, expected):
+    from headrecon.data import load_scene
+    from headrecon.recon.config import make_config
+    from headrecon.recon.trainer import Trainer
+
+    scene = load_scene(scene_dir, views=views)  # the test scene has 4 views
+    cfg = make_config("fast", method="sira", iterations=10, sira_prior=str(trained[1]), sira_anchor_weight=30.0,
+                      sira_anchor_views=anchor_views, **RECON_TINY)
+    assert Trainer(cfg, scene, device="cpu").method.anchor_weight == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("field,value", [("sira_anchor_weight", -1.0), ("sira_latent_reg", -1e-3),
+                                         ("sira_anchor_views", -1)])
 def test_sira_regulariser_fields_validated(field, value):
     from headrecon.recon.config import make_config
 

@@ -79,6 +79,9 @@ class ReconConfig:
                                          "current z_sdf over fixed points of the bounding sphere (0 = off: phase 2 "
                                          "then moved a one-view head 57 mm in depth, see README)",
                                     group="sira")
+    sira_anchor_views: int = _f(3, "sira: the anchor weight applies as given up to this many input views and is "
+                                   "scaled by sira_anchor_views / views beyond, where the views constrain more of "
+                                   "the head (0 = never scaled)", group="sira")
     sira_accel: bool = _f(True, "sira: SIRA++'s acceleration (coarse/fine search tracer with a 64^3 SDF cache, "
                                 "eps 0.1, p 0.2, and float16 tracing on CUDA); selective sampling is ss_fraction",
                           group="sira")
@@ -199,6 +202,8 @@ class ReconConfig:
             errs.append(f"sira_unfreeze_epoch must be in (0, epochs={self.epochs}), got {self.sira_unfreeze_epoch}")
         if self.sira_latent_reg is not None and not self.sira_latent_reg >= 0:
             errs.append(f"sira_latent_reg must be >= 0, got {self.sira_latent_reg}")
+        if self.sira_anchor_views < 0:
+            errs.append(f"sira_anchor_views must be >= 0, got {self.sira_anchor_views}")
         if not self.sira_anchor_weight >= 0:
             errs.append(f"sira_anchor_weight must be >= 0, got {self.sira_anchor_weight}")
         for name in ("lr", "prior_latent_lr", "sira_latent_lr", "finetune_lr"):

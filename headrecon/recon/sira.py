@@ -19,12 +19,15 @@ Regularisers (:meth:`SiraMethod.extra_losses`, logged as ``latent_loss`` / ``anc
 
 * the code prior ``w ||z - z_mean||^2`` on both latents in both phases (``sira_latent_reg``; default the weight
   the model was trained with);
-* the **deformation anchor** in phase 2 (``sira_anchor_weight``): ``w_a * mean ||delta(x, z) - delta_0(x, z)||^2``
+* the **deformation anchor** in phase 2: ``w_a * mean ||delta(x, z) - delta_0(x, z)||^2``
   over 2048 fixed points filling the bounding sphere, ``delta_0`` the pretrained deformation network (a frozen copy)
   at the current ``z_sdf``. Fine-tuning still adds detail where the views constrain it, but cannot move the head
   as a whole or reshape what no view sees: without it, a single frontal view let phase 2 push the face 57 mm back in
   depth (the deformation field can express a translation, the silhouette barely changes), and with 3-4 views the
   unseen back of the head drifted after its best fit at about a quarter of the run (README, SIRA++ section).
+  ``w_a`` is ``sira_anchor_weight`` up to ``sira_anchor_views`` input views (default 3) and
+  ``sira_anchor_weight * sira_anchor_views / views`` beyond: more views constrain more of the head themselves
+  (at 8 views the full weight cost head accuracy, README).
 
 Acceleration (on by default for this method, SIRA++ Sec. 4): the coarse/fine search tracer (when ``--strategy``
 is ``auto``) with the 64^3 SDF cache (``eps`` 0.1, ``p`` 0.2; resolution ``cache_resolution``), selective
@@ -34,7 +37,7 @@ off; ``--ss-fraction 0`` turns selective sampling off (``benches/bench_sira.py a
 
 Config fields (:class:`~headrecon.recon.config.ReconConfig`, group "sira"): ``sira_prior`` (model path; default
 the shipped ``headrecon/assets/prior_sira_fast.pt``), ``sira_unfreeze_epoch``, ``sira_latent_lr``,
-``sira_latent_reg``, ``sira_anchor_weight``, ``sira_accel``.
+``sira_latent_reg``, ``sira_anchor_weight``, ``sira_anchor_views``, ``sira_accel``.
 """
 from __future__ import annotations
 
@@ -71,7 +74,9 @@ class SiraMethod(ReconMethod):
         self.latent_reg = float(model.config.latent_reg if c.sira_latent_reg is None else c.sira_latent_reg)
         self.phase_name = "latent"
         self.deform0 = None
-        if c.sira_anchor_weight > 0:
+        n, nv = max(1, len(scene)), int(c.sira_anchor_views)
+        self.anchor_weight = float(c.sira_anchor_weight) * (nv / n if 0 < nv < n else 1.0)
+        if self.anchor_weight > 0:
             # the pretrained deformation network (phase 1 never changes it) and fixed points that fill the bounding
             # sphere: a deterministic, state-free anchor (a resumed run rebuilds exactly the same)
             self.deform0 = copy.deepcopy(geo.deform).requires_grad_(False).to(device)
@@ -110,7 +115,7 @@ class SiraMethod(ReconMethod):
             delta, _ = geo.deform(xp, geo.latent)
             with torch.no_grad():
                 delta0, _ = self.deform0(xp, geo.latent.detach())
-            out["anchor_loss"] = self.cfg.sira_anchor_weight * (delta - delta0).pow(2).sum(-1).mean()
+            out["anchor_loss"] = self.anchor_weight * (delta - delta0).pow(2).sum(-1).mean()
         return out
 
     def on_phase_start(self, trainer, phase: Phase, resumed: bool = False) -> None:
