@@ -407,6 +407,8 @@ def test_sira_one_view_cli_smoke(trained, scene_dir, tmp_path, monkeypatch, caps
     assert m["finished"] and m["iterations"] == 8 and len(m["views"]) == 1
     assert (run / "mesh.ply").is_file() and "h3ds" in m
     assert json.loads((run / "config.json").read_text())["sira_prior"] == str(trained[1])  # recorded
+    info = json.loads((run / "run.json").read_text())["method_info"]
+    assert info["anchor_weight"] == 30.0 and info["prior_frame"]  # effective anchor weight at one view
 
 
 def test_shipped_sira_model():

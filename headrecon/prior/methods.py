@@ -78,6 +78,9 @@ class H3DNetMethod(ReconMethod):
         self.frame_source = how
         return ReconModel(geo, ren).to(device)
 
+    def info(self) -> dict:
+        return {"prior_frame": getattr(self, "frame_source", None)}
+
     def phases(self) -> List[Phase]:
         f = float(self.cfg.prior_latent_fraction)  # in [0, 1): ReconConfig.validate
         if f == 0.0:  # no schedule (H3D-Net ablation): latent, decoder and rendering train from the start

@@ -74,6 +74,11 @@ class ReconMethod:
         weighted; logged under their names. Default: none."""
         return {}
 
+    def info(self) -> dict:
+        """Facts about the built method worth recording in the run folder's ``run.json`` (``method_info``), e.g.
+        where a prior's frame came from or an effective loss weight. Default: none."""
+        return {}
+
     def finetune_lr(self) -> float:
         """Learning rate of pretrained networks fine-tuned in a later phase: ``cfg.finetune_lr``, default lr/10."""
         return float(self.cfg.finetune_lr if self.cfg.finetune_lr is not None else 0.1 * self.cfg.lr)

@@ -5,7 +5,7 @@ an error unless resuming), fits the method with :class:`headrecon.recon.trainer.
 then writes the results. Run folder layout::
 
     config.json           the ReconConfig used (presets resolved)
-    run.json              scene path, chosen view indices, versions, machine
+    run.json              scene path, chosen view indices, method facts (method_info), versions, machine
     checkpoint.pt         model + optimizer + RNG + sampler state (for --resume)
     history.json          loss history (one record per log_every iterations)
     loss_curve.png        the loss history, log scale
@@ -182,7 +182,7 @@ def _run(scene_dir, cfg, run_dir, full, scene, device, resume, stop_after, progr
             "training_pixels": len(trainer.bank), "foreground_pixels": trainer.bank.n_foreground,
             "image_sizes": trainer.bank.sizes, "total_iterations": trainer.total_iterations,
             "iterations_per_epoch": trainer.iters_per_epoch, "parameters": count_parameters(trainer.model),
-            "machine": machine_info(device),
+            "method_info": trainer.method.info(), "machine": machine_info(device),
             "headrecon": __import__("headrecon").__version__}
     (run_dir / "run.json").write_text(json.dumps(info, indent=1) + "\n")
     log(f"{cfg.method} ({cfg.preset} preset) on {len(scene)} views {scene.indices} of {scene_dir}: "

@@ -86,6 +86,10 @@ class SiraMethod(ReconMethod):
             self.anchor_points = (u / u.norm(dim=-1, keepdim=True) * r).to(device)
         return ReconModel(geo, ren).to(device)
 
+    def info(self) -> dict:
+        return {"prior_frame": getattr(self, "frame_source", None), "model": getattr(self, "model_meta", None),
+                "latent_reg": getattr(self, "latent_reg", None), "anchor_weight": getattr(self, "anchor_weight", None)}
+
     def phases(self) -> List[Phase]:
         # sira_unfreeze_epoch is in (0, epochs): ReconConfig.validate
         return [Phase("latent", self.cfg.sira_unfreeze_epoch / float(self.cfg.epochs)), Phase("all", 1.0)]
