@@ -330,13 +330,13 @@ def test_sira_latent_prior_and_deformation_anchor(trained, scene_dir, tmp_path):
 
     tr = run(stop=1, sira_anchor_weight=1e4)  # phase 1 (0.05 * 24 = 1.2 iterations)
     m = tr.method
-    assert m.phase_name == "latent" and m.latent_reg == pytest.approx(trained[0].config.latent_reg)
+    assert tr.model.geometry.phase == "latent" and m.latent_reg == pytest.approx(trained[0].config.latent_reg)
     losses = m.extra_losses(tr.model)
     assert set(losses) == {"latent_loss"} and losses["latent_loss"] > 0  # z moved away from the mean
     tr.train(stop_after=2)  # end of phase 1: the anchor's copy is exactly the (untouched) deformation network
     assert all(torch.equal(a, b) for a, b in zip(m.deform0.parameters(), tr.model.geometry.deform.parameters()))
     tr.train(stop_after=3)  # first phase-2 step
-    assert m.phase_name == "all"
+    assert tr.model.geometry.phase == "all"
     a0 = m.extra_losses(tr.model)["anchor_loss"]
     assert float(a0.detach()) > 0
     a0.backward()  # differentiable w.r.t. the deformation network

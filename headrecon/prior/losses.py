@@ -23,7 +23,7 @@ import torch
 
 from .config import PriorConfig
 
-__all__ = ["shape_generator", "sample_shape_points", "sample_volume", "prior_losses"]
+__all__ = ["shape_generator", "sample_shape_points", "sample_volume", "uniform_ball", "prior_losses"]
 
 
 def shape_generator(seed: int, epoch: int, shape: int) -> torch.Generator:
@@ -48,11 +48,15 @@ def sample_volume(surface: torch.Tensor, n: int, sigmas, uniform_fraction: float
         off = torch.randn(n_near, 3, generator=generator, dtype=surface.dtype) * sig[which][:, None]
         parts.append(surface[idx.to(surface.device)] + off.to(surface.device))
     if n_uni:
-        d = torch.randn(n_uni, 3, generator=generator, dtype=surface.dtype)
-        d = d / d.norm(dim=1, keepdim=True).clamp_min(1e-12)
-        r = torch.rand(n_uni, 1, generator=generator, dtype=surface.dtype) ** (1.0 / 3.0) * radius
-        parts.append((d * r).to(surface.device))
+        parts.append(uniform_ball(n_uni, radius, generator, dtype=surface.dtype).to(surface.device))
     return torch.cat(parts, 0) if parts else surface.new_zeros(0, 3)
+
+
+def uniform_ball(n: int, radius: float, generator: torch.Generator, dtype=torch.float32) -> torch.Tensor:
+    """``n`` points [n, 3] uniform in the ball of ``radius`` (CPU; a direction, then a radius ``~ u^(1/3)``)."""
+    d = torch.randn(n, 3, generator=generator, dtype=dtype)
+    d = d / d.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    return d * (torch.rand(n, 1, generator=generator, dtype=dtype) ** (1.0 / 3.0) * radius)
 
 
 def sample_shape_points(points: torch.Tensor, normals, cfg: PriorConfig, generator: torch.Generator):

@@ -79,7 +79,7 @@ class H3DNetMethod(ReconMethod):
         return ReconModel(geo, ren).to(device)
 
     def info(self) -> dict:
-        return {"prior_frame": getattr(self, "frame_source", None)}
+        return {"prior_frame": self.frame_source}
 
     def phases(self) -> List[Phase]:
         f = float(self.cfg.prior_latent_fraction)  # in [0, 1): ReconConfig.validate

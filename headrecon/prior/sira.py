@@ -478,6 +478,7 @@ class SiraGeometry(nn.Module):
         SDF stays frozen in every phase."""
         if phase not in ("latent", "all"):
             raise ValueError(f"phase must be 'latent' or 'all', got {phase!r}")
+        self.phase = phase
         self.latent.requires_grad_(True)
         for p in self.deform.parameters():
             p.requires_grad_(phase == "all")

@@ -139,11 +139,11 @@ def epoch_loop(run: Distributed, sampler, per_rank: int, iters: int, start_epoch
         logged = begin_epoch(epoch)
         sampler.set_epoch(epoch)
         order = list(sampler)
-        sums = torch.zeros(len(loss_keys), dtype=torch.float64)
+        sums = torch.zeros(len(loss_keys), dtype=torch.float64, device=run.device)  # on device: no per-step sync
         for it in range(iters):
             batch = order[it * per_rank:(it + 1) * per_rank] or order[-per_rank:]
             terms = step(epoch, batch)
-            sums += torch.tensor([float(terms[k].detach()) for k in loss_keys], dtype=torch.float64)
+            sums += torch.stack([terms[k].detach().to(torch.float64).reshape(()) for k in loss_keys])
             if bar is not None:
                 bar.update(1)
         means = epoch_means(sums, loss_keys, iters, epoch, run.use_ddp, run.world, run.device)
@@ -218,8 +218,8 @@ def epoch_means(sums: torch.Tensor, keys, iters: int, epoch: int, use_ddp: bool,
     if use_ddp:
         red = sums.to(device)
         dist.all_reduce(red)
-        sums = red.cpu() / world
-    means = {k: float(v) / iters for k, v in zip(keys, sums)}
+        sums = red / world
+    means = {k: float(v) / iters for k, v in zip(keys, sums.cpu())}
     if not all(v == v and abs(v) != float("inf") for v in means.values()):
         raise TrainingError(f"epoch {epoch}: loss is not finite ({means}); lower the learning rate")
     return means

@@ -47,6 +47,7 @@ from typing import List
 import torch
 from torch import nn
 
+from ..prior.losses import uniform_ball
 from .methods import Phase, ReconMethod, ReconModel, register_method
 
 __all__ = ["SiraMethod"]
@@ -72,7 +73,7 @@ class SiraMethod(ReconMethod):
         self.model_meta = {k: model.meta.get(k) for k in ("epochs_done", "command")}
         c = self.cfg
         self.latent_reg = float(model.config.latent_reg if c.sira_latent_reg is None else c.sira_latent_reg)
-        self.phase_name = "latent"
+        geo.latent_reg = ren.latent_reg = self.latent_reg  # the code prior of both latents (extra_losses)
         self.deform0 = None
         n, nv = max(1, len(scene)), int(c.sira_anchor_views)
         self.anchor_weight = float(c.sira_anchor_weight) * (nv / n if 0 < nv < n else 1.0)
@@ -81,14 +82,12 @@ class SiraMethod(ReconMethod):
             # sphere: a deterministic, state-free anchor (a resumed run rebuilds exactly the same)
             self.deform0 = copy.deepcopy(geo.deform).requires_grad_(False).to(device)
             g = torch.Generator().manual_seed(int(c.seed) + 7919)
-            u = torch.randn(self.ANCHOR_POINTS, 3, generator=g)
-            r = c.scene_radius * torch.rand(self.ANCHOR_POINTS, 1, generator=g).pow(1.0 / 3.0)
-            self.anchor_points = (u / u.norm(dim=-1, keepdim=True) * r).to(device)
+            self.anchor_points = uniform_ball(self.ANCHOR_POINTS, c.scene_radius, g).to(device)
         return ReconModel(geo, ren).to(device)
 
     def info(self) -> dict:
-        return {"prior_frame": getattr(self, "frame_source", None), "model": getattr(self, "model_meta", None),
-                "latent_reg": getattr(self, "latent_reg", None), "anchor_weight": getattr(self, "anchor_weight", None)}
+        return {"prior_frame": self.frame_source, "model": self.model_meta, "latent_reg": self.latent_reg,
+                "anchor_weight": self.anchor_weight}
 
     def phases(self) -> List[Phase]:
         # sira_unfreeze_epoch is in (0, epochs): ReconConfig.validate
@@ -112,9 +111,8 @@ class SiraMethod(ReconMethod):
         geo, ren = model.geometry, model.rendering
         out = {}
         if self.latent_reg > 0:
-            out["latent_loss"] = self.latent_reg * ((geo.latent - geo.latent_mean).pow(2).sum()
-                                                    + (ren.latent - ren.latent_mean).pow(2).sum())
-        if self.deform0 is not None and self.phase_name == "all":
+            out["latent_loss"] = geo.latent_loss() + ren.latent_loss()
+        if self.deform0 is not None and geo.phase == "all":
             xp = geo.to_prior(self.anchor_points)
             delta, _ = geo.deform(xp, geo.latent)
             with torch.no_grad():
@@ -124,7 +122,6 @@ class SiraMethod(ReconMethod):
 
     def on_phase_start(self, trainer, phase: Phase, resumed: bool = False) -> None:
         name = "latent" if phase.name == "latent" else "all"
-        self.phase_name = name
         trainer.model.geometry.set_phase(name)
         trainer.model.rendering.set_phase(name)
         self.setup_acceleration(trainer)
