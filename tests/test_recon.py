@@ -131,6 +131,22 @@ def test_resume_is_exact(tiny_scene_dir, tmp_path):
     assert straight.sampler.steps == second.sampler.steps > 0
 
 
+def test_step_logs_stay_on_device_until_logged(tiny_scene_dir):
+    """step() returns the losses as detached 0-dim tensors (converting each to a float would be a host sync per
+    step on GPU); the history converts once per logged point, as the mean over log_every steps."""
+    scene = load_scene(tiny_scene_dir, views="3")
+    tr = Trainer(make_config("fast", iterations=4, **dict(TINY, log_every=2)), scene, device="cpu")
+    seen = []
+    tr.train(callback=lambda t, logs: seen.append(logs))
+    assert len(seen) == 4
+    for logs in seen:
+        for k in ("loss", "rgb_loss", "mask_loss", "eikonal_loss"):
+            assert isinstance(logs[k], torch.Tensor) and logs[k].dim() == 0 and not logs[k].requires_grad
+    assert len(tr.history) == 2 and all(isinstance(h["loss"], float) for h in tr.history)
+    assert tr.history[1]["loss"] == pytest.approx((float(seen[2]["loss"]) + float(seen[3]["loss"])) / 2)
+    assert tr.history[1]["iteration"] == 4
+
+
 def test_resume_keeps_auto_strategy(tiny_scene_dir, tmp_path):
     scene = load_scene(tiny_scene_dir, views="3")
     cfg = make_config("fast", iterations=4, **TINY)

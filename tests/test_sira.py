@@ -373,8 +373,47 @@ def test_sira_anchor_weight_scales_beyond_anchor_views(trained, scene_dir, views
     assert Trainer(cfg, scene, device="cpu").method.anchor_weight == pytest.approx(expected)
 
 
+def test_sira_anchor_points_radius_and_batches(trained, scene_dir):
+    """The anchor holds only fixed points inside ``sira_anchor_radius`` of the prior frame (default: the model's
+    outside shell), and each iteration takes ``sira_anchor_batch`` of them, cycling deterministically."""
+    from headrecon.data import load_scene
+    from headrecon.recon.config import make_config
+    from headrecon.recon.trainer import Trainer
+
+    scene = load_scene(scene_dir, views="3")
+
+    def method(**kw):
+        cfg = make_config("fast", method="sira", iterations=10, sira_prior=str(trained[1]), **RECON_TINY, **kw)
+        return Trainer(cfg, scene, device="cpu")
+
+    everywhere = method(sira_anchor_radius=0.0)
+    m_all = everywhere.method
+    assert m_all.anchor_points.shape == (m_all.ANCHOR_POINTS, 3)
+    geo = everywhere.model.geometry
+    r_all = geo.to_prior(m_all.anchor_points).norm(dim=-1)
+    tr = method(sira_anchor_radius=float(r_all.median()), sira_anchor_batch=100)  # keeps about half of them
+    m = tr.method
+    r = geo.to_prior(m.anchor_points).norm(dim=-1)
+    assert bool((r < m.anchor_radius).all()) and len(r) == int((r_all < m.anchor_radius).sum())
+    assert 0 < len(r) < m_all.ANCHOR_POINTS
+    assert method().method.anchor_radius == pytest.approx(trained[0].config.outside_radius[0])  # the default
+    n = len(m.anchor_points)
+    batches = [m.anchor_batch(i) for i in range(-(-n // 100))]
+    assert all(b.shape == (100, 3) for b in batches)
+    assert torch.equal(m.anchor_batch(3), batches[3])  # a function of the iteration only (exact resume)
+    covered = torch.unique(torch.cat(batches), dim=0)
+    assert covered.shape[0] == n  # every point is used once per cycle
+    assert torch.equal(m.anchor_batch(None), m.anchor_points)
+    assert torch.equal(method(sira_anchor_batch=0).method.anchor_batch(5), method().method.anchor_points)
+    assert tr.method.info()["anchor_points"] == n
+    # a radius that keeps no point turns the anchor off instead of failing
+    none = method(sira_anchor_radius=1e-6).method
+    assert none.deform0 is None and none.info()["anchor_points"] == 0
+
+
 @pytest.mark.parametrize("field,value", [("sira_anchor_weight", -1.0), ("sira_latent_reg", -1e-3),
-                                         ("sira_anchor_views", -1)])
+                                         ("sira_anchor_views", -1), ("sira_anchor_radius", -0.5),
+                                         ("sira_anchor_batch", -1)])
 def test_sira_regulariser_fields_validated(field, value):
     from headrecon.recon.config import make_config
 

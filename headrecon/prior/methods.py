@@ -96,7 +96,7 @@ class H3DNetMethod(ReconMethod):
         groups.append({"params": list(model.rendering.parameters()), "lr": self.cfg.lr, "name": "rendering"})
         return groups
 
-    def extra_losses(self, model: nn.Module) -> dict:
+    def extra_losses(self, model: nn.Module, iteration=None) -> dict:
         """The auto-decoder's code prior ``latent_reg * ||z - z_mean||^2`` keeps the latent near the prior's
         distribution, in both phases (H3D-Net's latent regulariser)."""
         return {"latent_loss": model.geometry.latent_loss()}

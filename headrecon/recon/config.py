@@ -82,6 +82,15 @@ class ReconConfig:
     sira_anchor_views: int = _f(3, "sira: the anchor weight applies as given up to this many input views and is "
                                    "scaled by sira_anchor_views / views beyond, where the views constrain more of "
                                    "the head (0 = never scaled)", group="sira")
+    sira_anchor_radius: Optional[float] = _f(None, "sira: the anchor holds only the fixed points within this radius "
+                                                   "of the prior frame, where the model has head shapes (default: the "
+                                                   "inner radius of the model's outside shell, 0.9 for the shipped "
+                                                   "model; beyond it the reference SDF was trained empty, so a bust's "
+                                                   "shoulders may deform freely; 0 = the whole bounding sphere)",
+                                             group="sira")
+    sira_anchor_batch: int = _f(512, "sira: anchor points per iteration, cycling through the fixed points in a "
+                                     "fixed order (deterministic per iteration: resume stays exact; 0 = all of them "
+                                     "every iteration)", group="sira")
     sira_accel: bool = _f(True, "sira: SIRA++'s acceleration (coarse/fine search tracer with a 64^3 SDF cache, "
                                 "eps 0.1, p 0.2, and float16 tracing on CUDA); selective sampling is ss_fraction",
                           group="sira")
@@ -206,6 +215,10 @@ class ReconConfig:
             errs.append(f"sira_anchor_views must be >= 0, got {self.sira_anchor_views}")
         if not self.sira_anchor_weight >= 0:
             errs.append(f"sira_anchor_weight must be >= 0, got {self.sira_anchor_weight}")
+        if self.sira_anchor_radius is not None and not self.sira_anchor_radius >= 0:
+            errs.append(f"sira_anchor_radius must be >= 0, got {self.sira_anchor_radius}")
+        if self.sira_anchor_batch < 0:
+            errs.append(f"sira_anchor_batch must be >= 0, got {self.sira_anchor_batch}")
         for name in ("lr", "prior_latent_lr", "sira_latent_lr", "finetune_lr"):
             v = getattr(self, name)
             if v is not None and not v > 0:

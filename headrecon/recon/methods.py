@@ -22,7 +22,7 @@ Register a new method with ``@register_method("name")``; ``get_method(name, cfg)
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Type
+from typing import Callable, Dict, List, Optional, Type
 
 import torch
 from torch import nn
@@ -69,9 +69,10 @@ class ReconMethod:
     def on_phase_start(self, trainer, phase: Phase, resumed: bool = False) -> None:
         """Called when ``phase`` starts (``resumed``: a checkpoint of this phase is about to be loaded)."""
 
-    def extra_losses(self, model: nn.Module) -> Dict[str, torch.Tensor]:
+    def extra_losses(self, model: nn.Module, iteration: Optional[int] = None) -> Dict[str, torch.Tensor]:
         """Method-specific loss terms added to the IDR loss each iteration (e.g. a latent-code prior), already
-        weighted; logged under their names. Default: none."""
+        weighted; logged under their names. ``iteration``: the trainer's iteration (None outside training).
+        Default: none."""
         return {}
 
     def info(self) -> dict:

@@ -27,7 +27,12 @@ Regularisers (:meth:`SiraMethod.extra_losses`, logged as ``latent_loss`` / ``anc
   unseen back of the head drifted after its best fit at about a quarter of the run (README, SIRA++ section).
   ``w_a`` is ``sira_anchor_weight`` up to ``sira_anchor_views`` input views (default 3) and
   ``sira_anchor_weight * sira_anchor_views / views`` beyond: more views constrain more of the head themselves
-  (at 8 views the full weight cost head accuracy, README).
+  (at 8 views the full weight cost head accuracy, README). The anchor holds only the points within
+  ``sira_anchor_radius`` of the prior frame (default: the inner radius of the model's outside shell): beyond it
+  the reference SDF was trained to be empty, so the pretrained deformation there describes no head, and a scan's
+  shoulders (Lee Perry-Smith's bust reaches 1.16 prior units) may be built freely. Each iteration uses
+  ``sira_anchor_batch`` of the points (512), cycling through them in a fixed order by iteration number: a quarter
+  of the cost, the same result (README), and a resumed run sees the same points.
 
 Acceleration (on by default for this method, SIRA++ Sec. 4): the coarse/fine search tracer (when ``--strategy``
 is ``auto``) with the 64^3 SDF cache (``eps`` 0.1, ``p`` 0.2; resolution ``cache_resolution``), selective
@@ -37,12 +42,13 @@ off; ``--ss-fraction 0`` turns selective sampling off (``benches/bench_sira.py a
 
 Config fields (:class:`~headrecon.recon.config.ReconConfig`, group "sira"): ``sira_prior`` (model path; default
 the shipped ``headrecon/assets/prior_sira_fast.pt``), ``sira_unfreeze_epoch``, ``sira_latent_lr``,
-``sira_latent_reg``, ``sira_anchor_weight``, ``sira_anchor_views``, ``sira_accel``.
+``sira_latent_reg``, ``sira_anchor_weight``, ``sira_anchor_views``, ``sira_anchor_radius``, ``sira_anchor_batch``,
+``sira_accel``.
 """
 from __future__ import annotations
 
 import copy
-from typing import List
+from typing import List, Optional
 
 import torch
 from torch import nn
@@ -77,17 +83,26 @@ class SiraMethod(ReconMethod):
         self.deform0 = None
         n, nv = max(1, len(scene)), int(c.sira_anchor_views)
         self.anchor_weight = float(c.sira_anchor_weight) * (nv / n if 0 < nv < n else 1.0)
+        self.anchor_radius = float(model.config.outside_radius[0] if c.sira_anchor_radius is None
+                                   else c.sira_anchor_radius)
+        self.anchor_points = torch.zeros(0, 3, device=device)
         if self.anchor_weight > 0:
             # the pretrained deformation network (phase 1 never changes it) and fixed points that fill the bounding
             # sphere: a deterministic, state-free anchor (a resumed run rebuilds exactly the same)
-            self.deform0 = copy.deepcopy(geo.deform).requires_grad_(False).to(device)
             g = torch.Generator().manual_seed(int(c.seed) + 7919)
-            self.anchor_points = uniform_ball(self.ANCHOR_POINTS, c.scene_radius, g).to(device)
+            pts = uniform_ball(self.ANCHOR_POINTS, c.scene_radius, g)
+            if self.anchor_radius > 0:  # only where the model has head shapes
+                with torch.no_grad():
+                    pts = pts[geo.to_prior(pts).norm(dim=-1) < self.anchor_radius]
+            self.anchor_points = pts.to(device)
+            if len(pts):
+                self.deform0 = copy.deepcopy(geo.deform).requires_grad_(False).to(device)
         return ReconModel(geo, ren).to(device)
 
     def info(self) -> dict:
         return {"prior_frame": self.frame_source, "model": self.model_meta, "latent_reg": self.latent_reg,
-                "anchor_weight": self.anchor_weight}
+                "anchor_weight": self.anchor_weight, "anchor_radius": self.anchor_radius,
+                "anchor_points": len(self.anchor_points)}
 
     def phases(self) -> List[Phase]:
         # sira_unfreeze_epoch is in (0, epochs): ReconConfig.validate
@@ -102,18 +117,28 @@ class SiraMethod(ReconMethod):
             groups.append({"params": list(ren.net.parameters()), "lr": self.cfg.lr, "name": "rendering"})
         return groups
 
-    def extra_losses(self, model: nn.Module) -> dict:
+    def anchor_batch(self, iteration: Optional[int]) -> torch.Tensor:
+        """The anchor points of ``iteration``: ``sira_anchor_batch`` of them, consecutive in the fixed order,
+        cycling (all of them when the batch is 0, covers them all, or ``iteration`` is None)."""
+        pts, k = self.anchor_points, int(self.cfg.sira_anchor_batch)
+        n = pts.shape[0]
+        if iteration is None or k <= 0 or k >= n:
+            return pts
+        return pts[(torch.arange(k, device=pts.device) + int(iteration) * k) % n]
+
+    def extra_losses(self, model: nn.Module, iteration: Optional[int] = None) -> dict:
         """``latent_loss``: the code prior ``w ||z - z_mean||^2`` on ``z_sdf`` and ``z_r`` (both phases; ``w`` =
         ``sira_latent_reg``, default the model's training weight). ``anchor_loss`` (phase 2, when
         ``sira_anchor_weight > 0``): ``w_a * mean ||delta(x, z) - delta_0(x, z)||^2`` over fixed points of the
-        bounding sphere, ``delta_0`` the pretrained deformation network — fine-tuning may add detail but is kept
-        near the prior's deformation at the current code where the few views say nothing."""
+        bounding sphere within ``sira_anchor_radius`` of the prior frame (:meth:`anchor_batch` of ``iteration``;
+        all of them when None), ``delta_0`` the pretrained deformation network — fine-tuning may add detail but is
+        kept near the prior's deformation at the current code where the few views say nothing."""
         geo, ren = model.geometry, model.rendering
         out = {}
         if self.latent_reg > 0:
             out["latent_loss"] = geo.latent_loss() + ren.latent_loss()
         if self.deform0 is not None and geo.phase == "all":
-            xp = geo.to_prior(self.anchor_points)
+            xp = geo.to_prior(self.anchor_batch(iteration))
             delta, _ = geo.deform(xp, geo.latent)
             with torch.no_grad():
                 delta0, _ = self.deform0(xp, geo.latent.detach())

@@ -142,7 +142,7 @@ class Trainer:
         return self.model.geometry.sdf(x)
 
     def step(self) -> Dict[str, float]:
-        """One optimisation step at ``self.iteration``; returns scalar logs."""
+        """One optimisation step at ``self.iteration``; returns the logs: detached 0-dim loss tensors and numbers."""
         cfg = self.cfg
         self._apply_schedules(self.iteration)
         self.model.train()
@@ -171,17 +171,17 @@ class Trainer:
         min_sdf = min_sdf.index_put((other.nonzero().squeeze(1),), sdf[n_sel:n_sel + n_min])
         losses = self.loss_fn(rgb_pred, rgb_gt, obj, hit, min_sdf, grad[n_sel + n_min:])
         self.sampler.observe(~obj & ~hit & (min_sdf.detach() > 0))  # selective sampling drops only these
-        extra = self.method.extra_losses(self.model)
+        extra = self.method.extra_losses(self.model, iteration=self.iteration)
         for v in extra.values():
             losses["loss"] = losses["loss"] + v
         self.optimizer.zero_grad(set_to_none=True)
         losses["loss"].backward()
         self.optimizer.step()
         n_obj = int(obj.sum())
-        return {**{k: float(v.detach()) for k, v in extra.items()},
-                "loss": float(losses["loss"].detach()), "rgb_loss": float(losses["rgb_loss"].detach()),
-                "mask_loss": float(losses["mask_loss"].detach()),
-                "eikonal_loss": float(losses["eikonal_loss"].detach()),
+        # losses stay detached 0-dim tensors: converting them here would cost a host sync per step on GPU;
+        # _accumulate sums them on the device and converts once per logged point (log_every)
+        return {**{k: v.detach() for k, v in extra.items()},
+                **{k: losses[k].detach() for k in ("loss", "rgb_loss", "mask_loss", "eikonal_loss")},
                 "hit_ratio": n_sel / max(1, n_obj), "alpha": self.loss_fn.alpha,
                 "lr": self.optimizer.param_groups[0]["lr"]}
 
@@ -216,7 +216,7 @@ class Trainer:
                 if bar is not None:
                     bar.update(1)
                     if time.perf_counter() - t_last > 0.5 or self.iteration == end:
-                        bar.set_postfix(loss=f"{logs['loss']:.4f}", hits=f"{logs['hit_ratio']:.2f}",
+                        bar.set_postfix(loss=f"{float(logs['loss']):.4f}", hits=f"{logs['hit_ratio']:.2f}",
                                         rays_s=f"{rays_window / max(t_window, 1e-9):.0f}", refresh=False)
                         t_last = time.perf_counter()
                         rays_window, t_window = 0, 0.0
@@ -235,11 +235,11 @@ class Trainer:
                 "seconds_per_iteration": self.elapsed / max(1, self.iteration)}
 
     def _accumulate(self, logs: Dict[str, float]) -> None:
-        for k, v in logs.items():
-            self._acc[k] = self._acc.get(k, 0.0) + float(v)
+        for k, v in logs.items():  # tensors are summed on their device: no host sync until a point is logged
+            self._acc[k] = self._acc.get(k, 0.0) + (v.detach() if isinstance(v, torch.Tensor) else v)
         self._acc_n += 1
         if self._acc_n >= self.cfg.log_every or self.iteration == self.total_iterations:
-            rec = {k: v / self._acc_n for k, v in self._acc.items()}
+            rec = {k: float(v) / self._acc_n for k, v in self._acc.items()}
             rec["iteration"] = self.iteration
             rec["epoch"] = self.epoch_at(self.iteration)
             rec["seconds"] = self.elapsed

@@ -77,6 +77,7 @@ class RayTracer:
             always uses its coarse samples.
         coarse_chunks: evaluate the N_c coarse samples front to back in this many chunks, dropping rays that found
             their first sign change (same result as all at once, fewer evaluations; 1 = fully parallel, SIRA++).
+        fine_chunks: the same for the N_f fine samples of each bracket (5: about 40 % fewer fine evaluations).
         cache_step_factor: with a cache, sphere tracing may run up to this many times ``max_steps`` iterations,
             since ``max_steps`` counts network evaluations per walker and cached steps are free.
         profile: synchronise CUDA around network calls so that ``stats["network_s"]`` is exact.
@@ -86,7 +87,8 @@ class RayTracer:
                  cache: SDFCache | None = None, backend: str = "auto", strategy: str = "auto",
                  sdf_threshold: float = 1e-5, max_steps: int = 30, step_scale: float = 1.0,
                  chunk_size: int = 65536, amp: bool = False, compute_min_sdf: bool = True,
-                 min_sdf_mode: str = "walk", coarse_chunks: int = 4, cache_step_factor: int = 4,
+                 min_sdf_mode: str = "walk", coarse_chunks: int = 4, fine_chunks: int = 5,
+                 cache_step_factor: int = 4,
                  profile: bool = False):
         if strategy not in ("auto", "sphere", "search"):
             raise ValueError(f"strategy must be 'auto', 'sphere' or 'search', got {strategy!r}")
@@ -111,9 +113,10 @@ class RayTracer:
         self.compute_min_sdf = bool(compute_min_sdf)
         self.min_sdf_mode = min_sdf_mode
         self.coarse_chunks = int(coarse_chunks)
+        self.fine_chunks = int(fine_chunks)
         self.cache_step_factor = int(cache_step_factor)
-        if self.coarse_chunks < 1 or self.cache_step_factor < 1:
-            raise ValueError("coarse_chunks and cache_step_factor must be >= 1")
+        if self.coarse_chunks < 1 or self.fine_chunks < 1 or self.cache_step_factor < 1:
+            raise ValueError("coarse_chunks, fine_chunks and cache_step_factor must be >= 1")
         self.profile = bool(profile)
         self.auto_choice: dict[str, dict] = {}  # device -> {"strategy", "seconds": {strategy: s}}
 
@@ -198,9 +201,21 @@ class RayTracer:
             rb = ray_idx[br]
             tl, th, sl, sh = t_lo[br], t_hi[br], s_lo[br], s_hi[br]
             if self.n_fine > 0:
-                t_f, p_f = ops.search_samples(o, d, rb, tl, th, self.n_fine, True, backend=b)
-                s_f = self._eval(sdf_fn, p_f.view(-1, 3), st).view(-1, self.n_fine)
-                st["evals_fine"] += p_f.shape[0] * self.n_fine
+                nf = self.n_fine
+                t_f, p_f = ops.search_samples(o, d, rb, tl, th, nf, True, backend=b)
+                # front to back in chunks as for the coarse samples: only the first negative fine sample matters
+                # (the bracket ends with the negative s_hi, so every ray has one), later samples stay +inf
+                s_f = torch.full((br.shape[0], nf), float("inf"), dtype=t_f.dtype, device=t_f.device)
+                rows = torch.arange(br.shape[0], device=t_f.device)
+                kf = max(1, min(self.fine_chunks, nf))
+                edges = [round(i * nf / kf) for i in range(kf + 1)]
+                for a, e in zip(edges[:-1], edges[1:]):
+                    if rows.numel() == 0:
+                        break
+                    vals = self._eval(sdf_fn, p_f[rows, a:e].reshape(-1, 3), st).view(-1, e - a)
+                    st["evals_fine"] += vals.numel()
+                    s_f[rows, a:e] = vals
+                    rows = rows[~(vals < 0).any(1)]
                 t_all = torch.cat([tl[:, None], t_f, th[:, None]], 1)
                 s_all = torch.cat([sl[:, None], s_f, sh[:, None]], 1)
                 _, tl, th, sl, sh, _, _ = ops.search_select(t_all, s_all, check_finite=False, backend=b)
