@@ -171,6 +171,25 @@ class RayTracer:
         return (vals, need) if return_need else vals
 
     # ------------------------------------------------------------------ coarse/fine search
+    def _front_to_back(self, sdf_fn, pts, chunks: int, st: dict, counter: str) -> torch.Tensor:
+        """SDF at the samples ``pts [M, n, 3]`` of M rays, evaluated front to back in ``chunks`` chunks: a ray stops
+        once it has a negative sample, and its later samples stay +inf. Its first sign change is then known and
+        its later samples cannot change the search's result (hit rays do not use the minimum), so the outcome
+        equals evaluating all n samples at once (chunks = 1, as SIRA++ does), with fewer evaluations."""
+        m, n = pts.shape[0], pts.shape[1]
+        out = torch.full((m, n), float("inf"), dtype=pts.dtype, device=pts.device)
+        rows = torch.arange(m, device=pts.device)
+        k = max(1, min(int(chunks), n))
+        edges = [round(i * n / k) for i in range(k + 1)]
+        for a, e in zip(edges[:-1], edges[1:]):
+            if rows.numel() == 0:
+                break
+            vals = self._eval(sdf_fn, pts[rows, a:e].reshape(-1, 3), st).view(-1, e - a)
+            st[counter] += vals.numel()
+            out[rows, a:e] = vals
+            rows = rows[~(vals < 0).any(1)]
+        return out
+
     def _search(self, sdf_fn, o, d, ray_idx, lo, hi, st):
         """Coarse/fine sign-flip search + secant on rays ray_idx over [lo, hi].
 
@@ -179,20 +198,7 @@ class RayTracer:
         m = ray_idx.shape[0]
         n = self.n_coarse
         t_c, p_c = ops.search_samples(o, d, ray_idx, lo, hi, n, False, backend=b)
-        # Coarse samples front to back in chunks: a ray stops once it has a negative sample. Its first sign change
-        # is then known and its later samples cannot change the result (hit rays do not use the minimum), so the
-        # outcome equals evaluating all n samples at once (coarse_chunks = 1, SIRA++).
-        s_c = torch.full((m, n), float("inf"), dtype=t_c.dtype, device=t_c.device)
-        rows = torch.arange(m, device=t_c.device)
-        k = max(1, min(self.coarse_chunks, n))
-        edges = [round(i * n / k) for i in range(k + 1)]
-        for a, e in zip(edges[:-1], edges[1:]):
-            if rows.numel() == 0:
-                break
-            vals = self._eval(sdf_fn, p_c[rows, a:e].reshape(-1, 3), st).view(-1, e - a)
-            st["evals_coarse"] += vals.numel()
-            s_c[rows, a:e] = vals
-            rows = rows[~(vals < 0).any(1)]
+        s_c = self._front_to_back(sdf_fn, p_c, self.coarse_chunks, st, "evals_coarse")
         first, t_lo, t_hi, s_lo, s_hi, min_sdf, min_t = ops.search_select(t_c, s_c, check_finite=False, backend=b)
         hit = first >= 0
         t = torch.where(first == 0, t_c[:, 0], min_t)
@@ -201,21 +207,9 @@ class RayTracer:
             rb = ray_idx[br]
             tl, th, sl, sh = t_lo[br], t_hi[br], s_lo[br], s_hi[br]
             if self.n_fine > 0:
-                nf = self.n_fine
-                t_f, p_f = ops.search_samples(o, d, rb, tl, th, nf, True, backend=b)
-                # front to back in chunks as for the coarse samples: only the first negative fine sample matters
-                # (the bracket ends with the negative s_hi, so every ray has one), later samples stay +inf
-                s_f = torch.full((br.shape[0], nf), float("inf"), dtype=t_f.dtype, device=t_f.device)
-                rows = torch.arange(br.shape[0], device=t_f.device)
-                kf = max(1, min(self.fine_chunks, nf))
-                edges = [round(i * nf / kf) for i in range(kf + 1)]
-                for a, e in zip(edges[:-1], edges[1:]):
-                    if rows.numel() == 0:
-                        break
-                    vals = self._eval(sdf_fn, p_f[rows, a:e].reshape(-1, 3), st).view(-1, e - a)
-                    st["evals_fine"] += vals.numel()
-                    s_f[rows, a:e] = vals
-                    rows = rows[~(vals < 0).any(1)]
+                t_f, p_f = ops.search_samples(o, d, rb, tl, th, self.n_fine, True, backend=b)
+                # the bracket ends with the negative s_hi, so unevaluated (+inf) fine samples never matter either
+                s_f = self._front_to_back(sdf_fn, p_f, self.fine_chunks, st, "evals_fine")
                 t_all = torch.cat([tl[:, None], t_f, th[:, None]], 1)
                 s_all = torch.cat([sl[:, None], s_f, sh[:, None]], 1)
                 _, tl, th, sl, sh, _, _ = ops.search_select(t_all, s_all, check_finite=False, backend=b)
