@@ -45,8 +45,7 @@ def region_errors(scene_dir, mesh_paths, neck_mm: float = 100.0) -> list[dict]:
     masks = region_masks(v, face_sphere.center_mm, face_sphere.radius_mm, neck_mm)
     rows = []
     for path in mesh_paths:
-        d = point_to_surface(v, trimesh.load(path, process=False))
-        d = np.asarray(d[0] if isinstance(d, tuple) else d)
+        d, _ = point_to_surface(v, trimesh.load(path, process=False))
         row = {"mesh": Path(path).name, "all": float(d.mean())}
         row.update({k: float(d[m].mean()) if m.any() else float("nan") for k, m in masks.items()})
         row["share"] = {k: float(m.mean()) for k, m in masks.items()}

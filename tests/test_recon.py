@@ -140,7 +140,7 @@ def test_step_logs_stay_on_device_until_logged(tiny_scene_dir):
     tr.train(callback=lambda t, logs: seen.append(logs))
     assert len(seen) == 4
     for logs in seen:
-        for k in ("loss", "rgb_loss", "mask_loss", "eikonal_loss"):
+        for k in ("loss", "rgb_loss", "mask_loss", "eikonal_loss", "hit_ratio"):
             assert isinstance(logs[k], torch.Tensor) and logs[k].dim() == 0 and not logs[k].requires_grad
     assert len(tr.history) == 2 and all(isinstance(h["loss"], float) for h in tr.history)
     assert tr.history[1]["loss"] == pytest.approx((float(seen[2]["loss"]) + float(seen[3]["loss"])) / 2)

@@ -465,3 +465,16 @@ def test_shipped_sira_model():
         assert float(m.sdf(torch.zeros(1, 3), z)) < 0
         far = torch.nn.functional.normalize(torch.randn(500, 3), dim=-1) * 0.95
         assert float(m.sdf(far, z).min()) > 0
+
+
+def test_cli_model_sira_deformation_flags(tmp_path, monkeypatch):
+    """--def-hidden / --def-freqs reach the SIRA++ config (the README's larger-deformation probe uses them)."""
+    from headrecon.prior import cli, sira_train
+
+    seen = {}
+    monkeypatch.setattr(sira_train, "sira_ict_data", lambda n, cfg, **kw: seen.setdefault("n", n))
+    monkeypatch.setattr(sira_train, "train_sira", lambda cfg, data, out, **kw: seen.setdefault("cfg", cfg))
+    rc = cli.main(["ict", "--model", "sira", "--out", str(tmp_path / "x.pt"), "--no-progress", "--shapes", "3",
+                   "--def-hidden", "192", "--def-freqs", "6"])
+    assert rc == 0 and seen["n"] == 3
+    assert seen["cfg"].def_hidden == 192 and seen["cfg"].def_freqs == 6

@@ -59,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--model", choices=["h3dnet", "sira"], default="h3dnet",
                     help="h3dnet: shape-only DeepSDF prior; sira: SIRA++ shape-and-appearance model (ICT only)")
     ap.add_argument("--half", action="store_true", help="sira: store the final model as float16 (shipped asset)")
+    ap.add_argument("--def-hidden", type=int, default=None, help="sira: deformation network width (preset: 128)")
+    ap.add_argument("--def-freqs", type=int, default=None,
+                    help="sira: positional-encoding frequencies of the deformation network's input (preset: 4)")
     # --- end SIRA++ ---
     return ap
 

@@ -342,7 +342,8 @@ def main_from_args(args, argv=None) -> int:
     over = {}
     for name, key in (("epochs", "epochs"), ("batch_shapes", "shapes_per_batch"), ("lr", "lr"),
                       ("lr_latent", "lr_latent"), ("latent_dim", "latent_dim"), ("hidden", "ref_hidden"),
-                      ("normal_weight", "normal_weight"), ("seed", "seed"), ("scan_points", "scan_points")):
+                      ("normal_weight", "normal_weight"), ("seed", "seed"), ("scan_points", "scan_points"),
+                      ("def_hidden", "def_hidden"), ("def_freqs", "def_freqs")):
         v = getattr(args, name, None)
         if v is not None:
             over[key] = v

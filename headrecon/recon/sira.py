@@ -20,7 +20,7 @@ Regularisers (:meth:`SiraMethod.extra_losses`, logged as ``latent_loss`` / ``anc
 * the code prior ``w ||z - z_mean||^2`` on both latents in both phases (``sira_latent_reg``; default the weight
   the model was trained with);
 * the **deformation anchor** in phase 2: ``w_a * mean ||delta(x, z) - delta_0(x, z)||^2``
-  over 2048 fixed points filling the bounding sphere, ``delta_0`` the pretrained deformation network (a frozen copy)
+  over fixed points of the bounding sphere (2048 drawn, see below), ``delta_0`` the pretrained deformation network (a frozen copy)
   at the current ``z_sdf``. Fine-tuning still adds detail where the views constrain it, but cannot move the head
   as a whole or reshape what no view sees: without it, a single frontal view let phase 2 push the face 57 mm back in
   depth (the deformation field can express a translation, the silhouette barely changes), and with 3-4 views the
@@ -32,7 +32,7 @@ Regularisers (:meth:`SiraMethod.extra_losses`, logged as ``latent_loss`` / ``anc
   the reference SDF was trained to be empty, so the pretrained deformation there describes no head, and a scan's
   shoulders (Lee Perry-Smith's bust reaches 1.16 prior units) may be built freely. Each iteration uses
   ``sira_anchor_batch`` of the points (512), cycling through them in a fixed order by iteration number: a quarter
-  of the cost, the same result (README), and a resumed run sees the same points.
+  of the term's cost, accuracy unchanged within run noise (README), and a resumed run sees the same points.
 
 Acceleration (on by default for this method, SIRA++ Sec. 4): the coarse/fine search tracer (when ``--strategy``
 is ``auto``) with the 64^3 SDF cache (``eps`` 0.1, ``p`` 0.2; resolution ``cache_resolution``), selective

@@ -141,7 +141,7 @@ class Trainer:
     def sdf_fn(self, x: torch.Tensor) -> torch.Tensor:
         return self.model.geometry.sdf(x)
 
-    def step(self) -> Dict[str, float]:
+    def step(self) -> Dict[str, object]:
         """One optimisation step at ``self.iteration``; returns the logs: detached 0-dim loss tensors and numbers."""
         cfg = self.cfg
         self._apply_schedules(self.iteration)
@@ -177,12 +177,11 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         losses["loss"].backward()
         self.optimizer.step()
-        n_obj = int(obj.sum())
-        # losses stay detached 0-dim tensors: converting them here would cost a host sync per step on GPU;
-        # _accumulate sums them on the device and converts once per logged point (log_every)
+        # losses and the hit ratio stay detached 0-dim tensors: converting them here would cost a host sync per
+        # step on GPU; _accumulate sums them on the device and converts once per logged point (log_every)
         return {**{k: v.detach() for k, v in extra.items()},
                 **{k: losses[k].detach() for k in ("loss", "rgb_loss", "mask_loss", "eikonal_loss")},
-                "hit_ratio": n_sel / max(1, n_obj), "alpha": self.loss_fn.alpha,
+                "hit_ratio": sel.sum() / obj.sum().clamp(min=1), "alpha": self.loss_fn.alpha,
                 "lr": self.optimizer.param_groups[0]["lr"]}
 
     # ------------------------------------------------------------------ loop
@@ -216,7 +215,7 @@ class Trainer:
                 if bar is not None:
                     bar.update(1)
                     if time.perf_counter() - t_last > 0.5 or self.iteration == end:
-                        bar.set_postfix(loss=f"{float(logs['loss']):.4f}", hits=f"{logs['hit_ratio']:.2f}",
+                        bar.set_postfix(loss=f"{float(logs['loss']):.4f}", hits=f"{float(logs['hit_ratio']):.2f}",
                                         rays_s=f"{rays_window / max(t_window, 1e-9):.0f}", refresh=False)
                         t_last = time.perf_counter()
                         rays_window, t_window = 0, 0.0
