@@ -254,7 +254,8 @@ def test_help_comes_from_config(capsys):
     for flag in ("--views", "--method", "--preset", "--device", "--out", "--iterations", "--resume", "--demo",
                  "--seed", "--batch-rays", "--ss-fraction"):
         assert flag in out, flag
-    assert "rays per iteration" in out and "fast: 1024, paper: 2048" in out
+    flat = " ".join(out.split())  # argparse wraps the help lines
+    assert "rays per iteration" in flat and "fast: 1024, paper: 2048" in flat
 
 
 def test_parse_views():
@@ -309,6 +310,65 @@ def test_selective_sampling_pool(three_view_scene_dir):
     assert not np.isin(covered, s.pool.numpy()).any()
     o, d, rgb, m = s.sample()
     assert o.shape == (64, 3) and m.dtype == torch.bool
+
+
+def test_selective_sampling_shrinking_batch(three_view_scene_dir):
+    """ss_shrink: the batch is batch_rays * |pool| / P, so each pixel left in the pool is drawn as often as
+    without selective sampling; the fixed batch stays batch_rays."""
+    bank = RayBank.from_scene(load_scene(three_view_scene_dir))
+    fixed = PixelSampler(bank, 400, fraction=0.12, seed=0)
+    shrink = PixelSampler(bank, 400, fraction=0.12, seed=0, shrink=True)
+    assert shrink.batch_size == fixed.batch_size == 400  # nothing dropped yet
+    for s in (fixed, shrink):
+        s.last_idx = torch.arange(len(bank))
+        s.observe(~bank.mask)  # every background ray satisfied
+        s.set_steps(3)
+    assert torch.equal(fixed.pool, shrink.pool) and len(shrink.pool) < len(bank)
+    assert fixed.batch_size == 400 and fixed.sample()[0].shape == (400, 3)
+    want = round(400 * len(shrink.pool) / len(bank))
+    assert shrink.batch_size == want < 400
+    o, d, rgb, m = shrink.sample()
+    assert o.shape == (want, 3) and shrink.last_idx.shape == (want,)
+    # the foreground rate per iteration is that of a sampler without selective sampling
+    n_draw = 200
+    fg = sum(int(shrink.sample()[3].sum()) for _ in range(n_draw)) / n_draw
+    assert fg == pytest.approx(400 * bank.n_foreground / len(bank), rel=0.08)
+    # the state round-trips with the same batch size
+    s2 = PixelSampler(bank, 400, fraction=0.12, seed=0, shrink=True)
+    s2.load_state_dict(shrink.state_dict())
+    assert s2.batch_size == want and torch.equal(s2.sample()[0], shrink.sample()[0])
+
+
+def test_ss_shrink_default_per_method():
+    from headrecon.recon.sira import SiraMethod
+
+    assert not IDRMethod(make_config("fast")).ss_shrink()
+    assert IDRMethod(make_config("fast", ss_shrink=True)).ss_shrink()
+    assert SiraMethod(make_config("fast", method="sira")).ss_shrink()  # SIRA++'s acceleration
+    assert not SiraMethod(make_config("fast", method="sira", sira_accel=False)).ss_shrink()
+    assert not SiraMethod(make_config("fast", method="sira", ss_shrink=False)).ss_shrink()
+
+
+def test_every_config_field_parses_from_the_command_line():
+    """Each field's --option gives a value of the field's type (Optional fields also take 'none')."""
+    import argparse
+    import dataclasses
+
+    from headrecon.recon.config import add_config_arguments, config_from_args
+
+    samples = {"Optional[float]": ("0.5", 0.5), "Optional[int]": ("7", 7), "Optional[bool]": ("false", False),
+               "Optional[str]": ("some/path", "some/path")}
+    p = argparse.ArgumentParser()
+    add_config_arguments(p)
+    for f in dataclasses.fields(ReconConfig):
+        t = str(f.type)
+        if t in samples:
+            text, want = samples[t]
+            assert getattr(p.parse_args([f"--{f.name.replace('_', '-')}", text]), f.name) == want, f.name
+            assert getattr(p.parse_args([f"--{f.name.replace('_', '-')}", "none"]), f.name) is None, f.name
+    cfg = config_from_args(p.parse_args(["--finetune-lr", "1e-4", "--sira-anchor-radius", "0.5",
+                                         "--ss-shrink", "true", "--iterations", "none"]))
+    assert (cfg.finetune_lr, cfg.sira_anchor_radius, cfg.ss_shrink, cfg.iterations) == (1e-4, 0.5, True, None)
 
 
 def test_schedules_scale_with_run_length(three_view_scene_dir):

@@ -99,7 +99,8 @@ class ReconConfig:
     epoch_mode: str = _f("views", "what one epoch is: 'views' = one batch per input view (IDR's training loop: "
                                   "batch size 1 image, num_pixels rays each) or 'pixels' = one pass over all "
                                   "pixels of the views in batches", group="schedule")
-    batch_rays: int = _f(2048, "rays per iteration (sampled over all chosen views)", group="schedule")
+    batch_rays: int = _f(2048, "rays per iteration (sampled over all chosen views; with ss_shrink, the batch of the "
+                               "full pool, shrinking as selective sampling drops rays)", group="schedule")
     lr: float = _f(1e-4, "Adam learning rate", group="schedule")
     lr_milestones: Tuple[int, ...] = _f((1000, 1500), "epochs at which the learning rate is multiplied by lr_gamma",
                                         group="schedule")
@@ -107,6 +108,12 @@ class ReconConfig:
     ss_fraction: float = _f(0.12, "selective sampling: fraction of the background rays dropped at each step, "
                                   "farthest from the silhouette first, among those whose ray last missed the surface "
                                   "(0 disables)", group="schedule")
+    ss_shrink: Optional[bool] = _f(None, "selective sampling: dropped rays leave the batch, which shrinks with the pool "
+                                         "(each remaining pixel is drawn as often as without selective sampling, "
+                                         "and the dropped rays' cost is saved, as in SIRA++) instead of the whole "
+                                         "batch_rays being drawn from the remaining pool (more foreground rays per "
+                                         "iteration, no time saved); default: on for --method sira with sira_accel, "
+                                         "off otherwise", group="schedule")
     ss_every: int = _f(250, "selective sampling: epochs between drop steps", group="schedule")
     ss_until: int = _f(1000, "selective sampling: last epoch with a drop step", group="schedule")
 
@@ -298,18 +305,28 @@ def _tuple_of(kind):
     return parse
 
 
-def _optional_int(text: str):
-    return None if str(text).lower() in ("none", "") else int(text)
+def _optional(kind):
+    def parse(text: str):
+        return None if str(text).strip().lower() in ("none", "") else kind(text)
+    parse.__name__ = f"optional_{getattr(kind, '__name__', 'value').lstrip('_')}"
+    return parse
 
 
 def _arg_type(f):
+    """The argparse type of a config field (``Optional[X]`` fields also accept ``none``)."""
     t = str(f.type)
     if "Tuple[int" in t:
         return _tuple_of(int)
     if "Tuple[float" in t:
         return _tuple_of(float)
     if "Optional[int]" in t:
-        return _optional_int
+        return _optional(int)
+    if "Optional[float]" in t:
+        return _optional(float)
+    if "Optional[bool]" in t:
+        return _optional(_bool)
+    if "Optional[str]" in t:
+        return _optional(str)
     if t in ("bool", "<class 'bool'>"):
         return _bool
     if t in ("int", "<class 'int'>"):
@@ -348,7 +365,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, skip=()) -> None:
         t = str(f.type)
         if "Tuple" in t:
             kw["metavar"] = "A,B,..."
-        elif t in ("bool", "<class 'bool'>"):
+        elif t in ("bool", "<class 'bool'>", "Optional[bool]"):
             kw["metavar"] = "BOOL"
         groups[g].add_argument("--" + f.name.replace("_", "-"), **kw)
 

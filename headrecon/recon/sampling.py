@@ -14,6 +14,12 @@ keeps receiving the silhouette loss until it is carved away; pixels selected by 
 geometry in place (README, H3D-Net ablation). The trainer reports each batch's outcome with
 :meth:`PixelSampler.observe`. The sampler's state (pool, last outcomes, drop steps, ``torch.Generator``) is
 checkpointed by the trainer.
+
+What a dropped ray's place in the batch becomes (``shrink``): by default the batch keeps ``batch_rays`` rays, all
+drawn from the remaining pool, so dropping background shifts the batch towards the foreground and saves no time.
+With ``shrink=True`` (config ``ss_shrink``, SIRA++'s acceleration) the batch is ``batch_rays * |pool| / P``
+(rounded): each pixel left in the pool is drawn as often per iteration as without selective sampling, and the
+dropped rays' tracing and losses are saved.
 """
 from __future__ import annotations
 
@@ -100,10 +106,11 @@ def ss_steps(epoch: float, fraction: float, every: int, until: int) -> int:
 class PixelSampler:
     """Uniform ray batches from the pool of active pixels; see the module docstring."""
 
-    def __init__(self, bank: RayBank, batch_rays: int, fraction: float = 0.0, seed: int = 0):
+    def __init__(self, bank: RayBank, batch_rays: int, fraction: float = 0.0, seed: int = 0, shrink: bool = False):
         self.bank = bank
         self.batch_rays = int(batch_rays)
         self.fraction = float(fraction)
+        self.shrink = bool(shrink)
         dev = bank.origins.device
         mask = bank.mask.cpu().numpy()
         self.fg = np.nonzero(mask)[0]
@@ -150,9 +157,17 @@ class PixelSampler:
             self.dropped += len(cand)
             self._set_pool()
 
+    @property
+    def batch_size(self) -> int:
+        """Rays of the next batch: ``batch_rays``, or with ``shrink`` ``batch_rays * |pool| / P`` (at least 1)."""
+        if not self.shrink:
+            return self.batch_rays
+        return max(1, int(round(self.batch_rays * self.pool.shape[0] / float(len(self.bank)))))
+
     def sample(self):
-        """``(origins, dirs, rgb, mask)`` of one batch (their pixel indices in ``last_idx``)."""
-        j = torch.randint(0, self.pool.shape[0], (self.batch_rays,), generator=self.generator,
+        """``(origins, dirs, rgb, mask)`` of one batch of :attr:`batch_size` rays (their pixel indices in
+        ``last_idx``)."""
+        j = torch.randint(0, self.pool.shape[0], (self.batch_size,), generator=self.generator,
                           device=self.pool.device)
         idx = self.pool[j]
         self.last_idx = idx
@@ -160,7 +175,7 @@ class PixelSampler:
         return b.origins[idx], b.dirs[idx], b.rgb[idx], b.mask[idx]
 
     def observe(self, satisfied: torch.Tensor) -> None:
-        """Record the last batch's outcome: ``satisfied [batch_rays]`` bool, a background ray that missed the
+        """Record the last batch's outcome: ``satisfied [batch size]`` bool, a background ray that missed the
         surface (ignored for foreground pixels)."""
         if self.last_idx is None or self.fraction <= 0:
             return

@@ -3,7 +3,7 @@
 Per iteration (:meth:`Trainer.step`):
 
 1. sample ``batch_rays`` pixels over the chosen views (:class:`headrecon.recon.sampling.PixelSampler`, with
-   selective sampling of background rays);
+   selective sampling of background rays; with ``ss_shrink`` the batch shrinks as the pool does);
 2. trace them with :class:`headrecon.render.RayTracer` (no autograd, ``compute_min_sdf=True``);
 3. make the hits inside the object mask differentiable with :func:`headrecon.render.surface_points` and render
    their colour with the rendering network (point, SDF gradient as normal, view direction ``-d``, feature);
@@ -75,7 +75,8 @@ class Trainer:
         self.bank = RayBank.from_scene(scene, cfg.image_size, self.device)
         if self.bank.n_foreground == 0:
             raise ValueError("the masks of the chosen views contain no foreground pixel")
-        self.sampler = PixelSampler(self.bank, cfg.batch_rays, cfg.ss_fraction, seed=cfg.seed)
+        self.sampler = PixelSampler(self.bank, cfg.batch_rays, cfg.ss_fraction, seed=cfg.seed,
+                                    shrink=self.method.ss_shrink())
         self.eik_generator = torch.Generator(device=self.device)
         self.eik_generator.manual_seed(cfg.seed + 1)
         cache = SDFCache(resolution=cfg.cache_resolution, seed=cfg.seed) if cfg.sdf_cache else None
@@ -207,7 +208,7 @@ class Trainer:
                 dt = time.perf_counter() - t0
                 self.elapsed += dt
                 self.cpu_elapsed += time.process_time() - c0
-                rays_window += cfg.batch_rays
+                rays_window += self.sampler.last_idx.shape[0]
                 t_window += dt
                 self._accumulate(logs)
                 if callback is not None:
