@@ -181,12 +181,15 @@ def _run(scene_dir, cfg, run_dir, full, scene, device, resume, stop_after, progr
     info = {"scene": str(Path(scene_dir).resolve()), "views": scene.indices, "n_views": len(scene),
             "training_pixels": len(trainer.bank), "foreground_pixels": trainer.bank.n_foreground,
             "image_sizes": trainer.bank.sizes, "total_iterations": trainer.total_iterations,
-            "iterations_per_epoch": trainer.iters_per_epoch, "parameters": count_parameters(trainer.model),
+            "iterations_per_epoch": trainer.iters_per_epoch, "ss_shrink": trainer.sampler.shrink,
+            "parameters": count_parameters(trainer.model),
             "method_info": trainer.method.info(), "machine": machine_info(device),
             "headrecon": __import__("headrecon").__version__}
     (run_dir / "run.json").write_text(json.dumps(info, indent=1) + "\n")
     log(f"{cfg.method} ({cfg.preset} preset) on {len(scene)} views {scene.indices} of {scene_dir}: "
-        f"{trainer.total_iterations} iterations of {cfg.batch_rays} rays, images {trainer.bank.sizes[0][1]}x"
+        f"{trainer.total_iterations} iterations of {cfg.batch_rays} rays"
+        f"{' (fewer as selective sampling drops background)' if trainer.sampler.shrink and cfg.ss_fraction > 0 else ''}, "
+        f"images {trainer.bank.sizes[0][1]}x"
         f"{trainer.bank.sizes[0][0]}, device {device}")
     summary = trainer.train(checkpoint_path=ckpt, stop_after=stop_after)
     trainer.save_history(run_dir / "history.json")
