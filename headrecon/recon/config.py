@@ -108,8 +108,8 @@ class ReconConfig:
     ss_fraction: float = _f(0.12, "selective sampling: fraction of the background rays dropped at each step, "
                                   "farthest from the silhouette first, among those whose ray last missed the surface "
                                   "(0 disables)", group="schedule")
-    ss_shrink: Optional[bool] = _f(None, "selective sampling: dropped rays leave the batch, which shrinks with the pool "
-                                         "(each remaining pixel is drawn as often as without selective sampling, "
+    ss_shrink: Optional[bool] = _f(None, "selective sampling: dropped rays leave the batch, which shrinks with the "
+                                         "pool (each remaining pixel is drawn as often as without selective sampling, "
                                          "and the dropped rays' cost is saved, as in SIRA++) instead of the whole "
                                          "batch_rays being drawn from the remaining pool (more foreground rays per "
                                          "iteration, no time saved); default: on for --method sira with sira_accel, "

@@ -186,10 +186,9 @@ def _run(scene_dir, cfg, run_dir, full, scene, device, resume, stop_after, progr
             "method_info": trainer.method.info(), "machine": machine_info(device),
             "headrecon": __import__("headrecon").__version__}
     (run_dir / "run.json").write_text(json.dumps(info, indent=1) + "\n")
+    shrink = " (fewer as selective sampling drops background)" if trainer.sampler.shrink and cfg.ss_fraction else ""
     log(f"{cfg.method} ({cfg.preset} preset) on {len(scene)} views {scene.indices} of {scene_dir}: "
-        f"{trainer.total_iterations} iterations of {cfg.batch_rays} rays"
-        f"{' (fewer as selective sampling drops background)' if trainer.sampler.shrink and cfg.ss_fraction > 0 else ''}, "
-        f"images {trainer.bank.sizes[0][1]}x"
+        f"{trainer.total_iterations} iterations of {cfg.batch_rays} rays{shrink}, images {trainer.bank.sizes[0][1]}x"
         f"{trainer.bank.sizes[0][0]}, device {device}")
     summary = trainer.train(checkpoint_path=ckpt, stop_after=stop_after)
     trainer.save_history(run_dir / "history.json")
