@@ -11,8 +11,8 @@ Usage (CPU numbers in the README were produced with this command)::
 ``accel`` builds one trainer per variant on the same scene and config and runs them round-robin in chunks of
 ``--chunk`` iterations (the order rotating every round, after an untimed warm-up run that takes the process's
 one-time costs), so that load changes on a shared machine hit every variant alike; it reports seconds per
-variant and ``time(variant) / time(full)``. ``ss_fixed_batch`` runs selective sampling as IDR / H3D-Net do by
-default (dropped rays replaced from the pool: ``ss_shrink`` false). Reference rows: ``sphere_tracing_cache``
+variant and ``time(variant) / time(full)``. ``ss_shrink`` removes the dropped background rays from the batch
+(``--ss-shrink true``) instead of replacing them from the pool. Reference rows: ``sphere_tracing_cache``
 (the cache under IDR's sphere tracing instead of the search), ``h3dnet`` (``--method h3dnet`` with the same
 config) and ``h3dnet_ss_shrink`` (the same with the shrinking batch), so the SIRA++ / H3D-Net time ratio is
 measured side by side too. Mixed precision only acts on CUDA and is not part of a CPU ablation.
@@ -49,8 +49,8 @@ VARIANTS = {  # name: (method, use_cache, selective sampling on, strategy, extra
     # fine samples evaluated all at once (tracer fine_chunks 1, as SIRA++ does) instead of front to back
     "anchor_all_points": ("sira", True, True, "auto", {"sira_anchor_batch": 0}),
     "fine_samples_parallel": ("sira", True, True, "auto", {"tracer.fine_chunks": 1}),
-    # selective sampling as IDR / H3D-Net run it by default: dropped rays replaced from the pool (fixed batch size)
-    "ss_fixed_batch": ("sira", True, True, "auto", {"ss_shrink": False}),
+    # selective sampling whose dropped rays leave the batch (--ss-shrink true) instead of being replaced from the pool
+    "ss_shrink": ("sira", True, True, "auto", {"ss_shrink": True}),
     "sphere_tracing_cache": ("sira", True, True, "sphere", {}),  # the cache under IDR's sphere tracing instead
     "h3dnet": ("h3dnet", None, True, "auto", {}),             # H3D-Net's default run, same config: time reference
     "h3dnet_ss_shrink": ("h3dnet", None, True, "auto", {"ss_shrink": True}),  # ... with the shrinking batch

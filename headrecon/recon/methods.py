@@ -15,9 +15,7 @@ checkpoints). A method provides:
 * :meth:`ReconMethod.on_phase_start` -> a hook called when a phase starts (and again, with ``resumed=True``,
   before a checkpoint of that phase is loaded), e.g. to freeze modules or reset a latent code;
 * :meth:`ReconMethod.lr_factor` -> the decay factor at a schedule epoch (default: ``lr_gamma`` per passed
-  ``lr_milestones``);
-* :meth:`ReconMethod.default_ss_shrink` -> whether selective sampling shrinks the batch by default (config
-  ``ss_shrink``; off unless a method turns it on, as SIRA++'s acceleration does).
+  ``lr_milestones``).
 
 Register a new method with ``@register_method("name")``; ``get_method(name, cfg)`` instantiates it.
 """
@@ -81,15 +79,6 @@ class ReconMethod:
         """Facts about the built method worth recording in the run folder's ``run.json`` (``method_info``), e.g.
         where a prior's frame came from or an effective loss weight. Default: none."""
         return {}
-
-    def ss_shrink(self) -> bool:
-        """Whether selective sampling removes dropped rays from the batch (the batch shrinks with the pool) rather
-        than drawing the whole batch from the remaining pool: ``cfg.ss_shrink`` when given, else
-        :attr:`default_ss_shrink` (off: IDR and H3D-Net keep the batch size of issue 4's trainer)."""
-        return bool(self.default_ss_shrink() if self.cfg.ss_shrink is None else self.cfg.ss_shrink)
-
-    def default_ss_shrink(self) -> bool:
-        return False
 
     def finetune_lr(self) -> float:
         """Learning rate of pretrained networks fine-tuned in a later phase: ``cfg.finetune_lr``, default lr/10."""

@@ -76,7 +76,7 @@ class Trainer:
         if self.bank.n_foreground == 0:
             raise ValueError("the masks of the chosen views contain no foreground pixel")
         self.sampler = PixelSampler(self.bank, cfg.batch_rays, cfg.ss_fraction, seed=cfg.seed,
-                                    shrink=self.method.ss_shrink())
+                                    shrink=cfg.ss_shrink)
         self.eik_generator = torch.Generator(device=self.device)
         self.eik_generator.manual_seed(cfg.seed + 1)
         cache = SDFCache(resolution=cfg.cache_resolution, seed=cfg.seed) if cfg.sdf_cache else None
