@@ -312,28 +312,17 @@ def _optional(kind):
     return parse
 
 
+_SCALARS = {"bool": _bool, "int": int, "float": float, "str": str}
+
+
 def _arg_type(f):
-    """The argparse type of a config field (``Optional[X]`` fields also accept ``none``)."""
-    t = str(f.type)
-    if "Tuple[int" in t:
-        return _tuple_of(int)
-    if "Tuple[float" in t:
-        return _tuple_of(float)
-    if "Optional[int]" in t:
-        return _optional(int)
-    if "Optional[float]" in t:
-        return _optional(float)
-    if "Optional[bool]" in t:
-        return _optional(_bool)
-    if "Optional[str]" in t:
-        return _optional(str)
-    if t in ("bool", "<class 'bool'>"):
-        return _bool
-    if t in ("int", "<class 'int'>"):
-        return int
-    if t in ("float", "<class 'float'>"):
-        return float
-    return str
+    """The argparse type of a config field: ``Tuple[X, ...]`` takes comma-separated values, ``Optional[X]`` also
+    ``none``."""
+    t = str(f.type).replace("<class '", "").replace("'>", "")
+    for wrapper, make in (("Tuple[", _tuple_of), ("Optional[", _optional)):
+        if t.startswith(wrapper):
+            return make(_SCALARS[t[len(wrapper):].split(",")[0].rstrip("]").strip()])
+    return _SCALARS.get(t, str)
 
 
 # options that the command line defines itself (positional scene, fixed choices)
