@@ -36,7 +36,25 @@ from torch.nn import functional as F
 
 from .encoding import PositionalEncoding
 
-__all__ = ["GeometryNetwork"]
+__all__ = ["GeometryNetwork", "sdf_with_gradient"]
+
+
+def sdf_with_gradient(forward, x: torch.Tensor, create_graph: bool):
+    """``(sdf, feature, dsdf/dx)`` of ``forward(x) -> (sdf [...], feature [..., F])`` with one forward pass.
+
+    ``create_graph`` keeps the graph of the gradient (losses on it or on normals back-propagate to the parameters);
+    without it all three are detached. If ``x`` already requires grad (e.g. differentiable surface points) the
+    gradient is taken w.r.t. it and the graph through ``x`` is preserved. Shared by every SDF network.
+    """
+    with torch.enable_grad():
+        if not x.requires_grad:
+            x = x.detach().requires_grad_(True)
+        sdf, feature = forward(x)
+        (grad,) = torch.autograd.grad(sdf, x, grad_outputs=torch.ones_like(sdf), create_graph=create_graph,
+                                      retain_graph=create_graph)
+    if not create_graph:
+        sdf, feature, grad = sdf.detach(), feature.detach(), grad.detach()
+    return sdf, feature, grad
 
 
 def _weight_norm(lin: nn.Linear) -> nn.Module:
@@ -228,16 +246,7 @@ class GeometryNetwork(nn.Module):
         """
         if create_graph is None:
             create_graph = self.training
-        with torch.enable_grad():
-            if not x.requires_grad:
-                x = x.detach().requires_grad_(True)
-            sdf, feature = self.forward(x, latent)
-            (grad,) = torch.autograd.grad(
-                sdf, x, grad_outputs=torch.ones_like(sdf), create_graph=create_graph, retain_graph=create_graph
-            )
-        if not create_graph:
-            sdf, feature, grad = sdf.detach(), feature.detach(), grad.detach()
-        return sdf, feature, grad
+        return sdf_with_gradient(lambda p: self.forward(p, latent), x, create_graph)
 
     def gradient(
         self, x: torch.Tensor, latent: Optional[torch.Tensor] = None, create_graph: Optional[bool] = None

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from ..models import GeometryNetwork
+from ..models.geometry import sdf_with_gradient
 from .config import PriorConfig
 from .normalization import Normalization
 
@@ -311,15 +312,7 @@ class LatentGeometry(nn.Module):
         """``(sdf, feature, dsdf/dx)`` w.r.t. the caller's ``x`` (see ``GeometryNetwork.forward_with_gradient``)."""
         if create_graph is None:
             create_graph = self.training
-        with torch.enable_grad():
-            if not x.requires_grad:
-                x = x.detach().requires_grad_(True)
-            sdf, feature = self.forward(x, latent)
-            (grad,) = torch.autograd.grad(sdf, x, grad_outputs=torch.ones_like(sdf), create_graph=create_graph,
-                                          retain_graph=create_graph)
-        if not create_graph:
-            sdf, feature, grad = sdf.detach(), feature.detach(), grad.detach()
-        return sdf, feature, grad
+        return sdf_with_gradient(lambda p: self.forward(p, latent), x, create_graph)
 
     def gradient(self, x: torch.Tensor, latent=None, create_graph: Optional[bool] = None) -> torch.Tensor:
         if create_graph is None:

@@ -43,6 +43,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..models import GeometryNetwork, PositionalEncoding, RenderingNetwork
+from ..models.geometry import sdf_with_gradient
 from .normalization import Normalization
 
 __all__ = ["SiraConfig", "SIRA_PRESETS", "sira_preset", "SiraPrior", "DeformationNetwork", "SiraGeometry",
@@ -506,15 +507,7 @@ class SiraGeometry(nn.Module):
     def forward_with_gradient(self, x: torch.Tensor, create_graph: Optional[bool] = None):
         if create_graph is None:
             create_graph = self.training
-        with torch.enable_grad():
-            if not x.requires_grad:
-                x = x.detach().requires_grad_(True)
-            sdf, feature = self.forward(x)
-            (grad,) = torch.autograd.grad(sdf, x, torch.ones_like(sdf), create_graph=create_graph,
-                                          retain_graph=create_graph)
-        if not create_graph:
-            sdf, feature, grad = sdf.detach(), feature.detach(), grad.detach()
-        return sdf, feature, grad
+        return sdf_with_gradient(self.forward, x, create_graph)
 
     def gradient(self, x: torch.Tensor, create_graph: Optional[bool] = None) -> torch.Tensor:
         return self.forward_with_gradient(x, create_graph)[2]
