@@ -11,7 +11,8 @@ Usage (CPU numbers in the README were produced with this command)::
 ``accel`` builds one trainer per variant on the same scene and config and runs them round-robin in chunks of
 ``--chunk`` iterations (the order rotating every round, after an untimed warm-up run that takes the process's
 one-time costs), so that load changes on a shared machine hit every variant alike; it reports seconds per
-variant and ``time(variant) / time(full)``. ``ss_shrink`` removes the dropped background rays from the batch
+variant, ``time(variant) / time(full)`` and the median over rounds of the per-round ratio (robust to a load spike
+in one round). ``ss_shrink`` removes the dropped background rays from the batch
 (``--ss-shrink true``) instead of replacing them from the pool. Reference rows: ``sphere_tracing_cache``
 (the cache under IDR's sphere tracing instead of the search), ``h3dnet`` (``--method h3dnet`` with the same
 config) and ``h3dnet_ss_shrink`` (the same with the shrinking batch), so the SIRA++ / H3D-Net time ratio is
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -82,6 +84,7 @@ def accel(args) -> dict:
     warm.train(stop_after=min(args.chunk, warm.total_iterations))
     del warm
     secs = {k: 0.0 for k in trainers}
+    rounds = {k: [] for k in trainers}  # seconds of each round (chunk of iterations) per variant
     total = trainers["full"].total_iterations
     names = list(trainers)
     it, rnd = 0, 0
@@ -91,7 +94,9 @@ def accel(args) -> dict:
             tr = trainers[name]
             t0 = time.perf_counter()
             tr.train(stop_after=it + n)
-            secs[name] += time.perf_counter() - t0
+            dt = time.perf_counter() - t0
+            secs[name] += dt
+            rounds[name].append(dt)
         it += n
         rnd += 1
         print(f"iteration {it}/{total}: " + ", ".join(f"{k} {v:.1f} s" for k, v in secs.items()), flush=True)
@@ -99,6 +104,9 @@ def accel(args) -> dict:
     res = {"machine": machine(), "scene": str(args.scene), "views": args.views, "iterations": total,
            "seconds": {k: round(v, 2) for k, v in secs.items()},
            "ratio_to_full": {k: round(v / secs["full"], 3) for k, v in secs.items()},
+           # per-round ratios: a load spike during one round moves the median less than the totals
+           "median_round_ratio_to_full": {k: round(statistics.median(a / b for a, b in zip(v, rounds["full"])), 3)
+                                          for k, v in rounds.items()},
            "saved_fraction": {k: round(1 - secs["full"] / v, 3) for k, v in secs.items() if k != "full"},
            "cache_hit_rate": None if cache is None else round(cache.hit_rate, 3),
            "tracer_strategy": {k: tr.tracer.resolved_strategy(tr.device) or tr.tracer.strategy
@@ -154,6 +162,7 @@ def test_accel_smoke(tmp_path, monkeypatch):
     args.extra = dict(image_size=32, batch_rays=128)
     res = accel(args)
     assert set(res["ratio_to_full"]) == set(VARIANTS) and res["ratio_to_full"]["full"] == 1.0
+    assert res["median_round_ratio_to_full"]["full"] == 1.0 and len(res["final_batch_rays"]) == len(VARIANTS)
 
 
 if __name__ == "__main__":
