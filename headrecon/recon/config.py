@@ -110,7 +110,7 @@ class ReconConfig:
                                   "(0 disables)", group="schedule")
     ss_shrink: bool = _f(False, "selective sampling: dropped rays leave the batch, which shrinks with the pool (each "
                                 "remaining pixel is drawn as often as without selective sampling, and the dropped "
-                                "rays' cost is saved, as in SIRA++; measured: 22-27 %% of a 3-view SIRA++ run's "
+                                "rays' cost is saved, as in SIRA++; measured: 18-25 %% of a 3-view SIRA++ run's "
                                 "time, same accuracy up to 3 views, worse from 4 views on, see README) instead of the "
                                 "whole batch_rays being drawn from the remaining pool (more foreground rays per "
                                 "iteration, no time saved)", group="schedule")

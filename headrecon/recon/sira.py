@@ -40,7 +40,7 @@ background sampling (the config's ``ss_*`` fields, on in both presets, as for ev
 the tracer's network evaluations on CUDA. ``--sira-accel false`` (config ``sira_accel``) turns the cache / search /
 mixed precision off; ``--ss-fraction 0`` turns selective sampling off (``benches/bench_sira.py accel`` measures
 each). By default the dropped background rays are replaced by rays of the remaining pool, so selective sampling
-saves no time; ``--ss-shrink true`` removes them from the batch instead (SIRA++'s saving: 22-27 % of a 3-view
+saves no time; ``--ss-shrink true`` removes them from the batch instead (SIRA++'s saving: 18-25 % of a 3-view
 run's time), at a measured accuracy cost from 4 views on (README).
 
 Config fields (:class:`~headrecon.recon.config.ReconConfig`, group "sira"): ``sira_prior`` (model path; default
