@@ -213,6 +213,9 @@ def test_chunked_coarse_search_equals_parallel_search(use_cache):
             torch.testing.assert_close(a.min_sdf, b.min_sdf)
     if not use_cache:
         assert sum(r.num_sdf_evals for r in res[5]) < 0.95 * sum(r.num_sdf_evals for r in res[1])
+    # the tracer's running totals are the sums of its traces' stats
+    assert tr.totals["num_sdf_evals"] == sum(r.num_sdf_evals for r in res[5])
+    assert tr.totals["evals_coarse"] == sum(r.stats["evals_coarse"] for r in res[5]) and tr.totals["rays"] == 3000
 
 
 def test_sphere_strategy_without_steps_equals_search():

@@ -315,14 +315,22 @@ def _optional(kind):
 _SCALARS = {"bool": _bool, "int": int, "float": float, "str": str}
 
 
+def _field_kind(f) -> Tuple[str, str]:
+    """``(wrapper, scalar)`` of a config field's type: wrapper "", "Tuple" or "Optional"; scalar a key of
+    :data:`_SCALARS` ("str" when unknown)."""
+    t = str(f.type).replace("<class '", "").replace("'>", "")
+    for wrapper in ("Tuple", "Optional"):
+        if t.startswith(wrapper + "["):
+            return wrapper, t[len(wrapper) + 1:].split(",")[0].rstrip("]").strip()
+    return "", t if t in _SCALARS else "str"
+
+
 def _arg_type(f):
     """The argparse type of a config field: ``Tuple[X, ...]`` takes comma-separated values, ``Optional[X]`` also
     ``none``."""
-    t = str(f.type).replace("<class '", "").replace("'>", "")
-    for wrapper, make in (("Tuple[", _tuple_of), ("Optional[", _optional)):
-        if t.startswith(wrapper):
-            return make(_SCALARS[t[len(wrapper):].split(",")[0].rstrip("]").strip()])
-    return _SCALARS.get(t, str)
+    wrapper, scalar = _field_kind(f)
+    parse = _SCALARS[scalar]
+    return {"Tuple": _tuple_of, "Optional": _optional}[wrapper](parse) if wrapper else parse
 
 
 # options that the command line defines itself (positional scene, fixed choices)
@@ -351,10 +359,10 @@ def add_config_arguments(parser: argparse.ArgumentParser, skip=()) -> None:
                   dest=f.name)
         if f.name in _CLI_CHOICES and _CLI_CHOICES[f.name]:
             kw["choices"] = _CLI_CHOICES[f.name]
-        t = str(f.type)
-        if "Tuple" in t:
+        wrapper, scalar = _field_kind(f)
+        if wrapper == "Tuple":
             kw["metavar"] = "A,B,..."
-        elif t in ("bool", "<class 'bool'>", "Optional[bool]"):
+        elif scalar == "bool":
             kw["metavar"] = "BOOL"
         groups[g].add_argument("--" + f.name.replace("_", "-"), **kw)
 

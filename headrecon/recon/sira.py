@@ -127,7 +127,9 @@ class SiraMethod(ReconMethod):
         n = pts.shape[0]
         if iteration is None or k <= 0 or k >= n:
             return pts
-        return pts[(torch.arange(k, device=pts.device) + int(iteration) * k) % n]
+        if getattr(self, "_anchor_offsets", None) is None:  # built once, not per iteration
+            self._anchor_offsets = torch.arange(k, device=pts.device)
+        return pts[(self._anchor_offsets + int(iteration) * k) % n]
 
     def extra_losses(self, model: nn.Module, iteration: Optional[int] = None) -> dict:
         """``latent_loss``: the code prior ``w ||z - z_mean||^2`` on ``z_sdf`` and ``z_r`` (both phases; ``w`` =

@@ -42,6 +42,8 @@ class TraceResult:
     min_sdf_t = t; NaN when ``compute_min_sdf=False`` for non-hit rays); min_sdf_t [R];
     ray_mask [R] bool: the ray crosses the bounding sphere; near/far [R]: its segment;
     num_sdf_evals: points sent to ``sdf_fn``; stats: timings (network seconds, total seconds), counts per phase.
+    ``RayTracer.totals`` sums the numeric stats over the tracer's traces. (Hit counts are ``hit.sum()``: the stats
+    hold host counters only, so that a trace costs no extra device sync for them.)
     """
 
     t: torch.Tensor
@@ -119,6 +121,7 @@ class RayTracer:
             raise ValueError("coarse_chunks, fine_chunks and cache_step_factor must be >= 1")
         self.profile = bool(profile)
         self.auto_choice: dict[str, dict] = {}  # device -> {"strategy", "seconds": {strategy: s}}
+        self.totals: dict[str, float] = {}  # running sums of the numeric per-trace stats (host counters, no sync)
 
     # ------------------------------------------------------------------ network evaluation
     def _call(self, sdf_fn: SdfFn, pts: torch.Tensor, st: dict) -> torch.Tensor:
@@ -362,8 +365,10 @@ class RayTracer:
         min_t = torch.where(hit, t, min_t)
         points = o + t[:, None] * d
         st["total_s"] = time.perf_counter() - t_start
-        st["hits"] = int(hit.sum())
         st["rays"] = r
+        for k, v in st.items():
+            if isinstance(v, (int, float)):
+                self.totals[k] = self.totals.get(k, 0) + v
         return TraceResult(t=t, hit=hit, points=points, min_sdf=min_sdf, min_sdf_t=min_t, ray_mask=mask,
                            near=near, far=far, num_sdf_evals=st["num_sdf_evals"], stats=st)
 
