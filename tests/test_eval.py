@@ -1,5 +1,7 @@
-"""Tests of headrecon.eval: point-to-surface distances, the H3DS protocol (self = 0, rigid offsets undone by
-ICP, landmark coarse alignment, normal displacement of d mm gives d, face vs head regions) and headrecon-eval."""
+"""Tests of headrecon.eval: point-to-surface distances, the ``exact`` protocol (self = 0, rigid offsets undone
+by ICP, landmark coarse alignment, normal displacement of d mm gives d, face vs head regions) and headrecon-eval.
+The official H3DS protocol is tested in test_h3ds_official.py."""
+import functools
 import json
 
 import numpy as np
@@ -9,8 +11,11 @@ from PIL import Image
 from scipy.spatial.transform import Rotation
 
 from headrecon.data import load_scene
-from headrecon.eval import evaluate, point_to_surface
+from headrecon.eval import evaluate as _evaluate
+from headrecon.eval import point_to_surface
 from headrecon.eval.metrics import METRIC_KEYS, transform_points
+
+evaluate = functools.partial(_evaluate, protocol="exact")
 
 
 def head_mesh():
@@ -133,7 +138,8 @@ def test_eval_cli(tmp_path):
     pred_mm = trimesh.Trimesh(gt.vertices + 1.0 * gt.vertex_normals + [1.0, 0, 0], gt.faces, process=False)
     pred_unit = trimesh.Trimesh(sc.to_unit(pred_mm.vertices), gt.faces, process=False)
     pred_unit.export(tmp_path / "pred.ply")
-    assert main([str(tmp_path / "pred.ply"), str(tmp_path / "scene"), "--size", "64", "--align", "none"]) == 0
+    assert main([str(tmp_path / "pred.ply"), str(tmp_path / "scene"), "--size", "64", "--protocol", "exact",
+                 "--align", "none"]) == 0
     out = tmp_path / "pred_eval"
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["pred_frame"] == "unit"
@@ -146,10 +152,16 @@ def test_eval_cli(tmp_path):
     assert img.shape[0] > 128 and img.shape[1] > 4 * 64 and img.std() > 10
     # with ICP (default) and an explicit --out
     assert main([str(tmp_path / "pred.ply"), str(tmp_path / "scene"), "--out", str(tmp_path / "o2"),
-                 "--no-images"]) == 0
+                 "--no-images", "--protocol", "exact"]) == 0
     m2 = json.loads((tmp_path / "o2" / "metrics.json").read_text())
     assert m2["alignment"] == "icp" and m2["face_gt2pred_mm"] < metrics["face_gt2pred_mm"]
     assert not (tmp_path / "o2" / "heatmap.png").exists()
+    # the default: the official protocol (make-scene wrote regions/face.txt, so the head is aligned on it)
+    assert main([str(tmp_path / "pred.ply"), str(tmp_path / "scene"), "--out", str(tmp_path / "o3"),
+                 "--no-images"]) == 0
+    m3 = json.loads((tmp_path / "o3" / "metrics.json").read_text())
+    assert m3["protocol"] == "h3ds" and m3["head_icp_region"] == "face"
+    assert 0.0 < m3["face_gt2pred_mm"] < 2.0
 
 
 def test_evaluate_scene_dir_and_errors(tmp_path):

@@ -97,7 +97,8 @@ def test_cli_run_folder(tiny_scene_dir, tmp_path, capsys):
     m = json.loads((run / "metrics.json").read_text())
     assert m["finished"] and m["iterations"] == 12 and m["train_seconds"] > 0
     assert np.isfinite(m["h3ds"]["head_gt2pred_mm"]) and np.isfinite(m["h3ds"]["face_gt2pred_mm"])
-    assert np.isfinite(m["h3ds_unaligned"]["head_pred2gt_mm"])
+    assert m["h3ds"]["protocol"] == "h3ds" and m["exact"]["protocol"] == "exact"
+    assert np.isfinite(m["scene_frame"]["head_pred2gt_mm"])
     assert str(run.resolve()) in capsys.readouterr().out
     # the same command again: the folder holds a run with this config -> error suggesting --resume
     assert cli.main(args) == 2

@@ -10,6 +10,8 @@ Layout of a scene folder (as in H3DS and IDR)::
     landmarks.txt                  optional "name vertex_index" lines (right_eye, left_eye, nose_tip, nose_base,
                                    right_lips, left_lips), indices into full_head.obj
     regions/face_sphere.txt        optional vertex indices of full_head.obj within 95 mm of the nose tip
+    regions/face.txt               optional vertex indices of the face, ears and neck (the H3DS protocol aligns
+                                   the head on it; without it, on the face sphere)
 
 A nerfstudio ``transforms.json`` scene is read too (see :mod:`headrecon.data.nerfstudio`).
 
@@ -33,11 +35,12 @@ from scipy.optimize import linear_sum_assignment
 from .camera import Camera, similarity_parts
 from .errors import SceneError
 from .meshio import load_mesh, save_mesh
+from .regions import h3ds_face_region
 
 __all__ = [
     "LANDMARK_NAMES", "FACE_SPHERE_RADIUS_MM", "FaceSphere", "View", "Scene", "load_scene", "write_scene",
     "load_gt", "select_views", "view_targets", "camera_yaw_pitch", "read_landmarks", "write_landmarks",
-    "load_image", "load_mask",
+    "load_image", "load_mask", "load_region",
 ]
 
 LANDMARK_NAMES = ("right_eye", "left_eye", "nose_tip", "nose_base", "right_lips", "left_lips")
@@ -159,6 +162,7 @@ class Scene:
     path: Path | None = None
     units: str = "mm"
     meta: dict = field(default_factory=dict)
+    face_region: np.ndarray | None = None  # H3DS regions/face.txt: face, ears, neck (vertex indices)
 
     # -------------------------------------------------------------- construction
     @classmethod
@@ -177,6 +181,11 @@ class Scene:
                     units=units, meta=dict(meta or {}))
         if scene.face_sphere is None and gt_mesh is not None and landmarks and "nose_tip" in landmarks:
             scene.face_sphere = FaceSphere.from_mesh(gt_mesh.vertices, gt_mesh.vertices[landmarks["nose_tip"]])
+        if gt_mesh is not None and landmarks:
+            try:
+                scene.face_region = h3ds_face_region(gt_mesh.vertices, landmarks)
+            except ValueError:  # fewer landmarks: the protocol then aligns the head on the face sphere
+                scene.face_region = None
         return scene
 
     # -------------------------------------------------------------- per-view access
@@ -268,7 +277,7 @@ class Scene:
         pos = select_views(yaws, spec, pitches)
         return Scene(views=[self.views[i] for i in pos], scale_mat=self.scale_mat, gt_mesh=self.gt_mesh,
                      landmarks=self.landmarks, face_sphere=self.face_sphere, path=self.path, units=self.units,
-                     meta=dict(self.meta))
+                     meta=dict(self.meta), face_region=self.face_region)
 
     def fraction_in_masks(self, points, tolerance_px: float = 0.5) -> np.ndarray:
         """Per view, the fraction of scene points [N, 3] that project inside the mask (a point counts when a
@@ -367,6 +376,12 @@ def _read_region(path, n_vertices: int | None) -> np.ndarray:
     if n_vertices is not None and len(vals) and (vals.min() < 0 or vals.max() >= n_vertices):
         raise SceneError(path, f"vertex index out of range (mesh has {n_vertices} vertices)")
     return vals
+
+
+def load_region(scene_dir, name: str, n_vertices: int | None = None) -> np.ndarray | None:
+    """Vertex indices of ``scene_dir/regions/<name>.txt`` (None when the file does not exist)."""
+    p = Path(scene_dir) / "regions" / f"{name}.txt"
+    return _read_region(p, n_vertices) if p.is_file() else None
 
 
 def _list_files(folder: Path, prefix: str, exts) -> dict:
@@ -509,8 +524,9 @@ def load_scene(path, views=None, load_images: bool = True, load_gt_mesh: bool = 
             raise SceneError(info, f"invalid JSON ({exc})") from None
     all_views = [View(image=None, mask=None, camera=cameras[i], scale_mat=scale[i], index=i,
                       image_path=images[i], mask_path=masks[i]) for i in order]
+    face_region = load_region(path, "face", len(gt_mesh.vertices)) if gt_mesh is not None else None
     scene = Scene(views=all_views, scale_mat=S0, gt_mesh=gt_mesh, landmarks=landmarks, face_sphere=face_sphere,
-                  path=path, units="mm", meta=meta)
+                  path=path, units="mm", meta=meta, face_region=face_region)
     if views is not None:
         scene = scene.subset(views)
     if load_images:
@@ -524,7 +540,8 @@ def write_scene(path, scene: Scene, image_format: str = "png", jpeg_quality: int
     """Write ``scene`` in the IDR/H3DS layout (views renumbered 0..N-1 in the scene's order).
 
     Writes image/img_XXXX.<png|jpg>, mask/mask_XXXX.png, cameras.npz (world_mat_i, scale_mat_i), and when
-    present full_head.obj (geometry only, vertex order kept), landmarks.txt, regions/face_sphere.txt and
+    present full_head.obj (geometry only, vertex order kept), landmarks.txt, regions/face_sphere.txt,
+    regions/face.txt and
     scene_info.json (``scene.meta``). Returns the folder.
     """
     path = Path(path)
@@ -558,6 +575,9 @@ def write_scene(path, scene: Scene, image_format: str = "png", jpeg_quality: int
         (path / "regions").mkdir(exist_ok=True)
         (path / "regions" / "face_sphere.txt").write_text(
             "".join(f"{int(i)}\n" for i in scene.face_sphere.vertex_indices))
+    if scene.face_region is not None:
+        (path / "regions").mkdir(exist_ok=True)
+        (path / "regions" / "face.txt").write_text("".join(f"{int(i)}\n" for i in scene.face_region))
     if scene.meta:
         (path / "scene_info.json").write_text(json.dumps(scene.meta, indent=1, default=_json_default))
     return path

@@ -1,6 +1,10 @@
-"""H3DS-protocol surface metrics: landmark Procrustes, similarity ICP on the face, unidirectional Chamfer in mm.
+"""Surface metrics of a predicted head against a ground truth, in mm, under two protocols.
 
-Protocol (as in H3DS / H3D-Net / SIRA++):
+``protocol="h3ds"`` (the default) is the official H3DS evaluation (:mod:`headrecon.eval.h3ds`): trimesh ICP at
+its defaults of the ground truth's ``regions/face.txt`` (head) or face sphere (face) onto the predicted vertices,
+then nearest-*vertex* distances. These are the numbers comparable with the H3D-Net and SIRA++ tables.
+
+``protocol="exact"`` is a second opinion:
 
 1. optional coarse alignment: Procrustes with scale from the prediction's six landmarks to the ground truth's,
    when the prediction has landmarks;
@@ -9,19 +13,21 @@ Protocol (as in H3DS / H3D-Net / SIRA++):
    truth's millimetres. The ICP starts from the current pose (the scene frame, or the landmark alignment), is
    trimmed (correspondences beyond ``max(3 x median, 5 mm)`` or landing on an open boundary are dropped:
    extra geometry such as a neck, bust or blobs, holes and missing parts), uses correspondences in both
-   directions within the face sphere (one-directional closest points are contractive, so plain similarity ICP shrinks the face at every iteration and the scale
-   runs away), bounds the scale to +-10 % of the starting pose's, and is accepted only if it does not worsen
-   the face fit (face Chamfer) of the starting pose. ``metrics["alignment_details"]`` reports what was used;
-3. unidirectional Chamfer distances, reported as means (and medians) for the full head and for the face:
-   ``gt2pred`` = from ground-truth vertices to the predicted *surface* (H3DS / SIRA++ direction),
+   directions within the face sphere (one-directional closest points are contractive, so plain similarity ICP
+   shrinks the face at every iteration and the scale runs away), bounds the scale to +-10 % of the starting
+   pose's, and is accepted only if it does not worsen the face fit (face Chamfer) of the starting pose.
+   ``metrics["alignment_details"]`` reports what was used; ``align="none"`` measures in the scene frame;
+3. unidirectional Chamfer distances to the *surface*, reported as means (and medians) for the full head and
+   for the face: ``gt2pred`` = from ground-truth vertices to the predicted surface (H3DS / SIRA++ direction),
    ``pred2gt`` = from predicted vertices to the ground-truth surface (H3D-Net direction). For the face,
    ``gt2pred`` uses ground-truth vertices within 95 mm of the nose tip and ``pred2gt`` predicted vertices within
-   95 mm of it (after alignment). With ``observed_from`` (the scene's cameras) ``gt2pred`` is also reported over
-   the ground-truth vertices some camera sees (``*_observed``; DTU-style observability): a scan's hidden interior
-   (eye sockets, nostrils, mouth) is then left out.
+   95 mm of it (after alignment).
 
-Point-to-surface distances are exact distances to a triangle (never below the true distance): each point is
-tested against the triangles around its nearest vertex and the ``k`` triangles with the nearest centroids.
+With ``observed_from`` (the scene's cameras) ``gt2pred`` is also reported over the ground-truth vertices some
+camera sees (``*_observed``; DTU-style observability): a scan's hidden interior (eye sockets, nostrils, mouth)
+is then left out. Point-to-surface distances are exact distances to a triangle (never below the true
+distance): each point is tested against the triangles around its nearest vertex and the ``k`` triangles with
+the nearest centroids.
 """
 from __future__ import annotations
 
@@ -33,10 +39,13 @@ import trimesh
 from scipy.spatial import cKDTree
 
 from ..data.errors import SceneError
-from ..data.scene import FACE_SPHERE_RADIUS_MM, FaceSphere, Scene, load_gt
+from ..data.scene import FACE_SPHERE_RADIUS_MM, FaceSphere, Scene, load_gt, load_region
+from .h3ds import evaluate_h3ds
 
 __all__ = ["point_to_surface", "landmark_alignment", "icp_similarity", "evaluate", "EvalDetails",
-           "transform_points", "observed_vertices", "METRIC_KEYS"]
+           "transform_points", "observed_vertices", "METRIC_KEYS", "PROTOCOLS"]
+
+PROTOCOLS = ("h3ds", "exact")
 
 METRIC_KEYS = ("face_gt2pred_mm", "face_pred2gt_mm", "head_gt2pred_mm", "head_pred2gt_mm")
 
@@ -227,6 +236,7 @@ class EvalDetails:
     gt_face: np.ndarray          # bool [N_gt]
     pred_face: np.ndarray        # bool [N_pred]
     transform: np.ndarray        # 4x4 applied to the input prediction
+    face_gt2pred: np.ndarray | None = None  # [N_face] distances under the face's own alignment (h3ds protocol)
 
 
 def observed_vertices(mesh: trimesh.Trimesh, cameras, tolerance_mm: float = 1.0) -> np.ndarray:
@@ -263,57 +273,158 @@ def _landmark_points(mesh, landmarks):
     return out
 
 
-def _resolve_gt(scene_or_gt, gt_landmarks, face_sphere):
+def _resolve_gt(scene_or_gt, gt_landmarks, face_sphere, face_region=None):
+    """(mesh, landmarks, FaceSphere, H3DS face region indices or None) of the ground truth."""
     if isinstance(scene_or_gt, Scene):
         if scene_or_gt.gt_mesh is None:
             raise SceneError(scene_or_gt.path, "scene has no ground-truth mesh (full_head.obj)")
-        return (scene_or_gt.gt_mesh, gt_landmarks or scene_or_gt.landmarks, face_sphere or scene_or_gt.face_sphere)
+        return (scene_or_gt.gt_mesh, gt_landmarks or scene_or_gt.landmarks, face_sphere or scene_or_gt.face_sphere,
+                face_region if face_region is not None else scene_or_gt.face_region)
     if isinstance(scene_or_gt, (str, Path)):
         p = Path(scene_or_gt)
         if p.is_dir():
             mesh, lm, fs = load_gt(p)
             if mesh is None:
                 raise SceneError(p / "full_head.obj", "ground-truth mesh not found")
-            return mesh, gt_landmarks or lm, face_sphere or fs
+            if face_region is None:
+                face_region = load_region(p, "face", len(mesh.vertices))
+            return mesh, gt_landmarks or lm, face_sphere or fs, face_region
         from ..data.meshio import load_mesh
-        return load_mesh(p), gt_landmarks, face_sphere
+        return load_mesh(p), gt_landmarks, face_sphere, face_region
     if isinstance(scene_or_gt, trimesh.Trimesh):
         lm = gt_landmarks
         if lm is None and isinstance(scene_or_gt.metadata, dict):
             lm = scene_or_gt.metadata.get("landmarks")
-        return scene_or_gt, lm, face_sphere
+        return scene_or_gt, lm, face_sphere, face_region
     raise TypeError(f"scene_or_gt must be a Scene, a scene folder, a mesh path or a trimesh, not {type(scene_or_gt)}")
 
 
 def evaluate(pred_mesh: trimesh.Trimesh, scene_or_gt, pred_landmarks: dict | None = None,
-             gt_landmarks: dict | None = None, face_sphere: FaceSphere | None = None, align: str = "auto",
-             icp_scale: bool = True, face_radius_mm: float = FACE_SPHERE_RADIUS_MM, icp_max_points: int = 8000,
-             icp_iterations: int = 400, icp_max_scale_change: float = 0.1, icp_target_samples: int = 100_000,
-             k: int = 12, observed_from=None, return_details: bool = False):
-    """Compare a predicted mesh with a ground truth following the H3DS protocol (module docstring).
+             gt_landmarks: dict | None = None, face_sphere: FaceSphere | None = None, protocol: str = "h3ds",
+             face_region=None, observed_from=None, return_details: bool = False, **exact_options):
+    """Compare a predicted mesh with a ground truth (module docstring).
 
     ``pred_mesh``: trimesh in the ground truth's units (mm). ``scene_or_gt``: a :class:`Scene`, a scene folder,
     a mesh file or a trimesh (then ``gt_landmarks`` or ``mesh.metadata["landmarks"]`` give the nose tip).
-    ``pred_landmarks``: name -> vertex index or 3D point (default ``pred_mesh.metadata["landmarks"]``).
+    ``pred_landmarks``: name -> vertex index or 3D point (default ``pred_mesh.metadata["landmarks"]``): a coarse
+    landmark alignment first. ``protocol``: "h3ds" (official, default) or "exact"; ``exact_options`` are
+    :func:`_evaluate_exact`'s (``align``, ``icp_scale``, ...). ``face_region``: indices of the H3DS
+    ``regions/face.txt`` (default: the scene's; the head is aligned on the face sphere without one).
+
+    Returns a dict with ``face_gt2pred_mm``, ``face_pred2gt_mm``, ``head_gt2pred_mm``, ``head_pred2gt_mm``
+    (means), the same with ``_median`` before ``_mm``, ``face_chamfer_mm``/``head_chamfer_mm``, ``protocol``,
+    vertex counts, the applied 4x4 ``transform`` (the head's), ``alignment`` and ``alignment_details``. With
+    ``observed_from`` (cameras, a :class:`Scene`, or the bool mask :func:`observed_vertices` returns) also
+    ``face_gt2pred_observed_mm`` / ``head_gt2pred_observed_mm``. With ``return_details`` returns
+    ``(metrics, EvalDetails)``.
+    """
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {protocol!r}; choose one of {list(PROTOCOLS)}")
+    if protocol == "exact":
+        res, det = _evaluate_exact(pred_mesh, scene_or_gt, pred_landmarks=pred_landmarks, gt_landmarks=gt_landmarks,
+                                   face_sphere=face_sphere, **exact_options)
+    else:
+        if exact_options:
+            raise ValueError(f"{sorted(exact_options)} apply to protocol='exact' only")
+        res, det = _evaluate_official(pred_mesh, scene_or_gt, pred_landmarks, gt_landmarks, face_sphere, face_region)
+    res["protocol"] = protocol
+    if observed_from is not None:
+        _add_observed(res, det, observed_from)
+    if return_details:
+        return res, det
+    return res
+
+
+def _stats(x, sel):
+    x = x[sel]
+    return (float(x.mean()), float(np.median(x))) if len(x) else (float("nan"), float("nan"))
+
+
+def _add_observed(res: dict, det: "EvalDetails", observed_from) -> None:
+    """``*_gt2pred_observed_mm``: gt2pred over the GT vertices some camera sees (see :func:`evaluate`)."""
+    gt = det.gt_mesh
+    n = len(gt.vertices)
+    if isinstance(observed_from, np.ndarray) and observed_from.dtype == bool:
+        if observed_from.shape != (n,):
+            raise ValueError(f"observed_from mask has shape {observed_from.shape}, expected ({n},)")
+        seen = observed_from
+    else:
+        seen = observed_vertices(gt, observed_from.cameras if isinstance(observed_from, Scene)
+                                 else list(observed_from))
+    has_face = bool(det.gt_face.any()) and not np.isnan(res["face_gt2pred_mm"])
+    face_d = det.face_gt2pred if det.face_gt2pred is not None else det.gt2pred[det.gt_face]
+    for region, d, sel in (("head", det.gt2pred, seen), ("face", face_d, seen[det.gt_face])):
+        mean, med = _stats(d, sel) if (region == "head" or has_face) else (float("nan"), float("nan"))
+        res[f"{region}_gt2pred_observed_mm"] = mean
+        res[f"{region}_gt2pred_observed_median_mm"] = med
+    res["observed_fraction"] = float(seen.mean())
+    res["face_observed_fraction"] = float(seen[det.gt_face].mean()) if has_face else float("nan")
+
+
+def _evaluate_official(pred_mesh, scene_or_gt, pred_landmarks, gt_landmarks, face_sphere, face_region):
+    """The official H3DS protocol (:func:`headrecon.eval.h3ds.evaluate_h3ds`) as a metrics dict."""
+    gt, gt_lm, fs, head_region = _resolve_gt(scene_or_gt, gt_landmarks, face_sphere, face_region)
+    if not isinstance(pred_mesh, trimesh.Trimesh) or len(pred_mesh.vertices) == 0:
+        raise ValueError("pred_mesh must be a trimesh.Trimesh with vertices")
+    if pred_landmarks is None and isinstance(pred_mesh.metadata, dict):
+        pred_landmarks = pred_mesh.metadata.get("landmarks")
+    gt_v = np.asarray(gt.vertices, dtype=np.float64)
+    if (fs is None or fs.vertex_indices is None) and gt_lm and "nose_tip" in gt_lm:
+        fs = FaceSphere.from_mesh(gt_v, _landmark_points(gt, {"nose_tip": gt_lm["nose_tip"]})["nose_tip"])
+    if fs is None or fs.vertex_indices is None:
+        raise ValueError("the H3DS protocol needs the ground truth's face sphere (regions/face_sphere.txt, or "
+                         "landmarks.txt with nose_tip); use protocol='exact' without one")
+    face_idx = np.asarray(fs.vertex_indices, dtype=np.int64)
+    r = evaluate_h3ds(pred_mesh.vertices, gt_v, face_idx, head_region,
+                      pred_landmarks=pred_landmarks or None, gt_landmarks=gt_lm if pred_landmarks else None)
+    res = {}
+    for region in ("head", "face"):
+        for name in ("gt2pred", "pred2gt"):
+            d = r[f"{region}_{name}"]
+            res[f"{region}_{name}_mm"] = float(d.mean())
+            res[f"{region}_{name}_median_mm"] = float(np.median(d))
+        res[f"{region}_chamfer_mm"] = 0.5 * (res[f"{region}_gt2pred_mm"] + res[f"{region}_pred2gt_mm"])
+    # the official face pred->gt runs from every predicted vertex (the rest of the head included) to the face
+    # vertices; this one keeps the predicted vertices within the face sphere (after the face's alignment)
+    center = fs.center_mm if fs.center_mm is not None else gt_v[face_idx].mean(axis=0)
+    in_sphere = np.linalg.norm(r["face_pred"] - np.asarray(center, dtype=np.float64), axis=1) <= fs.radius_mm
+    sel = r["face_pred2gt"][in_sphere]
+    res["face_pred2gt_sphere_mm"] = float(sel.mean()) if len(sel) else float("nan")
+    gt_face = np.zeros(len(gt_v), dtype=bool)
+    gt_face[face_idx] = True
+    M = r["head_transform"]
+    steps = ("landmarks+" if r["coarse"] else "") + "h3ds-icp"
+    res.update({
+        "n_gt_vertices": int(len(gt_v)), "n_gt_face_vertices": int(len(face_idx)),
+        "n_pred_vertices": int(len(pred_mesh.vertices)), "n_pred_face_vertices": int(len(pred_mesh.vertices)),
+        "alignment": steps, "head_icp_region": r["head_icp_region"],
+        "alignment_details": {"method": steps, "head_icp_region": r["head_icp_region"],
+                              "head": _pose_summary(r["head_transform"]), "face": _pose_summary(r["face_transform"])},
+        "transform": M.tolist(), "scale": _scale_of(M), "face_radius_mm": float(fs.radius_mm),
+    })
+    pred = pred_mesh.copy()
+    pred.vertices = r["head_pred"]
+    det = EvalDetails(gt_mesh=gt, pred_aligned=pred, gt2pred=r["head_gt2pred"], pred2gt=r["head_pred2gt"],
+                      gt_face=gt_face, pred_face=np.ones(len(pred.vertices), dtype=bool), transform=M,
+                      face_gt2pred=r["face_gt2pred"])
+    return res, det
+
+
+def _evaluate_exact(pred_mesh: trimesh.Trimesh, scene_or_gt, pred_landmarks: dict | None = None,
+                    gt_landmarks: dict | None = None, face_sphere: FaceSphere | None = None, align: str = "auto",
+                    icp_scale: bool = True, face_radius_mm: float = FACE_SPHERE_RADIUS_MM, icp_max_points: int = 8000,
+                    icp_iterations: int = 400, icp_max_scale_change: float = 0.1, icp_target_samples: int = 100_000,
+                    k: int = 12):
+    """The ``exact`` protocol (module docstring); returns ``(metrics, EvalDetails)``.
+
     ``align``: "auto" (landmarks when both sides have them, then ICP), "icp", "landmarks", "landmarks+icp" or
     "none". ``icp_scale=False`` gives a rigid ICP; ``icp_max_scale_change`` bounds its scale relative to the
     starting pose (0.1: +-10 %); ``icp_max_points`` GT face points and ``icp_target_samples`` surface samples.
-
-    Returns a dict with ``face_gt2pred_mm``, ``face_pred2gt_mm``, ``head_gt2pred_mm``, ``head_pred2gt_mm``
-    (means), the same with ``_median`` before ``_mm``, ``face_chamfer_mm``/``head_chamfer_mm`` (mean of the two
-    directions), vertex counts, the applied 4x4 ``transform`` (list) and its ``scale``, ``alignment`` (the steps
-    applied, e.g. "icp", "landmarks+icp", "none") and ``alignment_details`` (``method``, ``accepted``: whether the
-    ICP was kept, ``scale``, ``rotation_deg``, ``translation_mm`` of the applied transform, and ``icp``: the ICP's
-    own pose, iterations, residual and face fit before/after). Face entries are NaN when
-    the ground truth has no nose tip. With ``return_details`` returns ``(metrics, EvalDetails)``.
-
-    ``observed_from``: cameras (or a :class:`Scene`, all of whose views count) in the ground truth's frame, or
-    the bool ``[N_gt]`` mask :func:`observed_vertices` returns for them (to evaluate several meshes); adds
-    ``face_gt2pred_observed_mm`` / ``head_gt2pred_observed_mm`` (and ``_median``), the ``gt2pred`` means over the
-    ground-truth vertices that one of these cameras sees (:func:`observed_vertices`), and
-    ``observed_fraction`` / ``face_observed_fraction``.
+    ``alignment_details``: ``method``, ``accepted`` (whether the ICP was kept), ``scale``, ``rotation_deg``,
+    ``translation_mm`` of the applied transform, and ``icp`` (the ICP's own pose, iterations, residual and face
+    fit before/after). Face entries are NaN when the ground truth has no nose tip.
     """
-    gt, gt_lm, fs = _resolve_gt(scene_or_gt, gt_landmarks, face_sphere)
+    gt, gt_lm, fs, _ = _resolve_gt(scene_or_gt, gt_landmarks, face_sphere)
     if not isinstance(pred_mesh, trimesh.Trimesh) or len(pred_mesh.faces) == 0:
         raise ValueError("pred_mesh must be a trimesh.Trimesh with faces")
     if pred_landmarks is None and isinstance(pred_mesh.metadata, dict):
@@ -404,32 +515,14 @@ def evaluate(pred_mesh: trimesh.Trimesh, scene_or_gt, pred_landmarks: dict | Non
     pred_face = (np.linalg.norm(np.asarray(pred.vertices) - center, axis=1) <= face_radius_mm
                  if center is not None else np.ones(len(pred.vertices), dtype=bool))
 
-    def stats(x, sel):
-        x = x[sel]
-        return (float(x.mean()), float(np.median(x))) if len(x) else (float("nan"), float("nan"))
-
     res = {}
     has_face = center is not None
     for region, gsel, psel in (("head", slice(None), slice(None)), ("face", gt_face, pred_face)):
         for name, d, sel in (("gt2pred", gt2pred, gsel), ("pred2gt", pred2gt, psel)):
-            mean, med = stats(d, sel) if (region == "head" or has_face) else (float("nan"), float("nan"))
+            mean, med = _stats(d, sel) if (region == "head" or has_face) else (float("nan"), float("nan"))
             res[f"{region}_{name}_mm"] = mean
             res[f"{region}_{name}_median_mm"] = med
         res[f"{region}_chamfer_mm"] = 0.5 * (res[f"{region}_gt2pred_mm"] + res[f"{region}_pred2gt_mm"])
-    if observed_from is not None:
-        if isinstance(observed_from, np.ndarray) and observed_from.dtype == bool:
-            if observed_from.shape != (len(gt_v),):
-                raise ValueError(f"observed_from mask has shape {observed_from.shape}, expected ({len(gt_v)},)")
-            seen = observed_from
-        else:
-            seen = observed_vertices(gt, observed_from.cameras if isinstance(observed_from, Scene)
-                                     else list(observed_from))
-        for region, gsel in (("head", seen), ("face", gt_face & seen)):
-            mean, med = stats(gt2pred, gsel) if (region == "head" or has_face) else (float("nan"), float("nan"))
-            res[f"{region}_gt2pred_observed_mm"] = mean
-            res[f"{region}_gt2pred_observed_median_mm"] = med
-        res["observed_fraction"] = float(seen.mean())
-        res["face_observed_fraction"] = float(seen[gt_face].mean()) if has_face else float("nan")
     s = _scale_of(M)
     details = {"method": "+".join(used) or "none", "requested": align,
                "accepted": icp_info["accepted"] if icp_info else None, **_pose_summary(M), "icp": icp_info}
@@ -440,7 +533,5 @@ def evaluate(pred_mesh: trimesh.Trimesh, scene_or_gt, pred_landmarks: dict | Non
         "icp_residual_mm": icp_residual, "face_radius_mm": float(face_radius_mm),
         "landmarks_used": common if "landmarks" in used else [],
     })
-    if return_details:
-        return res, EvalDetails(gt_mesh=gt, pred_aligned=pred, gt2pred=gt2pred, pred2gt=pred2gt, gt_face=gt_face,
-                                pred_face=pred_face, transform=M)
-    return res
+    return res, EvalDetails(gt_mesh=gt, pred_aligned=pred, gt2pred=gt2pred, pred2gt=pred2gt, gt_face=gt_face,
+                            pred_face=pred_face, transform=M)
