@@ -93,7 +93,7 @@ setup(
     entry_points={
         "console_scripts": [
             "headrecon-reconstruct=headrecon.recon.cli:main",
-            "headrecon-train-prior=headrecon.prior.cli:main",
+            "headrecon-train-prior=headrecon.priors.cli:main",
             "headrecon-make-scene=headrecon.data.make_scene:main",
             "headrecon-eval=headrecon.eval.cli:main",
         ]

@@ -172,9 +172,9 @@ def rescore(path, meshes) -> None:
     """Re-evaluate the saved final meshes (``--save-meshes`` folder) of a result file with the current
     :func:`_metrics` (e.g. the official protocol, or metrics added after the run) and rewrite the file; training
     figures are kept (the curve's intermediate points keep the protocol they were measured with)."""
-    from headrecon.recon.pipeline import load_views
-
     import trimesh
+
+    from headrecon.recon.pipeline import load_views
 
     data = json.loads(Path(path).read_text())
     scenes = {Path(p).name: p for p in data["args"]["scenes"]}

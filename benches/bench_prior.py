@@ -14,11 +14,11 @@ import time
 import numpy as np
 import torch
 
-from headrecon.prior import ShapePrior, preset
-from headrecon.prior.fit import fit_latent
-from headrecon.prior.interpolate import render_sdf
-from headrecon.prior.losses import prior_losses
-from headrecon.prior.train import _Objective
+from headrecon.priors.h3dnet import ShapePrior, preset
+from headrecon.priors.h3dnet.fit import fit_latent
+from headrecon.priors.h3dnet.interpolate import render_sdf
+from headrecon.priors.h3dnet.losses import prior_losses
+from headrecon.priors.h3dnet.train import _Objective
 
 
 def bench_train(name: str, iters: int, shapes: int = 8, **over) -> dict:

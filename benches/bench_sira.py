@@ -155,7 +155,7 @@ def test_accel_smoke(tmp_path, monkeypatch):
     import trimesh
 
     from headrecon.data.synthetic import make_scene
-    from headrecon.prior.sira import SiraPrior, sira_preset
+    from headrecon.priors.sira.model import SiraPrior, sira_preset
 
     torch.set_num_threads(1)
     m = trimesh.creation.icosphere(subdivisions=3)

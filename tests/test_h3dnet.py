@@ -3,12 +3,12 @@ rendering network, phase 2 also fine-tunes the decoder, the latent regulariser e
 prior gives a clear error."""
 import pytest
 import torch
+from test_recon import TINY, one_thread, three_view_scene_dir  # noqa: F401  (fixtures; one_thread is autouse)
 
 from headrecon.data import load_scene
-from headrecon.prior import default_prior_path
+from headrecon.priors.h3dnet import default_prior_path
 from headrecon.recon.config import make_config
 from headrecon.recon.trainer import Trainer
-from test_recon import TINY, one_thread, three_view_scene_dir  # noqa: F401  (fixtures; one_thread is autouse)
 
 pytestmark = pytest.mark.skipif(not default_prior_path().exists(), reason="shipped prior asset absent")
 

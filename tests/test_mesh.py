@@ -1,4 +1,4 @@
-"""Tests of headrecon.recon.mesh: marching-cubes extraction from analytic SDFs and from the geometry network."""
+"""Tests of headrecon.render.mesh: marching-cubes extraction from analytic SDFs and from the geometry network."""
 import math
 
 import numpy as np
@@ -8,7 +8,7 @@ import trimesh
 
 from headrecon.models import GeometryNetwork
 from headrecon.recon import EmptyLevelSetError, evaluate_grid, extract_mesh
-from headrecon.recon.mesh import _orient_outward
+from headrecon.render.mesh import _orient_outward
 
 
 def sphere(center=(0.0, 0.0, 0.0), r=0.5):
@@ -146,7 +146,7 @@ def test_geometry_network_init_mesh():
 def test_clip_sphere_keeps_the_domain():
     """A half-space ``x < 0.2`` fills the cube's corners; clipped to the unit ball it is a closed ball segment
     whose vertices lie within the ball (plus a grid cell) and on both surfaces (plane and sphere)."""
-    from headrecon.recon.mesh import extract_mesh
+    from headrecon.render.mesh import extract_mesh
 
     f = lambda p: p[:, 0] - 0.2
     m = extract_mesh(f, resolution=48, radius=1.0, clip_sphere=True, progress=False)

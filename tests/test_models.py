@@ -5,8 +5,19 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from headrecon.models import FeatureNetwork, GeometryNetwork, PositionalEncoding, RenderingNetwork
-from headrecon.recon.losses import IDRLoss, alpha_schedule, eikonal_loss, mask_loss, rgb_loss
+from headrecon.models import (
+    FeatureNetwork,
+    GeometryNetwork,
+    PositionalEncoding,
+    RenderingNetwork,
+)
+from headrecon.recon.losses import (
+    IDRLoss,
+    alpha_schedule,
+    eikonal_loss,
+    mask_loss,
+    rgb_loss,
+)
 
 
 def shell_points(n, r_lo, r_hi, seed=123, dtype=torch.float32):

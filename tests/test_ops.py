@@ -2,10 +2,10 @@
 and single rays), in float32 and float64, plus argument validation. CUDA variants run where a GPU exists."""
 import pytest
 import torch
+from conftest import HAS_CUDA, requires_cuda
 
 from headrecon import ops
 from headrecon.ops import reference as R
-from conftest import HAS_CUDA, requires_cuda
 
 BACKENDS = ["cpp"] + (["cuda"] if HAS_CUDA else [])
 SIZES = [0, 1, 7, 1000]

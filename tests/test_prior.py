@@ -19,14 +19,26 @@ import pytest
 import torch
 import trimesh
 
-from headrecon.prior import (HELDOUT_SEEDS, TRAIN_SEEDS, Normalization, PriorConfig, ShapePrior,
-                             default_prior_path, heldout_seeds, preset, prior_normalization)
-from headrecon.prior import cli
-from headrecon.prior.fit import fit_latent
-from headrecon.prior.losses import prior_losses, sample_volume, shape_generator
-from headrecon.prior.normalization import ICT_MEAN_LANDMARKS_MM
-from headrecon.prior.scans import (ScanSet, folder_scanset, load_scan_file, simulate_raw_scan)
-from headrecon.prior.train import TrainingError, checkpoint_path, train_prior
+from headrecon.priors import (
+    HELDOUT_SEEDS,
+    TRAIN_SEEDS,
+    Normalization,
+    cli,
+    heldout_seeds,
+    prior_normalization,
+)
+from headrecon.priors.h3dnet import PriorConfig, ShapePrior, default_prior_path, preset
+from headrecon.priors.h3dnet.fit import fit_latent
+from headrecon.priors.h3dnet.losses import prior_losses
+from headrecon.priors.h3dnet.train import TrainingError, checkpoint_path, train_prior
+from headrecon.priors.normalization import ICT_MEAN_LANDMARKS_MM
+from headrecon.priors.sampling import sample_volume, shape_generator
+from headrecon.priors.scans import (
+    ScanSet,
+    folder_scanset,
+    load_scan_file,
+    simulate_raw_scan,
+)
 
 # head-sized ellipsoids (semi-axes in mm); the held-out one lies between the training ones
 AXES = [(80.0, 105.0, 90.0), (100.0, 125.0, 105.0), (120.0, 145.0, 120.0)]
@@ -117,7 +129,7 @@ def test_raw_scan_incompleteness_and_noise():
 
 
 def test_ict_raw_scan(shared_data):
-    from headrecon.prior.scans import ict_raw_scan
+    from headrecon.priors.scans import ict_raw_scan
 
     scan, mesh = ict_raw_scan(123, n_points=20000, return_mesh=True)
     assert 0.4 < scan.meta["kept_fraction"] < 1.0
@@ -283,7 +295,7 @@ def test_ddp_two_processes_gloo(tmp_path):
     out = tmp_path / "ddp.pt"
     env = dict(os.environ, OMP_NUM_THREADS="1")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           "-m", "headrecon.prior.cli", str(folder), "--out", str(out), "--ddp", *DDP_ARGS]
+           "-m", "headrecon.priors.cli", str(folder), "--out", str(out), "--ddp", *DDP_ARGS]
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=240)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
     ddp = ShapePrior.load(out, weights_only=True)
@@ -421,8 +433,8 @@ def test_shipped_prior_is_head_sized():
 def test_h3dnet_method_plugin(trained):
     from types import SimpleNamespace
 
+    from headrecon.methods import available_methods, get_method
     from headrecon.recon.config import ReconConfig
-    from headrecon.recon.methods import available_methods, get_method
 
     prior, _, path = trained
     assert "h3dnet" in available_methods()

@@ -10,9 +10,9 @@ import torch
 import trimesh
 
 from headrecon.data import load_scene
+from headrecon.methods import METHODS, IDRMethod, Phase, get_method, register_method
 from headrecon.recon import cli
 from headrecon.recon.config import PRESETS, ReconConfig, config_diff, make_config
-from headrecon.recon.methods import METHODS, IDRMethod, Phase, get_method, register_method
 from headrecon.recon.pipeline import RunDirError, check_run_dir, parse_views
 from headrecon.recon.sampling import PixelSampler, RayBank, ss_steps
 from headrecon.recon.trainer import Trainer

@@ -10,7 +10,15 @@ import trimesh
 from PIL import Image
 from scipy.spatial.transform import Rotation
 
-from headrecon.data import Camera, Scene, SceneError, load_scene, select_views, view_targets, write_scene
+from headrecon.data import (
+    Camera,
+    Scene,
+    SceneError,
+    load_scene,
+    select_views,
+    view_targets,
+    write_scene,
+)
 from headrecon.data.camera import look_at_rotation
 from headrecon.data.meshio import read_obj
 from headrecon.data.scene import FaceSphere

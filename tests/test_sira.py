@@ -1,4 +1,4 @@
-"""Tests of SIRA++ (headrecon.prior.sira, headrecon.prior.sira_train, headrecon.recon.sira): model shapes and
+"""Tests of SIRA++ (headrecon.priors.sira.model, headrecon.priors.sira.train, headrecon.methods.sira): model shapes and
 near-zero initialisation, each loss term on analytic cases, progressive PE masking, a tiny training run on
 coloured ellipsoids, checkpoint round trip (weights_only), exact resume, 2-process gloo DDP, the phase schedule of
 ``--method sira`` and a one-view reconstruction smoke run. No shared data needed."""
@@ -15,11 +15,19 @@ import pytest
 import torch
 import trimesh
 
-from headrecon.prior.normalization import Normalization
-from headrecon.prior.sira import (SiraConfig, SiraPrior, deformation_regulariser,
-                                  landmark_consistency, load_sira, pe_progress, sira_losses, sira_preset)
-from headrecon.prior.sira_train import checkpoint_path, sira_mesh_data, train_sira
-from headrecon.prior.train import TrainingError
+from headrecon.priors.normalization import Normalization
+from headrecon.priors.sira.model import (
+    SiraConfig,
+    SiraPrior,
+    deformation_regulariser,
+    landmark_consistency,
+    load_sira,
+    pe_progress,
+    sira_losses,
+    sira_preset,
+)
+from headrecon.priors.sira.train import checkpoint_path, sira_mesh_data, train_sira
+from headrecon.priors.training import TrainingError
 
 TINY = dict(def_hidden=32, def_layers=2, def_freqs=2, ref_hidden=48, ref_layers=3, ref_skip=(2,), ref_freqs=4,
             latent_dim=8, app_latent_dim=4, d_gamma=4, render_hidden=32, render_layers=1, epochs=24,
@@ -232,7 +240,7 @@ DDP_SCRIPT = """
 import sys, torch
 sys.path.insert(0, {tests!r})
 from test_sira import AXES, coloured_ellipsoid, tiny_cfg
-from headrecon.prior.sira_train import sira_mesh_data, train_sira
+from headrecon.priors.sira.train import sira_mesh_data, train_sira
 torch.set_num_threads(1)
 cfg = tiny_cfg(epochs=3, shapes_per_batch=4)
 meshes = [coloured_ellipsoid(a, phase=i) for i, a in enumerate(AXES + [(66.0, 88.0, 82.0)])]
@@ -255,7 +263,7 @@ def test_ddp_two_processes_gloo(tmp_path):
 
 
 def test_cli_model_sira_errors(tmp_path, capsys):
-    from headrecon.prior import cli
+    from headrecon.priors import cli
 
     rc = cli.main([str(tmp_path), "--model", "sira", "--out", str(tmp_path / "x.pt"), "--no-progress"])
     assert rc == 2 and "ICT heads only" in capsys.readouterr().err
@@ -451,7 +459,7 @@ def test_sira_one_view_cli_smoke(trained, scene_dir, tmp_path, monkeypatch, caps
 
 
 def test_shipped_sira_model():
-    from headrecon.prior.sira import default_sira_path
+    from headrecon.priors.sira.model import default_sira_path
 
     path = default_sira_path()
     if not path.is_file():
@@ -469,7 +477,8 @@ def test_shipped_sira_model():
 
 def test_cli_model_sira_deformation_flags(tmp_path, monkeypatch):
     """--def-hidden / --def-freqs reach the SIRA++ config (the README's larger-deformation probe uses them)."""
-    from headrecon.prior import cli, sira_train
+    from headrecon.priors import cli
+    from headrecon.priors.sira import train as sira_train
 
     seen = {}
     monkeypatch.setattr(sira_train, "sira_ict_data", lambda n, cfg, **kw: seen.setdefault("n", n))

@@ -8,7 +8,12 @@ import trimesh
 from scipy.ndimage import map_coordinates
 
 from headrecon.data import Camera, load_scene
-from headrecon.data.synthetic import MeshRenderer, make_scene, orbit_cameras, parse_lights
+from headrecon.data.synthetic import (
+    MeshRenderer,
+    make_scene,
+    orbit_cameras,
+    parse_lights,
+)
 
 
 def head_like_mesh():
@@ -210,9 +215,11 @@ def test_lee_perry_smith_scene(shared_data, tmp_path):
 def test_lee_perry_smith_texture_convention(shared_data):
     """Albedo-only render: the pixel at a landmark shows the texture at that vertex's UV sampled as the
     README says (row = v * (H-1), no 1 - v)."""
-    from PIL import Image
-    from headrecon.data.scans import lps_dir, load_lee_perry_smith
     import json as _json
+
+    from PIL import Image
+
+    from headrecon.data.scans import load_lee_perry_smith, lps_dir
     mesh = load_lee_perry_smith()
     folder = lps_dir()
     raw = trimesh.load(str(folder / "LeePerrySmith.glb"), process=False).to_geometry()

@@ -4,10 +4,11 @@ import math
 
 import pytest
 import torch
+from conftest import requires_cuda
 
 from headrecon.render import RayTracer, SDFCache, reference_trace, surface_points
 from headrecon.render.analytic import Box, Sphere, Torus, Union
-from conftest import requires_cuda
+
 
 class _Cached:
     """Memoise exact intersections of a shape for the same rays (the dense torus oracle is costly)."""

@@ -5,7 +5,16 @@ Heavier submodules (``synthetic``, ``ict``, ``scans``, ``nerfstudio``) are impor
 """
 from .camera import Camera
 from .errors import SceneError
-from .scene import FaceSphere, Scene, View, load_gt, load_scene, select_views, view_targets, write_scene
+from .scene import (
+           FaceSphere,
+           Scene,
+           View,
+           load_gt,
+           load_scene,
+           select_views,
+           view_targets,
+           write_scene,
+)
 
 __all__ = ["Camera", "SceneError", "FaceSphere", "Scene", "View", "load_gt", "load_scene", "select_views",
            "view_targets", "write_scene"]

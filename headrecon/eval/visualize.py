@@ -13,7 +13,12 @@ import numpy as np
 import trimesh
 from PIL import Image, ImageDraw, ImageFont
 
-from ..data.synthetic import MeshRenderer, fit_scale_mat, orbit_cameras, default_distance_focal
+from ..data.synthetic import (
+    MeshRenderer,
+    default_distance_focal,
+    fit_scale_mat,
+    orbit_cameras,
+)
 
 __all__ = ["error_colors", "colored_mesh", "save_error_ply", "render_heatmap"]
 

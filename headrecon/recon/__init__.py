@@ -1,13 +1,13 @@
 """Reconstruction: the fitting pipeline behind ``headrecon-reconstruct``.
 
 * :mod:`~headrecon.recon.config` — :class:`ReconConfig` (typed run settings, presets ``fast`` / ``paper``);
-* :mod:`~headrecon.recon.methods` — the ``--method`` registry (:class:`ReconMethod`, ``idr``);
+* :mod:`~headrecon.methods` — the ``--method`` registry (:class:`ReconMethod`, ``idr``);
 * :mod:`~headrecon.recon.sampling` — training rays and selective sampling;
 * :mod:`~headrecon.recon.trainer` — :class:`Trainer` (the IDR fitting loop, checkpoints, resume);
 * :mod:`~headrecon.recon.pipeline` — :func:`reconstruct` (scene folder -> run folder);
 * :mod:`~headrecon.recon.renders` — result images and the loss curve;
 * :mod:`~headrecon.recon.demo` — a procedural head scene needing no external data;
-* :mod:`~headrecon.recon.losses` — IDR losses; :mod:`~headrecon.recon.mesh` — SDF-to-mesh extraction.
+* :mod:`~headrecon.recon.losses` — IDR losses; :mod:`~headrecon.render.mesh` — SDF-to-mesh extraction.
 
 Names are imported lazily on first access, so ``import headrecon.recon`` stays cheap (no scikit-image / trimesh
 import until :func:`extract_mesh` is used).

@@ -23,7 +23,7 @@ PROG = "headrecon-reconstruct"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .methods import available_methods
+    from ..methods import available_methods
 
     ap = argparse.ArgumentParser(
         prog=PROG,

@@ -42,7 +42,7 @@ class ReconConfig:
     """All settings of one reconstruction run (stored as ``config.json`` in the run folder)."""
 
     # ---- what to run
-    method: str = _f("idr", "reconstruction method (a key of headrecon.recon.methods.METHODS)", group="run")
+    method: str = _f("idr", "reconstruction method (a key of headrecon.methods.METHODS)", group="run")
     preset: str = _f("fast", "preset the other fields started from: fast (CPU) or paper", group="run")
     views: str = _f("3", "views to use: 3, 4, 8, 16, 32, all, or comma-separated view indices", group="run")
     device: str = _f("auto", "auto (CUDA when available), cpu, cuda or cuda:N", group="run")

@@ -205,8 +205,14 @@ def _run(scene_dir, cfg, run_dir, full, scene, device, resume, stop_after, progr
 
 def write_results(trainer: Trainer, full, scene, run_dir: Path, log=print) -> Dict[str, Any]:
     """Mesh, renders, loss curve and metrics of the current model (returns the metrics dict)."""
-    from .mesh import EmptyLevelSetError
-    from .renders import comparison_sheet, fit_camera, loss_curve, novel_cameras, render_view
+    from ..render.mesh import EmptyLevelSetError
+    from .renders import (
+        comparison_sheet,
+        fit_camera,
+        loss_curve,
+        novel_cameras,
+        render_view,
+    )
 
     cfg = trainer.cfg
     metrics: Dict[str, Any] = {}

@@ -16,8 +16,8 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 import torch
-from torch.nn.utils import parametrize
 from PIL import Image, ImageDraw
+from torch.nn.utils import parametrize
 
 __all__ = ["render_view", "novel_cameras", "comparison_sheet", "loss_curve", "to_uint8", "fit_camera"]
 

@@ -30,10 +30,10 @@ from typing import Callable, Dict, List, Optional
 import torch
 from torch.nn.utils import parametrize
 
+from ..methods import Phase, get_method
 from ..render import RayTracer, SDFCache, surface_points
 from .config import ReconConfig
 from .losses import IDRLoss
-from .methods import Phase, get_method
 from .sampling import PixelSampler, RayBank, ss_steps
 
 __all__ = ["Trainer", "resolve_device", "CHECKPOINT_NAME"]
@@ -326,7 +326,7 @@ class Trainer:
     def extract_mesh(self, resolution: Optional[int] = None, to_scene_units: bool = True):
         """Marching-cubes mesh of the fitted SDF within the bounding sphere (the domain the tracer sees; largest
         component), in scene millimetres by default."""
-        from .mesh import extract_mesh
+        from ..render.mesh import extract_mesh
 
         self.model.eval()
         res = int(resolution or self.cfg.mesh_resolution)

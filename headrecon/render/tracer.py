@@ -198,7 +198,6 @@ class RayTracer:
 
         Returns hit [M] bool, t [M] (hit or minimum-SDF sample), min_sdf [M], min_t [M]."""
         b = self.backend
-        m = ray_idx.shape[0]
         n = self.n_coarse
         t_c, p_c = ops.search_samples(o, d, ray_idx, lo, hi, n, False, backend=b)
         s_c = self._front_to_back(sdf_fn, p_c, self.coarse_chunks, st, "evals_coarse")

@@ -1,7 +1,7 @@
 """SIRA++ shape-and-appearance statistical model (Caselles et al., "Implicit Shape and Appearance Priors for
 Few-Shot Full Head Reconstruction"): configuration, networks, losses and the progressive PE schedule.
 
-Model (:class:`SiraPrior`), all in the prior's unit-sphere frame (:mod:`headrecon.prior.normalization`):
+Model (:class:`SiraPrior`), all in the prior's unit-sphere frame (:mod:`headrecon.priors.normalization`):
 
 * **deformation field** ``D(enc(x), z_sdf) -> (delta [3], gamma [d_gamma])`` — a Softplus MLP over the positionally
   encoded point concatenated with the shape latent ``z_sdf``; its last layer starts with a tiny variance
@@ -26,7 +26,7 @@ shell ``0.9 < |x| < 1.3`` that no head reaches (weight 1): raw scans (open neck,
 far from the data, and without it spurious surfaces appeared there (measured: 6 % of the points at radius 1-1.4
 inside the mean shape, head Chamfer 353 mm before fitting).
 
-Training lives in :mod:`headrecon.prior.sira_train`; the reconstruction method in :mod:`headrecon.recon.sira`.
+Training lives in :mod:`headrecon.priors.sira.train`; the reconstruction method in :mod:`headrecon.methods.sira`.
 """
 from __future__ import annotations
 
@@ -42,9 +42,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..models import GeometryNetwork, PositionalEncoding, RenderingNetwork
-from ..models.geometry import sdf_with_gradient
-from .normalization import Normalization
+from ...models import GeometryNetwork, PositionalEncoding, RenderingNetwork
+from ...models.geometry import sdf_with_gradient
+from ..normalization import Normalization
 
 __all__ = ["SiraConfig", "SIRA_PRESETS", "sira_preset", "SiraPrior", "DeformationNetwork", "SiraGeometry",
            "SiraRendering", "sira_losses", "landmark_consistency", "deformation_regulariser", "pe_progress",
@@ -310,7 +310,7 @@ class SiraPrior(nn.Module):
 
     def mesh(self, z=None, resolution: int = 128, mm: bool = True, radius: float = 1.0):
         """Marching-cubes mesh of the shape for ``z`` (default the mean latent), in mm by default."""
-        from ..recon.mesh import extract_mesh
+        from ...render.mesh import extract_mesh
 
         return extract_mesh(self.sdf_fn(z), resolution=resolution, radius=radius,
                             scale_mat=self.norm.scale_mat if mm else None)
@@ -339,7 +339,7 @@ class SiraPrior(nn.Module):
                 "normalization": self.norm.to_dict(), "data": self.data, "meta": self.meta}
 
     def save(self, path, half: bool = False) -> Path:
-        from .model import atomic_save
+        from ..training import atomic_save
 
         return atomic_save(self.state(torch.float16 if half else None), path)
 
@@ -347,7 +347,7 @@ class SiraPrior(nn.Module):
     def from_state(cls, state: dict, source: str = "checkpoint") -> "SiraPrior":
         if not isinstance(state, dict) or state.get("format") != SIRA_FORMAT:
             raise ValueError(f"{source}: not a headrecon SIRA++ model (missing format={SIRA_FORMAT!r}); "
-                             "an H3D-Net prior loads with headrecon.prior.load_prior")
+                             "an H3D-Net prior loads with headrecon.priors.h3dnet.load_prior")
         if int(state.get("version", 0)) > SIRA_VERSION:
             raise ValueError(f"{source}: SIRA++ model version {state['version']} is newer than this code supports")
         cfg = SiraConfig.from_dict(state["config"])

@@ -1,12 +1,12 @@
 """``--method sira``: SIRA++ reconstruction (Caselles et al.) with the shape-and-appearance model of
-:mod:`headrecon.prior.sira`.
+:mod:`headrecon.priors.sira.model`.
 
 The fitted networks are the model's (seen from the scene's unit frame through a fixed similarity, obtained as for
-``--method h3dnet``: :func:`headrecon.prior.methods.scene_prior_frame`):
+``--method h3dnet``: :func:`headrecon.methods.h3dnet.scene_prior_frame`):
 
-* geometry :class:`headrecon.prior.sira.SiraGeometry`: ``f(x) = R(x + delta(x, z_sdf))`` with the deformation
+* geometry :class:`headrecon.priors.sira.model.SiraGeometry`: ``f(x) = R(x + delta(x, z_sdf))`` with the deformation
   network ``delta`` and the **frozen** reference SDF ``R``;
-* rendering :class:`headrecon.prior.sira.SiraRendering`: ``r(x_ref, n, v, gamma; z_r)``.
+* rendering :class:`headrecon.priors.sira.model.SiraRendering`: ``r(x_ref, n, v, gamma; z_r)``.
 
 Two phases (the latents start at the training mean):
 
@@ -56,8 +56,8 @@ from typing import List, Optional
 import torch
 from torch import nn
 
-from ..prior.losses import uniform_ball
-from .methods import Phase, ReconMethod, ReconModel, register_method
+from ..priors.sampling import uniform_ball
+from .base import Phase, ReconMethod, ReconModel, register_method
 
 __all__ = ["SiraMethod"]
 
@@ -72,8 +72,8 @@ class SiraMethod(ReconMethod):
     ANCHOR_POINTS = 2048       # fixed points of the deformation anchor (sira_anchor_weight)
 
     def build(self, scene, device: torch.device) -> nn.Module:
-        from ..prior.methods import scene_prior_frame
-        from ..prior.sira import load_sira
+        from ..priors.sira.model import load_sira
+        from .h3dnet import scene_prior_frame
 
         model = load_sira(self.cfg.sira_prior, device="cpu")
         frame, how = scene_prior_frame(scene, model)

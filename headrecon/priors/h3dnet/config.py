@@ -14,9 +14,9 @@
   (``decay_every = round(15 / 100 * epochs)``) when ``epochs`` is overridden.
 
 Units: every length (``near_sigma``, ``sphere_radius``...) is in the prior's **unit-sphere frame** (see
-:mod:`headrecon.prior.normalization`: 1 unit = 250 mm for the ICT frame).
+:mod:`headrecon.priors.normalization`: 1 unit = 250 mm for the ICT frame).
 
-Loss (per iteration, averaged over the shapes of the batch; :mod:`headrecon.prior.losses`)::
+Loss (per iteration, averaged over the shapes of the batch; :mod:`headrecon.priors.h3dnet.losses`)::
 
     L = w_s * mean|F(x_s, z)| + w_n * mean||grad F(x_s, z) - n_s|| + w_e * mean(||grad F(x_v, z)|| - 1)^2
         + w_b * mean relu(-F(x_b, z)) + latent_reg * mean ||z||^2

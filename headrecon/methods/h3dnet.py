@@ -1,7 +1,7 @@
 """``--method h3dnet`` for the reconstruction loop: the prior-aided fit of H3D-Net (Ramon et al. 2021).
 
-Registered in :mod:`headrecon.recon.methods` (its plugin loader imports this module). The geometry is the prior's
-decoder with a trainable latent (:class:`headrecon.prior.LatentGeometry`), initialised to the mean latent, seen
+Registered in :mod:`headrecon.methods` (its plugin loader imports this module). The geometry is the prior's
+decoder with a trainable latent (:class:`headrecon.priors.h3dnet.LatentGeometry`), initialised to the mean latent, seen
 from the scene's unit frame through a fixed similarity; the rendering network is built to match the prior's
 feature size. Two phases:
 
@@ -26,40 +26,14 @@ from __future__ import annotations
 
 from typing import List
 
-import numpy as np
 import torch
 from torch import nn
 
-from ..recon.methods import Phase, ReconMethod, ReconModel, register_method
-from .model import load_prior
-from .normalization import prior_normalization
+from ..priors.h3dnet.model import load_prior
+from ..priors.normalization import scene_prior_frame
+from .base import Phase, ReconMethod, ReconModel, register_method
 
 __all__ = ["H3DNetMethod", "scene_prior_frame"]
-
-
-def scene_prior_frame(scene, prior) -> tuple[np.ndarray, str]:
-    """(4x4 scene-unit -> prior-unit similarity, how it was obtained) for ``scene`` (see module docstring)."""
-    S_scene = np.asarray(scene.scale_mat, dtype=np.float64)
-    meta = getattr(scene, "meta", None) or {}
-    if meta.get("prior_scale_mat") is not None:
-        S, how = np.asarray(meta["prior_scale_mat"], dtype=np.float64), "scene.meta['prior_scale_mat']"
-    else:
-        lm = getattr(scene, "landmarks", None)
-        gt = getattr(scene, "gt_mesh", None)
-        pos = None
-        if lm:
-            try:
-                pos = {k: (np.asarray(gt.vertices)[int(v)] if np.ndim(v) == 0 else np.asarray(v, dtype=np.float64))
-                       for k, v in lm.items()}
-            except (AttributeError, TypeError, IndexError):
-                pos = None
-        if pos and len(pos) >= 3:
-            S, how = prior_normalization(landmarks=pos, norm=prior.norm), "landmarks"
-        else:
-            S = prior.norm.scale_mat.copy()
-            S[:3, 3] = S_scene[:3, 3]
-            how = "scene centre, ICT orientation assumed"
-    return np.linalg.inv(S) @ S_scene, how
 
 
 @register_method("h3dnet")

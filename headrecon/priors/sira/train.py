@@ -3,7 +3,7 @@
 Data (:func:`sira_ict_data`): for every training identity (ICT-FaceKit seeds ``0 .. N-1``, see
 :mod:`headrecon.prior`) the head with the procedural skin albedo of :func:`headrecon.data.ict.sample_ict_head`
 
-* as a simulated raw scan (same simulation as the H3D-Net prior, :func:`headrecon.prior.scans.simulate_raw_scan`):
+* as a simulated raw scan (same simulation as the H3D-Net prior, :func:`headrecon.priors.scans.simulate_raw_scan`):
   surface points and normals for the surface / Eikonal / normal terms;
 * its six landmarks (vertex indices valid for every identity) in the prior frame, for the landmark term;
 * ``image_views`` posed images rendered with :class:`headrecon.data.synthetic.MeshRenderer` under lighting drawn
@@ -12,9 +12,9 @@ Data (:func:`sira_ict_data`): for every training identity (ICT-FaceKit seeds ``0
   point correspondence: (surface point, direction towards the camera, pixel colour) triples supervise the
   rendering function at the points the images see.
 
-Training (:func:`train_sira`) reuses the H3D-Net prior's machinery (:mod:`headrecon.prior.train`): the same
+Training (:func:`train_sira`) reuses the H3D-Net prior's machinery (:mod:`headrecon.priors.h3dnet.train`): the same
 checkpoint file beside the output (``OUT.ckpt.pt``, every ``checkpoint_every`` epochs and at the end), exact resume
-(the samples of a shape depend only on (seed, epoch, shape) through :func:`headrecon.prior.losses.shape_generator`,
+(the samples of a shape depend only on (seed, epoch, shape) through :func:`headrecon.priors.h3dnet.losses.shape_generator`,
 the shape order on the epoch through ``DistributedSampler``), DistributedDataParallel under ``torchrun`` (gloo on
 CPU, nccl on CUDA; the landmark term is computed over the shapes each process holds), only rank 0 writes, and the
 ranks compare their parameters at the end. One optimiser with two groups (networks ``lr``, latents
@@ -34,11 +34,21 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from .losses import sample_volume, shape_generator
-from .normalization import Normalization
-from .sira import LANDMARK_NAMES, SIRA_FORMAT, SiraConfig, SiraPrior, sira_losses
-from .train import (TrainingError, check_ddp_agreement, checkpoint_path, epoch_loop, final_meta, load_resume_state,
-                    progress_bar, setup_distributed, shard_plan, write_checkpoint)
+from ..normalization import Normalization
+from ..sampling import sample_volume, shape_generator
+from ..training import (
+    TrainingError,
+    check_ddp_agreement,
+    checkpoint_path,
+    epoch_loop,
+    final_meta,
+    load_resume_state,
+    progress_bar,
+    setup_distributed,
+    shard_plan,
+    write_checkpoint,
+)
+from .model import LANDMARK_NAMES, SIRA_FORMAT, SiraConfig, SiraPrior, sira_losses
 
 __all__ = ["SiraData", "sira_ict_data", "sira_mesh_data", "head_samples", "render_head_samples", "train_sira", "SIRA_TRAIN_FORMAT", "LOSS_KEYS"]
 
@@ -97,7 +107,7 @@ def render_head_samples(mesh_mm, norm: Normalization, n_views: int, size: int, s
     """Appearance samples of one head (vertex-coloured mesh in mm): ``n_views`` images of ``size`` px on a
     jittered orbit under random lighting; returns ``points`` (unit frame), ``dirs`` (towards the camera) and
     ``rgb`` [M, 3] float32 arrays plus the lighting used."""
-    from ..data.synthetic import MeshRenderer, default_distance_focal, orbit_cameras
+    from ...data.synthetic import MeshRenderer, default_distance_focal, orbit_cameras
 
     rng = np.random.default_rng([int(seed), 11])
     lights, ambient = random_lights(rng)
@@ -124,7 +134,7 @@ def render_head_samples(mesh_mm, norm: Normalization, n_views: int, size: int, s
 def head_samples(mesh_mm, cfg: SiraConfig, seed: int, norm: Normalization, keep_faces=None, simulation=None):
     """(scan points, scan normals, landmarks [K, 3], colour points, colour dirs, colour rgb) of one vertex-coloured
     head in mm whose ``metadata["landmarks"]`` names the six :data:`LANDMARK_NAMES` (vertex indices)."""
-    from .scans import DEFAULT_SIMULATION, simulate_raw_scan
+    from ..scans import DEFAULT_SIMULATION, simulate_raw_scan
 
     lm = (mesh_mm.metadata or {}).get("landmarks") or {}
     missing = [k for k in LANDMARK_NAMES if k not in lm]
@@ -169,9 +179,9 @@ def sira_mesh_data(meshes, cfg: SiraConfig, description: dict | None = None, sim
 def sira_ict_data(n_shapes: int, cfg: SiraConfig, seed_start: int = 0, clip: float = 2.5,
                   progress: bool = False) -> SiraData:
     """Raw scans, landmarks and rendered appearance samples of ICT heads ``seed_start .. seed_start + n - 1``."""
-    from .. import shared_dir
-    from ..data.ict import sample_ict_head
-    from .scans import DEFAULT_SIMULATION, ict_visible_faces
+    from ... import shared_dir
+    from ...data.ict import sample_ict_head
+    from ..scans import DEFAULT_SIMULATION, ict_visible_faces
 
     if n_shapes < 1:
         raise ValueError("n_shapes must be >= 1")
@@ -241,12 +251,12 @@ def train_sira(cfg: SiraConfig, data: SiraData, out, resume: bool = False, check
                log: Callable[[str], None] = print, extra_meta: dict | None = None, half: bool = False) -> SiraPrior:
     """Train (or resume) a SIRA++ model on ``data``; writes ``out`` and ``checkpoint_path(out)``.
 
-    Same rules as :func:`headrecon.prior.train.train_prior`: on resume the checkpoint's settings are kept and
+    Same rules as :func:`headrecon.priors.h3dnet.train.train_prior`: on resume the checkpoint's settings are kept and
     only ``epochs`` may grow; ``stop_after_epoch`` stops with a checkpoint; ``half`` stores the final model's
     tensors as float16 (the shipped asset). Returns the trained model (on every rank)."""
     out = Path(out)
     ckpt_file = checkpoint_path(out)
-    run = setup_distributed(ddp, device, "torchrun --nproc_per_node=2 -m headrecon.prior.cli ict --model sira ... --ddp")
+    run = setup_distributed(ddp, device, "torchrun --nproc_per_node=2 -m headrecon.priors.cli ict --model sira ... --ddp")
     use_ddp, world, device, is_main = run.use_ddp, run.world, run.device, run.is_main
     say = log if is_main else (lambda *_: None)
     try:
@@ -333,11 +343,11 @@ def train_sira(cfg: SiraConfig, data: SiraData, out, resume: bool = False, check
 
 
 def main_from_args(args, argv=None) -> int:
-    """``headrecon-train-prior ... --model sira`` (called by :mod:`headrecon.prior.cli` with its parsed args)."""
+    """``headrecon-train-prior ... --model sira`` (called by :mod:`headrecon.priors.cli` with its parsed args)."""
     import shlex
     import sys
 
-    from .sira import sira_preset
+    from .model import sira_preset
 
     over = {}
     for name, key in (("epochs", "epochs"), ("batch_shapes", "shapes_per_batch"), ("lr", "lr"),

@@ -5,7 +5,7 @@ Examples::
     headrecon-train-prior ict --out prior.pt --preset fast --shapes 200 --epochs 60
     headrecon-train-prior my_scans/ --out prior.pt --preset paper --units mm --align landmarks
     headrecon-train-prior ict --out prior.pt --resume                 # continue from prior.ckpt.pt
-    torchrun --nproc_per_node=2 -m headrecon.prior.cli ict --out prior.pt --ddp   # DistributedDataParallel
+    torchrun --nproc_per_node=2 -m headrecon.priors.cli ict --out prior.pt --ddp   # DistributedDataParallel
     headrecon-train-prior ict --model sira --out sira.pt --preset fast --shapes 48   # SIRA++ shape + appearance
 
 ``SCANS_OR_ICT`` is either ``ict`` (training identities = ICT-FaceKit seeds ``0 .. N-1``, see
@@ -20,7 +20,7 @@ import shlex
 import sys
 
 from ..data.errors import SceneError
-from .config import PRESETS, preset
+from .h3dnet.config import PRESETS, preset
 
 __all__ = ["main", "build_parser"]
 
@@ -46,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--scan-points", type=int, default=None, help="points drawn per ICT head / mesh scan")
     ap.add_argument("--units", choices=["mm", "cm", "m"], default="mm", help="units of the scan folder's files")
     ap.add_argument("--align", choices=["auto", "landmarks", "bbox", "fixed"], default="auto",
-                    help="how folder scans are placed in the prior frame (see headrecon.prior.scans.folder_scanset)")
+                    help="how folder scans are placed in the prior frame (see headrecon.priors.scans.folder_scanset)")
     ap.add_argument("--checkpoint-every", type=int, default=None, help="epochs between checkpoints")
     ap.add_argument("--resume", action="store_true", help="continue from the checkpoint beside --out")
     ap.add_argument("--stop-after-epoch", type=int, default=None, help="stop (with a checkpoint) after N epochs")
@@ -55,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda:LOCAL_RANK if available)")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads per process")
     ap.add_argument("--no-progress", action="store_true")
-    # --- SIRA++ (headrecon.prior.sira_train) ---
+    # --- SIRA++ (headrecon.priors.sira.train) ---
     ap.add_argument("--model", choices=["h3dnet", "sira"], default="h3dnet",
                     help="h3dnet: shape-only DeepSDF prior; sira: SIRA++ shape-and-appearance model (ICT only)")
     ap.add_argument("--half", action="store_true", help="sira: store the final model as float16 (shipped asset)")
@@ -90,13 +90,13 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     import torch
 
+    from .h3dnet.train import TrainingError, train_prior
     from .scans import folder_scanset, ict_scanset
-    from .train import TrainingError, train_prior
 
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.model == "sira":  # --- SIRA++ ---
-        from .sira_train import main_from_args
+        from .sira.train import main_from_args
 
         return main_from_args(args, argv)
     try:

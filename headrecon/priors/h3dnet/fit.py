@@ -18,7 +18,7 @@ cubes, in mm) and reports point-to-surface distances with :func:`headrecon.eval.
 
 No alignment is estimated: the prior frame is fixed, so errors include any placement error.
 
-CLI: ``python -m headrecon.prior.fit [--prior PRIOR.pt] [--heldout 5 | --seeds 100000 100003] [--scan FILE
+CLI: ``python -m headrecon.priors.h3dnet.fit [--prior PRIOR.pt] [--heldout 5 | --seeds 100000 100003] [--scan FILE
 --gt MESH]`` prints a table (fitted latent vs the mean latent) and can write the meshes and a JSON report.
 """
 from __future__ import annotations
@@ -106,7 +106,7 @@ def evaluate_fit(prior: ShapePrior, z, gt_mesh, scan_points_mm=None, keep_faces=
     ``keep_faces``: bool mask of the ground-truth faces to measure (default all); ``nose_tip_mm`` enables the
     face-region figure; ``scan_points_mm`` enables ``scan2pred_mm``.
     """
-    from ..eval.metrics import point_to_surface
+    from ...eval.metrics import point_to_surface
 
     mesh = prior.mesh(z, resolution=resolution, mm=True)
     gt_pts = _visible_samples(gt_mesh, n_samples, keep_faces, seed)
@@ -132,12 +132,12 @@ def evaluate_fit(prior: ShapePrior, z, gt_mesh, scan_points_mm=None, keep_faces=
 
 def fit_heldout_ict(prior: ShapePrior, seeds, iters: int = 300, resolution: int = 128, out_dir=None,
                     progress: bool = True, log=print) -> dict:
-    """Fit held-out ICT heads (seeds, e.g. :func:`headrecon.prior.heldout_seeds`) as simulated raw scans.
+    """Fit held-out ICT heads (seeds, e.g. :func:`headrecon.priors.heldout_seeds`) as simulated raw scans.
 
     For every seed: simulate the raw scan (same simulation as training), fit the latent, evaluate it and the
     mean latent against the watertight ground truth. Returns ``{"rows": [...], "summary": {...}}``.
     """
-    from .scans import ict_raw_scan, ict_visible_faces
+    from ..scans import ict_raw_scan, ict_visible_faces
 
     rows = []
     mean_z = prior.mean_latent()
@@ -172,7 +172,7 @@ def fit_heldout_ict(prior: ShapePrior, seeds, iters: int = 300, resolution: int 
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m headrecon.prior.fit", description=__doc__.split("\n\n")[0],
+    ap = argparse.ArgumentParser(prog="python -m headrecon.priors.h3dnet.fit", description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("--prior", default=None, help="prior checkpoint (default: the shipped prior)")
     ap.add_argument("--heldout", type=int, default=3, help="fit the first N held-out ICT seeds (100000, ...)")
@@ -190,8 +190,8 @@ def main(argv=None) -> int:
     try:
         prior = load_prior(args.prior)
         if args.scan:
-            from ..data.meshio import load_mesh
-            from .scans import load_scan_file
+            from ...data.meshio import load_mesh
+            from ..scans import load_scan_file
 
             scan = load_scan_file(args.scan, n_points=prior.config.scan_points)
             z, _ = fit_latent(prior, prior.to_unit(scan.points), scan.normals, iters=args.iters, progress=True)
@@ -199,7 +199,7 @@ def main(argv=None) -> int:
                 res, mesh = evaluate_fit(prior, z, load_mesh(args.gt), scan.points, resolution=args.resolution)
             else:
                 mesh = prior.mesh(z, resolution=args.resolution)
-                from ..eval.metrics import point_to_surface
+                from ...eval.metrics import point_to_surface
 
                 res = {"scan2pred_mm": float(point_to_surface(scan.points, mesh)[0].mean())}
             print(json.dumps(res, indent=2))
@@ -208,7 +208,7 @@ def main(argv=None) -> int:
                 Path(args.out_dir).mkdir(parents=True, exist_ok=True)
                 mesh.export(str(Path(args.out_dir) / (Path(args.scan).stem + "_fit.ply")))
         else:
-            from . import heldout_seeds
+            from .. import heldout_seeds
 
             seeds = args.seeds if args.seeds else heldout_seeds(args.heldout)
             report = fit_heldout_ict(prior, seeds, iters=args.iters, resolution=args.resolution,
@@ -221,7 +221,7 @@ def main(argv=None) -> int:
         if args.json:
             Path(args.json).write_text(json.dumps(report, indent=2))
     except (FileNotFoundError, ValueError) as exc:
-        print(f"headrecon.prior.fit: error: {exc}", file=sys.stderr)
+        print(f"headrecon.priors.h3dnet.fit: error: {exc}", file=sys.stderr)
         return 2
     return 0
 

@@ -6,7 +6,7 @@ yaw 0 = looking at the face along -Z), and shades the hits with their normals (a
 ambient + two directional lights + a little Blinn-Phong specular, on a white background.
 :func:`render_interpolation` renders ``steps`` shapes ``z_t = (1 - t) z_a + t z_b`` side by side.
 
-CLI: ``python -m headrecon.prior.interpolate [--prior PRIOR.pt] --a 0 --b 1 --steps 6 --out strip.png``
+CLI: ``python -m headrecon.priors.h3dnet.interpolate [--prior PRIOR.pt] --a 0 --b 1 --steps 6 --out strip.png``
 (``--a`` / ``--b``: training-latent indices or ``mean``).
 """
 from __future__ import annotations
@@ -47,7 +47,7 @@ def orbit_rays(size: int, yaw_deg: float = 30.0, pitch_deg: float = 10.0, distan
 def render_sdf(sdf_fn, size: int = 192, yaw_deg: float = 30.0, pitch_deg: float = 10.0, distance: float = 3.0,
                color=(0.75, 0.78, 0.85), device="cpu") -> np.ndarray:
     """Shaded-normal image uint8 [size, size, 3] of ``{x : sdf_fn(x) = 0}`` inside the unit sphere."""
-    from ..render import RayTracer, sdf_gradient
+    from ...render import RayTracer, sdf_gradient
 
     o, d, (right, up, fwd) = orbit_rays(size, yaw_deg, pitch_deg, distance, device=device)
     tracer = RayTracer(radius=1.0, compute_min_sdf=False)
@@ -117,7 +117,7 @@ def render_interpolation(prior: ShapePrior, a=0, b=1, steps: int = 6, size: int 
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m headrecon.prior.interpolate", description=__doc__.split("\n\n")[0],
+    ap = argparse.ArgumentParser(prog="python -m headrecon.priors.h3dnet.interpolate", description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("--prior", default=None, help="prior checkpoint (default: the shipped prior)")
     ap.add_argument("--a", default="0", help="first latent: training index or 'mean'")
@@ -136,7 +136,7 @@ def main(argv=None) -> int:
         render_interpolation(prior, args.a, args.b, args.steps, args.size, args.yaw, args.pitch, out=args.out,
                              progress=True)
     except (FileNotFoundError, ValueError) as exc:
-        print(f"headrecon.prior.interpolate: error: {exc}", file=sys.stderr)
+        print(f"headrecon.priors.h3dnet.interpolate: error: {exc}", file=sys.stderr)
         return 2
     print(f"wrote {args.out}")
     return 0

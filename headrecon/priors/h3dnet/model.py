@@ -23,10 +23,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..models import GeometryNetwork
-from ..models.geometry import sdf_with_gradient
+from ...models import GeometryNetwork
+from ...models.geometry import sdf_with_gradient
+from ..normalization import Normalization
+from ..training import atomic_save
 from .config import PriorConfig
-from .normalization import Normalization
 
 __all__ = ["ShapePrior", "LatentGeometry", "CHECKPOINT_FORMAT", "build_decoder", "load_prior", "default_prior_path"]
 
@@ -40,17 +41,6 @@ def build_decoder(cfg: PriorConfig) -> GeometryNetwork:
                            n_freqs=cfg.n_freqs, d_feature=cfg.d_feature, sphere_radius=cfg.sphere_radius,
                            softplus_beta=cfg.softplus_beta, geometric_init=True, weight_norm=cfg.weight_norm,
                            d_latent=cfg.latent_dim, calibrate_init=True)
-
-
-def atomic_save(obj, path) -> Path:
-    """``torch.save`` through a temporary file and a rename, so that a stopped write never leaves a truncated
-    file behind (used for model files and training checkpoints)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    tmp.replace(path)
-    return path
 
 
 def default_prior_path() -> Path:
@@ -145,7 +135,7 @@ class ShapePrior(nn.Module):
 
     def mesh(self, z=None, resolution: int = 128, mm: bool = True, radius: float = 1.0):
         """Marching-cubes mesh of the shape for ``z`` (in mm by default, else in the unit frame)."""
-        from ..recon.mesh import extract_mesh
+        from ...render.mesh import extract_mesh
 
         return extract_mesh(self.sdf_fn(z), resolution=resolution, radius=radius,
                             scale_mat=self.norm.scale_mat if mm else None)

@@ -1,4 +1,4 @@
-"""Reconstruction methods: what the trainer fits and how (the ``--method`` registry).
+"""The reconstruction-method interface and the ``--method`` registry: what the trainer fits and how.
 
 A method object supplies what differs between IDR, H3D-Net and SIRA++; the trainer
 (:class:`headrecon.recon.trainer.Trainer`) supplies everything else (ray sampling, tracing, losses, schedules,
@@ -17,7 +17,8 @@ checkpoints). A method provides:
 * :meth:`ReconMethod.lr_factor` -> the decay factor at a schedule epoch (default: ``lr_gamma`` per passed
   ``lr_milestones``).
 
-Register a new method with ``@register_method("name")``; ``get_method(name, cfg)`` instantiates it.
+Register a new method with ``@register_method("name")`` in its own module of :mod:`headrecon.methods` and import
+that module in ``headrecon/methods/__init__.py``; ``get_method(name, cfg)`` instantiates it.
 """
 from __future__ import annotations
 
@@ -27,9 +28,9 @@ from typing import Callable, Dict, List, Optional, Type
 import torch
 from torch import nn
 
-from .config import ReconConfig
+from ..recon.config import ReconConfig
 
-__all__ = ["Phase", "ReconMethod", "IDRMethod", "METHODS", "register_method", "get_method"]
+__all__ = ["Phase", "ReconModel", "ReconMethod", "METHODS", "register_method", "get_method", "available_methods"]
 
 
 @dataclass(frozen=True)
@@ -104,42 +105,12 @@ def register_method(name: str) -> Callable[[Type[ReconMethod]], Type[ReconMethod
     return deco
 
 
-def get_method(name: str, cfg: ReconConfig) -> ReconMethod:
+def get_method(name: str, cfg) -> ReconMethod:
     """Instantiate the registered method ``name``; ValueError listing the available ones otherwise."""
-    _load_plugins()
     if name not in METHODS:
         raise ValueError(f"unknown reconstruction method {name!r}; available: {', '.join(sorted(METHODS))}")
     return METHODS[name](cfg)
 
 
 def available_methods() -> List[str]:
-    _load_plugins()
     return sorted(METHODS)
-
-
-def _load_plugins() -> None:
-    """Import the modules that register the prior-based methods, when they exist (headrecon.prior)."""
-    import importlib
-
-    for mod in ("headrecon.prior.methods", "headrecon.recon.sira"):  # sira: SIRA++ (headrecon/recon/sira.py)
-        try:
-            importlib.import_module(mod)
-        except ModuleNotFoundError as exc:
-            if exc.name is None or not mod.startswith(exc.name):
-                raise
-
-
-@register_method("idr")
-class IDRMethod(ReconMethod):
-    """IDR (Yariv et al. 2020) without camera refinement: a geometry network with geometric (sphere)
-    initialisation and an IDR rendering network, fitted jointly from scratch in one phase."""
-
-    def build(self, scene, device: torch.device) -> nn.Module:
-        from ..models import GeometryNetwork, RenderingNetwork
-
-        c = self.cfg
-        geo = GeometryNetwork(d_hidden=c.geo_hidden, n_layers=c.geo_layers, skip_in=c.geo_skip, n_freqs=c.geo_freqs,
-                              d_feature=c.feature_size, sphere_radius=c.sphere_radius)
-        ren = RenderingNetwork(d_feature=c.feature_size, d_hidden=c.render_hidden, n_layers=c.render_layers,
-                               mode=c.render_mode, n_freqs_view=c.view_freqs)
-        return ReconModel(geo, ren).to(device)

@@ -26,12 +26,13 @@ Identities (ICT-FaceKit seeds of :func:`headrecon.data.ict.sample_ict_head`):
     check (:mod:`.fit`) and the reconstruction benchmarks use seeds ``100000, 100001, ...``.
 
 Sanity tools: :mod:`.fit` (auto-decoder inference: optimise only the latent of a held-out raw scan, mesh it,
-report the error in mm; ``python -m headrecon.prior.fit``) and :mod:`.interpolate` (render a latent
-interpolation strip to a PNG; ``python -m headrecon.prior.interpolate``).
+report the error in mm; ``python -m headrecon.priors.h3dnet.fit``) and :mod:`.interpolate` (render a latent
+interpolation strip to a PNG; ``python -m headrecon.priors.h3dnet.interpolate``).
 
 Using the prior in a reconstruction (H3D-Net)::
 
-    from headrecon.prior import load_prior, prior_normalization
+    from . import load_prior
+    from .. import prior_normalization
     prior = load_prior()                       # the shipped prior (headrecon/assets/prior_h3dnet_fast.pt)
     S = prior_normalization(landmarks=lm_mm)   # prior unit -> scene mm; or use the scene's scale_mat and
     frame = np.linalg.inv(S) @ scene.scale_mat #   compose the frames (scene unit -> prior unit)
@@ -42,17 +43,8 @@ Using the prior in a reconstruction (H3D-Net)::
 """
 from .config import PRESETS, PriorConfig, preset
 from .model import LatentGeometry, ShapePrior, default_prior_path, load_prior
-from .normalization import CENTER_MM, MM_PER_UNIT, Normalization, prior_normalization
 
-TRAIN_SEEDS = range(0, 100000)
-HELDOUT_SEEDS = range(100000, 200000)
 PriorModel = ShapePrior  # alias
 
 __all__ = ["PriorConfig", "PRESETS", "preset", "ShapePrior", "PriorModel", "LatentGeometry", "load_prior",
-           "default_prior_path", "Normalization", "prior_normalization", "CENTER_MM", "MM_PER_UNIT",
-           "TRAIN_SEEDS", "HELDOUT_SEEDS", "heldout_seeds"]
-
-
-def heldout_seeds(n: int) -> list[int]:
-    """The first ``n`` held-out ICT seeds (100000, 100001, ...), for tests and benchmarks."""
-    return list(HELDOUT_SEEDS[: int(n)])
+           "default_prior_path"]

@@ -14,7 +14,7 @@ The frame is stored in every checkpoint (:class:`Normalization`), together with 
 neutral ICT head in that frame, so that inference can map mm <-> unit and so that a user's head (mesh or
 landmarks in mm, any pose) can be aligned with the prior: :func:`prior_normalization` returns the 4x4
 ``scale_mat`` (prior unit frame -> user's mm), which a reconstruction can use in place of its scene's
-``scale_mat`` (see :meth:`headrecon.prior.ShapePrior.geometry_network` for composing the two frames instead).
+``scale_mat`` (see :meth:`headrecon.priors.h3dnet.ShapePrior.geometry_network` for composing the two frames instead).
 """
 from __future__ import annotations
 
@@ -152,3 +152,28 @@ def prior_normalization(head=None, landmarks=None, norm: Normalization | None = 
     M = N.copy()
     M[:3, 3] = c
     return M
+
+
+def scene_prior_frame(scene, prior) -> tuple[np.ndarray, str]:
+    """(4x4 scene-unit -> prior-unit similarity, how it was obtained) for ``scene`` (see module docstring)."""
+    S_scene = np.asarray(scene.scale_mat, dtype=np.float64)
+    meta = getattr(scene, "meta", None) or {}
+    if meta.get("prior_scale_mat") is not None:
+        S, how = np.asarray(meta["prior_scale_mat"], dtype=np.float64), "scene.meta['prior_scale_mat']"
+    else:
+        lm = getattr(scene, "landmarks", None)
+        gt = getattr(scene, "gt_mesh", None)
+        pos = None
+        if lm:
+            try:
+                pos = {k: (np.asarray(gt.vertices)[int(v)] if np.ndim(v) == 0 else np.asarray(v, dtype=np.float64))
+                       for k, v in lm.items()}
+            except (AttributeError, TypeError, IndexError):
+                pos = None
+        if pos and len(pos) >= 3:
+            S, how = prior_normalization(landmarks=pos, norm=prior.norm), "landmarks"
+        else:
+            S = prior.norm.scale_mat.copy()
+            S[:3, 3] = S_scene[:3, 3]
+            how = "scene centre, ICT orientation assumed"
+    return np.linalg.inv(S) @ S_scene, how
