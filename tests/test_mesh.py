@@ -7,7 +7,7 @@ import torch
 import trimesh
 
 from headrecon.models import GeometryNetwork
-from headrecon.recon import EmptyLevelSetError, evaluate_grid, extract_mesh
+from headrecon.render.mesh import EmptyLevelSetError, evaluate_grid, extract_mesh
 from headrecon.render.mesh import _orient_outward
 
 

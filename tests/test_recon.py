@@ -10,7 +10,8 @@ import torch
 import trimesh
 
 from headrecon.data import load_scene
-from headrecon.methods import METHODS, IDRMethod, Phase, get_method, register_method
+from headrecon.methods import METHODS, Phase, get_method, register_method
+from headrecon.methods.idr import IDRMethod
 from headrecon.recon import cli
 from headrecon.recon.config import PRESETS, ReconConfig, config_diff, make_config
 from headrecon.recon.pipeline import RunDirError, check_run_dir, parse_views
@@ -351,25 +352,68 @@ def test_ss_shrink_is_opt_in(three_view_scene_dir):
 
 
 def test_every_config_field_parses_from_the_command_line():
-    """Each field's --option gives a value of the field's type (Optional fields also take 'none')."""
+    """For every method, each shared field's and each option's --flag gives a value of the field's type (Optional
+    fields also take 'none'); the types come from the type hints."""
     import argparse
     import dataclasses
+    import typing
 
-    from headrecon.recon.config import add_config_arguments, config_from_args
+    from headrecon.recon.config import add_config_arguments, config_from_args, options_class
 
-    samples = {"Optional[float]": ("0.5", 0.5), "Optional[int]": ("7", 7), "Optional[bool]": ("false", False),
-               "Optional[str]": ("some/path", "some/path")}
+    samples = {float: ("0.5", 0.5), int: ("7", 7), bool: ("false", False), str: ("some/path", "some/path")}
+    for method in METHODS:
+        p = argparse.ArgumentParser()
+        add_config_arguments(p, method)
+        for cls in (ReconConfig, options_class(method)):
+            hints = typing.get_type_hints(cls)
+            for f in dataclasses.fields(cls):
+                if f.name == "options":
+                    continue
+                args = typing.get_args(hints[f.name])
+                if typing.get_origin(hints[f.name]) is typing.Union and type(None) in args:
+                    text, want = samples[next(a for a in args if a is not type(None))]
+                    flag = f"--{f.name.replace('_', '-')}"
+                    assert getattr(p.parse_args([flag, text]), f.name) == want, (method, f.name)
+                    assert getattr(p.parse_args([flag, "none"]), f.name) is None, (method, f.name)
     p = argparse.ArgumentParser()
-    add_config_arguments(p)
-    for f in dataclasses.fields(ReconConfig):
-        t = str(f.type)
-        if t in samples:
-            text, want = samples[t]
-            assert getattr(p.parse_args([f"--{f.name.replace('_', '-')}", text]), f.name) == want, f.name
-            assert getattr(p.parse_args([f"--{f.name.replace('_', '-')}", "none"]), f.name) is None, f.name
-    cfg = config_from_args(p.parse_args(["--finetune-lr", "1e-4", "--sira-anchor-radius", "0.5",
+    add_config_arguments(p, "sira")
+    cfg = config_from_args(p.parse_args(["--method", "sira", "--finetune-lr", "1e-4", "--sira-anchor-radius", "0.5",
                                          "--ss-shrink", "true", "--iterations", "none"]))
     assert (cfg.finetune_lr, cfg.sira_anchor_radius, cfg.ss_shrink, cfg.iterations) == (1e-4, 0.5, True, None)
+    assert cfg.options.sira_anchor_radius == 0.5
+
+
+def test_method_options_belong_to_their_method():
+    """A method's config holds only its own options: IDR with a short nominal run no longer trips a SIRA++ check
+    (fixed bug), another method's option is refused with a hint, and ReconConfig() is the paper preset it holds
+    (fixed bug: it said 'fast')."""
+    from headrecon.recon.config import make_config
+
+    cfg = make_config("fast", method="idr", epochs=80)
+    assert cfg.epochs == 80 and cfg.options.geo_hidden == 128
+    with pytest.raises(ValueError, match="sira_unfreeze_epoch"):  # SIRA++ itself still checks its schedule
+        make_config("fast", method="sira", epochs=80)
+    with pytest.raises(ValueError, match="option of --method sira"):
+        make_config("fast", method="idr", sira_anchor_weight=3.0)
+    with pytest.raises(AttributeError, match="sira_prior"):
+        make_config("fast", method="idr").sira_prior
+    paper = ReconConfig()
+    assert paper.preset == "paper" and paper == make_config("paper")
+    assert paper.options.geo_hidden == 512
+    d = make_config("fast", method="h3dnet").to_dict()  # config.json: shared fields and the options, flat
+    assert d["prior_latent_fraction"] == 0.25 and "geo_hidden" not in d and "sira_accel" not in d
+    assert ReconConfig.from_dict(d) == make_config("fast", method="h3dnet")
+
+
+def test_help_per_method(capsys):
+    """`--method M --help` lists M's options and not another method's."""
+    for method, own, other in (("idr", "--geo-hidden", "--sira-anchor-weight"),
+                               ("sira", "--sira-anchor-weight", "--prior-latent-lr"),
+                               ("h3dnet", "--prior-latent-lr", "--geo-hidden")):
+        with pytest.raises(SystemExit):
+            cli.main(["--method", method, "--help"])
+        out = capsys.readouterr().out
+        assert own in out and other not in out and "--batch-rays" in out, method
 
 
 def test_schedules_scale_with_run_length(three_view_scene_dir):

@@ -39,6 +39,7 @@ from .regions import h3ds_face_region
 
 __all__ = [
     "LANDMARK_NAMES", "FACE_SPHERE_RADIUS_MM", "FaceSphere", "View", "Scene", "load_scene", "write_scene",
+    "is_nerfstudio_scene",
     "load_gt", "select_views", "view_targets", "camera_yaw_pitch", "read_landmarks", "write_landmarks",
     "load_image", "load_mask", "load_region",
 ]
@@ -436,8 +437,16 @@ def load_gt(path, gt_name: str = "full_head.obj"):
 
 
 # ---------------------------------------------------------------------------------------------- load / write
+def is_nerfstudio_scene(path) -> bool:
+    """Whether ``path`` is a nerfstudio ``transforms.json`` (or an IDR-less folder holding one)."""
+    path = Path(path)
+    return path.suffix.lower() == ".json" or (path.is_dir() and not (path / "cameras.npz").exists()
+                                              and (path / "transforms.json").exists())
+
+
 def load_scene(path, views=None, load_images: bool = True, load_gt_mesh: bool = True) -> Scene:
-    """Read an IDR/H3DS scene folder (or a nerfstudio ``transforms.json`` / folder holding one).
+    """Read an IDR/H3DS scene folder (a nerfstudio ``transforms.json`` goes to
+    :func:`headrecon.data.nerfstudio.load_transforms_json`; :func:`headrecon.data.load_scene` reads either).
 
     ``views``: None/"all", "3", "4", "8", "16", "32" (any N), or a list of indices (see :func:`select_views`).
     Only the selected images are decoded, but every file is checked (existence, counts, sizes, matrices).
@@ -445,10 +454,6 @@ def load_scene(path, views=None, load_images: bool = True, load_gt_mesh: bool = 
     file and the problem for missing files, mismatched counts or sizes, singular matrices and empty masks.
     """
     path = Path(path)
-    if path.suffix.lower() == ".json" or (path.is_dir() and not (path / "cameras.npz").exists()
-                                          and (path / "transforms.json").exists()):
-        from .nerfstudio import load_transforms_json
-        return load_transforms_json(path, views=views, load_images=load_images)
     if not path.is_dir():
         raise SceneError(path, "scene folder not found")
     cam_path = path / "cameras.npz"

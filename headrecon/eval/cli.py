@@ -67,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     from ..data.meshio import load_mesh
-    from ..data.scene import load_scene
+    from ..data import load_scene
     from .metrics import evaluate
     from .visualize import render_heatmap, save_error_ply
 

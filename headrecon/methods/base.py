@@ -22,15 +22,40 @@ that module in ``headrecon/methods/__init__.py``; ``get_method(name, cfg)`` inst
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Type
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING, Callable, ClassVar, Dict, List, Optional, Type
 
 import torch
 from torch import nn
 
-from ..recon.config import ReconConfig
+if TYPE_CHECKING:  # the shared config imports this registry; the annotation only names it
+    from ..recon.config import ReconConfig
 
-__all__ = ["Phase", "ReconModel", "ReconMethod", "METHODS", "register_method", "get_method", "available_methods"]
+__all__ = ["Phase", "ReconModel", "ReconMethod", "MethodOptions", "option", "METHODS", "register_method",
+           "get_method", "available_methods"]
+
+
+def option(default, help: str, **kw):
+    """A config field with its ``--help`` text (tuples become immutable defaults)."""
+    if isinstance(default, (list, tuple)):
+        return field(default_factory=lambda d=tuple(default): d, metadata={"help": help, **kw})
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass
+class MethodOptions:
+    """A method's own settings (``ReconConfig.options``); subclass per method, one :func:`option` per field.
+    The dataclass defaults are the paper's settings; :attr:`PRESETS` holds per-preset changes."""
+
+    PRESETS: ClassVar[Dict[str, dict]] = {}
+
+    def validate(self, cfg) -> List[str]:
+        """Problems of these settings within the run's config ``cfg`` (empty when fine)."""
+        return []
+
+    @classmethod
+    def field_names(cls) -> List[str]:
+        return [f.name for f in fields(cls)]
 
 
 @dataclass(frozen=True)
@@ -54,6 +79,7 @@ class ReconMethod:
     """Base class of reconstruction methods (see the module docstring for the interface)."""
 
     name = "base"
+    Options: Type[MethodOptions] = MethodOptions  # the method's settings (a MethodOptions subclass)
 
     def __init__(self, cfg: ReconConfig):
         self.cfg = cfg
@@ -82,8 +108,10 @@ class ReconMethod:
         return {}
 
     def finetune_lr(self) -> float:
-        """Learning rate of pretrained networks fine-tuned in a later phase: ``cfg.finetune_lr``, default lr/10."""
-        return float(self.cfg.finetune_lr if self.cfg.finetune_lr is not None else 0.1 * self.cfg.lr)
+        """Learning rate of pretrained networks fine-tuned in a later phase: the option ``finetune_lr``, default
+        lr/10."""
+        ft = getattr(self.cfg.options, "finetune_lr", None)
+        return float(ft if ft is not None else 0.1 * self.cfg.lr)
 
     def lr_factor(self, epoch: float, phase: Phase) -> float:
         return float(self.cfg.lr_gamma) ** sum(1 for m in self.cfg.lr_milestones if epoch >= m)

@@ -13,8 +13,8 @@ feature size. Two phases:
 
 ``prior_latent_fraction = 0`` drops phase 1 (the "no schedule" rows of H3D-Net's ablation).
 
-Configuration: the :class:`~headrecon.recon.config.ReconConfig` fields ``prior`` (checkpoint path; default the
-shipped prior), ``prior_latent_fraction`` and ``prior_latent_lr``.
+Options (:class:`H3DNetOptions`): ``prior`` (checkpoint path; default the shipped prior),
+``prior_latent_fraction``, ``prior_latent_lr`` and ``finetune_lr``.
 
 Frame: scene unit -> prior unit is ``inv(S) @ scene.scale_mat`` where ``S`` (prior unit -> scene mm) comes from,
 in order: ``scene.meta['prior_scale_mat']``; the scene's landmarks (positions, or vertex indices into its
@@ -24,26 +24,53 @@ centre of its unit sphere.
 """
 from __future__ import annotations
 
-from typing import List
+from dataclasses import dataclass
+from typing import List, Optional
 
 import torch
 from torch import nn
 
 from ..priors.h3dnet.model import load_prior
 from ..priors.normalization import scene_prior_frame
-from .base import Phase, ReconMethod, ReconModel, register_method
+from .base import MethodOptions, Phase, ReconMethod, ReconModel, option, register_method
 
-__all__ = ["H3DNetMethod", "scene_prior_frame"]
+
+@dataclass
+class H3DNetOptions(MethodOptions):
+    """``--method h3dnet``: the prior and the two-phase schedule."""
+
+    prior: Optional[str] = option(None, "prior checkpoint (default: the shipped headrecon/assets/prior_h3dnet_fast.pt, "
+                                        "see headrecon-train-prior)")
+    prior_latent_fraction: float = option(0.25, "phase 1 (only the latent code and the rendering network train) as a "
+                                                "share of the run; then the decoder is unfrozen (0 = no schedule: "
+                                                "everything trains from the start)")
+    prior_latent_lr: float = option(1e-3, "Adam learning rate of the latent code")
+    finetune_lr: Optional[float] = option(None, "phase 2 Adam learning rate of the prior's decoder (default lr / 10: "
+                                                "at the full lr the first phase-2 steps undid phase 1's fit)")
+
+    def validate(self, cfg) -> List[str]:
+        errs = []
+        if not 0.0 <= self.prior_latent_fraction < 1.0:
+            errs.append(f"prior_latent_fraction must be in [0, 1), got {self.prior_latent_fraction}")
+        for name in ("prior_latent_lr", "finetune_lr"):
+            v = getattr(self, name)
+            if v is not None and not v > 0:
+                errs.append(f"{name} must be positive, got {v}")
+        return errs
+
+__all__ = ["H3DNetMethod", "H3DNetOptions"]
 
 
 @register_method("h3dnet")
 class H3DNetMethod(ReconMethod):
     """H3D-Net: fit the prior's latent, then fine-tune the prior's decoder (see the module docstring)."""
 
+    Options = H3DNetOptions
+
     def build(self, scene, device: torch.device) -> nn.Module:
         from ..models import RenderingNetwork
 
-        prior = load_prior(self.cfg.prior, device="cpu")
+        prior = load_prior(self.cfg.options.prior, device="cpu")
         frame, how = scene_prior_frame(scene, prior)
         geo = prior.geometry_network(z=None, frame=frame)
         c = self.cfg
@@ -56,14 +83,14 @@ class H3DNetMethod(ReconMethod):
         return {"prior_frame": self.frame_source}
 
     def phases(self) -> List[Phase]:
-        f = float(self.cfg.prior_latent_fraction)  # in [0, 1): ReconConfig.validate
+        f = float(self.cfg.options.prior_latent_fraction)  # in [0, 1): H3DNetOptions.validate
         if f == 0.0:  # no schedule (H3D-Net ablation): latent, decoder and rendering train from the start
             return [Phase("all", 1.0)]
         return [Phase("latent", f), Phase("all", 1.0)]
 
     def param_groups(self, model: nn.Module, phase: Phase) -> List[dict]:
         geo = model.geometry
-        groups = [{"params": geo.latent_parameters(), "lr": float(self.cfg.prior_latent_lr),
+        groups = [{"params": geo.latent_parameters(), "lr": float(self.cfg.options.prior_latent_lr),
                    "name": "latent"}]
         if phase.name == "all":
             groups.append({"params": geo.decoder_parameters(), "lr": self.finetune_lr(), "name": "geometry"})

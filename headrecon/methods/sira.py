@@ -43,7 +43,7 @@ each). By default the dropped background rays are replaced by rays of the remain
 saves no time; ``--ss-shrink true`` removes them from the batch instead (SIRA++'s saving: 18-25 % of a 3-view
 run's time), at a measured accuracy cost from 4 views on (README).
 
-Config fields (:class:`~headrecon.recon.config.ReconConfig`, group "sira"): ``sira_prior`` (model path; default
+Options (:class:`SiraOptions`): ``sira_prior`` (model path; default
 the shipped ``headrecon/assets/prior_sira_fast.pt``), ``sira_unfreeze_epoch``, ``sira_latent_lr``,
 ``sira_latent_reg``, ``sira_anchor_weight``, ``sira_anchor_views``, ``sira_anchor_radius``, ``sira_anchor_batch``,
 ``sira_accel``.
@@ -51,21 +51,71 @@ the shipped ``headrecon/assets/prior_sira_fast.pt``), ``sira_unfreeze_epoch``, `
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 from typing import List, Optional
 
 import torch
 from torch import nn
 
 from ..priors.sampling import uniform_ball
-from .base import Phase, ReconMethod, ReconModel, register_method
+from .base import MethodOptions, Phase, ReconMethod, ReconModel, option, register_method
 
-__all__ = ["SiraMethod"]
+__all__ = ["SiraMethod", "SiraOptions"]
+
+
+@dataclass
+class SiraOptions(MethodOptions):
+    """``--method sira``: the model, the schedule, the code prior, the deformation anchor and the acceleration."""
+
+    sira_prior: Optional[str] = option(None, "shape-and-appearance model (default: the shipped "
+                                             "headrecon/assets/prior_sira_fast.pt, see headrecon-train-prior --model "
+                                             "sira)")
+    sira_unfreeze_epoch: int = option(100, "epoch (of the nominal `epochs`) at which the deformation and rendering "
+                                           "networks are unfrozen; before it only the latents train")
+    sira_latent_lr: float = option(2e-3, "Adam learning rate of z_sdf and z_r")
+    sira_latent_reg: Optional[float] = option(None, "weight of the code prior ||z - z_mean||^2 on z_sdf and z_r in "
+                                                    "both phases (default: the model's training latent_reg; 0 = off)")
+    sira_anchor_weight: float = option(30.0, "weight of the phase-2 deformation anchor, the mean squared distance "
+                                             "(prior units) between the fine-tuned and the pretrained deformation at "
+                                             "the current z_sdf over fixed points of the bounding sphere (0 = off: "
+                                             "phase 2 then moved a one-view head 57 mm in depth, docs/methods/sira.md)")
+    sira_anchor_views: int = option(3, "the anchor weight applies as given up to this many input views and is scaled "
+                                       "by sira_anchor_views / views beyond (0 = never scaled)")
+    sira_anchor_radius: Optional[float] = option(None, "the anchor holds only the fixed points within this radius of "
+                                                       "the prior frame (default: the inner radius of the model's "
+                                                       "outside shell, 0.9 for the shipped model; 0 = the whole "
+                                                       "bounding sphere)")
+    sira_anchor_batch: int = option(512, "anchor points per iteration, cycling through the fixed points in a fixed "
+                                         "order (deterministic per iteration: resume stays exact; 0 = all of them "
+                                         "every iteration)")
+    sira_accel: bool = option(True, "SIRA++'s acceleration (coarse/fine search tracer with a 64^3 SDF cache, eps 0.1, "
+                                    "p 0.2, and float16 tracing on CUDA); selective sampling is ss_fraction")
+    finetune_lr: Optional[float] = option(None, "phase 2 Adam learning rate of the deformation network (default "
+                                                "lr / 10)")
+
+    def validate(self, cfg) -> List[str]:
+        errs = []
+        if not 0 < self.sira_unfreeze_epoch < cfg.epochs:
+            errs.append(f"sira_unfreeze_epoch must be in (0, epochs={cfg.epochs}), got {self.sira_unfreeze_epoch}")
+        for name in ("sira_latent_reg", "sira_anchor_radius"):
+            v = getattr(self, name)
+            if v is not None and not v >= 0:
+                errs.append(f"{name} must be >= 0, got {v}")
+        for name in ("sira_anchor_views", "sira_anchor_weight", "sira_anchor_batch"):
+            if not getattr(self, name) >= 0:
+                errs.append(f"{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("sira_latent_lr", "finetune_lr"):
+            v = getattr(self, name)
+            if v is not None and not v > 0:
+                errs.append(f"{name} must be positive, got {v}")
+        return errs
 
 
 @register_method("sira")
 class SiraMethod(ReconMethod):
     """SIRA++: fit both latents, then the deformation and rendering networks (reference SDF frozen)."""
 
+    Options = SiraOptions
     use_cache = True           # per-component switches under cfg.sira_accel (benches/bench_sira.py ablation)
     use_search = True
     use_amp = True
@@ -75,19 +125,19 @@ class SiraMethod(ReconMethod):
         from ..priors.sira.model import load_sira
         from .h3dnet import scene_prior_frame
 
-        model = load_sira(self.cfg.sira_prior, device="cpu")
+        model = load_sira(self.cfg.options.sira_prior, device="cpu")
         frame, how = scene_prior_frame(scene, model)
         geo, ren = model.geometry_network(frame=frame)
         self.frame_source = how
         self.model_meta = {k: model.meta.get(k) for k in ("epochs_done", "command")}
-        c = self.cfg
-        self.latent_reg = float(model.config.latent_reg if c.sira_latent_reg is None else c.sira_latent_reg)
+        c, o = self.cfg, self.cfg.options
+        self.latent_reg = float(model.config.latent_reg if o.sira_latent_reg is None else o.sira_latent_reg)
         geo.latent_reg = ren.latent_reg = self.latent_reg  # the code prior of both latents (extra_losses)
         self.deform0 = None
-        n, nv = max(1, len(scene)), int(c.sira_anchor_views)
-        self.anchor_weight = float(c.sira_anchor_weight) * (nv / n if 0 < nv < n else 1.0)
-        self.anchor_radius = float(model.config.outside_radius[0] if c.sira_anchor_radius is None
-                                   else c.sira_anchor_radius)
+        n, nv = max(1, len(scene)), int(o.sira_anchor_views)
+        self.anchor_weight = float(o.sira_anchor_weight) * (nv / n if 0 < nv < n else 1.0)
+        self.anchor_radius = float(model.config.outside_radius[0] if o.sira_anchor_radius is None
+                                   else o.sira_anchor_radius)
         self.anchor_points = torch.zeros(0, 3, device=device)
         if self.anchor_weight > 0:
             # the pretrained deformation network (phase 1 never changes it) and fixed points that fill the bounding
@@ -109,11 +159,11 @@ class SiraMethod(ReconMethod):
 
     def phases(self) -> List[Phase]:
         # sira_unfreeze_epoch is in (0, epochs): ReconConfig.validate
-        return [Phase("latent", self.cfg.sira_unfreeze_epoch / float(self.cfg.epochs)), Phase("all", 1.0)]
+        return [Phase("latent", self.cfg.options.sira_unfreeze_epoch / float(self.cfg.epochs)), Phase("all", 1.0)]
 
     def param_groups(self, model: nn.Module, phase: Phase) -> List[dict]:
         geo, ren = model.geometry, model.rendering
-        groups = [{"params": [geo.latent, ren.latent], "lr": float(self.cfg.sira_latent_lr),
+        groups = [{"params": [geo.latent, ren.latent], "lr": float(self.cfg.options.sira_latent_lr),
                    "name": "latents"}]
         if phase.name == "all":
             groups.append({"params": list(geo.deform.parameters()), "lr": self.finetune_lr(), "name": "deformation"})
@@ -123,7 +173,7 @@ class SiraMethod(ReconMethod):
     def anchor_batch(self, iteration: Optional[int]) -> torch.Tensor:
         """The anchor points of ``iteration``: ``sira_anchor_batch`` of them, consecutive in the fixed order,
         cycling (all of them when the batch is 0, covers them all, or ``iteration`` is None)."""
-        pts, k = self.anchor_points, int(self.cfg.sira_anchor_batch)
+        pts, k = self.anchor_points, int(self.cfg.options.sira_anchor_batch)
         n = pts.shape[0]
         if iteration is None or k <= 0 or k >= n:
             return pts
@@ -158,7 +208,7 @@ class SiraMethod(ReconMethod):
 
     def setup_acceleration(self, trainer) -> None:
         """Cache + coarse/fine search + mixed precision on the trainer's tracer (idempotent)."""
-        if not self.cfg.sira_accel:
+        if not self.cfg.options.sira_accel:
             return
         from ..render import SDFCache
 

@@ -1,16 +1,16 @@
 """Reconstruction: the fitting pipeline behind ``headrecon-reconstruct``.
 
-* :mod:`~headrecon.recon.config` — :class:`ReconConfig` (typed run settings, presets ``fast`` / ``paper``);
-* :mod:`~headrecon.methods` — the ``--method`` registry (:class:`ReconMethod`, ``idr``);
+* :mod:`~headrecon.recon.config` — :class:`ReconConfig` (typed run settings, presets ``fast`` / ``paper``; each
+  method's own options come from :mod:`headrecon.methods`);
 * :mod:`~headrecon.recon.sampling` — training rays and selective sampling;
 * :mod:`~headrecon.recon.trainer` — :class:`Trainer` (the IDR fitting loop, checkpoints, resume);
 * :mod:`~headrecon.recon.pipeline` — :func:`reconstruct` (scene folder -> run folder);
 * :mod:`~headrecon.recon.renders` — result images and the loss curve;
 * :mod:`~headrecon.recon.demo` — a procedural head scene needing no external data;
-* :mod:`~headrecon.recon.losses` — IDR losses; :mod:`~headrecon.render.mesh` — SDF-to-mesh extraction.
+* :mod:`~headrecon.recon.losses` — IDR losses.
 
-Names are imported lazily on first access, so ``import headrecon.recon`` stays cheap (no scikit-image / trimesh
-import until :func:`extract_mesh` is used).
+Names are imported lazily on first access, so ``import headrecon.recon`` stays cheap. Methods live in
+:mod:`headrecon.methods`, mesh extraction in :mod:`headrecon.render.mesh`.
 """
 from __future__ import annotations
 
@@ -23,17 +23,9 @@ _EXPORTS = {
     "alpha_schedule": "losses",
     "IDRLoss": "losses",
     "IDR_ALPHA_MILESTONES": "losses",
-    "extract_mesh": "mesh",
-    "evaluate_grid": "mesh",
-    "EmptyLevelSetError": "mesh",
     "ReconConfig": "config",
     "PRESETS": "config",
     "make_config": "config",
-    "ReconMethod": "methods",
-    "Phase": "methods",
-    "METHODS": "methods",
-    "register_method": "methods",
-    "get_method": "methods",
     "Trainer": "trainer",
     "reconstruct": "pipeline",
     "RunDirError": "pipeline",

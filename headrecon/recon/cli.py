@@ -5,8 +5,9 @@ headrecon.recon.cli``).
     headrecon-reconstruct SCENE_DIR --out RUN_DIR --resume          # continue a stopped run exactly
     headrecon-reconstruct --demo                                    # no data needed: procedural head
 
-Every field of :class:`headrecon.recon.config.ReconConfig` is also an option (``--batch-rays``, ``--lr``...);
-options not given come from the preset, or from the stored run with ``--resume``.
+Every field of :class:`headrecon.recon.config.ReconConfig` is also an option (``--batch-rays``, ``--lr``...), and
+so is every option of the chosen method (``--method sira --help`` lists SIRA++'s); options not given come from
+the preset, or from the stored run with ``--resume``.
 """
 from __future__ import annotations
 
@@ -22,7 +23,16 @@ __all__ = ["main", "build_parser"]
 PROG = "headrecon-reconstruct"
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _method_of(argv) -> str:
+    """The ``--method`` given in ``argv`` (default idr), read before the full parser is built."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--method", default="idr")
+    known, _ = pre.parse_known_args(argv)
+    return known.method
+
+
+def build_parser(method: str = "idr") -> argparse.ArgumentParser:
+    """The parser for ``--method method``: the shared options plus that method's own."""
     from ..methods import available_methods
 
     ap = argparse.ArgumentParser(
@@ -32,7 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "curve and metrics.json into the run folder (--out).",
         epilog="Presets: 'fast' = CPU-sized (small networks, 128 px images, 1500 iterations); 'paper' = IDR / "
                "H3D-Net settings (8x512, 2048 rays, 2000 epochs). Schedules are given in epochs and scaled to "
-               "the run length. Ctrl-C saves a checkpoint; continue with --resume.")
+               f"the run length. Ctrl-C saves a checkpoint; continue with --resume. The options listed under "
+               f"'--method {method}' are that method's; `--method NAME --help` lists another's (methods: "
+               f"{', '.join(available_methods())}).")
     ap.add_argument("scene", nargs="?", type=Path, metavar="SCENE_DIR",
                     help="scene folder (image/, mask/, cameras.npz; optional full_head.obj ground truth) or a "
                          "nerfstudio transforms.json")
@@ -46,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--stop-after", type=int, default=None, metavar="N",
                     help="stop after iteration N with a checkpoint (continue later with --resume)")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
-    add_config_arguments(ap)
+    add_config_arguments(ap, method if method in available_methods() else "idr")
     for action in ap._actions:  # the registry decides the valid methods
         if action.dest == "method":
             action.choices = available_methods()
@@ -85,7 +97,8 @@ def main(argv=None) -> int:
 
 
 def _main(argv=None) -> int:
-    ap = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    ap = build_parser(_method_of(argv))
     args = ap.parse_args(argv)
     explicit = explicit_overrides(args)
     try:

@@ -1,7 +1,13 @@
 """Typed configuration of a reconstruction run (:class:`ReconConfig`), its presets and its JSON form.
 
-Every field carries ``metadata["help"]``; :func:`add_config_arguments` turns the fields into command-line options
-(``batch_rays`` -> ``--batch-rays``), so the ``--help`` of ``headrecon-reconstruct`` is generated from here.
+A run's config is the settings every method shares (the fields of :class:`ReconConfig`) plus the chosen method's
+own (``cfg.options``, the method's :class:`~headrecon.methods.base.MethodOptions` subclass, e.g.
+:class:`~headrecon.methods.sira.SiraOptions`; ``cfg.<option>`` reads them too). ``config.json`` holds both, flat.
+Every field carries ``metadata["help"]``; :func:`add_config_arguments` turns the shared fields and one method's
+options into command-line options (``batch_rays`` -> ``--batch-rays``), so ``headrecon-reconstruct --method NAME
+--help`` is generated from here. The command line is plain argparse driven by the fields' type hints
+(``typing.get_type_hints``): ``--method NAME`` stays one flag (tyro would make each method a sub-command), and the
+two-stage parse (method first, then its options) keeps one parser per method.
 
 Schedules are written in IDR epochs for a nominal run of ``epochs`` epochs and scaled to the actual run length:
 at iteration ``i`` of ``N`` the schedule epoch is ``floor(i * epochs / N)`` (alpha milestones, learning-rate
@@ -23,18 +29,23 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-from dataclasses import dataclass, field, fields
+import typing
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
+from ..methods import METHODS, MethodOptions
+from ..methods.base import option as _f
+
 __all__ = ["ReconConfig", "PRESETS", "make_config", "add_config_arguments", "config_from_args", "RUNTIME_FIELDS",
-           "config_diff"]
+           "config_diff", "options_class"]
 
 
-def _f(default, help: str, **kw):
-    if isinstance(default, (list, tuple)):
-        return field(default_factory=lambda d=tuple(default): d, metadata={"help": help, **kw})
-    return field(default=default, metadata={"help": help, **kw})
+def options_class(method: str):
+    """The :class:`MethodOptions` subclass of a registered method (ValueError naming the available ones)."""
+    if method not in METHODS:
+        raise ValueError(f"unknown reconstruction method {method!r}; available: {', '.join(sorted(METHODS))}")
+    return METHODS[method].Options
 
 
 @dataclass
@@ -43,7 +54,8 @@ class ReconConfig:
 
     # ---- what to run
     method: str = _f("idr", "reconstruction method (a key of headrecon.methods.METHODS)", group="run")
-    preset: str = _f("fast", "preset the other fields started from: fast (CPU) or paper", group="run")
+    preset: str = _f("paper", "preset the other fields started from: fast (CPU) or paper (the dataclass defaults)",
+                     group="run")
     views: str = _f("3", "views to use: 3, 4, 8, 16, 32, all, or comma-separated view indices", group="run")
     device: str = _f("auto", "auto (CUDA when available), cpu, cuda or cuda:N", group="run")
     seed: int = _f(0, "random seed (network initialisation, ray sampling, eikonal points)", group="run")
@@ -51,49 +63,6 @@ class ReconConfig:
     threads: int = _f(0, "CPU threads for torch (0 = torch's default); 1 is fastest for the small fast-preset "
                          "networks on a busy machine (measured), see README", group="run")
 
-    # ---- learned prior (--method h3dnet)
-    prior: Optional[str] = _f(None, "prior checkpoint for --method h3dnet (default: the shipped "
-                                    "headrecon/assets/prior_h3dnet_fast.pt, see headrecon-train-prior)", group="prior")
-    prior_latent_fraction: float = _f(0.25, "h3dnet phase 1 (only the latent code and the rendering network train) "
-                                            "as a share of the run; then the decoder is unfrozen (0 = no "
-                                            "schedule: everything trains from the start)", group="prior")
-    prior_latent_lr: float = _f(1e-3, "h3dnet: Adam learning rate of the latent code", group="prior")
-    finetune_lr: Optional[float] = _f(None, "phase 2 Adam learning rate of the pretrained geometry networks "
-                                            "(h3dnet: the prior's decoder; sira: the deformation network); "
-                                            "default lr / 10: at the full lr the first phase-2 steps undid "
-                                            "phase 1's fit (see README)", group="prior")
-
-    # ---- SIRA++ (--method sira)
-    sira_prior: Optional[str] = _f(None, "shape-and-appearance model for --method sira (default: the shipped "
-                                         "headrecon/assets/prior_sira_fast.pt, see headrecon-train-prior --model "
-                                         "sira)", group="sira")
-    sira_unfreeze_epoch: int = _f(100, "sira: epoch (of the nominal `epochs`) at which the deformation and "
-                                       "rendering networks are unfrozen; before it only the latents train",
-                                  group="sira")
-    sira_latent_lr: float = _f(2e-3, "sira: Adam learning rate of z_sdf and z_r", group="sira")
-    sira_latent_reg: Optional[float] = _f(None, "sira: weight of the code prior ||z - z_mean||^2 on z_sdf and z_r "
-                                                "in both phases (default: the model's training latent_reg; 0 = off)",
-                                          group="sira")
-    sira_anchor_weight: float = _f(30.0, "sira: weight of the phase-2 deformation anchor, the mean squared distance "
-                                         "(prior units) between the fine-tuned and the pretrained deformation at the "
-                                         "current z_sdf over fixed points of the bounding sphere (0 = off: phase 2 "
-                                         "then moved a one-view head 57 mm in depth, see README)",
-                                    group="sira")
-    sira_anchor_views: int = _f(3, "sira: the anchor weight applies as given up to this many input views and is "
-                                   "scaled by sira_anchor_views / views beyond, where the views constrain more of "
-                                   "the head (0 = never scaled)", group="sira")
-    sira_anchor_radius: Optional[float] = _f(None, "sira: the anchor holds only the fixed points within this radius "
-                                                   "of the prior frame, where the model has head shapes (default: the "
-                                                   "inner radius of the model's outside shell, 0.9 for the shipped "
-                                                   "model; beyond it the reference SDF was trained empty, so a bust's "
-                                                   "shoulders may deform freely; 0 = the whole bounding sphere)",
-                                             group="sira")
-    sira_anchor_batch: int = _f(512, "sira: anchor points per iteration, cycling through the fixed points in a "
-                                     "fixed order (deterministic per iteration: resume stays exact; 0 = all of them "
-                                     "every iteration)", group="sira")
-    sira_accel: bool = _f(True, "sira: SIRA++'s acceleration (coarse/fine search tracer with a 64^3 SDF cache, "
-                                "eps 0.1, p 0.2, and float16 tracing on CUDA); selective sampling is ss_fraction",
-                          group="sira")
     # ---- schedule (in epochs of a nominal run of `epochs` epochs, scaled to the run length)
     epochs: int = _f(2000, "nominal schedule length in IDR epochs", group="schedule")
     epoch_mode: str = _f("views", "what one epoch is: 'views' = one batch per input view (IDR's training loop: "
@@ -129,12 +98,6 @@ class ReconConfig:
                                 "the surface hits are added", group="loss")
 
     # ---- networks
-    geo_hidden: int = _f(512, "geometry network width", group="model")
-    geo_layers: int = _f(8, "geometry network hidden layers", group="model")
-    geo_skip: Tuple[int, ...] = _f((4,), "geometry layers that re-inject the encoded input", group="model")
-    geo_freqs: int = _f(6, "positional-encoding frequencies of the points", group="model")
-    feature_size: int = _f(256, "geometry feature vector size", group="model")
-    sphere_radius: float = _f(0.6, "radius of the initial sphere (unit-sphere frame)", group="model")
     render_hidden: int = _f(512, "rendering network width", group="model")
     render_layers: int = _f(4, "rendering network hidden layers", group="model")
     view_freqs: int = _f(4, "positional-encoding frequencies of the view direction", group="model")
@@ -162,19 +125,41 @@ class ReconConfig:
                                        group="output")
     evaluate: bool = _f(True, "compute the H3DS metrics when the scene has a ground-truth mesh", group="output")
 
+    # ---- the method's own settings (a MethodOptions subclass; None = the method's defaults)
+    options: Optional[MethodOptions] = dataclasses.field(default=None, metadata={"help": "", "group": "method"})
+
+    def __post_init__(self):
+        if self.options is None and self.method in METHODS:
+            self.options = METHODS[self.method].Options()
+
+    def __getattr__(self, name):
+        """The method's options read as ``cfg.<option>`` too."""
+        opts = self.__dict__.get("options")
+        if opts is not None and name in {f.name for f in fields(opts)}:
+            return getattr(opts, name)
+        raise AttributeError(f"{type(self).__name__} has no field {name!r}"
+                             + (f" (not an option of --method {self.__dict__.get('method')})" if opts is not None
+                                else ""))
+
     # ------------------------------------------------------------------ helpers
     def to_dict(self) -> Dict[str, Any]:
-        d = dataclasses.asdict(self)
+        """Shared fields and the method's options, flat (the form of ``config.json``)."""
+        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "options"}
+        if self.options is not None:
+            d.update(dataclasses.asdict(self.options))
         return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
     @classmethod
     def from_dict(cls, d: Dict[str, Any]) -> "ReconConfig":
-        known = {f.name: f for f in fields(cls)}
-        unknown = sorted(set(d) - set(known))
-        if unknown:
-            raise ValueError(f"unknown config field(s) {unknown}")
         kw = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
-        cfg = cls(**kw)
+        method = kw.get("method", "idr")
+        shared = {k: kw.pop(k) for k in list(kw) if k in _SHARED}
+        opts_cls = options_class(method)
+        own = set(opts_cls.field_names())
+        unknown = sorted(set(kw) - own)
+        if unknown:
+            raise ValueError(f"unknown config field(s) {unknown} for method {method!r}" + _owners(unknown))
+        cfg = cls(**shared, options=opts_cls(**kw))
         cfg.validate()
         return cfg
 
@@ -186,12 +171,16 @@ class ReconConfig:
         try:
             return cls.from_dict(json.loads(Path(path).read_text()))
         except (ValueError, TypeError) as exc:
-            raise ValueError(f"{path}: not a valid headrecon config ({exc})") from exc
+            raise ValueError(f"{path}: not a valid headrecon config ({exc})") from None
 
     def replace(self, **changes) -> "ReconConfig":
-        cfg = dataclasses.replace(self, **changes)
-        cfg.validate()
-        return cfg
+        """A copy with ``changes`` (shared fields or the method's options) applied and validated."""
+        d = self.to_dict()
+        unknown = sorted(set(changes) - set(d) - {"method"})
+        if unknown:
+            raise ValueError(f"unknown config field(s) {unknown} for method {self.method!r}" + _owners(unknown))
+        d.update(changes)
+        return ReconConfig.from_dict(d)
 
     def validate(self) -> None:
         """Raise ValueError with a clear message for out-of-range settings."""
@@ -200,7 +189,7 @@ class ReconConfig:
             errs.append(f"preset must be one of {sorted(PRESETS)}, got {self.preset!r}")
         if self.iterations is not None and self.iterations < 1:
             errs.append(f"iterations must be >= 1, got {self.iterations}")
-        for name in ("epochs", "batch_rays", "geo_hidden", "geo_layers", "render_hidden", "mesh_resolution",
+        for name in ("epochs", "batch_rays", "render_hidden", "mesh_resolution",
                      "render_size", "checkpoint_every", "log_every", "ss_every"):
             if getattr(self, name) < 1:
                 errs.append(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -212,28 +201,17 @@ class ReconConfig:
             errs.append(f"render_mode must be idr, no_view_dir or no_normal, got {self.render_mode!r}")
         if not 0.0 <= self.ss_fraction < 1.0:
             errs.append(f"ss_fraction must be in [0, 1), got {self.ss_fraction}")
-        if not 0.0 <= self.prior_latent_fraction < 1.0:
-            errs.append(f"prior_latent_fraction must be in [0, 1), got {self.prior_latent_fraction}")
-        if not 0 < self.sira_unfreeze_epoch < self.epochs:
-            errs.append(f"sira_unfreeze_epoch must be in (0, epochs={self.epochs}), got {self.sira_unfreeze_epoch}")
-        if self.sira_latent_reg is not None and not self.sira_latent_reg >= 0:
-            errs.append(f"sira_latent_reg must be >= 0, got {self.sira_latent_reg}")
-        if self.sira_anchor_views < 0:
-            errs.append(f"sira_anchor_views must be >= 0, got {self.sira_anchor_views}")
-        if not self.sira_anchor_weight >= 0:
-            errs.append(f"sira_anchor_weight must be >= 0, got {self.sira_anchor_weight}")
-        if self.sira_anchor_radius is not None and not self.sira_anchor_radius >= 0:
-            errs.append(f"sira_anchor_radius must be >= 0, got {self.sira_anchor_radius}")
-        if self.sira_anchor_batch < 0:
-            errs.append(f"sira_anchor_batch must be >= 0, got {self.sira_anchor_batch}")
-        for name in ("lr", "prior_latent_lr", "sira_latent_lr", "finetune_lr"):
-            v = getattr(self, name)
-            if v is not None and not v > 0:
-                errs.append(f"{name} must be positive, got {v}")
+        if not self.lr > 0:
+            errs.append(f"lr must be positive, got {self.lr}")
         if self.image_size < 0 or self.eikonal_points < 0 or self.threads < 0:
             errs.append("image_size, eikonal_points and threads must be >= 0")
-        if not 0 < self.sphere_radius < self.scene_radius:
-            errs.append(f"sphere_radius must be in (0, scene_radius={self.scene_radius}), got {self.sphere_radius}")
+        if self.method not in METHODS:
+            errs.append(f"method must be one of {sorted(METHODS)}, got {self.method!r}")
+        elif not isinstance(self.options, METHODS[self.method].Options):
+            errs.append(f"options of method {self.method!r} must be {METHODS[self.method].Options.__name__}, "
+                        f"got {type(self.options).__name__}")
+        else:
+            errs += self.options.validate(self)
         dev = str(self.device)
         if not (dev in ("auto", "cpu", "cuda") or dev.startswith("cuda:")):
             errs.append(f"device must be auto, cpu, cuda or cuda:N, got {dev!r}")
@@ -248,7 +226,6 @@ _FAST: Dict[str, Any] = dict(
     threads=1,
     batch_rays=1024,
     lr=5e-4,
-    geo_hidden=128, geo_layers=4, geo_skip=(2,), feature_size=64,
     render_hidden=128, render_layers=2,
     image_size=128,
     n_coarse=48, n_fine=16, n_secant=6,
@@ -263,26 +240,41 @@ PRESETS: Dict[str, Dict[str, Any]] = {"paper": _PAPER, "fast": _FAST}
 RUNTIME_FIELDS = ("device", "threads")
 
 
+_SHARED = {f.name for f in fields(ReconConfig)} - {"options"}
+
+
+def _owners(names) -> str:
+    """' (x is an option of --method sira)' hints for fields of other methods."""
+    hints = [f"{n} is an option of --method {m}" for n in names for m, cls in sorted(METHODS.items())
+             if n in cls.Options.field_names()]
+    return f" ({'; '.join(hints)})" if hints else ""
+
+
 def make_config(preset: str = "fast", **overrides) -> ReconConfig:
-    """The preset's config with ``overrides`` applied (unknown names raise ValueError)."""
+    """The preset's config with ``overrides`` applied: shared fields and options of ``overrides["method"]``
+    (default idr). Unknown names, and options of another method, raise ValueError."""
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
-    known = {f.name for f in fields(ReconConfig)}
-    bad = sorted(set(overrides) - known)
+    method = overrides.get("method", "idr")
+    opts_cls = options_class(method)
+    own = set(opts_cls.field_names())
+    bad = sorted(set(overrides) - _SHARED - own)
     if bad:
-        raise ValueError(f"unknown config field(s) {bad}")
+        raise ValueError(f"unknown config field(s) {bad} for method {method!r}" + _owners(bad))
     kw = dict(PRESETS[preset])
-    kw.update(overrides)
+    kw.update({k: v for k, v in overrides.items() if k in _SHARED})
     kw["preset"] = preset
-    cfg = ReconConfig(**kw)
+    opts = dict(opts_cls.PRESETS.get(preset, {}))
+    opts.update({k: v for k, v in overrides.items() if k in own})
+    cfg = ReconConfig(**kw, options=opts_cls(**opts))
     cfg.validate()
     return cfg
 
 
 def config_diff(a: ReconConfig, b: ReconConfig, ignore=RUNTIME_FIELDS) -> Dict[str, Tuple[Any, Any]]:
-    """Fields whose values differ: ``name -> (a value, b value)``."""
+    """Fields whose values differ: ``name -> (a value, b value)`` (None for a field only one side has)."""
     da, db = a.to_dict(), b.to_dict()
-    return {k: (da[k], db[k]) for k in da if k not in ignore and da[k] != db[k]}
+    return {k: (da.get(k), db.get(k)) for k in {**da, **db} if k not in ignore and da.get(k) != db.get(k)}
 
 
 # ------------------------------------------------------------------ argparse bridge
@@ -312,57 +304,61 @@ def _optional(kind):
     return parse
 
 
-_SCALARS = {"bool": _bool, "int": int, "float": float, "str": str}
+_SCALARS = {bool: _bool, int: int, float: float, str: str}
 
 
-def _field_kind(f) -> Tuple[str, str]:
-    """``(wrapper, scalar)`` of a config field's type: wrapper "", "Tuple" or "Optional"; scalar a key of
-    :data:`_SCALARS` ("str" when unknown)."""
-    t = str(f.type).replace("<class '", "").replace("'>", "")
-    for wrapper in ("Tuple", "Optional"):
-        if t.startswith(wrapper + "["):
-            return wrapper, t[len(wrapper) + 1:].split(",")[0].rstrip("]").strip()
-    return "", t if t in _SCALARS else "str"
+def _field_kind(cls, f) -> Tuple[str, Any]:
+    """``(wrapper, scalar type)`` of a dataclass field from its type hint: wrapper "", "Tuple" (``Tuple[X,
+    ...]``) or "Optional" (``Optional[X]``)."""
+    tp = typing.get_type_hints(cls)[f.name]
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is tuple:
+        return "Tuple", args[0]
+    if origin is typing.Union and type(None) in args:
+        return "Optional", next(a for a in args if a is not type(None))
+    return "", tp
 
 
-def _arg_type(f):
+def _arg_type(cls, f):
     """The argparse type of a config field: ``Tuple[X, ...]`` takes comma-separated values, ``Optional[X]`` also
     ``none``."""
-    wrapper, scalar = _field_kind(f)
-    parse = _SCALARS[scalar]
+    wrapper, scalar = _field_kind(cls, f)
+    parse = _SCALARS.get(scalar, str)
     return {"Tuple": _tuple_of, "Optional": _optional}[wrapper](parse) if wrapper else parse
 
 
-# options that the command line defines itself (positional scene, fixed choices)
+# options that the command line defines itself (fixed choices)
 _CLI_CHOICES = {"method": None, "preset": sorted(PRESETS), "device": None}
 
 
-def add_config_arguments(parser: argparse.ArgumentParser, skip=()) -> None:
-    """Add one ``--option`` per config field (default: not given, so presets and stored configs apply).
-
-    Fields are grouped as in the dataclass; the help text is the field's ``metadata["help"]`` with the defaults
-    of both presets.
-    """
+def add_config_arguments(parser: argparse.ArgumentParser, method: str = "idr", skip=()) -> None:
+    """Add one ``--option`` per shared config field and per option of ``method`` (default: not given, so presets
+    and stored configs apply). Grouped as in the dataclasses; the help text is the field's ``metadata["help"]``
+    with the defaults of both presets."""
+    opts_cls = options_class(method)
     groups: Dict[str, Any] = {}
-    for f in fields(ReconConfig):
+    items = [(ReconConfig, f, PRESETS) for f in fields(ReconConfig) if f.name not in ("options",)]
+    items += [(opts_cls, f, None) for f in fields(opts_cls)]
+    for cls, f, presets in items:
         if f.name in skip:
             continue
-        g = f.metadata.get("group", "other")
+        g = f.metadata.get("group", f"--method {method}")
         if g not in groups:
             title = {"run": "run", "schedule": "schedule (epochs scaled to the run length)", "loss": "loss",
                      "model": "networks", "data": "data and ray tracer", "output": "outputs"}.get(g, g)
             groups[g] = parser.add_argument_group(title)
-        fast = PRESETS["fast"].get(f.name, _default(f))
-        paper = PRESETS["paper"].get(f.name, _default(f))
+        p = presets if presets is not None else {k: opts_cls.PRESETS.get(k, {}) for k in PRESETS}
+        fast = p["fast"].get(f.name, _default(f))
+        paper = p["paper"].get(f.name, _default(f))
         dflt = f"fast: {_show(fast)}, paper: {_show(paper)}" if fast != paper else f"default: {_show(fast)}"
-        kw = dict(type=_arg_type(f), default=argparse.SUPPRESS, help=f"{f.metadata['help']} ({dflt})",
+        kw = dict(type=_arg_type(cls, f), default=argparse.SUPPRESS, help=f"{f.metadata['help']} ({dflt})",
                   dest=f.name)
         if f.name in _CLI_CHOICES and _CLI_CHOICES[f.name]:
             kw["choices"] = _CLI_CHOICES[f.name]
-        wrapper, scalar = _field_kind(f)
+        wrapper, scalar = _field_kind(cls, f)
         if wrapper == "Tuple":
             kw["metavar"] = "A,B,..."
-        elif scalar == "bool":
+        elif scalar is bool:
             kw["metavar"] = "BOOL"
         groups[g].add_argument("--" + f.name.replace("_", "-"), **kw)
 
@@ -380,8 +376,8 @@ def _show(v):
 
 
 def explicit_overrides(args: argparse.Namespace) -> Dict[str, Any]:
-    """The config fields given on the command line (options default to 'not given')."""
-    names = {f.name for f in fields(ReconConfig)}
+    """The config fields and method options given on the command line (options default to 'not given')."""
+    names = _SHARED | {n for m in METHODS.values() for n in m.Options.field_names()}
     return {k: v for k, v in vars(args).items() if k in names}
 
 

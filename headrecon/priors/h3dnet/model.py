@@ -45,7 +45,7 @@ def build_decoder(cfg: PriorConfig) -> GeometryNetwork:
 
 def default_prior_path() -> Path:
     """The pretrained prior shipped with the package (``headrecon/assets/prior_h3dnet_fast.pt``)."""
-    return Path(__file__).resolve().parent.parent / "assets" / "prior_h3dnet_fast.pt"
+    return Path(__file__).resolve().parents[2] / "assets" / "prior_h3dnet_fast.pt"
 
 
 class ShapePrior(nn.Module):

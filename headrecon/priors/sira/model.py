@@ -376,7 +376,7 @@ class SiraPrior(nn.Module):
 
 def default_sira_path() -> Path:
     """The shipped SIRA++ model (``headrecon/assets/prior_sira_fast.pt``)."""
-    return Path(__file__).resolve().parent.parent / "assets" / "prior_sira_fast.pt"
+    return Path(__file__).resolve().parents[2] / "assets" / "prior_sira_fast.pt"
 
 
 def load_sira(path=None, device="cpu") -> SiraPrior:
