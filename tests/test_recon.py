@@ -503,3 +503,14 @@ def test_cli_demo_smoke(tmp_path, capsys):
     assert str(out.resolve()) in capsys.readouterr().out
     with pytest.raises(SystemExit):
         cli.main(["--demo", "--preset", "paper", "--out", str(tmp_path / "x")])
+
+
+def test_default_strategy_is_fixed_per_device():
+    """The default tracer strategy does not depend on timing (reproducible under any load): sphere on CPU,
+    search on CUDA; 'auto' (timing) is opt-in."""
+    from headrecon.recon.trainer import resolve_strategy
+
+    assert make_config("fast").strategy == "default"
+    assert resolve_strategy("default", "cpu") == "sphere"
+    assert resolve_strategy("default", "cuda") == "search"
+    assert resolve_strategy("auto", "cpu") == "auto" and resolve_strategy("search", "cpu") == "search"

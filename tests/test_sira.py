@@ -438,7 +438,7 @@ def test_sira_accel_switch(trained, scene_dir, monkeypatch):
                       **RECON_TINY)
     tr = Trainer(cfg, load_scene(scene_dir, views="3"), device="cpu")
     tr.train(stop_after=1)
-    assert tr.tracer.cache is None and tr.tracer.strategy == "auto"
+    assert tr.tracer.cache is None and tr.tracer.strategy == "sphere"  # the CPU default
 
 
 def test_sira_one_view_cli_smoke(trained, scene_dir, tmp_path, monkeypatch, capsys):

@@ -107,7 +107,9 @@ class ReconConfig:
     image_size: int = _f(0, "train on images reduced to at most this many pixels per side (0 = full size)",
                          group="data")
     scene_radius: float = _f(1.0, "bounding-sphere radius of the tracer in the unit-sphere frame", group="data")
-    strategy: str = _f("auto", "ray tracer strategy: auto, sphere or search", group="data")
+    strategy: str = _f("default", "ray tracer strategy: default (fixed per device: sphere on CPU, search on CUDA; "
+                                  "SIRA++ uses search), sphere, search, or auto (times both on the first batch and "
+                                  "keeps the faster: not reproducible across machines or loads)", group="data")
     n_coarse: int = _f(75, "tracer: coarse samples per ray (search and minimum SDF)", group="data")
     n_fine: int = _f(25, "tracer: fine samples in the sign-change bracket", group="data")
     n_secant: int = _f(8, "tracer: secant steps", group="data")
@@ -195,8 +197,8 @@ class ReconConfig:
                 errs.append(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.epoch_mode not in ("views", "pixels"):
             errs.append(f"epoch_mode must be 'views' or 'pixels', got {self.epoch_mode!r}")
-        if self.strategy not in ("auto", "sphere", "search"):
-            errs.append(f"strategy must be auto, sphere or search, got {self.strategy!r}")
+        if self.strategy not in ("default", "auto", "sphere", "search"):
+            errs.append(f"strategy must be default, auto, sphere or search, got {self.strategy!r}")
         if self.render_mode not in ("idr", "no_view_dir", "no_normal"):
             errs.append(f"render_mode must be idr, no_view_dir or no_normal, got {self.render_mode!r}")
         if not 0.0 <= self.ss_fraction < 1.0:

@@ -53,6 +53,17 @@ def resolve_device(spec: str) -> torch.device:
     return dev
 
 
+def resolve_strategy(strategy: str, device) -> str:
+    """The tracer strategy of a run: ``"default"`` is a fixed choice per device type, so the same command and
+    seed give the same mesh whatever the machine's load: ``sphere`` on CPU (the faster one there, docs/engine.md),
+    ``search`` on CUDA (SIRA++'s parallel sampling). A method may override the default (SIRA++ uses ``search``
+    everywhere). ``"auto"`` (opt-in) measures both on the first batch and keeps the faster: it can differ between
+    runs."""
+    if strategy == "default":
+        return "search" if torch.device(device).type == "cuda" else "sphere"
+    return strategy
+
+
 class Trainer:
     """Fits a method's networks to a scene (``scene`` already restricted to the chosen views).
 
@@ -81,8 +92,8 @@ class Trainer:
         self.eik_generator.manual_seed(cfg.seed + 1)
         cache = SDFCache(resolution=cfg.cache_resolution, seed=cfg.seed) if cfg.sdf_cache else None
         self.tracer = RayTracer(radius=cfg.scene_radius, n_coarse=cfg.n_coarse, n_fine=cfg.n_fine,
-                                n_secant=cfg.n_secant, max_steps=cfg.max_steps, cache=cache, strategy=cfg.strategy,
-                                compute_min_sdf=True)
+                                n_secant=cfg.n_secant, max_steps=cfg.max_steps, cache=cache,
+                                strategy=resolve_strategy(cfg.strategy, self.device), compute_min_sdf=True)
         self.loss_fn = IDRLoss(rgb_weight=cfg.rgb_weight, eikonal_weight=cfg.eikonal_weight,
                                mask_weight=cfg.mask_weight, alpha_init=cfg.alpha_init,
                                alpha_milestones=cfg.alpha_milestones, alpha_factor=cfg.alpha_factor)
@@ -315,7 +326,7 @@ class Trainer:
     def render_tracer(self) -> RayTracer:
         """A tracer with the run's settings for rendering images (no minimum-SDF search on missed rays)."""
         c = self.cfg
-        strategy = self.tracer.resolved_strategy(self.device) or c.strategy
+        strategy = self.tracer.resolved_strategy(self.device) or self.tracer.strategy
         return RayTracer(radius=c.scene_radius, n_coarse=c.n_coarse, n_fine=c.n_fine, n_secant=c.n_secant,
                          max_steps=c.max_steps, strategy=strategy, compute_min_sdf=False)
 
