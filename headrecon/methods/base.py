@@ -53,6 +53,13 @@ class MethodOptions:
         """Problems of these settings within the run's config ``cfg`` (empty when fine)."""
         return []
 
+    def check(self, positive=(), non_negative=()) -> List[str]:
+        """Range problems of the named fields (None, an Optional field's default, is always fine)."""
+        errs = [f"{n} must be positive, got {getattr(self, n)}" for n in positive
+                if getattr(self, n) is not None and not getattr(self, n) > 0]
+        return errs + [f"{n} must be >= 0, got {getattr(self, n)}" for n in non_negative
+                       if getattr(self, n) is not None and not getattr(self, n) >= 0]
+
     @classmethod
     def field_names(cls) -> List[str]:
         return [f.name for f in fields(cls)]

@@ -52,11 +52,8 @@ class H3DNetOptions(MethodOptions):
         errs = []
         if not 0.0 <= self.prior_latent_fraction < 1.0:
             errs.append(f"prior_latent_fraction must be in [0, 1), got {self.prior_latent_fraction}")
-        for name in ("prior_latent_lr", "finetune_lr"):
-            v = getattr(self, name)
-            if v is not None and not v > 0:
-                errs.append(f"{name} must be positive, got {v}")
-        return errs
+        return errs + self.check(positive=("prior_latent_lr", "finetune_lr"))
+
 
 __all__ = ["H3DNetMethod", "H3DNetOptions"]
 

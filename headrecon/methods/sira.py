@@ -97,18 +97,9 @@ class SiraOptions(MethodOptions):
         errs = []
         if not 0 < self.sira_unfreeze_epoch < cfg.epochs:
             errs.append(f"sira_unfreeze_epoch must be in (0, epochs={cfg.epochs}), got {self.sira_unfreeze_epoch}")
-        for name in ("sira_latent_reg", "sira_anchor_radius"):
-            v = getattr(self, name)
-            if v is not None and not v >= 0:
-                errs.append(f"{name} must be >= 0, got {v}")
-        for name in ("sira_anchor_views", "sira_anchor_weight", "sira_anchor_batch"):
-            if not getattr(self, name) >= 0:
-                errs.append(f"{name} must be >= 0, got {getattr(self, name)}")
-        for name in ("sira_latent_lr", "finetune_lr"):
-            v = getattr(self, name)
-            if v is not None and not v > 0:
-                errs.append(f"{name} must be positive, got {v}")
-        return errs
+        return errs + self.check(positive=("sira_latent_lr", "finetune_lr"),
+                                 non_negative=("sira_latent_reg", "sira_anchor_radius", "sira_anchor_views",
+                                               "sira_anchor_weight", "sira_anchor_batch"))
 
 
 @register_method("sira")
