@@ -3,7 +3,12 @@ rendering network, phase 2 also fine-tunes the decoder, the latent regulariser e
 prior gives a clear error."""
 import pytest
 import torch
-from test_recon import TINY, one_thread, three_view_scene_dir  # noqa: F401  (fixtures; one_thread is autouse)
+from test_recon import TINY as _TINY
+from test_recon import one_thread, three_view_scene_dir  # noqa: F401  (fixtures; one_thread is autouse)
+
+from headrecon.methods.idr import IDROptions
+
+TINY = {k: v for k, v in _TINY.items() if k not in IDROptions.field_names()}  # the geometry is the prior's
 
 from headrecon.data import load_scene
 from headrecon.priors.h3dnet import default_prior_path

@@ -434,12 +434,11 @@ def test_h3dnet_method_plugin(trained):
     from types import SimpleNamespace
 
     from headrecon.methods import available_methods, get_method
-    from headrecon.recon.config import ReconConfig
+    from headrecon.recon.config import make_config
 
     prior, _, path = trained
     assert "h3dnet" in available_methods()
-    cfg = ReconConfig()
-    cfg.prior = str(path)
+    cfg = make_config("paper", method="h3dnet", prior=str(path))
     method = get_method("h3dnet", cfg)
     S = np.eye(4)
     S[:3, :3] *= 200.0  # scene unit sphere = 200 mm around the prior's centre
