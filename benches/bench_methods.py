@@ -98,7 +98,13 @@ def _metrics(mesh, scene, seen, icp: bool) -> dict:
     scene frame (``scene_*``) and after its robust ICP (``exact_*``)."""
     from headrecon.eval import evaluate
 
-    res = {k: v for k, v in evaluate(mesh, scene, observed_from=seen).items() if k in KEYS}
+    try:
+        res = {k: v for k, v in evaluate(mesh, scene, observed_from=seen).items() if k in KEYS}
+        res["protocol"] = "h3ds"
+    except ValueError:  # no face sphere (no landmarks): the official protocol cannot run; scene frame, exact
+        r0 = evaluate(mesh, scene, protocol="exact", align="none", observed_from=seen)
+        res = {k: v for k, v in r0.items() if k in KEYS}
+        res["protocol"] = "exact"
     if icp:
         r1 = evaluate(mesh, scene, protocol="exact", align="none", observed_from=seen)
         res.update({"scene_" + k: r1[k] for k in KEYS})
@@ -135,7 +141,7 @@ def run_variant(scene_dir, seen, scene, views, label, method, over, args) -> dic
     return {"scene": Path(scene_dir).name, "views": views, "label": label, "method": method,
             "overrides": {k: v for k, v in over.items() if k != "mesh_resolution"}, "iterations": tr.iteration,
             "train_seconds": round(tr.elapsed, 1), "cpu_seconds": round(tr.cpu_elapsed, 1),
-            "phases": [p.name for p in tr.phases], "protocol": "h3ds", **res, "curve": curve}
+            "phases": [p.name for p in tr.phases], **res, "curve": curve}
 
 
 def compare(args) -> list:
@@ -186,7 +192,6 @@ def rescore(path, meshes) -> None:
         full, scene = load_views(scenes[r["scene"]], str(r["views"]))
         r.update(_metrics(trimesh.load(f, process=False), scene, _observed(scene, full), icp=True))
         r["curve"][-1].update({k: r.get(k) for k in KEYS})
-        r["protocol"] = "h3ds"
     Path(path).write_text(json.dumps(data, indent=1))
 
 
