@@ -133,6 +133,27 @@ def test_resume_is_exact(tiny_scene_dir, tmp_path):
     assert straight.sampler.steps == second.sampler.steps > 0
 
 
+class _Planted:
+    """A pickled object whose loading would run code (writes the file named in ``MARK``)."""
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {_Planted.MARK}",))
+
+
+def test_checkpoint_with_planted_code_executes_nothing(tiny_scene_dir, tmp_path):
+    """A checkpoint carrying a pickled callable is refused (weights_only=True) with an error naming the file."""
+    scene = load_scene(tiny_scene_dir, views="3")
+    cfg = make_config("fast", iterations=6, **dict(TINY, batch_rays=256))
+    _Planted.MARK = tmp_path / "pwned"
+    bad = tmp_path / "checkpoint.pt"
+    torch.save({"total_iterations": 6, "payload": _Planted()}, bad)
+    with pytest.raises(ValueError, match="checkpoint.pt"):
+        Trainer(cfg, scene, device="cpu").load_checkpoint(bad)
+    assert not _Planted.MARK.exists()
+
+
 def test_step_logs_stay_on_device_until_logged(tiny_scene_dir):
     """step() returns the losses as detached 0-dim tensors (converting each to a float would be a host sync per
     step on GPU); the history converts once per logged point, as the mean over log_every steps."""
@@ -169,8 +190,8 @@ def test_cli_stop_and_resume(tiny_scene_dir, tmp_path):
     assert cli.main(base + ["--out", str(b), "--stop-after", "3"]) == 0
     assert not json.loads((b / "metrics.json").read_text())["finished"]
     assert cli.main([str(tiny_scene_dir), "--out", str(b), "--resume", "--quiet"]) == 0
-    sa = torch.load(a / "checkpoint.pt", weights_only=False)["model"]
-    sb = torch.load(b / "checkpoint.pt", weights_only=False)["model"]
+    sa = torch.load(a / "checkpoint.pt", weights_only=True)["model"]
+    sb = torch.load(b / "checkpoint.pt", weights_only=True)["model"]
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
 
 

@@ -292,7 +292,7 @@ class Trainer:
     def load_checkpoint(self, path) -> None:
         """Restore a checkpoint written by :meth:`save_checkpoint` for the same config."""
         try:
-            st = torch.load(Path(path), map_location=self.device, weights_only=False)
+            st = torch.load(Path(path), map_location=self.device, weights_only=True)
         except Exception as exc:
             raise ValueError(f"{path}: cannot read the checkpoint ({type(exc).__name__}: {exc})") from exc
         if st.get("total_iterations") != self.total_iterations:
