@@ -426,6 +426,20 @@ def test_method_options_belong_to_their_method():
     assert ReconConfig.from_dict(d) == make_config("fast", method="h3dnet")
 
 
+def test_config_json_of_the_flat_format_still_loads(tmp_path):
+    """A config.json written when one flat config held every method's fields resumes: the other methods' fields
+    are dropped on load (an unknown name still fails)."""
+    import json
+
+    cfg = make_config("fast", method="h3dnet")
+    old = {**cfg.to_dict(), "geo_hidden": 128, "sira_accel": True, "sira_anchor_weight": 30.0}
+    (tmp_path / "config.json").write_text(json.dumps(old))
+    assert ReconConfig.load(tmp_path / "config.json") == cfg
+    (tmp_path / "bad.json").write_text(json.dumps({**old, "no_such_field": 1}))
+    with pytest.raises(ValueError, match="no_such_field"):
+        ReconConfig.load(tmp_path / "bad.json")
+
+
 def test_help_per_method(capsys):
     """`--method M --help` lists M's options and not another method's."""
     for method, own, other in (("idr", "--geo-hidden", "--sira-anchor-weight"),

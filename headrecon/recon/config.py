@@ -16,11 +16,11 @@ iterations per epoch (see ``epoch_mode``).
 
 Presets (:data:`PRESETS`):
 
-* ``paper`` follows IDR / H3D-Net / SIRA++: 8 x 512 geometry network (skip at 4, 6 frequencies, 256 features),
-  4 x 512 rendering network, 2048 rays per batch, 2000 epochs, Adam 1e-4 halved at epochs 1000 and 1500, mask
+* ``paper`` follows IDR / H3D-Net / SIRA++: (for IDR, :class:`~headrecon.methods.idr.IDROptions`) 8 x 512
+  geometry network (skip at 4, 6 frequencies, 256 features), 4 x 512 rendering network, 2048 rays per batch, 2000 epochs, Adam 1e-4 halved at epochs 1000 and 1500, mask
   alpha 50 doubled at 250/500/750/1000/1250, selective sampling dropping 12 % of the background rays every 250
   epochs during the first 1000, full image resolution, 512^3 marching cubes.
-* ``fast`` is what a CPU user runs (chosen by measurement on a 2-core machine, see README/report): smaller
+* ``fast`` is what a CPU user runs (chosen by measurement on a 2-core machine, see docs/methods/idr.md): smaller
   networks, images reduced to at most 128 px, fewer rays and a fixed iteration count with the same schedule
   shape, a 128^3 mesh.
 """
@@ -170,8 +170,13 @@ class ReconConfig:
 
     @classmethod
     def load(cls, path) -> "ReconConfig":
+        """Read ``config.json``. Files written before each method had its own options held every method's
+        fields: those of other methods are dropped."""
         try:
-            return cls.from_dict(json.loads(Path(path).read_text()))
+            d = json.loads(Path(path).read_text())
+            own = set(options_class(d.get("method", "idr")).field_names())
+            others = {n for m in METHODS.values() for n in m.Options.field_names()} - own
+            return cls.from_dict({k: v for k, v in d.items() if k not in others})
         except (ValueError, TypeError) as exc:
             raise ValueError(f"{path}: not a valid headrecon config ({exc})") from None
 
@@ -257,20 +262,8 @@ def make_config(preset: str = "fast", **overrides) -> ReconConfig:
     (default idr). Unknown names, and options of another method, raise ValueError."""
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
-    method = overrides.get("method", "idr")
-    opts_cls = options_class(method)
-    own = set(opts_cls.field_names())
-    bad = sorted(set(overrides) - _SHARED - own)
-    if bad:
-        raise ValueError(f"unknown config field(s) {bad} for method {method!r}" + _owners(bad))
-    kw = dict(PRESETS[preset])
-    kw.update({k: v for k, v in overrides.items() if k in _SHARED})
-    kw["preset"] = preset
-    opts = dict(opts_cls.PRESETS.get(preset, {}))
-    opts.update({k: v for k, v in overrides.items() if k in own})
-    cfg = ReconConfig(**kw, options=opts_cls(**opts))
-    cfg.validate()
-    return cfg
+    opts_presets = options_class(overrides.get("method", "idr")).PRESETS.get(preset, {})
+    return ReconConfig.from_dict({**PRESETS[preset], **opts_presets, **overrides, "preset": preset})
 
 
 def config_diff(a: ReconConfig, b: ReconConfig, ignore=RUNTIME_FIELDS) -> Dict[str, Tuple[Any, Any]]:
