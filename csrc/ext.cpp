@@ -2,6 +2,7 @@
 // to the CPU backends (*_cpu.cpp) or the pure-CUDA backends (*.cu). Shapes are documented in each op's header.
 // The Python layer (headrecon/ops) validates arguments first with friendlier messages; the checks here make sure
 // that a direct call of headrecon._C with bad input raises a Python exception instead of crashing.
+#include <vector>
 #include <torch/extension.h>
 
 #include "ray_sphere/ray_sphere.h"
@@ -115,6 +116,14 @@ void sphere_trace_step(Tensor t, Tensor dt, Tensor cap, Tensor status, Tensor wm
   TORCH_CHECK_TYPE(status.scalar_type() == at::kInt, "status must be int32, got ", status.scalar_type());
   TORCH_CHECK_VALUE(status.dim() == 1 && status.size(0) == n2, "status must be [", n2, "], got ", status.sizes());
   check_index(walkers, "walkers", t, n2);
+  if (!walkers.is_cuda() && m > 0) {  // each walker once (on CUDA: the caller's contract, unchecked: no host sync)
+    std::vector<uint8_t> seen(n2, 0);
+    const int64_t* w = walkers.data_ptr<int64_t>();
+    for (int64_t i = 0; i < m; ++i) {
+      TORCH_CHECK_VALUE(!seen[w[i]], "walkers has duplicate index ", w[i], " (each active walker once)");
+      seen[w[i]] = 1;
+    }
+  }
   check_1d(sdf, "sdf", t, m);
   TORCH_CHECK_VALUE(threshold > 0 && step_scale > 0, "threshold and step_scale must be positive");
   AT_DISPATCH_FLOATING_TYPES(t.scalar_type(), "sphere_trace_step", [&] {

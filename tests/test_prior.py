@@ -224,7 +224,7 @@ def test_training_fits_each_shape(trained):
         others = [ellipsoid_distance_mm(mesh.vertices, b).mean() for j, b in enumerate(AXES) if j != i]
         assert err < min(others)
     # the checkpoint written by training loads with weights_only=True
-    loaded = ShapePrior.load(out, weights_only=True)
+    loaded = ShapePrior.load(out)  # headrecon.weights: weights_only=True, checksum
     x = torch.rand(64, 3) - 0.5
     assert torch.allclose(loaded.sdf(x, 1), prior.sdf(x, 1), atol=1e-6)
     assert loaded.data["source"] == "folder" and len(loaded.data["files"]) == 3
@@ -248,7 +248,7 @@ def test_checkpoint_round_trip(trained, tmp_path):
     p = prior.save(tmp_path / "p.pt")
     state = torch.load(p, weights_only=True)  # plain tensors / dicts only
     assert state["format"] == "headrecon-prior" and state["config"]["latent_dim"] == 8
-    q = ShapePrior.load(p, weights_only=True)
+    q = ShapePrior.load(p)
     assert q.config == prior.config and q.num_latents == 3 and q.latent_dim == 8
     assert q.norm.to_dict() == prior.norm.to_dict()
     x = torch.rand(128, 3) * 1.6 - 0.8
@@ -298,7 +298,7 @@ def test_ddp_two_processes_gloo(tmp_path):
            "-m", "headrecon.priors.cli", str(folder), "--out", str(out), "--ddp", *DDP_ARGS]
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=240)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
-    ddp = ShapePrior.load(out, weights_only=True)
+    ddp = ShapePrior.load(out)  # headrecon.weights: weights_only=True, checksum
     assert ddp.meta["world_size"] == 2 and ddp.meta["ddp_max_param_diff"] == 0.0  # ranks agree exactly
     # same global batches and samples as one process with the global batch: same result up to rounding
     args = cli.build_parser().parse_args([str(folder), "--out", str(tmp_path / "single.pt"), *DDP_ARGS])
@@ -416,7 +416,7 @@ def test_shipped_prior_is_head_sized():
     path = default_prior_path()
     if not path.is_file():
         pytest.skip(f"shipped prior absent ({path}); train it with the command in headrecon/assets/README.md")
-    prior = ShapePrior.load(path, weights_only=True)
+    prior = ShapePrior.load(path)
     assert prior.data.get("source") == "ict" and prior.num_latents >= 16
     assert path.stat().st_size < 8e6
     mesh = prior.mesh(None, resolution=64)  # mean head, mm, ICT frame

@@ -14,7 +14,8 @@ from headrecon.methods import METHODS, Phase, get_method, register_method
 from headrecon.methods.idr import IDRMethod
 from headrecon.recon import cli
 from headrecon.recon.config import PRESETS, ReconConfig, config_diff, make_config
-from headrecon.recon.pipeline import RunDirError, check_run_dir, parse_views
+from headrecon.data.scene import parse_views
+from headrecon.recon.pipeline import RunDirError, check_run_dir
 from headrecon.recon.sampling import PixelSampler, RayBank, ss_steps
 from headrecon.recon.trainer import Trainer
 
@@ -209,7 +210,7 @@ def test_cli_errors(tiny_scene_dir, three_view_scene_dir, tmp_path, capsys):
     assert cli.main([str(three_view_scene_dir), "--views", "0,5", "--out", out]) == 2
     assert "out of range" in capsys.readouterr().err
     assert cli.main([str(three_view_scene_dir), "--views", "three", "--out", out]) == 2
-    assert "bad --views" in capsys.readouterr().err
+    assert "bad views 'three'" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         cli.main([str(three_view_scene_dir), "--method", "nope", "--out", out])
     assert cli.main([str(three_view_scene_dir), "--out", out, "--resume"]) == 2
@@ -230,13 +231,14 @@ def test_run_dir_with_another_run(tmp_path):
     cfg = make_config("fast")
     assert check_run_dir(run, cfg, resume=False) is cfg  # empty folder is fine
     cfg.save(run / "config.json")
+    # stopped before its first checkpoint: nothing to keep, it starts again (with or without --resume)
+    assert check_run_dir(run, cfg.replace(batch_rays=64), resume=False).batch_rays == 64
+    assert check_run_dir(run, cfg.replace(batch_rays=64), resume=True) == cfg
+    (run / "checkpoint.pt").write_bytes(b"")
     with pytest.raises(RunDirError, match="--resume"):
         check_run_dir(run, cfg, resume=False)
     with pytest.raises(RunDirError, match=r"another run \(different config: batch_rays: 1024 there vs 64 now"):
         check_run_dir(run, cfg.replace(batch_rays=64), resume=False)
-    with pytest.raises(RunDirError, match="checkpoint"):
-        check_run_dir(run, cfg, resume=True)
-    (run / "checkpoint.pt").write_bytes(b"")
     assert check_run_dir(run, cfg.replace(batch_rays=64), resume=True) == cfg  # stored config wins
     with pytest.raises(RunDirError, match="batch_rays"):
         check_run_dir(run, cfg, resume=True, explicit={"batch_rays": 64})
@@ -283,7 +285,7 @@ def test_help_comes_from_config(capsys):
 
 def test_parse_views():
     assert parse_views("3") == "3" and parse_views("all") == "all" and parse_views("0,2,5") == [0, 2, 5]
-    for bad in ("x", "0", "-3", "1,a"):
+    for bad in ("x", "0", "-3", "1,a", "1,1,1", "0,-1", ","):
         with pytest.raises(ValueError):
             parse_views(bad)
 

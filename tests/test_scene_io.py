@@ -112,7 +112,10 @@ def test_view_targets_and_selection():
     assert [yaws[i] for i in select_views(yaws, "4")] == [-90.0, -45.0, 45.0, 90.0]
     assert sorted(select_views(yaws, "16")) == list(range(0, 32, 2))
     assert select_views(yaws, "all") == list(range(32))
-    assert select_views(yaws, [3, 1, -1]) == [3, 1, 31]
+    assert select_views(yaws, [3, 1, 31]) == [3, 1, 31]
+    for bad in ([3, 1, -1], [3, 3]):  # negative and repeated indices are refused (one rule for every command)
+        with pytest.raises(ValueError, match="negative|more than once"):
+            select_views(yaws, bad)
     # closest available views, each used once
     jittered = [2.0, 38.0, 46.0, -47.0, 170.0, -100.0]
     assert select_views(jittered, "3") == [0, 3, 2]
@@ -121,7 +124,7 @@ def test_view_targets_and_selection():
         select_views(jittered, "8")
     with pytest.raises(ValueError, match="out of range"):
         select_views(jittered, [6])
-    with pytest.raises(ValueError, match="unknown view spec"):
+    with pytest.raises(ValueError, match="bad views 'front'"):
         select_views(jittered, "front")
 
 

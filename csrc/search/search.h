@@ -10,7 +10,8 @@
 //   first = index of the first sample with sdf < 0 (-1 if none). For first >= 1 the bracket is
 //   (t[first-1], t[first]); for first == 0 (the ray starts inside) both ends are sample 0; for first == -1 the
 //   bracket ends are copies of the minimum sample. min_sdf/min_t: the sample with the smallest SDF (first one
-//   on ties), which the silhouette loss needs for rays that never change sign.
+//   on ties; NaN samples are skipped, and a ray whose samples are all NaN reports its sample 0), which the
+//   silhouette loss needs for rays that never change sign.
 //
 // secant_step (regula falsi with the Illinois modification, so each step keeps a bracket and converges
 //   superlinearly): t_lo, t_hi, s_lo (>= 0), s_hi (< 0), side (int32: 0 none, 1 lo moved last, 2 hi moved
@@ -44,7 +45,8 @@ HR_HD void search_select_one(const T* t, const T* sdf, int64_t n, int64_t* first
   int64_t kmin = 0;
   for (int64_t j = 0; j < n; ++j) {
     if (k < 0 && sdf[j] < T(0)) k = j;
-    if (sdf[j] < sdf[kmin]) kmin = j;
+    // NaN never wins: a sample replaces the minimum when it is a number and the minimum is NaN or larger
+    if (sdf[j] == sdf[j] && (!(sdf[kmin] == sdf[kmin]) || sdf[j] < sdf[kmin])) kmin = j;
   }
   *first = k;
   *min_sdf = n > 0 ? sdf[kmin] : hr_nan<T>();

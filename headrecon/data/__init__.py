@@ -5,7 +5,16 @@ Heavier submodules (``synthetic``, ``ict``, ``scans``, ``nerfstudio``) are impor
 """
 from .camera import Camera
 from .errors import SceneError
-from .scene import FaceSphere, Scene, View, is_nerfstudio_scene, load_gt, select_views, view_targets, write_scene
+from .scene import (
+    FaceSphere,
+    Scene,
+    View,
+    is_nerfstudio_scene,
+    load_gt,
+    select_views,
+    view_targets,
+    write_scene,
+)
 from .scene import load_scene as load_idr_scene
 
 __all__ = ["Camera", "SceneError", "FaceSphere", "Scene", "View", "load_gt", "load_scene", "load_idr_scene",

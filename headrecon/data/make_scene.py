@@ -7,6 +7,8 @@ import sys
 import time
 from pathlib import Path
 
+from ..cli import add_debug_flag, run_command
+
 __all__ = ["main", "build_parser"]
 
 
@@ -32,7 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--mesh", type=Path, help="any mesh trimesh reads (glb/obj/ply...), +Y up, +Z out of the face")
     src.add_argument("--ict", type=int, metavar="SEED", help="a random ICT-FaceKit head (seed fixes the identity)")
     src.add_argument("--lps", action="store_true", help="the shared Lee Perry-Smith textured scan")
-    ap.add_argument("--out", type=Path, required=True, help="output scene folder")
+    ap.add_argument("--out", type=Path, required=True, help="output scene folder (new or empty)")
+    ap.add_argument("--overwrite", action="store_true",
+                    help="replace the scene in --out whole (no file of the old scene is left)")
     ap.add_argument("--mm-per-unit", type=float, default=1.0, help="scale of --mesh to millimetres")
     ap.add_argument("--flip-v", action="store_true", help="--mesh texture uses glTF/three.js V-down UVs")
     ap.add_argument("--ict-clip", type=float, default=2.5, help="clip |w| of the ICT identity weights")
@@ -57,11 +61,16 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--seed", type=int, default=0, help="seed of the pose noise")
     ap.add_argument("--format", choices=["png", "jpg"], default="png", help="image file format")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_debug_flag(ap)
     return ap
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    return run_command("headrecon-make-scene", lambda: _main(args), argv)
+
+
+def _main(args) -> int:
     from .synthetic import make_scene
 
     t0 = time.time()
@@ -77,13 +86,13 @@ def main(argv=None) -> int:
         mesh, source = load_mesh(args.mesh), str(args.mesh)
     size = args.size[0] if len(args.size) == 1 else tuple(args.size[:2])
     if len(args.background) != 3:
-        raise SystemExit("--background needs three numbers R,G,B")
+        raise ValueError("--background needs three numbers R,G,B")
     scene = make_scene(mesh, args.out, views=args.views, pitch=args.pitch, size=size, focal=args.focal,
                        distance=args.distance, mm_per_unit=mm_per_unit, lights=args.lights, ambient=args.ambient,
                        background=args.background, flip_v=flip_v, ssaa=args.ssaa, shadows=args.shadows,
                        pose_noise_rot_deg=args.pose_noise_rot, pose_noise_pos_mm=args.pose_noise_pos,
                        pose_noise=args.pose_noise, seed=args.seed, image_format=args.format,
-                       progress=not args.quiet, meta={"source": source})
+                       progress=not args.quiet, meta={"source": source}, overwrite=args.overwrite)
     print(f"wrote {len(scene)} views to {args.out} in {time.time() - t0:.1f} s "
           f"(unit sphere radius {scene.scale_mat[0, 0]:.1f} mm)")
     return 0

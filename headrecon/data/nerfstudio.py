@@ -83,14 +83,17 @@ def load_transforms_json(path, views=None, load_images: bool = True, scale_mat=N
         meta = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise SceneError(path, f"invalid JSON ({exc})") from None
+    if not isinstance(meta, dict):
+        raise SceneError(path, f"the top level must be a JSON object, not {type(meta).__name__}")
     frames = meta.get("frames")
-    if not frames:
-        raise SceneError(path, "no 'frames' list")
+    if not isinstance(frames, list) or not frames:
+        raise SceneError(path, "'frames' must be a non-empty list of frames"
+                         + ("" if frames is None else f" (it is a {type(frames).__name__})"))
     root = path.parent
     all_views = []
     distortion = {k: meta[k] for k in ("k1", "k2", "k3", "k4", "p1", "p2") if meta.get(k)}
     for i, fr in enumerate(frames):
-        if "file_path" not in fr or "transform_matrix" not in fr:
+        if not isinstance(fr, dict) or "file_path" not in fr or "transform_matrix" not in fr:
             raise SceneError(path, f"frame {i}: needs 'file_path' and 'transform_matrix'")
         img_path = root / fr["file_path"]
         if not img_path.suffix and not img_path.exists():  # Blender files omit the extension
@@ -107,7 +110,10 @@ def load_transforms_json(path, views=None, load_images: bool = True, scale_mat=N
             want = fr.get(key, meta.get(key))
             if want is not None and int(want) != val:
                 raise SceneError(img_path, f"image is {w}x{h} but {path.name} says {key}={want}")
-        c2w = np.asarray(fr["transform_matrix"], dtype=np.float64)
+        try:
+            c2w = np.asarray(fr["transform_matrix"], dtype=np.float64)
+        except (TypeError, ValueError):
+            raise SceneError(path, f"frame {i}: transform_matrix must be a finite 4x4 matrix of numbers") from None
         if c2w.shape == (3, 4):
             c2w = np.vstack([c2w, [0, 0, 0, 1]])
         if c2w.shape != (4, 4) or not np.all(np.isfinite(c2w)):

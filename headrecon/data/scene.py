@@ -41,7 +41,7 @@ __all__ = [
     "LANDMARK_NAMES", "FACE_SPHERE_RADIUS_MM", "FaceSphere", "View", "Scene", "load_scene", "write_scene",
     "is_nerfstudio_scene",
     "load_gt", "select_views", "view_targets", "camera_yaw_pitch", "read_landmarks", "write_landmarks",
-    "load_image", "load_mask", "load_region",
+    "load_image", "load_mask", "load_region", "parse_views",
 ]
 
 LANDMARK_NAMES = ("right_eye", "left_eye", "nose_tip", "nose_base", "right_lips", "left_lips")
@@ -100,6 +100,41 @@ def _wrap(a):
     return 180.0 - ((180.0 - np.asarray(a, dtype=np.float64)) % 360.0)
 
 
+VIEWS_HELP = "use all, a number of views (3, 4, 8, 16, 32, ...) or distinct comma-separated view indices (0,2,5)"
+
+
+def parse_views(spec):
+    """The one reading of a views option (``--views``, ``ReconConfig.views``, benches): ``"all"``/None -> "all";
+    a positive whole number N -> ``"N"`` (the paper's V3/V4 sets or 360/N steps, :func:`view_targets`); a list of
+    indices or ``"0,4,7"`` -> ``[0, 4, 7]`` (non-negative, distinct). ValueError naming the problem otherwise."""
+    if spec is None:
+        return "all"
+    if isinstance(spec, (list, tuple, np.ndarray)):
+        items = list(spec)
+    else:
+        s = str(spec).strip().lower()
+        if s == "all":
+            return "all"
+        if "," not in s:
+            if not s.isdigit() or int(s) < 1:
+                raise ValueError(f"bad views {spec!r}: {VIEWS_HELP}")
+            return str(int(s))
+        items = [x.strip() for x in s.split(",")]
+    try:
+        idx = [int(x) for x in items]
+    except (TypeError, ValueError):
+        raise ValueError(f"bad views {spec!r}: {VIEWS_HELP}") from None
+    if not idx:
+        raise ValueError(f"bad views {spec!r}: no view index given")
+    neg = [i for i in idx if i < 0]
+    if neg:
+        raise ValueError(f"bad views {spec!r}: negative view indices {neg}; {VIEWS_HELP}")
+    dup = sorted({i for i in idx if idx.count(i) > 1})
+    if dup:
+        raise ValueError(f"bad views {spec!r}: view indices {dup} given more than once")
+    return idx
+
+
 def select_views(yaws_deg: Sequence[float], spec, pitches_deg: Sequence[float] | None = None) -> list[int]:
     """Positions of the views to use for ``spec`` given every available view's yaw (degrees).
 
@@ -110,16 +145,14 @@ def select_views(yaws_deg: Sequence[float], spec, pitches_deg: Sequence[float] |
     """
     yaws = np.asarray(yaws_deg, dtype=np.float64).reshape(-1)
     n = len(yaws)
-    if spec is None or (isinstance(spec, str) and spec.lower() == "all"):
+    spec = parse_views(int(spec) if isinstance(spec, (int, np.integer)) else spec)
+    if spec == "all":
         return list(range(n))
-    if isinstance(spec, (list, tuple, np.ndarray)):
-        idx = [int(i) for i in spec]
-        bad = [i for i in idx if not -n <= i < n]
+    if isinstance(spec, list):
+        bad = [i for i in spec if i >= n]
         if bad:
             raise ValueError(f"view indices {bad} out of range for a scene with {n} views")
-        return [i % n for i in idx]
-    if isinstance(spec, str) and not spec.strip().lstrip("-").isdigit():
-        raise ValueError(f"unknown view spec {spec!r}: use 'all', a number of views (3, 4, 8, 16, 32) or indices")
+        return spec
     targets = np.asarray(view_targets(spec))
     if len(targets) > n:
         raise ValueError(f"view spec {spec!r} needs {len(targets)} views but the scene has only {n}")
@@ -306,12 +339,25 @@ class Scene:
 
 
 # ---------------------------------------------------------------------------------------------- reading helpers
+def _pixels(im) -> np.ndarray:
+    """float32 [H, W] or [H, W, 3] in [0, 1] of an open PIL image: 8-bit modes through RGB, 16/32-bit integer
+    greyscale (PNG ``I;16``, ``I``) scaled by its bit depth (PIL's own conversion to 8 bits saturates them)."""
+    if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(im).astype(np.float32)
+        return arr / (65535.0 if im.mode.startswith("I;16") or arr.max() > 255 else 255.0)
+    if im.mode == "F":
+        return np.asarray(im, dtype=np.float32)
+    return np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
+
+
 def load_image(path) -> np.ndarray:
-    """RGB float32 [H, W, 3] in [0, 1] (alpha dropped, grey expanded)."""
+    """RGB float32 [H, W, 3] in [0, 1] (alpha dropped, grey expanded; 16-bit greyscale scaled by 65535)."""
     path = Path(path)
     try:
         with Image.open(path) as im:
-            arr = np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
+            arr = _pixels(im)
+            if arr.ndim == 2:
+                arr = np.repeat(arr[:, :, None], 3, axis=2)
     except FileNotFoundError:
         raise SceneError(path, "image file not found") from None
     except Exception as exc:
@@ -320,11 +366,13 @@ def load_image(path) -> np.ndarray:
 
 
 def load_mask(path, allow_empty: bool = False) -> np.ndarray:
-    """Bool [H, W]: pixels brighter than half (any channel mode; alpha ignored). Empty masks raise SceneError."""
+    """Bool [H, W]: pixels brighter than half of the format's range (any channel mode, 16-bit too; alpha
+    ignored). Empty masks raise SceneError."""
     path = Path(path)
     try:
         with Image.open(path) as im:
-            arr = np.asarray(im.convert("L"), dtype=np.uint8) > 127
+            arr = _pixels(im)
+            arr = (arr.max(axis=2) if arr.ndim == 3 else arr) > 0.5
     except FileNotFoundError:
         raise SceneError(path, "mask file not found") from None
     except Exception as exc:
@@ -332,6 +380,22 @@ def load_mask(path, allow_empty: bool = False) -> np.ndarray:
     if not allow_empty and not arr.any():
         raise SceneError(path, "mask is empty (no foreground pixel)")
     return arr
+
+
+# the principal point of a real camera lies near the image centre; outside this band the image was most likely
+# resized (or cropped) without its camera
+PRINCIPAL_POINT_BAND = (0.3, 0.7)
+
+
+def _check_principal_point(cam: Camera, image_path, where: str) -> None:
+    """SceneError when the camera's principal point lies far from the centre of its image (fractions of the
+    size outside :data:`PRINCIPAL_POINT_BAND`): an image and mask resized together without scaling the camera."""
+    lo, hi = PRINCIPAL_POINT_BAND
+    cx, cy = float(cam.K[0, 2]), float(cam.K[1, 2])
+    if not (lo * cam.width <= cx <= hi * cam.width and lo * cam.height <= cy <= hi * cam.height):
+        raise SceneError(image_path, f"the principal point ({cx:.1f}, {cy:.1f}) px of {where} lies far from the "
+                                     f"centre of this {cam.width}x{cam.height} image: were the image and mask "
+                                     "resized (or cropped) without scaling the camera?")
 
 
 def _image_size(path) -> tuple[int, int]:
@@ -402,7 +466,12 @@ def _list_files(folder: Path, prefix: str, exts) -> dict:
 
 
 def _read_npz_matrix(npz, key, cam_path) -> np.ndarray:
-    M = np.asarray(npz[key], dtype=np.float64)
+    try:
+        M = np.asarray(npz[key], dtype=np.float64)
+    except ValueError as exc:  # an object array (pickled Python objects: never loaded), or not numbers
+        why = ("holds Python objects, refused without running any of it" if "allow_pickle" in str(exc)
+               else f"is not a numeric matrix ({exc})")
+        raise SceneError(cam_path, f"{key} {why}") from None
     if M.shape not in ((4, 4), (3, 4)):
         raise SceneError(cam_path, f"{key} has shape {M.shape}, expected 4x4 (or 3x4)")
     if not np.all(np.isfinite(M)):
@@ -515,6 +584,7 @@ def load_scene(path, views=None, load_images: bool = True, load_gt_mesh: bool = 
             raise SceneError(masks[i], f"mask is {mw}x{mh} but image {images[i].name} is {w}x{h}")
         sizes[i] = (w, h)
         cameras[i] = Camera.from_projection(world[i], w, h, source=f"{cam_path} (world_mat_{i})")
+        _check_principal_point(cameras[i], images[i], f"world_mat_{i} of {cam_path}")
 
     gt_mesh = landmarks = face_sphere = None
     if load_gt_mesh:
@@ -541,18 +611,43 @@ def load_scene(path, views=None, load_images: bool = True, load_gt_mesh: bool = 
     return scene
 
 
-def write_scene(path, scene: Scene, image_format: str = "png", jpeg_quality: int = 95) -> Path:
+def write_scene(path, scene: Scene, image_format: str = "png", jpeg_quality: int = 95,
+                overwrite: bool = False) -> Path:
     """Write ``scene`` in the IDR/H3DS layout (views renumbered 0..N-1 in the scene's order).
 
     Writes image/img_XXXX.<png|jpg>, mask/mask_XXXX.png, cameras.npz (world_mat_i, scale_mat_i), and when
     present full_head.obj (geometry only, vertex order kept), landmarks.txt, regions/face_sphere.txt,
-    regions/face.txt and
-    scene_info.json (``scene.meta``). Returns the folder.
+    regions/face.txt and scene_info.json (``scene.meta``). Returns the folder.
+
+    The scene is written into a temporary sibling folder and renamed into place, so a stopped write leaves no
+    half scene. An existing non-empty ``path`` is refused (SceneError) unless ``overwrite``; then a folder holding
+    a scene (``cameras.npz``) is replaced whole (no stale view of the old scene survives), anything else refused.
     """
+    import shutil
+
     path = Path(path)
     fmt = image_format.lower().lstrip(".")
     if fmt not in ("png", "jpg", "jpeg"):
         raise ValueError(f"image_format must be png or jpg, got {image_format!r}")
+    if path.exists() and not path.is_dir():
+        raise SceneError(path, "exists and is not a folder")
+    if path.is_dir() and any(path.iterdir()):
+        if not overwrite:
+            raise SceneError(path, "exists and is not empty: choose a new folder, or replace the scene in it whole "
+                                   "(headrecon-make-scene --overwrite)")
+        if not (path / "cameras.npz").is_file():
+            raise SceneError(path, "is not empty and holds no scene (no cameras.npz): not replaced")
+    final, path = path, path.with_name(f".{path.name}.writing")
+    if path.exists():
+        shutil.rmtree(path)
+    _write_scene_files(path, scene, fmt, jpeg_quality)
+    if final.exists():
+        shutil.rmtree(final)
+    path.rename(final)
+    return final
+
+
+def _write_scene_files(path: Path, scene: Scene, fmt: str, jpeg_quality: int) -> None:
     (path / "image").mkdir(parents=True, exist_ok=True)
     (path / "mask").mkdir(parents=True, exist_ok=True)
     arrays = {}
@@ -585,7 +680,6 @@ def write_scene(path, scene: Scene, image_format: str = "png", jpeg_quality: int
         (path / "regions" / "face.txt").write_text("".join(f"{int(i)}\n" for i in scene.face_region))
     if scene.meta:
         (path / "scene_info.json").write_text(json.dumps(scene.meta, indent=1, default=_json_default))
-    return path
 
 
 def _json_default(o):

@@ -326,8 +326,8 @@ def make_scene(mesh: trimesh.Trimesh, out_dir=None, *, views=32, pitch: Sequence
                landmarks: dict | None = None, lights="studio", ambient: float = 0.35, background=(0.0, 0.0, 0.0),
                flip_v: bool = False, ssaa: int = 1, shadows: bool = False, pose_noise_rot_deg: float = 0.0,
                pose_noise_pos_mm: float = 0.0, pose_noise: float | None = None, seed: int = 0,
-               margin: float = 1.1, image_format: str = "png", progress: bool = True, meta: dict | None = None
-               ) -> Scene:
+               margin: float = 1.1, image_format: str = "png", progress: bool = True, meta: dict | None = None,
+               overwrite: bool = False) -> Scene:
     """Render ``mesh`` from an orbit of cameras and (when ``out_dir`` is given) write an IDR/H3DS scene.
 
     * ``mesh`` in its own units, +Y up, +Z out of the face; ``mm_per_unit`` converts to mm (ICT: 10, Lee
@@ -374,7 +374,7 @@ def make_scene(mesh: trimesh.Trimesh, out_dir=None, *, views=32, pitch: Sequence
     for cam in tqdm(cams, desc="rendering views", disable=not progress, leave=False):
         res = renderer.render(cam, ssaa=ssaa, shadows=shadows)
         if not res.mask.any():
-            raise RuntimeError(f"view yaw={cam.meta['yaw_deg']} pitch={cam.meta['pitch_deg']}: the mesh is not "
+            raise ValueError(f"view yaw={cam.meta['yaw_deg']} pitch={cam.meta['pitch_deg']}: the mesh is not "
                                "visible (check --distance/--focal and the mesh units)")
         images.append(res.image)
         masks.append(res.mask)
@@ -398,7 +398,7 @@ def make_scene(mesh: trimesh.Trimesh, out_dir=None, *, views=32, pitch: Sequence
     scene = Scene.from_arrays(images, masks, written, S, gt_mesh=gt, landmarks=gt_landmarks, meta=info)
     if out_dir is not None:
         out_dir = Path(out_dir)
-        write_scene(out_dir, scene, image_format=image_format)
+        write_scene(out_dir, scene, image_format=image_format, overwrite=overwrite)
         if noisy:
             np.savez(out_dir / "cameras_clean.npz", **{f"world_mat_{i}": c.world_mat() for i, c in enumerate(cams)})
         scene.path = out_dir

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..cli import add_debug_flag, run_command
+
 __all__ = ["main", "build_parser", "read_pred_landmarks"]
 
 
@@ -61,21 +63,26 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--vmax", type=float, default=5.0, help="error (mm) at the top of the colour scale")
     ap.add_argument("--size", type=int, default=320, help="size of each heat-map view (pixels)")
     ap.add_argument("--no-images", action="store_true", help="skip the PLY and PNG outputs")
+    add_debug_flag(ap)
     return ap
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    from ..data.meshio import load_mesh
+    return run_command("headrecon-eval", lambda: _main(args), argv)
+
+
+def _main(args) -> int:
     from ..data import load_scene
+    from ..data.meshio import load_mesh
     from .metrics import evaluate
     from .visualize import render_heatmap, save_error_ply
 
     t0 = time.time()
+    pred = load_mesh(args.pred_mesh)
     scene = load_scene(args.scene_dir, load_images=False)
     if scene.gt_mesh is None:
-        raise SystemExit(f"{args.scene_dir / 'full_head.obj'}: ground-truth mesh not found")
-    pred = load_mesh(args.pred_mesh)
+        raise FileNotFoundError(f"{args.scene_dir / 'full_head.obj'}: ground-truth mesh not found")
     frame = args.pred_frame
     if frame == "auto":
         frame = "unit" if np.linalg.norm(pred.vertices, axis=1).max() < 2.0 else "mm"
@@ -86,7 +93,7 @@ def main(argv=None) -> int:
         pred_lm = {k: (scene.to_mm(np.asarray(v, dtype=float))[0] if np.ndim(v) else v) for k, v in pred_lm.items()}
     exact = {"align": args.align, "icp_scale": not args.rigid} if args.protocol == "exact" else {}
     if args.protocol == "h3ds" and (args.align != "auto" or args.rigid):
-        raise SystemExit("headrecon-eval: error: --align and --rigid apply to --protocol exact only")
+        raise ValueError("--align and --rigid apply to --protocol exact only")
     metrics, det = evaluate(pred, scene, pred_landmarks=pred_lm, protocol=args.protocol, observed_from=scene,
                             return_details=True, **exact)
     metrics.update(pred_mesh=str(args.pred_mesh), scene=str(args.scene_dir), pred_frame=frame,

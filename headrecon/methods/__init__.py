@@ -1,9 +1,18 @@
 """Reconstruction methods, one module each (``--method NAME``): :mod:`.idr` (model-free baseline), :mod:`.h3dnet`
 (H3D-Net, learned SDF prior), :mod:`.sira` (SIRA++, shape-and-appearance prior). :mod:`.base` defines the
 interface the trainer drives and the registry; importing this package registers every method."""
-from .base import (METHODS, MethodOptions, Phase, ReconMethod, ReconModel, available_methods, get_method, option,
-                   register_method)
 from . import h3dnet, idr, sira  # noqa: E402,F401,I001  (registration, after the registry exists)
+from .base import (
+                   METHODS,
+                   MethodOptions,
+                   Phase,
+                   ReconMethod,
+                   ReconModel,
+                   available_methods,
+                   get_method,
+                   option,
+                   register_method,
+)
 
 __all__ = ["METHODS", "MethodOptions", "Phase", "ReconMethod", "ReconModel", "available_methods", "get_method", "option",
            "register_method"]

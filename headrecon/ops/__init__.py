@@ -89,7 +89,8 @@ def sphere_trace_step(t, dt, cap, status, wmin, wmin_t, walkers, sdf, threshold:
         t, dt, cap: [2R] walker state (walker 2r starts at near and marches forward, 2r+1 starts at far and
             marches backward); status: [2R] int32 (0 idle, 1 active, 2 converged, 3 met, 4 inside);
             wmin, wmin_t: [2R] smallest SDF each walker sampled and where (start at +inf and 0).
-        walkers: [M] int64 indices of the active walkers that were evaluated; sdf: [M] their SDF values.
+        walkers: [M] int64 indices of the active walkers that were evaluated, each once (duplicates raise on
+            CPU; on CUDA they are unchecked); sdf: [M] their SDF values.
         threshold: convergence on |sdf|; step_scale: fraction of the SDF taken as step.
     """
     _checks.floating(t, "t", shape=(-1,))
@@ -104,6 +105,8 @@ def sphere_trace_step(t, dt, cap, status, wmin, wmin_t, walkers, sdf, threshold:
     use_cpp = resolve_backend(backend, t) == "cpp"
     _checks.index(walkers, "walkers", t, n2, check_bounds=not use_cpp)
     _checks.floating(sdf, "sdf", t, shape=(walkers.shape[0],))
+    if not use_cpp and walkers.numel() and torch.unique(walkers).numel() != walkers.numel():
+        raise ValueError("walkers has duplicate indices (each active walker once)")
     if not (threshold > 0 and step_scale > 0):
         raise ValueError("threshold and step_scale must be positive")
     if use_cpp:
@@ -187,7 +190,9 @@ def secant_step(t_lo, t_hi, s_lo, s_hi, side, t_mid=None, s_mid=None, update: bo
     return reference.secant_step(t_lo, t_hi, s_lo, s_hi, side, t_mid, s_mid, bool(update))
 
 
-def _check_cache(grid, points):
+def _check_cache(grid, points, radius):
+    if not radius > 0:
+        raise ValueError(f"radius must be positive, got {radius}")
     _checks.floating(points, "points", shape=(-1, 3))
     _checks.floating(grid, "grid", points, shape=(-1, -1, -1))
     d = grid.shape
@@ -205,7 +210,7 @@ def cache_query(grid, points, radius: float, eps: float = 0.1, p_force: float = 
     Returns: values [N] (cached value minus the voxel diagonal, a lower bound of the SDF; NaN where not
     answered) and need [N] bool (True = evaluate the network there).
     """
-    _check_cache(grid, points)
+    _check_cache(grid, points, radius)
     if not 0.0 <= p_force <= 1.0:
         raise ValueError(f"p_force must be in [0, 1], got {p_force}")
     seed, counter = reference._i64(int(seed)), reference._i64(int(counter))
@@ -217,7 +222,7 @@ def cache_query(grid, points, radius: float, eps: float = 0.1, p_force: float = 
 def cache_update(grid, points, values, radius: float, *, backend: str = "auto") -> None:
     """Write fresh SDF values into the cache, in place: each touched voxel gets the minimum of the batch's values
     inside it (order independent). Args: grid [D,D,D]; points [N,3]; values [N]."""
-    _check_cache(grid, points)
+    _check_cache(grid, points, radius)
     _checks.floating(values, "values", points, shape=(points.shape[0],))
     if resolve_backend(backend, points) == "cpp":
         _c().cache_update(grid, points, values, float(radius))

@@ -86,7 +86,14 @@ def search_select(t, sdf):
     neg = sdf < 0
     has = neg.any(1)
     first = torch.where(has, neg.to(torch.int32).argmax(1), torch.full((m,), -1, device=t.device)).long()
-    kmin = sdf.argmin(1) if n else torch.zeros(m, dtype=torch.long, device=t.device)
+    if n:  # smallest sample, first on ties, NaN samples skipped (sample 0 when all are NaN), as the kernel
+        nan = torch.isnan(sdf)
+        key = torch.where(nan, torch.full_like(sdf, float("inf")), sdf)
+        cand = key == key.min(1, keepdim=True).values
+        num = cand & ~nan
+        kmin = torch.where(num.any(1), num.to(torch.int32).argmax(1), cand.to(torch.int32).argmax(1))
+    else:
+        kmin = torch.zeros(m, dtype=torch.long, device=t.device)
     a = torch.where(first > 0, first - 1, torch.where(first == 0, torch.zeros_like(first), kmin))
     b = torch.where(first >= 0, first, kmin)
 

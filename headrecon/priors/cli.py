@@ -19,7 +19,7 @@ import os
 import shlex
 import sys
 
-from ..data.errors import SceneError
+from ..cli import add_debug_flag, run_command
 from .h3dnet.config import PRESETS, preset
 
 __all__ = ["main", "build_parser"]
@@ -55,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda:LOCAL_RANK if available)")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads per process")
     ap.add_argument("--no-progress", action="store_true")
+    add_debug_flag(ap)
     # --- SIRA++ (headrecon.priors.sira.train) ---
     ap.add_argument("--model", choices=["h3dnet", "sira"], default="h3dnet",
                     help="h3dnet: shape-only DeepSDF prior; sira: SIRA++ shape-and-appearance model (ICT only)")
@@ -88,9 +89,13 @@ def _config(args):
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    return run_command("headrecon-train-prior", lambda: _main(args, argv), argv)
+
+
+def _main(args, argv) -> int:
     import torch
 
-    from .h3dnet.train import TrainingError, train_prior
+    from .h3dnet.train import train_prior
     from .scans import folder_scanset, ict_scanset
 
     if args.threads:
@@ -99,30 +104,22 @@ def main(argv=None) -> int:
         from .sira.train import main_from_args
 
         return main_from_args(args, argv)
-    try:
-        cfg = _config(args)
-    except ValueError as exc:
-        print(f"headrecon-train-prior: error: {exc}", file=sys.stderr)
-        return 2
+    cfg = _config(args)
     rank = int(os.environ.get("RANK", "0"))
     progress = not args.no_progress and rank == 0
-    try:
-        if args.scans.lower() == "ict":
-            n = 200 if args.shapes is None else args.shapes
-            if n < 1:
-                raise ValueError("--shapes must be >= 1")
-            scans = ict_scanset(n, seed_start=0, n_points=cfg.scan_points, progress=progress)
-        else:
-            units = {"mm": 1.0, "cm": 10.0, "m": 1000.0}[args.units]
-            scans = folder_scanset(args.scans, n_shapes=args.shapes, n_points=cfg.scan_points, units_to_mm=units,
-                                   align=args.align, progress=progress)
-        cmd = "headrecon-train-prior " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
-        train_prior(cfg, scans, args.out, resume=args.resume, checkpoint_every=args.checkpoint_every,
-                    device=args.device, progress=progress, ddp=True if args.ddp else None,
-                    stop_after_epoch=args.stop_after_epoch, extra_meta={"command": cmd})
-    except (SceneError, FileNotFoundError, ValueError, TrainingError) as exc:
-        print(f"headrecon-train-prior: error: {exc}", file=sys.stderr)
-        return 2
+    if args.scans.lower() == "ict":
+        n = 200 if args.shapes is None else args.shapes
+        if n < 1:
+            raise ValueError("--shapes must be >= 1")
+        scans = ict_scanset(n, seed_start=0, n_points=cfg.scan_points, progress=progress)
+    else:
+        units = {"mm": 1.0, "cm": 10.0, "m": 1000.0}[args.units]
+        scans = folder_scanset(args.scans, n_shapes=args.shapes, n_points=cfg.scan_points, units_to_mm=units,
+                               align=args.align, progress=progress)
+    cmd = "headrecon-train-prior " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    train_prior(cfg, scans, args.out, resume=args.resume, checkpoint_every=args.checkpoint_every,
+                device=args.device, progress=progress, ddp=True if args.ddp else None,
+                stop_after_epoch=args.stop_after_epoch, extra_meta={"command": cmd})
     return 0
 
 

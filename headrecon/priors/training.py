@@ -13,24 +13,17 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DistributedSampler
 
+from ..weights import load_weights, save_weights
+
 __all__ = ["TrainingError", "checkpoint_path", "ddp_env", "Distributed", "setup_distributed", "shard_plan",
            "progress_bar", "epoch_loop", "load_resume_state", "write_checkpoint", "epoch_means",
-           "check_ddp_agreement", "final_meta", "atomic_save"]
-
-
-def atomic_save(obj, path) -> Path:
-    """``torch.save`` through a temporary file and a rename, so that a stopped write never leaves a truncated
-    file behind (used for model files and training checkpoints)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    tmp.replace(path)
-    return path
+           "check_ddp_agreement", "final_meta"]
 
 
 class TrainingError(RuntimeError):
     """Training cannot start or continue (bad resume checkpoint, diverged loss...)."""
+
+    user_facing = True  # headrecon.cli.run_command reports it as an error of the input, not as a bug
 
 
 def checkpoint_path(out) -> Path:
@@ -162,9 +155,12 @@ def load_resume_state(ckpt_file: Path, fmt: str, key: str, from_state, n: int, d
     """
     if not ckpt_file.is_file():
         raise TrainingError(f"{ckpt_file}: no checkpoint to resume from")
-    state = torch.load(ckpt_file, map_location="cpu", weights_only=True)
+    state = load_weights(ckpt_file, f"{what} training checkpoint")
     if not isinstance(state, dict) or state.get("format") != fmt:
         raise TrainingError(f"{ckpt_file}: not a headrecon {what} training checkpoint")
+    missing = [k for k in (key, "epoch", "optimizer") if k not in state]
+    if missing:
+        raise TrainingError(f"{ckpt_file}: the training checkpoint lacks {missing} (damaged or of another version)")
     model = from_state(state[key], source=str(ckpt_file))
     if model.num_latents != n:
         raise TrainingError(f"{ckpt_file}: trained on {model.num_latents} shapes but {n} were given")
@@ -180,7 +176,7 @@ def load_resume_state(ckpt_file: Path, fmt: str, key: str, from_state, n: int, d
 
 def write_checkpoint(ckpt_file: Path, state: dict) -> None:
     """Write a training checkpoint atomically (a stopped write never leaves a truncated checkpoint)."""
-    atomic_save(state, ckpt_file)
+    save_weights(state, ckpt_file)
 
 
 def epoch_means(sums: torch.Tensor, keys, iters: int, epoch: int, use_ddp: bool, world: int, device) -> dict:

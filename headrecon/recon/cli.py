@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+from ..cli import add_debug_flag, run_command
 from .config import add_config_arguments, config_from_args, explicit_overrides
 
 __all__ = ["main", "build_parser"]
@@ -58,6 +59,7 @@ def build_parser(method: str = "idr") -> argparse.ArgumentParser:
     ap.add_argument("--stop-after", type=int, default=None, metavar="N",
                     help="stop after iteration N with a checkpoint (continue later with --resume)")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_debug_flag(ap)
     add_config_arguments(ap, method if method in available_methods() else "idr")
     for action in ap._actions:  # the registry decides the valid methods
         if action.dest == "method":
@@ -88,10 +90,10 @@ def main(argv=None) -> int:
     import threading
 
     if threading.current_thread() is not threading.main_thread():
-        return _main(argv)
+        return run_command(PROG, lambda: _main(argv), argv)
     previous = signal.signal(signal.SIGTERM, _sigterm_as_interrupt)  # `kill PID` also leaves a checkpoint
     try:
-        return _main(argv)
+        return run_command(PROG, lambda: _main(argv), argv)
     finally:
         signal.signal(signal.SIGTERM, previous)
 
@@ -131,9 +133,6 @@ def _main(argv=None) -> int:
         print(f"\n{PROG}: interrupted (once training has started a checkpoint is saved: continue with --resume)",
               file=sys.stderr)
         return 130
-    except (ValueError, FileNotFoundError, RuntimeError) as exc:  # SceneError and RunDirError are ValueErrors
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 2
     m = res.metrics
     state = "finished" if m["finished"] else f"stopped at iteration {m['iterations']} (continue with --resume)"
     print(f"{state}: {m['iterations']} iterations in {m['train_seconds']:.0f} s of training, "

@@ -34,6 +34,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
+from ..data.scene import parse_views
 from ..methods import METHODS, MethodOptions
 from ..methods.base import option as _f
 
@@ -212,6 +213,10 @@ class ReconConfig:
             errs.append(f"lr must be positive, got {self.lr}")
         if self.image_size < 0 or self.eikonal_points < 0 or self.threads < 0:
             errs.append("image_size, eikonal_points and threads must be >= 0")
+        try:
+            parse_views(self.views)
+        except ValueError as exc:
+            errs.append(str(exc))
         if self.method not in METHODS:
             errs.append(f"method must be one of {sorted(METHODS)}, got {self.method!r}")
         elif not isinstance(self.options, METHODS[self.method].Options):

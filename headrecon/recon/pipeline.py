@@ -27,10 +27,11 @@ from typing import Any, Dict, Optional
 import torch
 
 from ..data.errors import SceneError
+from ..data.scene import parse_views
 from .config import ReconConfig, config_diff
 from .trainer import CHECKPOINT_NAME, Trainer, count_parameters, resolve_device
 
-__all__ = ["reconstruct", "RunDirError", "RunResult", "parse_views", "check_run_dir", "load_views"]
+__all__ = ["reconstruct", "RunDirError", "RunResult", "check_run_dir", "load_views"]
 
 
 class RunDirError(ValueError):
@@ -43,23 +44,6 @@ class RunResult:
     metrics: Dict[str, Any]
     mesh: Any
     trainer: Trainer
-
-
-def parse_views(spec):
-    """``"3"`` / ``"all"`` / ``"0,4,7"`` (indices) -> what :func:`headrecon.data.load_scene` accepts."""
-    if isinstance(spec, (list, tuple)):
-        return [int(i) for i in spec]
-    s = str(spec).strip().lower()
-    if s == "all":
-        return "all"
-    if "," in s:
-        try:
-            return [int(x) for x in s.split(",") if x.strip()]
-        except ValueError:
-            raise ValueError(f"bad --views {spec!r}: use 3, 4, 8, 16, 32, all or comma-separated indices") from None
-    if not s.isdigit() or int(s) < 1:
-        raise ValueError(f"bad --views {spec!r}: use 3, 4, 8, 16, 32, all or comma-separated indices")
-    return s
 
 
 def load_views(scene_dir, views):
@@ -81,17 +65,25 @@ def check_run_dir(run_dir: Path, cfg: ReconConfig, resume: bool, explicit: Optio
                   scene_dir=None) -> ReconConfig:
     """Validate ``run_dir`` for a new run or a resumption; returns the config to use.
 
-    New run: the folder must be absent or empty; a folder with ``config.json``
-    raises :class:`RunDirError` (different config: the differences are listed; same config: use --resume).
-    Resume: the folder must hold ``config.json`` and a checkpoint; the stored config is used, and options given
-    explicitly (``explicit``) must agree with it (``device`` and ``threads`` may change; the continuation is then
-    exact only up to floating-point reduction order).
+    New run: the folder must be absent or empty; a folder with ``config.json`` and a checkpoint raises
+    :class:`RunDirError` (different config: the differences are listed; same config: use --resume). A run that
+    stopped before its first checkpoint (a failed start, a kill) left nothing to keep: it is started again.
+    Resume: the folder must hold ``config.json``; the stored config is used, and options given explicitly
+    (``explicit``) must agree with it (``device`` and ``threads`` may change; the continuation is then exact only
+    up to floating-point reduction order). Without a checkpoint the run starts from iteration 0.
     """
     run_dir = Path(run_dir)
     stored_path = run_dir / "config.json"
     if run_dir.exists() and not run_dir.is_dir():
         raise RunDirError(f"{run_dir}: exists and is not a folder")
+    ancestor = next(p for p in [run_dir, *run_dir.absolute().parents] if p.exists())
+    if not ancestor.is_dir():
+        raise RunDirError(f"{run_dir}: cannot be made, {ancestor} is a file")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise RunDirError(f"{run_dir}: cannot be written (no write permission in {ancestor})")
     if not resume:
+        if stored_path.is_file() and not (run_dir / CHECKPOINT_NAME).is_file():
+            return cfg  # stopped before its first checkpoint: nothing to keep, start again
         if stored_path.is_file():
             try:
                 stored = ReconConfig.load(stored_path)
@@ -111,9 +103,6 @@ def check_run_dir(run_dir: Path, cfg: ReconConfig, resume: bool, explicit: Optio
         return cfg
     if not stored_path.is_file():
         raise RunDirError(f"--resume: {run_dir} holds no run to resume (no config.json)")
-    if not (run_dir / CHECKPOINT_NAME).is_file():
-        raise RunDirError(f"--resume: {run_dir} has no {CHECKPOINT_NAME} (the run stopped before its first "
-                          "checkpoint); start it again without --resume in a new folder")
     stored = ReconConfig.load(stored_path)
     if explicit:
         bad = {k: (getattr(stored, k), v) for k, v in explicit.items()
@@ -175,9 +164,11 @@ def _run(scene_dir, cfg, run_dir, full, scene, device, resume, stop_after, progr
     cfg.save(run_dir / "config.json")
     ckpt = run_dir / CHECKPOINT_NAME
     trainer = Trainer(cfg, scene, device=device, progress=progress)
-    if resume:
+    if resume and ckpt.is_file():
         trainer.load_checkpoint(ckpt)
         log(f"resuming {run_dir} at iteration {trainer.iteration}/{trainer.total_iterations}")
+    elif resume:
+        log(f"{run_dir} stopped before its first checkpoint: starting it from iteration 0")
     info = {"scene": str(Path(scene_dir).resolve()), "views": scene.indices, "n_views": len(scene),
             "training_pixels": len(trainer.bank), "foreground_pixels": trainer.bank.n_foreground,
             "image_sizes": trainer.bank.sizes, "total_iterations": trainer.total_iterations,

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
@@ -32,6 +31,7 @@ from torch.nn.utils import parametrize
 
 from ..methods import Phase, get_method
 from ..render import RayTracer, SDFCache, surface_points
+from ..weights import load_weights, save_weights
 from .config import ReconConfig
 from .losses import IDRLoss
 from .sampling import PixelSampler, RayBank, ss_steps
@@ -48,7 +48,7 @@ def resolve_device(spec: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(spec)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"--device {spec} requested but torch sees no CUDA device (torch {torch.__version__}, "
+        raise ValueError(f"--device {spec} requested but torch sees no CUDA device (torch {torch.__version__}, "
                            f"CUDA build: {torch.version.cuda}); use --device cpu or auto")
     return dev
 
@@ -283,18 +283,17 @@ class Trainer:
 
     def save_checkpoint(self, path) -> Path:
         """Write the checkpoint atomically (temporary file + rename)."""
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        torch.save(self.state_dict(), tmp)
-        os.replace(tmp, path)
-        return path
+        return save_weights(self.state_dict(), path)
 
     def load_checkpoint(self, path) -> None:
         """Restore a checkpoint written by :meth:`save_checkpoint` for the same config."""
-        try:
-            st = torch.load(Path(path), map_location=self.device, weights_only=True)
-        except Exception as exc:
-            raise ValueError(f"{path}: cannot read the checkpoint ({type(exc).__name__}: {exc})") from exc
+        st = load_weights(path, "run checkpoint", map_location=self.device)
+        need = ("total_iterations", "phase", "optimizer", "model", "iteration", "sampler", "eik_generator", "rng",
+                "loss_alpha", "history", "elapsed", "acc")
+        missing = [k for k in need if not isinstance(st, dict) or k not in st]
+        if missing:
+            raise ValueError(f"{path}: the run checkpoint lacks {missing} (damaged, or not a headrecon run "
+                             "checkpoint)")
         if st.get("total_iterations") != self.total_iterations:
             raise ValueError(f"{path}: checkpoint of a run with {st.get('total_iterations')} iterations, this run "
                              f"has {self.total_iterations}")

@@ -305,7 +305,11 @@ class RayTracer:
         st = dict(num_sdf_evals=0, network_s=0.0, evals_sphere=0, evals_coarse=0, evals_fine=0, evals_secant=0,
                   evals_min=0, sphere_steps=0)
         t_start = time.perf_counter()
-        o, d, b = origins, dirs, self.backend
+        # trace along unit directions (sphere tracing steps by the SDF value, a distance) and report t in units of
+        # |dir|; unit directions are used as given, bit for bit
+        length = dirs.norm(dim=-1)
+        length = torch.where((length - 1.0).abs() <= 1e-6, torch.ones_like(length), length)
+        o, d, b = origins, dirs / length[:, None], self.backend
         r = o.shape[0]
         st["strategy"] = strategy
         near, far, mask = ops.ray_sphere_intersect(o, d, self.radius, backend=b)
@@ -363,6 +367,7 @@ class RayTracer:
         min_sdf = torch.where(hit, torch.zeros_like(min_sdf), min_sdf)
         min_t = torch.where(hit, t, min_t)
         points = o + t[:, None] * d
+        t, min_t, near, far = t / length, min_t / length, near / length, far / length
         st["total_s"] = time.perf_counter() - t_start
         st["rays"] = r
         for k, v in st.items():

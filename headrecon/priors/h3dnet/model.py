@@ -25,8 +25,8 @@ from torch import nn
 
 from ...models import GeometryNetwork
 from ...models.geometry import sdf_with_gradient
+from ...weights import load_weights, save_weights
 from ..normalization import Normalization
-from ..training import atomic_save
 from .config import PriorConfig
 
 __all__ = ["ShapePrior", "LatentGeometry", "CHECKPOINT_FORMAT", "build_decoder", "load_prior", "default_prior_path"]
@@ -179,7 +179,7 @@ class ShapePrior(nn.Module):
     def save(self, path, half: bool = False) -> Path:
         """Write the prior (decoder, training latents, config, frame, data description, metadata).
         ``half`` stores the floating-point tensors as float16 (``load`` converts back to float32)."""
-        return atomic_save(self.state(torch.float16 if half else None), path)
+        return save_weights(self.state(torch.float16 if half else None), path)
 
     @classmethod
     def from_state(cls, state: dict, source: str = "checkpoint") -> "ShapePrior":
@@ -198,15 +198,11 @@ class ShapePrior(nn.Module):
         return prior
 
     @classmethod
-    def load(cls, path=None, map_location="cpu", weights_only: bool = True) -> "ShapePrior":
-        """Load a prior (default: the shipped one). Training checkpoints (``*.ckpt.pt``) load too."""
+    def load(cls, path=None, map_location="cpu") -> "ShapePrior":
+        """Load a prior (default: the shipped one; :func:`headrecon.weights.load_weights`: nothing in the file
+        runs, its checksum is checked). Training checkpoints (``*.ckpt.pt``) load too."""
         path = Path(path) if path is not None else default_prior_path()
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: prior checkpoint not found")
-        try:
-            state = torch.load(path, map_location=map_location, weights_only=weights_only)
-        except Exception as exc:
-            raise ValueError(f"{path}: cannot read the prior checkpoint ({type(exc).__name__}: {exc})") from exc
+        state = load_weights(path, "H3D-Net prior", map_location=map_location)
         if isinstance(state, dict) and state.get("format") == "headrecon-prior-train":
             state = state["prior"]  # training checkpoint (prior + optimiser state)
         prior = cls.from_state(state, source=str(path))

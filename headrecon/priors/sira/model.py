@@ -44,6 +44,7 @@ from torch.nn import functional as F
 
 from ...models import GeometryNetwork, PositionalEncoding, RenderingNetwork
 from ...models.geometry import sdf_with_gradient
+from ...weights import load_weights, save_weights
 from ..normalization import Normalization
 
 __all__ = ["SiraConfig", "SIRA_PRESETS", "sira_preset", "SiraPrior", "DeformationNetwork", "SiraGeometry",
@@ -339,9 +340,7 @@ class SiraPrior(nn.Module):
                 "normalization": self.norm.to_dict(), "data": self.data, "meta": self.meta}
 
     def save(self, path, half: bool = False) -> Path:
-        from ..training import atomic_save
-
-        return atomic_save(self.state(torch.float16 if half else None), path)
+        return save_weights(self.state(torch.float16 if half else None), path)
 
     @classmethod
     def from_state(cls, state: dict, source: str = "checkpoint") -> "SiraPrior":
@@ -365,10 +364,7 @@ class SiraPrior(nn.Module):
         if not path.is_file():
             raise FileNotFoundError(f"{path}: SIRA++ model not found (train one with "
                                     "'headrecon-train-prior ict --model sira --out PATH')")
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:
-            raise ValueError(f"{path}: cannot read the SIRA++ model ({type(exc).__name__}: {exc})") from exc
+        state = load_weights(path, "SIRA++ model")
         if isinstance(state, dict) and state.get("format") == SIRA_FORMAT + "-train":
             state = state["model"]
         return cls.from_state(state, source=str(path)).to(map_location)

@@ -37,7 +37,6 @@ from torch import nn
 from ..normalization import Normalization
 from ..sampling import sample_volume, shape_generator
 from ..training import (
-    TrainingError,
     check_ddp_agreement,
     checkpoint_path,
     epoch_loop,
@@ -364,19 +363,15 @@ def main_from_args(args, argv=None) -> int:
         over["ref_skip"] = (max(1, args.layers // 2),)
     rank = int(os.environ.get("RANK", "0"))
     progress = not args.no_progress and rank == 0
-    try:
-        cfg = sira_preset(args.preset, **over)
-        if args.scans.lower() != "ict":
-            raise ValueError("--model sira trains on ICT heads only ('ict'): it needs posed colour images and the "
-                             "six landmarks of every training head, which a scan folder does not provide")
-        n = 64 if args.shapes is None else int(args.shapes)
-        data = sira_ict_data(n, cfg, progress=progress)
-        cmd = "headrecon-train-prior " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
-        train_sira(cfg, data, args.out, resume=args.resume, checkpoint_every=args.checkpoint_every,
-                   device=args.device, progress=progress, ddp=True if args.ddp else None,
-                   stop_after_epoch=args.stop_after_epoch, extra_meta={"command": cmd},
-                   half=bool(getattr(args, "half", False)))
-    except (FileNotFoundError, ValueError, TrainingError) as exc:
-        print(f"headrecon-train-prior: error: {exc}", file=sys.stderr)
-        return 2
+    cfg = sira_preset(args.preset, **over)  # errors go through headrecon.cli.run_command (the caller's)
+    if args.scans.lower() != "ict":
+        raise ValueError("--model sira trains on ICT heads only ('ict'): it needs posed colour images and the "
+                         "six landmarks of every training head, which a scan folder does not provide")
+    n = 64 if args.shapes is None else int(args.shapes)
+    data = sira_ict_data(n, cfg, progress=progress)
+    cmd = "headrecon-train-prior " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    train_sira(cfg, data, args.out, resume=args.resume, checkpoint_every=args.checkpoint_every,
+               device=args.device, progress=progress, ddp=True if args.ddp else None,
+               stop_after_epoch=args.stop_after_epoch, extra_meta={"command": cmd},
+               half=bool(getattr(args, "half", False)))
     return 0
