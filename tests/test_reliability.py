@@ -221,6 +221,24 @@ def test_run_folder_never_stuck(tiny_scene_dir, tmp_path, capsys):
     assert json.loads((run / "metrics.json").read_text())["finished"]
 
 
+def test_a_live_run_is_not_taken_for_a_stopped_one(tiny_scene_dir, tmp_path, capsys):
+    """While a process holds a run folder (its lock), a second start there is refused, even before the first
+    checkpoint; the OS drops the lock when the process ends, however it ends."""
+    import fcntl
+
+    from headrecon.recon import cli
+
+    run = tmp_path / "run"
+    run.mkdir()
+    with open(run / ".lock", "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        assert cli.main([str(tiny_scene_dir), "--out", str(run), *RUN_FAST]) == 2
+        assert "another headrecon-reconstruct is running" in capsys.readouterr().err
+    args = [str(tiny_scene_dir), "--out", str(run), *RUN_FAST, "--geo-hidden", "48", "--geo-layers", "2",
+            "--geo-skip", "1"]
+    assert cli.main(args) == 0, capsys.readouterr().err
+
+
 def test_damaged_run_checkpoint_is_a_clear_error(tiny_scene_dir, tmp_path, capsys):
     from headrecon.recon import cli
 

@@ -97,7 +97,7 @@ def check_run_dir(run_dir: Path, cfg: ReconConfig, resume: bool, explicit: Optio
                                   "or delete that folder")
             raise RunDirError(f"{run_dir} already holds a run with this config; pass --resume to continue it, or "
                               "choose another --out")
-        if run_dir.is_dir() and any(run_dir.iterdir()):
+        if run_dir.is_dir() and any(p.name != ".lock" for p in run_dir.iterdir()):
             raise RunDirError(f"{run_dir} is not empty and holds no headrecon run (no config.json); choose an empty "
                               "or new folder for --out")
         return cfg
@@ -147,9 +147,18 @@ def reconstruct(scene_dir, cfg: ReconConfig, run_dir, resume: bool = False, expl
     """
     t_start = time.perf_counter()
     run_dir = Path(run_dir)
-    cfg = check_run_dir(run_dir, cfg, resume, explicit, scene_dir)
-    device = resolve_device(cfg.device)
-    full, scene = load_views(scene_dir, cfg.views)
+    lock = _lock_run_dir(run_dir) if run_dir.is_dir() else None  # before judging a folder, see it is not in use
+    try:
+        cfg = check_run_dir(run_dir, cfg, resume, explicit, scene_dir)
+        device = resolve_device(cfg.device)
+        full, scene = load_views(scene_dir, cfg.views)
+    except BaseException:
+        if lock is not None:
+            lock.close()
+        raise
+    if lock is None:  # nothing is written for a failed start
+        run_dir.mkdir(parents=True, exist_ok=True)
+        lock = _lock_run_dir(run_dir)
     previous_threads = torch.get_num_threads()
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
@@ -157,6 +166,21 @@ def reconstruct(scene_dir, cfg: ReconConfig, run_dir, resume: bool = False, expl
         return _run(scene_dir, cfg, run_dir, full, scene, device, resume, stop_after, progress, log, t_start)
     finally:
         torch.set_num_threads(previous_threads)
+        lock.close()
+
+
+def _lock_run_dir(run_dir: Path):
+    """An exclusive lock on ``run_dir/.lock`` held for the whole run (released by the OS even when the process is
+    killed), so that a live run is never mistaken for a stopped one; RunDirError when another process holds it."""
+    import fcntl
+
+    f = open(run_dir / ".lock", "a")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.close()
+        raise RunDirError(f"{run_dir}: another headrecon-reconstruct is running in this folder") from None
+    return f
 
 
 def _run(scene_dir, cfg, run_dir, full, scene, device, resume, stop_after, progress, log, t_start) -> RunResult:
