@@ -7,9 +7,16 @@ namespace headrecon {
 
 constexpr int kThreads = 256;
 
+// Most blocks a launch uses; the grid-stride loops of every kernel cover the rest. Tests build with a small cap
+// (-DHR_MAX_BLOCKS=3) so that several grid-stride rounds run.
+#ifndef HR_MAX_BLOCKS
+#define HR_MAX_BLOCKS (65535 * 32)
+#endif
+
 inline unsigned int hr_blocks(int64_t n) {
   const int64_t b = (n + kThreads - 1) / kThreads;
-  return static_cast<unsigned int>(b < 65535 * 32 ? (b > 0 ? b : 1) : 65535 * 32);  // grid-stride loops cover the rest
+  const int64_t cap = HR_MAX_BLOCKS;
+  return static_cast<unsigned int>(b < cap ? (b > 0 ? b : 1) : cap);
 }
 
 __device__ __forceinline__ void hr_atomic_min(float* addr, float v) {

@@ -1,0 +1,251 @@
+"""Every CUDA kernel of csrc/, executed on the CPU with ROCm's HIP-CPU (tools/hipcpu/build.py), against the C++
+CPU backend: many sizes (0, 1, block size +- 1, several grid-stride rounds, also with a library built with
+``hr_blocks`` capped at 3 blocks), float32 and float64, NaN / +-inf / +-0 inputs, rays that miss, tangent rays,
+full multi-step sphere traces, cache grids of several resolutions and p_force values.
+
+Every output buffer is filled with a marker before the launch, and every launch runs twice with two different
+markers: an element a kernel does not write keeps one of them and fails the comparison. The kernels and the CPU
+loops share one per-element source, so the results must agree exactly (floats compared with NaN == NaN). The
+cache's atomic minimum may keep either -0 or +0 when both land in one voxel (CUDA's order of arrival decides): the
+grids are compared by value (``torch.equal``, -0 == +0), not by bits.
+
+Needs g++, TBB (``apt-get install -y libtbb-dev``) and ``../shared/third_party/hip-cpu``; skips with the reason when
+one is absent, and fails instead when ``HEADRECON_REQUIRE_EMULATION=1`` (``.ci/run`` sets it).
+"""
+import ctypes
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from headrecon import ops, shared_dir
+
+REPO = Path(__file__).resolve().parents[1]
+THREADS = 256  # csrc/common/cuda_utils.cuh kThreads
+SIZES = [0, 1, 2, THREADS - 1, THREADS, THREADS + 1, 3 * THREADS + 7]
+DTYPES = [torch.float32, torch.float64]
+
+
+def _missing() -> str | None:
+    if shutil.which("g++") is None:
+        return "g++ not found"
+    hip = shared_dir()
+    if hip is None or not (hip / "third_party" / "hip-cpu" / "include" / "hip" / "hip_runtime.h").is_file():
+        return "HIP-CPU not found (../shared/third_party/hip-cpu)"
+    if not any(Path(p).exists() for p in ("/usr/include/tbb/tbb.h", "/usr/include/oneapi/tbb.h")):
+        return "TBB headers not found (apt-get install -y libtbb-dev)"
+    return None
+
+
+@pytest.fixture(scope="session", params=[None, 3], ids=["blocks-full", "blocks-capped-3"])
+def emu(request, tmp_path_factory):
+    why = _missing()
+    if why:
+        if os.environ.get("HEADRECON_REQUIRE_EMULATION") == "1":
+            pytest.fail(f"HEADRECON_REQUIRE_EMULATION=1 but {why}")
+        pytest.skip(f"CUDA emulation unavailable: {why}")
+    out = tmp_path_factory.mktemp("emu") / f"hr_emu_{request.param or 'full'}.so"
+    cmd = [sys.executable, str(REPO / "tools" / "hipcpu" / "build.py"), str(out),
+           "--hip-cpu", str(shared_dir() / "third_party" / "hip-cpu")]
+    if request.param:
+        cmd += ["--max-blocks", str(request.param)]
+    subprocess.run(cmd, check=True, capture_output=True)
+    lib = ctypes.CDLL(str(out))
+    assert lib.hr_max_blocks() == (request.param or 65535 * 32)
+    return lib
+
+
+def _c(x):
+    """ctypes argument for a tensor (pointer), bool, int (int64) or float/double scalar (set by the caller)."""
+    if isinstance(x, torch.Tensor):
+        assert x.is_contiguous()
+        return ctypes.c_void_p(x.data_ptr())
+    if isinstance(x, bool):
+        return ctypes.c_bool(x)
+    if isinstance(x, int):
+        return ctypes.c_int64(x)
+    return x
+
+
+def _call(lib, name, dtype, *args):
+    suffix = "f32" if dtype == torch.float32 else "f64"
+    real = ctypes.c_float if dtype == torch.float32 else ctypes.c_double
+    conv = [real(a) if isinstance(a, float) else _c(a) for a in args]
+    assert getattr(lib, f"hr_{name}_{suffix}")(*conv) == 0
+
+
+def _marked(shape, dtype, marker):
+    if dtype == torch.bool:
+        return torch.full(shape, bool(marker), dtype=dtype)
+    return torch.full(shape, marker, dtype=dtype)
+
+
+def _run_twice(launch, outputs):
+    """``launch(bufs)`` with output buffers [(shape, dtype)] filled with two different markers; both runs must
+    write every element (same results); returns the buffers of the first run."""
+    results = []
+    for marker in (-12345.0, 54321.0):
+        bufs = [_marked(s, d, marker if d.is_floating_point else (1 if marker > 0 else 0) if d == torch.bool
+                        else int(marker)) for s, d in outputs]
+        launch(bufs)
+        results.append(bufs)
+    for a, b in zip(*results):
+        assert torch.equal(a, b) or torch.allclose(a, b, equal_nan=True, rtol=0, atol=0), "unwritten elements"
+    return results[0]
+
+
+def _same(a, b):
+    if a.dtype.is_floating_point:
+        torch.testing.assert_close(a, b, rtol=0, atol=0, equal_nan=True)
+    else:
+        assert torch.equal(a, b)
+
+
+def _rays(n, dtype, seed=0):
+    """Rays from outside the unit sphere: hits, misses, tangents, and awkward values."""
+    g = torch.Generator().manual_seed(seed)
+    o = torch.randn(n, 3, generator=g, dtype=torch.float64)
+    o = 3.0 * o / o.norm(dim=1, keepdim=True).clamp_min(1e-9)
+    target = 1.4 * (torch.rand(n, 3, generator=g, dtype=torch.float64) - 0.5)
+    d = target - o
+    d = d / d.norm(dim=1, keepdim=True).clamp_min(1e-9)
+    if n >= 8:
+        o[0], d[0] = torch.tensor([0.0, 1.0, -3.0]), torch.tensor([0.0, 0.0, 1.0])     # tangent
+        o[1], d[1] = torch.tensor([0.0, 2.0, -3.0]), torch.tensor([0.0, 0.0, 1.0])     # miss
+        o[2], d[2] = torch.tensor([-0.0, 0.0, -3.0]), torch.tensor([0.0, -0.0, 1.0])   # signed zeros
+        o[3] = torch.tensor([float("nan"), 0.0, 0.0])                                  # NaN
+        d[4] = torch.tensor([float("inf"), 0.0, 0.0])                                  # inf
+        o[5], d[5] = torch.tensor([0.1, 0.2, 0.1]), torch.tensor([1.0, 0.0, 0.0])      # inside
+    return o.to(dtype).contiguous(), d.to(dtype).contiguous()
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("n", SIZES)
+def test_ray_sphere(emu, n, dtype):
+    o, d = _rays(n, dtype)
+    near, far, mask = ops.ray_sphere_intersect(o, d, 1.0, backend="cpp")
+    got = _run_twice(lambda b: _call(emu, "ray_sphere", dtype, o, d, 1.0, n, *b),
+                     [((n,), dtype), ((n,), dtype), ((n,), torch.bool)])
+    for a, b in zip((near, far, mask), got):
+        _same(a, b)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("m,k", [(0, 3), (1, 1), (THREADS - 1, 2), (THREADS + 1, 5), (300, 7)])
+def test_ray_points_and_search_samples(emu, m, k, dtype):
+    o, d = _rays(max(m, 1) + 3, dtype, seed=1)
+    idx = torch.randperm(o.shape[0])[:m].contiguous()
+    t = torch.rand(m, k, dtype=dtype)
+    ref = ops.ray_points(o, d, idx, t, backend="cpp")
+    (got,) = _run_twice(lambda b: _call(emu, "ray_points", dtype, o, d, idx, t, m, k, *b), [((m, k, 3), dtype)])
+    _same(ref, got)
+    lo, hi = torch.rand(m, dtype=dtype), 1.0 + torch.rand(m, dtype=dtype)
+    for interior in (False, True):
+        rt, rp = ops.search_samples(o, d, idx, lo, hi, k, interior, backend="cpp")
+        gt, gp = _run_twice(lambda b: _call(emu, "search_samples", dtype, o, d, idx, lo, hi, m, k, interior, *b),
+                            [((m, k), dtype), ((m, k, 3), dtype)])
+        _same(rt, gt)
+        _same(rp, gp)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("m,n", [(0, 4), (1, 1), (THREADS, 5), (THREADS + 1, 9), (3 * THREADS + 7, 3)])
+def test_search_select_and_secant(emu, m, n, dtype):
+    g = torch.Generator().manual_seed(m * 31 + n)
+    t = torch.sort(torch.rand(m, n, generator=g, dtype=dtype), dim=1).values.contiguous()
+    s = (torch.rand(m, n, generator=g, dtype=dtype) - 0.4).contiguous()
+    if m * n > 10:
+        flat = s.view(-1)
+        flat[::7] = float("nan")
+        flat[3] = float("inf")
+        flat[5] = -0.0
+    ref = ops.search_select(t, s, check_finite=False, backend="cpp")
+    got = _run_twice(lambda b: _call(emu, "search_select", dtype, t, s, m, n, *b),
+                     [((m,), torch.int64)] + [((m,), dtype)] * 6)
+    for a, b in zip(ref, got):
+        _same(a, b)
+    # secant: a propose step, then update steps, on copies of the same brackets
+    t_lo, t_hi = torch.rand(m, dtype=dtype), 1.0 + torch.rand(m, dtype=dtype)
+    s_lo, s_hi = torch.rand(m, dtype=dtype), -torch.rand(m, dtype=dtype)
+    cpu = [x.clone() for x in (t_lo, t_hi, s_lo, s_hi)] + [torch.zeros(m, dtype=torch.int32)]
+    emu_state = [x.clone() for x in cpu]
+    mid_c = ops.secant_step(*cpu, update=False, backend="cpp")
+    mid_e = torch.empty(m, dtype=dtype)
+    _call(emu, "secant_step", dtype, *emu_state, torch.empty(0, dtype=dtype), torch.empty(0, dtype=dtype), m, False,
+          mid_e)
+    _same(mid_c, mid_e)
+    for _ in range(4):
+        s_mid = torch.sin(7.0 * mid_c) * 0.3
+        nxt_c = ops.secant_step(*cpu, t_mid=mid_c, s_mid=s_mid, update=True, backend="cpp")
+        nxt_e = torch.empty(m, dtype=dtype)
+        _call(emu, "secant_step", dtype, *emu_state, mid_e, s_mid, m, True, nxt_e)
+        for a, b in zip(cpu, emu_state):
+            _same(a, b)
+        _same(nxt_c, nxt_e)
+        mid_c, mid_e = nxt_c, nxt_e
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("n_rays", [1, THREADS // 2 + 1, 2 * THREADS + 3])
+def test_full_sphere_traces(emu, n_rays, dtype):
+    """Multi-step sphere traces of an analytic SDF (two spheres) driven step by step on both backends: the walker
+    state after every step is identical."""
+    o, d = _rays(n_rays, dtype, seed=5)
+    o, d = o.nan_to_num(0.0, 0.0, 0.0), d.nan_to_num(0.0, 0.0, 0.0)
+    d = d / d.norm(dim=1, keepdim=True).clamp_min(1e-6)
+    o[-1], d[-1] = torch.tensor([0.3, 0.0, -3.0], dtype=dtype), torch.tensor([0.0, 0.0, 1.0], dtype=dtype)  # a hit
+    near, far, mask = ops.ray_sphere_intersect(o, d, 1.0, backend="cpp")
+
+    def sdf(p):
+        return torch.minimum((p - torch.tensor([0.3, 0, 0], dtype=dtype)).norm(dim=-1) - 0.35,
+                             (p + torch.tensor([0.3, 0.1, 0], dtype=dtype)).norm(dim=-1) - 0.3)
+
+    def init():
+        t = torch.stack([near, far], 1).reshape(-1).contiguous()
+        status = torch.where(mask.repeat_interleave(2), 1, 0).to(torch.int32)
+        return [t, torch.zeros_like(t), torch.full_like(t, float("inf")), status, torch.full_like(t, float("inf")),
+                torch.zeros_like(t)]  # as RayTracer._sphere_trace starts them
+
+    cpu, em = init(), init()
+    for _ in range(40):
+        walkers = (cpu[3] == 1).nonzero().squeeze(1).contiguous()
+        if walkers.numel() == 0:
+            break
+        r = walkers // 2
+        p = o[r] + cpu[0][walkers][:, None] * d[r]
+        s = sdf(p).contiguous()
+        ops.sphere_trace_step(*cpu, walkers, s, 1e-5, 1.0, backend="cpp")
+        _call(emu, "sphere_trace_step", dtype, walkers, s, walkers.numel(), n_rays, 1e-5, 1.0, *em)
+        for a, b in zip(cpu, em):
+            _same(a, b)
+    assert cpu[3][-2] == 2  # the last ray's front walker converged: the traces did something
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("res", [1, 4, 17, 64])
+@pytest.mark.parametrize("p_force", [0.0, 0.2, 1.0])
+def test_cache_query_and_update(emu, res, p_force, dtype):
+    g = torch.Generator().manual_seed(res)
+    n = 3 * THREADS + 5
+    pts = (2.4 * torch.rand(n, 3, generator=g, dtype=dtype) - 1.2).contiguous()  # some outside the grid
+    pts[:20] = pts[20:40]                                                           # shared voxels
+    vals = (torch.rand(n, generator=g, dtype=dtype) - 0.3).contiguous()
+    vals[::11] = float("nan")
+    vals[1], vals[2] = 0.0, -0.0
+    grid_c = torch.full((res, res, res), float("nan"), dtype=dtype)
+    grid_e = grid_c.clone()
+    ops.cache_update(grid_c, pts, vals, 1.0, backend="cpp")
+    _call(emu, "cache_update", dtype, grid_e, pts, vals, n, 1.0, res)
+    assert torch.equal(grid_c.nan_to_num(7.0), grid_e.nan_to_num(7.0))  # by value: -0 == +0
+    for counter in (0, 5):
+        ref = ops.cache_query(grid_c, pts, 1.0, 0.1, p_force, 3, counter, backend="cpp")
+        diag = 2.0 * 1.0 / res * 3.0 ** 0.5
+        got = _run_twice(lambda b: _call(emu, "cache_query", dtype, grid_c, pts, n, 1.0, res, 0.1, diag,
+                                         ctypes.c_double(p_force), ctypes.c_uint64(3), ctypes.c_uint64(counter), *b),
+                         [((n,), dtype), ((n,), torch.bool)])
+        for a, b in zip(ref, got):
+            _same(a, b)
