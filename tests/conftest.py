@@ -1,4 +1,6 @@
 """Shared pytest fixtures: the shared-data folder (skips with a reason when absent) and CUDA availability."""
+import os
+
 import pytest
 import torch
 
@@ -6,7 +8,18 @@ from headrecon import shared_dir
 from headrecon._backend import has_cuda_backend
 
 HAS_CUDA = bool(torch.cuda.is_available()) and has_cuda_backend()
-requires_cuda = pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA device and headrecon built with CUDA")
+# HEADRECON_REQUIRE_CUDA=1 (tools/gpu_check.sh sets it): the CUDA tests fail instead of skipping without a GPU
+REQUIRE_CUDA = os.environ.get("HEADRECON_REQUIRE_CUDA") == "1"
+if REQUIRE_CUDA and not HAS_CUDA:
+    requires_cuda = pytest.mark.usefixtures("_cuda_is_required")
+else:
+    requires_cuda = pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA device and headrecon built with CUDA")
+
+
+@pytest.fixture
+def _cuda_is_required():
+    pytest.fail(f"HEADRECON_REQUIRE_CUDA=1 but no CUDA: torch.cuda.is_available()={torch.cuda.is_available()}, "
+                f"headrecon CUDA backend built: {has_cuda_backend()}")
 
 
 @pytest.fixture(scope="session")
