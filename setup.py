@@ -48,7 +48,9 @@ def extensions():
     define_macros = []
     if want_cuda():
         define_macros.append(("HEADRECON_WITH_CUDA", None))
-        nvcc = ["-O3", "--expt-relaxed-constexpr", "-DHEADRECON_WITH_CUDA"]
+        # --fmad=false: no contraction of a*b+c into fused multiply-adds, so the CUDA kernels round exactly as the
+        # CPU loops that share their per-element code (the kernels are memory-bound; see docs/development.md)
+        nvcc = ["-O3", "--expt-relaxed-constexpr", "--fmad=false", "-DHEADRECON_WITH_CUDA"]
         return [
             CUDAExtension(
                 "headrecon._C",

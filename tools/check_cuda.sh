@@ -21,7 +21,7 @@ gencode=()
 for a in $ARCHS; do gencode+=(-gencode "arch=compute_${a},code=sm_${a}"); done
 n=0
 for f in $(find csrc -name '*.cu' | sort); do
-  "$NVCC" -std=c++17 -O2 --expt-relaxed-constexpr -Icsrc "${gencode[@]}" -c "$f" -o "$tmp/$(basename "$f").o"
+  "$NVCC" -std=c++17 -O2 --expt-relaxed-constexpr --fmad=false -Icsrc "${gencode[@]}" -c "$f" -o "$tmp/$(basename "$f").o"
   echo "nvcc ok: $f (sm: $ARCHS)"
   n=$((n + 1))
 done

@@ -3,7 +3,7 @@
 # wheel (2.13.0+cu130, CUDA 13.0, with its nvidia-* dependencies), then the README's install command with CUDA,
 # then checks that the extension imports with its CUDA backend and that CUDA requests fail with clear errors.
 #   bash tools/cuda_build_check.sh [VENV_DIR]        (default /tmp/headrecon-cuda-venv; several GB of downloads)
-# The build happens in a copy of the tracked files, so the checkout's own (CPU) build is left alone.
+# The build happens in an export of the committed tree (HEAD), so the checkout's own (CPU) build is left alone.
 # Cadence: not in every CI run (downloads of several GB, see docs/development.md); run it whenever csrc/,
 # setup.py or the torch version change. Needs nvcc (CUDA 13) on PATH or CUDA_HOME.
 set -euo pipefail
@@ -12,7 +12,10 @@ VENV=${1:-/tmp/headrecon-cuda-venv}
 PY=${PYTHON:-python3}
 NVCC=$(command -v nvcc || true)
 [ -n "$NVCC" ] || { echo "cuda_build_check: nvcc not found" >&2; exit 1; }
-export CUDA_HOME=${CUDA_HOME:-$(dirname "$(dirname "$(readlink -f "$NVCC")")")}
+for h in "${CUDA_HOME:-}" /usr/local/cuda "$(dirname "$(dirname "$(readlink -f "$NVCC")")")"; do
+  if [ -n "$h" ] && [ -f "$h/include/cuda_runtime.h" ]; then export CUDA_HOME="$h"; break; fi
+done
+[ -f "${CUDA_HOME:-}/include/cuda_runtime.h" ] || { echo "cuda_build_check: CUDA toolkit headers not found (set CUDA_HOME)" >&2; exit 1; }
 CERT=${PIP_CERT:-/etc/ssl/certs/ca-certificates.crt}
 t0=$(date +%s)
 if [ ! -x "$VENV/bin/python" ]; then $PY -m venv "$VENV"; fi
@@ -23,7 +26,7 @@ SITE=$("$VENV/bin/python" -c 'import site; print(site.getsitepackages()[0])')
 export CPATH="$SITE/nvidia/cu13/include${CPATH:+:$CPATH}"
 BUILD=$(mktemp -d)
 trap 'rm -rf "$BUILD"' EXIT
-git ls-files -z | xargs -0 -I{} cp --parents {} "$BUILD/"
+git archive HEAD | tar -x -C "$BUILD"   # the committed tree
 cd "$BUILD"
 "$VENV/bin/python" -c 'import torch; assert torch.version.cuda, torch.__version__; print("torch", torch.__version__, "CUDA", torch.version.cuda)'
 TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-"8.0;9.0"} "$VENV/bin/python" -m pip install -q --isolated --cert "$CERT" \

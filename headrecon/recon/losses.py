@@ -53,9 +53,12 @@ def rgb_loss(pred: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor, n_rays: O
     gt = gt.reshape(r, -1).to(pred.dtype)
     mask = _bool_mask(mask, r, "mask")
     n = r if n_rays is None else int(n_rays)
-    if n <= 0 or not bool(mask.any()):
+    if n <= 0:
         return pred.new_zeros(())
-    return (pred[mask] - gt[mask]).abs().sum() / float(n)
+    # masked sum without boolean indexing (no host sync); unselected rays take the target's value, so neither their
+    # value nor its gradient (even NaN) reaches the loss
+    sel = torch.where(mask[:, None], pred, gt)
+    return (sel - gt).abs().sum() / float(n)
 
 
 def mask_loss(
@@ -80,12 +83,12 @@ def mask_loss(
     hit_mask = _bool_mask(hit_mask, r, "hit_mask")
     sel = ~(hit_mask & object_mask) & torch.isfinite(min_sdf.detach())
     n = r if n_rays is None else int(n_rays)
-    if n <= 0 or not bool(sel.any()):
+    if n <= 0:
         return min_sdf.new_zeros(())
-    logits = -float(alpha) * min_sdf[sel]
-    target = object_mask[sel].to(min_sdf.dtype)
-    bce = F.binary_cross_entropy_with_logits(logits, target, reduction="sum")
-    return bce / (float(alpha) * float(n))
+    # masked sum without boolean indexing (no host sync); unselected rays enter as 0 and are zeroed after the BCE
+    logits = -float(alpha) * torch.where(sel, min_sdf, torch.zeros_like(min_sdf))
+    bce = F.binary_cross_entropy_with_logits(logits, object_mask.to(min_sdf.dtype), reduction="none")
+    return torch.where(sel, bce, torch.zeros_like(bce)).sum() / (float(alpha) * float(n))
 
 
 def eikonal_loss(gradients: torch.Tensor) -> torch.Tensor:

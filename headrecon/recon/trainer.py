@@ -29,6 +29,7 @@ from typing import Callable, Dict, List, Optional
 import torch
 from torch.nn.utils import parametrize
 
+from .. import _sync
 from ..methods import Phase, get_method
 from ..render import RayTracer, SDFCache, surface_points
 from ..weights import load_weights, save_weights
@@ -164,23 +165,23 @@ class Trainer:
             tr = self.tracer(self.sdf_fn, o, d)
         hit = tr.hit
         sel = hit & obj
-        other = ~sel
-        n_sel = int(sel.sum())
-        xs = surface_points(self.sdf_fn, o[sel], d[sel], tr.t[sel])
-        p_min = o[other] + tr.min_sdf_t[other, None] * d[other]
+        # integer indices, each one host sync (boolean-mask indexing would sync at every use)
+        i_sel, i_other, i_hit = _sync.nonzero(sel), _sync.nonzero(~sel), _sync.nonzero(hit)
+        n_sel = i_sel.numel()
+        xs = surface_points(self.sdf_fn, o[i_sel], d[i_sel], tr.t[i_sel])
+        p_min = o[i_other] + tr.min_sdf_t[i_other, None] * d[i_other]
         n_eik = cfg.eikonal_points or max(1, cfg.batch_rays // 2)
         r = cfg.scene_radius
         p_eik = torch.rand(n_eik, 3, generator=self.eik_generator, device=self.device) * (2 * r) - r
-        p_eik = torch.cat([p_eik, tr.points[hit].detach()], 0)
+        p_eik = torch.cat([p_eik, tr.points[i_hit].detach()], 0)
         pts = torch.cat([xs, p_min, p_eik], 0)
         sdf, feat, grad = geo.forward_with_gradient(pts, create_graph=True)
         n_min = p_min.shape[0]
         rgb_pred = torch.zeros_like(rgb_gt)
         if n_sel:
-            rgb_pred = rgb_pred.index_put((sel.nonzero().squeeze(1),),
-                                          ren(xs, grad[:n_sel], -d[sel], feat[:n_sel]))
+            rgb_pred = rgb_pred.index_put((i_sel,), ren(xs, grad[:n_sel], -d[i_sel], feat[:n_sel]))
         min_sdf = torch.zeros(o.shape[0], dtype=sdf.dtype, device=sdf.device)
-        min_sdf = min_sdf.index_put((other.nonzero().squeeze(1),), sdf[n_sel:n_sel + n_min])
+        min_sdf = min_sdf.index_put((i_other,), sdf[n_sel:n_sel + n_min])
         losses = self.loss_fn(rgb_pred, rgb_gt, obj, hit, min_sdf, grad[n_sel + n_min:])
         self.sampler.observe(~obj & ~hit & (min_sdf.detach() > 0))  # selective sampling drops only these
         extra = self.method.extra_losses(self.model, iteration=self.iteration)

@@ -23,7 +23,7 @@ from typing import Callable
 import torch
 from torch.nn.utils import parametrize
 
-from .. import ops
+from .. import _sync, ops
 from ..ops import _checks
 from ..ops.reference import ACTIVE, CONVERGED, INSIDE, MET
 from .cache import SDFCache
@@ -149,10 +149,9 @@ class RayTracer:
             if not v.is_floating_point():
                 raise TypeError(f"sdf_fn must return floating-point values, got {v.dtype}")
             out[s:s + chunk.shape[0]] = v.reshape(-1).to(device=pts.device, dtype=pts.dtype)
-        if n and not bool(torch.isfinite(out).all()):
-            bad = int((~torch.isfinite(out)).sum())
-            raise ValueError(f"sdf_fn returned {bad} non-finite value(s) (NaN/inf) for {n} points; "
-                             "check the network (e.g. diverged training) before tracing")
+        if n:  # checked once per trace (_trace), not per call: no host sync here
+            nonfinite = (~torch.isfinite(out)).sum()
+            st["nonfinite"] = nonfinite if st.get("nonfinite") is None else st["nonfinite"] + nonfinite
         st["num_sdf_evals"] += n
         return out
 
@@ -163,7 +162,7 @@ class RayTracer:
             vals = self._call(sdf_fn, pts, st)
             return (vals, None) if return_need else vals
         vals, need = self.cache.query(pts, backend=self.backend)
-        idx = need.nonzero().squeeze(1)
+        idx = _sync.nonzero(need)
         self.cache.queries += pts.shape[0]
         self.cache.hits += pts.shape[0] - idx.shape[0]
         if idx.numel():
@@ -190,7 +189,7 @@ class RayTracer:
             vals = self._eval(sdf_fn, pts[rows, a:e].reshape(-1, 3), st).view(-1, e - a)
             st[counter] += vals.numel()
             out[rows, a:e] = vals
-            rows = rows[~(vals < 0).any(1)]
+            rows = rows[_sync.nonzero(~(vals < 0).any(1))]
         return out
 
     def _search(self, sdf_fn, o, d, ray_idx, lo, hi, st):
@@ -204,7 +203,7 @@ class RayTracer:
         first, t_lo, t_hi, s_lo, s_hi, min_sdf, min_t = ops.search_select(t_c, s_c, check_finite=False, backend=b)
         hit = first >= 0
         t = torch.where(first == 0, t_c[:, 0], min_t)
-        br = (first > 0).nonzero().squeeze(1)
+        br = _sync.nonzero(first > 0)
         if br.numel():
             rb = ray_idx[br]
             tl, th, sl, sh = t_lo[br], t_hi[br], s_lo[br], s_hi[br]
@@ -242,12 +241,13 @@ class RayTracer:
         n_net = torch.zeros_like(status)
         iters = self.max_steps * (self.cache_step_factor if self.cache is not None else 1)
         for _ in range(iters):
-            walkers = ((status == ACTIVE) & (n_net < self.max_steps)).nonzero().squeeze(1)
+            walkers = _sync.nonzero((status == ACTIVE) & (n_net < self.max_steps))
             if walkers.numel() == 0:
                 break
             pts = ops.ray_points(o, d, walkers // 2, t[walkers][:, None], backend=b).view(-1, 3)
             sdf, need = self._eval(sdf_fn, pts, st, return_need=True)
-            n_net[walkers if need is None else walkers[need]] += 1
+            n_net.index_add_(0, walkers, torch.ones_like(walkers, dtype=n_net.dtype) if need is None
+                             else need.to(n_net.dtype))
             st["evals_sphere"] += pts.shape[0]
             st["sphere_steps"] += 1
             ops.sphere_trace_step(t, dt, cap, status, wmin, wmin_t, walkers, sdf, self.sdf_threshold,
@@ -298,10 +298,11 @@ class RayTracer:
             origins, dirs = origins.contiguous(), dirs.contiguous()
         _checks.floating(origins, "origins", shape=(-1, 3))
         _checks.floating(dirs, "dirs", origins, shape=(origins.shape[0], 3))
-        if not bool(torch.isfinite(origins).all() & torch.isfinite(dirs).all()):
-            raise ValueError("origins/dirs contain NaN or inf")
-        if origins.shape[0] and bool(((dirs * dirs).sum(-1) == 0).any()):
-            raise ValueError("dirs contain zero vectors")
+        if origins.shape[0]:  # one host sync for both checks
+            bad = torch.stack([(~torch.isfinite(origins)).any() | (~torch.isfinite(dirs)).any(),
+                               ((dirs * dirs).sum(-1) == 0).any()])
+            if _sync.item(bad.any()):
+                raise ValueError("origins/dirs contain NaN or inf" if bool(bad[0]) else "dirs contain zero vectors")
         st = dict(num_sdf_evals=0, network_s=0.0, evals_sphere=0, evals_coarse=0, evals_fine=0, evals_secant=0,
                   evals_min=0, sphere_steps=0)
         t_start = time.perf_counter()
@@ -321,7 +322,7 @@ class RayTracer:
         needs_min = torch.zeros_like(hit)  # non-hit rays whose min_sdf must come from the network
 
         if strategy == "search":
-            idx = mask.nonzero().squeeze(1)
+            idx = _sync.nonzero(mask)
             if idx.numel():
                 h, ts, ms, mt = self._search(sdf_fn, o, d, idx, near[idx], far[idx], st)
                 hit[idx], t[idx], min_sdf[idx], min_t[idx] = h, ts, ms, mt
@@ -334,7 +335,7 @@ class RayTracer:
             hit |= conv
             t = torch.where(conv, tw[:, 0], t)
             unresolved = (front == ACTIVE) | ((front == MET) & (back == CONVERGED))
-            idx = unresolved.nonzero().squeeze(1)
+            idx = _sync.nonzero(unresolved)
             if idx.numel():
                 f = front[idx]
                 lo = torch.where(f == ACTIVE, tw[idx, 0], near[idx])
@@ -345,7 +346,7 @@ class RayTracer:
                 min_sdf[idx] = torch.where(lower, ms, min_sdf[idx])
                 min_t[idx] = torch.where(lower, mt, min_t[idx])
             if self.compute_min_sdf and self.min_sdf_mode == "scan":
-                miss = (mask & ~hit & ~unresolved).nonzero().squeeze(1)
+                miss = _sync.nonzero(mask & ~hit & ~unresolved)
                 if miss.numel():  # walkers met: the minimum along the whole segment (as IDR does)
                     n = self.n_coarse
                     t_c, p_c = ops.search_samples(o, d, miss, near[miss], far[miss], n, False, backend=b)
@@ -359,7 +360,7 @@ class RayTracer:
             t = torch.where(nohit, min_t, t)
             # min_sdf must be a network value: re-evaluate where it is missing or came from the cache
             needs_min = nohit & (~mask | (self.cache is not None))
-            idx = needs_min.nonzero().squeeze(1)
+            idx = _sync.nonzero(needs_min)
             if idx.numel():
                 p = ops.ray_points(o, d, idx, t[idx][:, None], backend=b).view(-1, 3)
                 min_sdf[idx] = self._call(sdf_fn, p, st)
@@ -368,6 +369,10 @@ class RayTracer:
         min_t = torch.where(hit, t, min_t)
         points = o + t[:, None] * d
         t, min_t, near, far = t / length, min_t / length, near / length, far / length
+        nonfinite = st.pop("nonfinite", None)
+        if nonfinite is not None and _sync.item(nonfinite):
+            raise ValueError(f"sdf_fn returned {int(nonfinite)} non-finite value(s) (NaN/inf) during this trace; "
+                             "check the network (e.g. diverged training) before tracing")
         st["total_s"] = time.perf_counter() - t_start
         st["rays"] = r
         for k, v in st.items():
