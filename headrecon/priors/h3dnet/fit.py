@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ...cli import add_debug_flag, run_command
 from .model import ShapePrior, load_prior
 
 __all__ = ["fit_latent", "evaluate_fit", "fit_heldout_ict", "main"]
@@ -184,45 +185,46 @@ def main(argv=None) -> int:
     ap.add_argument("--out-dir", default=None, help="write fitted / mean / ground-truth meshes here")
     ap.add_argument("--json", default=None, help="write the report as JSON")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    add_debug_flag(ap)
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    try:
-        prior = load_prior(args.prior)
-        if args.scan:
-            from ...data.meshio import load_mesh
-            from ..scans import load_scan_file
+    return run_command("python -m headrecon.priors.h3dnet.fit", lambda: _run(args), argv)
 
-            scan = load_scan_file(args.scan, n_points=prior.config.scan_points)
-            z, _ = fit_latent(prior, prior.to_unit(scan.points), scan.normals, iters=args.iters, progress=True)
-            if args.gt:
-                res, mesh = evaluate_fit(prior, z, load_mesh(args.gt), scan.points, resolution=args.resolution)
-            else:
-                mesh = prior.mesh(z, resolution=args.resolution)
-                from ...eval.metrics import point_to_surface
 
-                res = {"scan2pred_mm": float(point_to_surface(scan.points, mesh)[0].mean())}
-            print(json.dumps(res, indent=2))
-            report = {"scan": str(args.scan), "metrics": res}
-            if args.out_dir:
-                Path(args.out_dir).mkdir(parents=True, exist_ok=True)
-                mesh.export(str(Path(args.out_dir) / (Path(args.scan).stem + "_fit.ply")))
+def _run(args) -> int:
+    prior = load_prior(args.prior)
+    if args.scan:
+        from ...data.meshio import load_mesh
+        from ..scans import load_scan_file
+
+        scan = load_scan_file(args.scan, n_points=prior.config.scan_points)
+        z, _ = fit_latent(prior, prior.to_unit(scan.points), scan.normals, iters=args.iters, progress=True)
+        if args.gt:
+            res, mesh = evaluate_fit(prior, z, load_mesh(args.gt), scan.points, resolution=args.resolution)
         else:
-            from .. import heldout_seeds
+            mesh = prior.mesh(z, resolution=args.resolution)
+            from ...eval.metrics import point_to_surface
 
-            seeds = args.seeds if args.seeds else heldout_seeds(args.heldout)
-            report = fit_heldout_ict(prior, seeds, iters=args.iters, resolution=args.resolution,
-                                     out_dir=args.out_dir)
-            s = report["summary"]
-            print(f"mean over {s['n']} held-out heads: fitted latent gt2pred {s['fit_gt2pred_mm']:.2f} mm, face "
-                  f"{s['fit_face_gt2pred_mm']:.2f} mm, pred2gt {s['fit_pred2gt_mm']:.2f} mm (face "
-                  f"{s['fit_face_pred2gt_mm']:.2f} mm), scan2pred {s['fit_scan2pred_mm']:.2f} mm; mean latent "
-                  f"gt2pred {s['mean_latent_gt2pred_mm']:.2f} mm, face {s['mean_latent_face_gt2pred_mm']:.2f} mm")
-        if args.json:
-            Path(args.json).write_text(json.dumps(report, indent=2))
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"headrecon.priors.h3dnet.fit: error: {exc}", file=sys.stderr)
-        return 2
+            res = {"scan2pred_mm": float(point_to_surface(scan.points, mesh)[0].mean())}
+        print(json.dumps(res, indent=2))
+        report = {"scan": str(args.scan), "metrics": res}
+        if args.out_dir:
+            Path(args.out_dir).mkdir(parents=True, exist_ok=True)
+            mesh.export(str(Path(args.out_dir) / (Path(args.scan).stem + "_fit.ply")))
+    else:
+        from .. import heldout_seeds
+
+        seeds = args.seeds if args.seeds else heldout_seeds(args.heldout)
+        report = fit_heldout_ict(prior, seeds, iters=args.iters, resolution=args.resolution,
+                                 out_dir=args.out_dir)
+        s = report["summary"]
+        print(f"mean over {s['n']} held-out heads: fitted latent gt2pred {s['fit_gt2pred_mm']:.2f} mm, face "
+              f"{s['fit_face_gt2pred_mm']:.2f} mm, pred2gt {s['fit_pred2gt_mm']:.2f} mm (face "
+              f"{s['fit_face_pred2gt_mm']:.2f} mm), scan2pred {s['fit_scan2pred_mm']:.2f} mm; mean latent "
+              f"gt2pred {s['mean_latent_gt2pred_mm']:.2f} mm, face {s['mean_latent_face_gt2pred_mm']:.2f} mm")
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2))
     return 0
 
 

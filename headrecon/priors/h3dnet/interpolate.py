@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ...cli import add_debug_flag, run_command
 from .model import ShapePrior, load_prior
 
 __all__ = ["orbit_rays", "render_sdf", "interpolate_latents", "render_interpolation", "main"]
@@ -128,16 +129,17 @@ def main(argv=None) -> int:
     ap.add_argument("--pitch", type=float, default=10.0)
     ap.add_argument("--out", required=True, help="output PNG")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    add_debug_flag(ap)
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    try:
-        prior = load_prior(args.prior)
-        render_interpolation(prior, args.a, args.b, args.steps, args.size, args.yaw, args.pitch, out=args.out,
-                             progress=True)
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"headrecon.priors.h3dnet.interpolate: error: {exc}", file=sys.stderr)
-        return 2
+    return run_command("python -m headrecon.priors.h3dnet.interpolate", lambda: _run(args), argv)
+
+
+def _run(args) -> int:
+    prior = load_prior(args.prior)
+    render_interpolation(prior, args.a, args.b, args.steps, args.size, args.yaw, args.pitch, out=args.out,
+                         progress=True)
     print(f"wrote {args.out}")
     return 0
 
