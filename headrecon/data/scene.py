@@ -337,6 +337,28 @@ class Scene:
     def write(self, path, image_format: str = "png") -> Path:
         return write_scene(path, self, image_format=image_format)
 
+    def moved(self, M, keep_gt: bool = True) -> "Scene":
+        """The same scene in another world frame: ``M`` (4x4 similarity) maps this scene's world points to the
+        new frame. Cameras, ``scale_mat`` (per view and of the scene) and the ground truth move with it; with
+        ``keep_gt=False`` the ground truth (mesh, landmarks, regions) is left out, as for a user's capture."""
+        M = np.asarray(M, dtype=np.float64)
+        similarity_parts(M)
+        Minv = np.linalg.inv(M)
+        views = [View(image=v.image, mask=v.mask, camera=v.camera.transformed(Minv), scale_mat=M @ v.scale_mat,
+                      index=v.index, image_path=v.image_path, mask_path=v.mask_path) for v in self.views]
+        gt = fs = None
+        if keep_gt and self.gt_mesh is not None:
+            gt = self.gt_mesh.copy()
+            gt.apply_transform(M)
+        if keep_gt and self.face_sphere is not None:
+            s = similarity_parts(M)[0]
+            fs = FaceSphere(center_mm=(M @ np.append(self.face_sphere.center_mm, 1.0))[:3],
+                            radius_mm=self.face_sphere.radius_mm * s, vertex_indices=self.face_sphere.vertex_indices)
+        meta = {k: v for k, v in self.meta.items() if k != "prior_scale_mat"}
+        return Scene(views=views, scale_mat=M @ self.scale_mat, gt_mesh=gt,
+                     landmarks=self.landmarks if keep_gt else None, face_sphere=fs, path=self.path,
+                     units=self.units, meta=meta, face_region=self.face_region if keep_gt else None)
+
 
 # ---------------------------------------------------------------------------------------------- reading helpers
 def _pixels(im) -> np.ndarray:

@@ -16,11 +16,9 @@ feature size. Two phases:
 Options (:class:`H3DNetOptions`): ``prior`` (checkpoint path; default the shipped prior),
 ``prior_latent_fraction``, ``prior_latent_lr`` and ``finetune_lr``.
 
-Frame: scene unit -> prior unit is ``inv(S) @ scene.scale_mat`` where ``S`` (prior unit -> scene mm) comes from,
-in order: ``scene.meta['prior_scale_mat']``; the scene's landmarks (positions, or vertex indices into its
-ground-truth mesh — an alignment from ground-truth landmarks, as H3DS scenes are normalised with landmarks);
-else the scene is assumed to be in the ICT orientation (+Y up, +Z out of the face, mm) and centred at the
-centre of its unit sphere.
+Frame: scene unit -> prior unit is ``inv(S) @ scene.scale_mat`` where ``S`` (prior unit -> scene units) comes
+from the photos by default (face landmarks detected, triangulated and fitted with the ICT morphable model), or
+as ``--frame`` says: :func:`headrecon.photos.frame.scene_prior_frame`. ``run.json`` records how (``prior_frame``).
 """
 from __future__ import annotations
 
@@ -31,7 +29,7 @@ import torch
 from torch import nn
 
 from ..priors.h3dnet.model import load_prior
-from ..priors.normalization import scene_prior_frame
+from ..photos.frame import scene_prior_frame
 from .base import MethodOptions, Phase, ReconMethod, ReconModel, option, register_method
 
 
@@ -68,7 +66,7 @@ class H3DNetMethod(ReconMethod):
         from ..models import RenderingNetwork
 
         prior = load_prior(self.cfg.options.prior, device="cpu")
-        frame, how = scene_prior_frame(scene, prior)
+        frame, how = scene_prior_frame(scene, prior, self.cfg.frame)
         geo = prior.geometry_network(z=None, frame=frame)
         c = self.cfg
         ren = RenderingNetwork(d_feature=prior.d_feature, d_hidden=c.render_hidden, n_layers=c.render_layers,

@@ -2,7 +2,7 @@
 :mod:`headrecon.priors.sira.model`.
 
 The fitted networks are the model's (seen from the scene's unit frame through a fixed similarity, obtained as for
-``--method h3dnet``: :func:`headrecon.methods.h3dnet.scene_prior_frame`):
+``--method h3dnet``: :func:`headrecon.photos.frame.scene_prior_frame`):
 
 * geometry :class:`headrecon.priors.sira.model.SiraGeometry`: ``f(x) = R(x + delta(x, z_sdf))`` with the deformation
   network ``delta`` and the **frozen** reference SDF ``R``;
@@ -114,10 +114,10 @@ class SiraMethod(ReconMethod):
 
     def build(self, scene, device: torch.device) -> nn.Module:
         from ..priors.sira.model import load_sira
-        from .h3dnet import scene_prior_frame
+        from ..photos.frame import scene_prior_frame
 
         model = load_sira(self.cfg.options.sira_prior, device="cpu")
-        frame, how = scene_prior_frame(scene, model)
+        frame, how = scene_prior_frame(scene, model, self.cfg.frame)
         geo, ren = model.geometry_network(frame=frame)
         self.frame_source = how
         self.model_meta = {k: model.meta.get(k) for k in ("epochs_done", "command")}

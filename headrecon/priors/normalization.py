@@ -153,27 +153,3 @@ def prior_normalization(head=None, landmarks=None, norm: Normalization | None = 
     M[:3, 3] = c
     return M
 
-
-def scene_prior_frame(scene, prior) -> tuple[np.ndarray, str]:
-    """(4x4 scene-unit -> prior-unit similarity, how it was obtained) for ``scene`` (see module docstring)."""
-    S_scene = np.asarray(scene.scale_mat, dtype=np.float64)
-    meta = getattr(scene, "meta", None) or {}
-    if meta.get("prior_scale_mat") is not None:
-        S, how = np.asarray(meta["prior_scale_mat"], dtype=np.float64), "scene.meta['prior_scale_mat']"
-    else:
-        lm = getattr(scene, "landmarks", None)
-        gt = getattr(scene, "gt_mesh", None)
-        pos = None
-        if lm:
-            try:
-                pos = {k: (np.asarray(gt.vertices)[int(v)] if np.ndim(v) == 0 else np.asarray(v, dtype=np.float64))
-                       for k, v in lm.items()}
-            except (AttributeError, TypeError, IndexError):
-                pos = None
-        if pos and len(pos) >= 3:
-            S, how = prior_normalization(landmarks=pos, norm=prior.norm), "landmarks"
-        else:
-            S = prior.norm.scale_mat.copy()
-            S[:3, 3] = S_scene[:3, 3]
-            how = "scene centre, ICT orientation assumed"
-    return np.linalg.inv(S) @ S_scene, how

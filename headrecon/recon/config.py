@@ -117,6 +117,17 @@ class ReconConfig:
     max_steps: int = _f(30, "tracer: sphere-tracing steps (IDR: 10; the engine's default 30 sends fewer rays "
                                   "to the costlier search)", group="data")
     sdf_cache: bool = _f(False, "answer far-from-surface tracer lookups from an SDF voxel cache", group="data")
+    frame: str = _f("auto", "where a prior method places its prior in the scene: auto (the scene's "
+                            "scene_info.json prior_scale_mat if given, else from the images: face landmarks "
+                            "detected and triangulated, morphable-model fit; else the scene centre in the ICT "
+                            "orientation), images, gt (the ground-truth landmarks: ablations only) or centre",
+                    group="data")
+    refine_cameras: bool = _f(False, "refine each view's camera pose during the fit (a rigid correction per view, "
+                                     "applied to the rays; written to the run folder's cameras_refined.npz)",
+                              group="data")
+    camera_lr: float = _f(1e-3, "Adam learning rate of the camera corrections (radians and unit-sphere radii)",
+                          group="data")
+    camera_start: float = _f(0.1, "share of the run during which the camera corrections stay frozen", group="data")
     cache_resolution: int = _f(64, "SDF cache resolution per axis", group="data")
 
     # ---- outputs
@@ -205,6 +216,11 @@ class ReconConfig:
             errs.append(f"epoch_mode must be 'views' or 'pixels', got {self.epoch_mode!r}")
         if self.strategy not in ("default", "auto", "sphere", "search"):
             errs.append(f"strategy must be default, auto, sphere or search, got {self.strategy!r}")
+        if self.frame not in ("auto", "images", "gt", "centre"):
+            errs.append(f"frame must be auto, images, gt or centre, got {self.frame!r}")
+        if not self.camera_lr > 0 or not 0.0 <= self.camera_start < 1.0:
+            errs.append(f"camera_lr must be positive and camera_start in [0, 1), got {self.camera_lr}, "
+                        f"{self.camera_start}")
         if self.render_mode not in ("idr", "no_view_dir", "no_normal"):
             errs.append(f"render_mode must be idr, no_view_dir or no_normal, got {self.render_mode!r}")
         if not 0.0 <= self.ss_fraction < 1.0:
@@ -328,7 +344,8 @@ def _arg_type(cls, f):
 
 
 # options that the command line defines itself (fixed choices)
-_CLI_CHOICES = {"method": None, "preset": sorted(PRESETS), "device": None}
+_CLI_CHOICES = {"method": None, "preset": sorted(PRESETS), "device": None,
+                "frame": ["auto", "images", "gt", "centre"]}
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, method: str = "idr", skip=()) -> None:
@@ -358,8 +375,8 @@ def add_config_arguments(parser: argparse.ArgumentParser, method: str = "idr", s
         wrapper, scalar = _field_kind(cls, f)
         if wrapper == "Tuple":
             kw["metavar"] = "A,B,..."
-        elif scalar is bool:
-            kw["metavar"] = "BOOL"
+        elif scalar is bool:  # "--flag" alone means true; "--flag false" still works
+            kw.update(metavar="BOOL", nargs="?", const=True)
         groups[g].add_argument("--" + f.name.replace("_", "-"), **kw)
 
 
