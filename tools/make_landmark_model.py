@@ -9,7 +9,7 @@ median over identities and views, snapped to the mean head's skin surface, is th
 the spread of the carried hits (median distance to that point, mm) says how stable the landmark is. Iris points
 (468..477) hit the eye caps, which are not part of the linear model, and are left out.
 
-Run (about 1 minute on 2 CPU cores): ``python tools/make_landmark_model.py --identities 24``
+Run (about 2 minutes on 2 CPU cores): ``python tools/make_landmark_model.py --identities 24``
 """
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ def closest_triangle(mesh, vtree, vert_faces, p, k=16):
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--identities", type=int, default=24)
-    ap.add_argument("--yaws", default="-40,-20,0,20,40")
+    ap.add_argument("--yaws", default="-70,-52.5,-35,-17.5,0,17.5,35,52.5,70")
     ap.add_argument("--size", type=int, default=512)
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "headrecon/assets/ict_mediapipe_landmarks.npz")
     args = ap.parse_args(argv)
@@ -110,6 +110,10 @@ def main(argv=None) -> int:
     Fi = basis.faces[np.maximum(tri_idx, 0)]                               # [478, 3]
     mean_mm = np.einsum("nk,nkc->nc", bary, basis.mean_cm[Fi] * 10.0)
     modes_mm = np.einsum("nk,mnkc->mnc", bary, basis.modes_cm[:, Fi] * 10.0)
+    tri = basis.mean_cm[basis.faces[np.maximum(tri_idx, 0)]] * 10.0               # [478, 3, 3]
+    normal = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    normal /= np.maximum(np.linalg.norm(normal, axis=1, keepdims=True), 1e-12)   # outward (consistent winding)
+    normal[~ok] = 0.0
     mean_mm[~ok] = 0.0
     modes_mm[:, ~ok] = 0.0
     info = {"identities": args.identities, "yaws_deg": yaws, "size_px": args.size, "views": n_views,
@@ -118,7 +122,8 @@ def main(argv=None) -> int:
             "source": "ICT-FaceKit (MIT) identity basis; MediaPipe Face Mesh 0.10.21 (Apache-2.0) detections"}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(args.out, mean_mm=mean_mm.astype(np.float32), modes_mm=modes_mm.astype(np.float16),
-                        triangle=tri_idx, barycentric=bary, spread_mm=spread, info=np.array(json.dumps(info)))
+                        triangle=tri_idx, barycentric=bary,
+                        normal=normal.astype(np.float32), spread_mm=spread, info=np.array(json.dumps(info)))
     print(json.dumps(info, indent=1))
     print(f"wrote {args.out} ({args.out.stat().st_size / 1024:.0f} KB)")
     return 0

@@ -535,14 +535,18 @@ def is_nerfstudio_scene(path) -> bool:
                                               and (path / "transforms.json").exists())
 
 
-def load_scene(path, views=None, load_images: bool = True, load_gt_mesh: bool = True) -> Scene:
+def load_scene(path, views=None, load_images: bool = True, load_gt_mesh: bool = True,
+               allow_missing_masks: bool = True) -> Scene:
     """Read an IDR/H3DS scene folder (a nerfstudio ``transforms.json`` goes to
     :func:`headrecon.data.nerfstudio.load_transforms_json`; :func:`headrecon.data.load_scene` reads either).
 
     ``views``: None/"all", "3", "4", "8", "16", "32" (any N), or a list of indices (see :func:`select_views`).
     Only the selected images are decoded, but every file is checked (existence, counts, sizes, matrices).
-    ``load_images=False`` skips decoding (``image``/``mask`` are None). Raises :class:`SceneError` naming the
-    file and the problem for missing files, mismatched counts or sizes, singular matrices and empty masks.
+    ``load_images=False`` skips decoding (``image``/``mask`` are None). A view without a file in ``mask/`` (or a
+    scene without ``mask/``) has ``mask`` None, to be estimated from its photo
+    (:func:`headrecon.photos.masks.fill_missing_masks`), unless ``allow_missing_masks=False`` (then an error).
+    Raises :class:`SceneError` naming the file and the problem for missing files, mismatched counts or sizes,
+    singular matrices and empty masks.
     """
     path = Path(path)
     if not path.is_dir():
@@ -550,19 +554,19 @@ def load_scene(path, views=None, load_images: bool = True, load_gt_mesh: bool = 
     cam_path = path / "cameras.npz"
     if not cam_path.is_file():
         raise SceneError(cam_path, "cameras.npz not found (IDR/H3DS scenes need world_mat_i and scale_mat_i)")
-    for sub in ("image", "mask"):
-        if not (path / sub).is_dir():
-            raise SceneError(path / sub, f"folder '{sub}/' not found")
+    if not (path / "image").is_dir():
+        raise SceneError(path / "image", "folder 'image/' not found")
     images = _list_files(path / "image", "img", IMAGE_EXTS)
-    masks = _list_files(path / "mask", "mask", IMAGE_EXTS)
+    # masks are optional: a view without one has mask None (headrecon.photos.masks.fill_missing_masks makes one)
+    masks = _list_files(path / "mask", "mask", IMAGE_EXTS) if (path / "mask").is_dir() else {}
     if not images:
         raise SceneError(path / "image", "no images (.png/.jpg) found")
-    if len(images) != len(masks) or set(images) != set(masks):
-        missing_m = sorted(set(images) - set(masks))
-        missing_i = sorted(set(masks) - set(images))
-        detail = (f"; masks missing for views {missing_m[:10]}" if missing_m else "") + \
-                 (f"; images missing for views {missing_i[:10]}" if missing_i else "")
-        raise SceneError(path / "mask", f"{len(images)} images in image/ but {len(masks)} masks in mask/{detail}")
+    missing_i = sorted(set(masks) - set(images))
+    if missing_i:
+        raise SceneError(path / "mask", f"masks without an image in image/ for views {missing_i[:10]}")
+    missing_m = sorted(set(images) - set(masks))
+    if missing_m and not allow_missing_masks:
+        raise SceneError(path / "mask", f"masks missing for views {missing_m[:10]}")
     order = sorted(images)
     if order != list(range(len(order))):
         raise SceneError(path / "image", f"view numbers must run 0..{len(order) - 1}, found {order[:10]}...")
@@ -601,7 +605,7 @@ def load_scene(path, views=None, load_images: bool = True, load_gt_mesh: bool = 
     sizes = {}
     for i in order:
         w, h = _image_size(images[i])
-        mw, mh = _image_size(masks[i])
+        mw, mh = _image_size(masks[i]) if i in masks else (w, h)
         if (mw, mh) != (w, h):
             raise SceneError(masks[i], f"mask is {mw}x{mh} but image {images[i].name} is {w}x{h}")
         sizes[i] = (w, h)
@@ -620,7 +624,7 @@ def load_scene(path, views=None, load_images: bool = True, load_gt_mesh: bool = 
         except json.JSONDecodeError as exc:
             raise SceneError(info, f"invalid JSON ({exc})") from None
     all_views = [View(image=None, mask=None, camera=cameras[i], scale_mat=scale[i], index=i,
-                      image_path=images[i], mask_path=masks[i]) for i in order]
+                      image_path=images[i], mask_path=masks.get(i)) for i in order]
     face_region = load_region(path, "face", len(gt_mesh.vertices)) if gt_mesh is not None else None
     scene = Scene(views=all_views, scale_mat=S0, gt_mesh=gt_mesh, landmarks=landmarks, face_sphere=face_sphere,
                   path=path, units="mm", meta=meta, face_region=face_region)
@@ -629,7 +633,7 @@ def load_scene(path, views=None, load_images: bool = True, load_gt_mesh: bool = 
     if load_images:
         for v in scene.views:
             v.image = load_image(v.image_path)
-            v.mask = load_mask(v.mask_path)
+            v.mask = load_mask(v.mask_path) if v.mask_path is not None else None
     return scene
 
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = ["N_MEDIAPIPE", "H3DS_MEDIAPIPE", "FACE_OVAL", "IRISES", "FaceLandmarks", "detect_landmarks",
-           "segment_person", "mediapipe_available"]
+           "segment_person", "estimate_masks", "mediapipe_available"]
 
 N_MEDIAPIPE = 478
 # MediaPipe Face Mesh index of each H3DS landmark (see the module docstring and docs/results/photos.md)
@@ -143,3 +143,44 @@ def segment_person(images, model: int = 0) -> list:
         finally:
             seg.close()
     return out
+
+
+def _uniform_backdrop(image: np.ndarray, border: int = 4, spread: float = 0.03, tolerance: float = 0.06):
+    """Background pixels of an image whose border is one colour (a studio backdrop), else None."""
+    a = np.asarray(image, dtype=np.float32)
+    if a.dtype != np.float32 or a.max() > 1.0:
+        a = a / 255.0
+    a = a[..., :3]
+    edge = np.concatenate([a[:border].reshape(-1, 3), a[-border:].reshape(-1, 3), a[:, :border].reshape(-1, 3),
+                           a[:, -border:].reshape(-1, 3)])
+    if edge.std(axis=0).max() > spread:
+        return None
+    bg = np.median(edge, axis=0)
+    return np.abs(a - bg).max(axis=-1) < tolerance
+
+
+def estimate_masks(images, threshold: float = 0.5) -> tuple:
+    """Head-and-shoulders masks for photos without masks: ``(masks [H, W] bool per image, notes)``.
+
+    The edge: MediaPipe Selfie Segmentation's person probability (computed at 256 x 256 and resized to the
+    image) thresholded at ``threshold``. Where the image border is one colour (a uniform backdrop, as in studio
+    captures and our renders), pixels of that colour are background too: the segmenter otherwise extends a bust
+    into a torso below it. Holes are filled and the largest connected region is kept.
+    """
+    from scipy import ndimage
+
+    probs = segment_person(images)
+    out, notes = [], []
+    for img, p in zip(images, probs):
+        m = p >= threshold
+        bg = _uniform_backdrop(img)
+        if bg is not None:
+            m &= ~bg
+        m = ndimage.binary_fill_holes(m)
+        lab, n = ndimage.label(m)
+        if n > 1:
+            sizes = ndimage.sum(m, lab, index=np.arange(1, n + 1))
+            m = lab == (1 + int(np.argmax(sizes)))
+        out.append(m)
+        notes.append("segmentation & uniform backdrop" if bg is not None else "segmentation")
+    return out, notes

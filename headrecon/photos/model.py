@@ -5,7 +5,9 @@
 ICT-FaceKit basis and MediaPipe detections on rendered ICT training identities) holds, for each of the 468
 face-mesh points: its place on the ICT mesh (triangle + barycentric coordinates), the identity model at that
 place (``mean_mm`` + ``modes_mm @ w``, ``w ~ N(0, 1)``, 100 modes) and how consistently the detector hits it
-(``spread_mm``: the median distance between the detections carried onto the mean head and the chosen point).
+(``spread_mm``: the median distance between the detections carried onto the mean head and the chosen point),
+and the mean head's outward normal there (``normal``: a landmark on a surface turned away from a camera is a
+guess of the detector, not an observation).
 Fits use the stable points only (:meth:`LandmarkModel.fit_indices`: not the face outline, which slides with the
 view, nor the irises, nor points that spread more than 6 mm).
 """
@@ -32,6 +34,7 @@ class LandmarkModel:
     spread_mm: np.ndarray     # [478] (inf where the point is not on the model)
     triangle: np.ndarray      # [478] ICT skin triangle (-1: not on the model)
     barycentric: np.ndarray   # [478, 3]
+    normal: np.ndarray        # [478, 3] outward unit normal of the mean head there
     info: dict
 
     @property
@@ -60,7 +63,8 @@ def _load(path: str) -> LandmarkModel:
         with np.load(path, allow_pickle=False) as d:
             return LandmarkModel(mean_mm=d["mean_mm"].astype(np.float64), modes_mm=d["modes_mm"].astype(np.float32),
                                  spread_mm=d["spread_mm"].astype(np.float64), triangle=d["triangle"].astype(np.int64),
-                                 barycentric=d["barycentric"].astype(np.float64), info=json.loads(str(d["info"])))
+                                 barycentric=d["barycentric"].astype(np.float64), normal=d["normal"].astype(np.float64),
+                                 info=json.loads(str(d["info"])))
     except (OSError, KeyError, ValueError) as exc:
         raise ValueError(f"{path}: not a landmark model ({type(exc).__name__}: {exc}); rebuild it with "
                          "tools/make_landmark_model.py") from None

@@ -13,6 +13,7 @@ then writes the results. Run folder layout::
     renders_inputs.png    input photo | traced colour | shaded normals, for each input view
     renders_novel.png     the same for novel yaws (with the held-out photo when the scene has that view)
     metrics.json          timings and, when the scene has a ground truth, the H3DS metrics (mm)
+    cameras_refined.npz   with --refine-cameras: the training views' refined cameras (world_mat_i, scale_mat_i)
 """
 from __future__ import annotations
 
@@ -58,6 +59,10 @@ def load_views(scene_dir, views):
         raise SceneError(scene_dir, f"cannot select views {views!r}: {exc}") from None
     if len(train) == 0:
         raise SceneError(scene_dir, f"views {views!r} select no view")
+    if any(v.mask is None for v in train.views):
+        from ..photos.masks import fill_missing_masks
+
+        fill_missing_masks(train)  # the user's masks win; a view without one gets one from its photo
     return full, train
 
 
@@ -199,6 +204,7 @@ def _run(scene_dir, cfg, run_dir, full, scene, device, resume, stop_after, progr
             "iterations_per_epoch": trainer.iters_per_epoch, "ss_shrink": trainer.sampler.shrink,
             "parameters": count_parameters(trainer.model),
             "method_info": trainer.method.info(), "machine": machine_info(device),
+            "masks_estimated": scene.meta.get("masks_estimated"),
             "headrecon": __import__("headrecon").__version__}
     (run_dir / "run.json").write_text(json.dumps(info, indent=1) + "\n")
     shrink = " (fewer as selective sampling drops background)" if trainer.sampler.shrink and cfg.ss_fraction else ""
@@ -243,8 +249,10 @@ def write_results(trainer: Trainer, full, scene, run_dir: Path, log=print) -> Di
     metrics["mesh_seconds"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     tracer = trainer.render_tracer()
+    if trainer.cameras is not None:
+        metrics["camera_corrections"] = trainer.save_cameras(run_dir / "cameras_refined.npz")
     rows = []
-    for view, cam in zip(scene.views, scene.cameras_normalized()):
+    for view, cam in zip(scene.views, trainer.training_cameras()):
         c = fit_camera(cam, cfg.render_size)
         rgb, shade, _ = render_view(trainer.model, tracer, c)
         rows.append((f"input view {view.index}", view.image, rgb, shade))

@@ -33,6 +33,7 @@ from .. import _sync
 from ..methods import Phase, get_method
 from ..render import RayTracer, SDFCache, surface_points
 from ..weights import load_weights, save_weights
+from .cameras import CameraRefinement
 from .config import ReconConfig
 from .losses import IDRLoss
 from .sampling import PixelSampler, RayBank, ss_steps
@@ -89,6 +90,7 @@ class Trainer:
             raise ValueError("the masks of the chosen views contain no foreground pixel")
         self.sampler = PixelSampler(self.bank, cfg.batch_rays, cfg.ss_fraction, seed=cfg.seed,
                                     shrink=cfg.ss_shrink)
+        self.cameras = CameraRefinement(len(self.bank.sizes)).to(self.device) if cfg.refine_cameras else None
         self.eik_generator = torch.Generator(device=self.device)
         self.eik_generator.manual_seed(cfg.seed + 1)
         cache = SDFCache(resolution=cfg.cache_resolution, seed=cfg.seed) if cfg.sdf_cache else None
@@ -132,6 +134,9 @@ class Trainer:
         phase = self.phases[k]
         self.method.on_phase_start(self, phase, resumed=resumed)
         groups = self.method.param_groups(self.model, phase)
+        if self.cameras is not None:
+            groups.append({"params": list(self.cameras.parameters()), "lr": float(self.cfg.camera_lr),
+                           "name": "cameras"})
         for g in groups:
             g.setdefault("base_lr", g["lr"])
         self.optimizer = torch.optim.Adam(groups)
@@ -143,8 +148,9 @@ class Trainer:
         if k != self.phase_index:
             self._enter_phase(k)
         factor = self.method.lr_factor(epoch, self.phases[k])
+        frozen = iteration < self.cfg.camera_start * self.total_iterations
         for g in self.optimizer.param_groups:
-            g["lr"] = g["base_lr"] * factor
+            g["lr"] = 0.0 if (g.get("name") == "cameras" and frozen) else g["base_lr"] * factor
         self.loss_fn.alpha = self.loss_fn.alpha_init * self.loss_fn.alpha_factor ** sum(
             1 for m in self.loss_fn.alpha_milestones if epoch >= m)
         self.sampler.set_steps(ss_steps(epoch, self.cfg.ss_fraction, self.cfg.ss_every, self.cfg.ss_until))
@@ -161,8 +167,10 @@ class Trainer:
         self.model.train()
         geo, ren = self.model.geometry, self.model.rendering
         o, d, rgb_gt, obj = self.sampler.sample()
+        if self.cameras is not None:  # refined cameras: corrected rays (traced without, used with gradients)
+            o, d = self.cameras(o, d, self.bank.view[self.sampler.last_idx])
         with parametrize.cached():  # weight-norm weights computed once per trace, not once per network call
-            tr = self.tracer(self.sdf_fn, o, d)
+            tr = self.tracer(self.sdf_fn, o.detach(), d.detach())
         hit = tr.hit
         sel = hit & obj
         # integer indices, each one host sync (boolean-mask indexing would sync at every use)
@@ -271,6 +279,7 @@ class Trainer:
         return {
             "format": 1, "config": self.cfg.to_dict(), "iteration": self.iteration, "phase": self.phase_index,
             "model": self.model.state_dict(),
+            "cameras": None if self.cameras is None else self.cameras.state_dict(),
             "optimizer": None if self.optimizer is None else self.optimizer.state_dict(),
             "sampler": self.sampler.state_dict(), "eik_generator": self.eik_generator.get_state(), "rng": rng,
             "loss_alpha": self.loss_fn.alpha, "history": self.history, "elapsed": self.elapsed,
@@ -303,6 +312,10 @@ class Trainer:
             if st["optimizer"] is not None:
                 self.optimizer.load_state_dict(st["optimizer"])
         self.model.load_state_dict(st["model"])
+        if self.cameras is not None:
+            if st.get("cameras") is None:
+                raise ValueError(f"{path}: the checkpoint has no camera corrections but this run refines cameras")
+            self.cameras.load_state_dict(st["cameras"])
         self.iteration = int(st["iteration"])
         self.sampler.load_state_dict(st["sampler"])
         self.eik_generator.set_state(st["eik_generator"].cpu() if hasattr(st["eik_generator"], "cpu")
@@ -329,6 +342,24 @@ class Trainer:
         strategy = self.tracer.resolved_strategy(self.device) or self.tracer.strategy
         return RayTracer(radius=c.scene_radius, n_coarse=c.n_coarse, n_fine=c.n_fine, n_secant=c.n_secant,
                          max_steps=c.max_steps, strategy=strategy, compute_min_sdf=False)
+
+    def training_cameras(self) -> list:
+        """Unit-frame cameras of the training views at full resolution: as refined when ``refine_cameras``."""
+        cams = self.scene.cameras_normalized()
+        return cams if self.cameras is None else self.cameras.corrected(cams)
+
+    def save_cameras(self, path) -> dict:
+        """Write the refined cameras of the training views (scene units, IDR layout ``world_mat_i`` /
+        ``scale_mat_i``, i = position in the run's views) to ``path``; returns the corrections' sizes."""
+        import numpy as np
+
+        S = np.asarray(self.scene.scale_mat, dtype=np.float64)
+        arrays = {}
+        for k, cam in enumerate(self.training_cameras()):
+            arrays[f"world_mat_{k}"] = cam.transformed(np.linalg.inv(S)).world_mat()
+            arrays[f"scale_mat_{k}"] = S
+        np.savez(path, **arrays)
+        return self.cameras.summary(mm_per_unit=float(np.cbrt(np.linalg.det(S[:3, :3]))))
 
     def save_history(self, path) -> None:
         Path(path).write_text(json.dumps(self.history, indent=0) + "\n")

@@ -39,8 +39,12 @@ def surface_points(sdf_fn, origins: torch.Tensor, dirs: torch.Tensor, t: torch.T
     x_det = (origins.detach() + t[:, None] * dirs.detach())
     v = dirs.detach()
     n = sdf_gradient(sdf_fn, x_det) if normals is None else normals.detach()
-    f = sdf_fn(x_det).reshape(-1)
+    # IDR's formula x = c + t0 v - v F(c + t0 v) / (n . v): evaluated at the ray's own point so that a camera
+    # being refined (origins / dirs with gradients) gets d x / d c = I - v n^T / (n . v)
+    rays_grad = origins.requires_grad or dirs.requires_grad
+    f = sdf_fn(origins + t[:, None] * dirs if rays_grad else x_det).reshape(-1)
     dot = (n * v).sum(-1)
     dot = torch.where(dot.abs() < eps, torch.where(dot < 0, -eps, eps) * torch.ones_like(dot), dot)
-    t_theta = t - f / dot
-    return origins + t_theta[:, None] * dirs
+    if rays_grad:
+        return origins + t[:, None] * dirs - (f / dot)[:, None] * v
+    return origins + (t - f / dot)[:, None] * dirs
