@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_methods import KEYS, _metrics, _observed, machine  # noqa: E402
+from bench_methods import _metrics, _observed, machine  # noqa: E402
 
 
 def random_motion(rotate_deg: float, shift_mm: float, seed: int) -> np.ndarray:

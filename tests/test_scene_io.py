@@ -281,7 +281,8 @@ def _edit_npz(path, **changes):
 
 @pytest.mark.parametrize("case, pattern", [
     ("no_cameras", r"cameras\.npz.*not found"),
-    ("missing_mask", r"mask.*3 images in image/ but 2 masks.*\[1\]"),
+    ("missing_mask", r"mask.*masks missing for views \[1\]"),  # with allow_missing_masks=False
+    ("mask_without_image", r"mask.*masks without an image in image/ for views \[5\]"),
     ("extra_world_mat", r"cameras\.npz.*4 world_mat_i matrices but 3 images"),
     ("mask_size", r"mask_0002\.png.*mask is 10x10 but image img_0002\.png is 24x18"),
     ("singular", r"cameras\.npz \(world_mat_1\).*singular"),
@@ -297,6 +298,8 @@ def test_bad_scene_errors(tmp_path, case, pattern):
         (p / "cameras.npz").unlink()
     elif case == "missing_mask":
         (p / "mask" / "mask_0001.png").unlink()
+    elif case == "mask_without_image":
+        shutil.copy(p / "mask" / "mask_0001.png", p / "mask" / "mask_0005.png")
     elif case == "extra_world_mat":
         _edit_npz(p / "cameras.npz", world_mat_3=np.eye(4))
     elif case == "mask_size":
@@ -319,7 +322,15 @@ def test_bad_scene_errors(tmp_path, case, pattern):
         shutil.rmtree(p / "image")
         (p / "image").mkdir()
     with pytest.raises(SceneError, match=pattern):
-        load_scene(p)
+        load_scene(p, allow_missing_masks=case != "missing_mask")
+
+
+def test_missing_masks_are_left_for_estimation(tmp_path):
+    """A view without a mask file loads with mask None (the pipeline estimates it from the photo)."""
+    p = _good(tmp_path)
+    (p / "mask" / "mask_0001.png").unlink()
+    s = load_scene(p)
+    assert s.views[1].mask is None and s.views[1].mask_path is None and s.views[0].mask is not None
 
 
 def test_missing_scene_folder(tmp_path):

@@ -22,7 +22,6 @@ import numpy as np
 import trimesh
 from scipy.spatial import cKDTree
 
-from headrecon.data.camera import Camera
 from headrecon.data.ict import cap_loops, ict_vertices_cm, ict_weights, load_ict_basis, procedural_albedo
 from headrecon.data.synthetic import MeshRenderer, default_distance_focal, fit_scale_mat, orbit_cameras
 from headrecon.photos.detect import N_MEDIAPIPE, detect_landmarks

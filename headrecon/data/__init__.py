@@ -21,14 +21,18 @@ __all__ = ["Camera", "SceneError", "FaceSphere", "Scene", "View", "load_gt", "lo
            "select_views", "view_targets", "write_scene"]
 
 
-def load_scene(path, views=None, load_images: bool = True, load_gt_mesh: bool = True) -> Scene:
+def load_scene(path, views=None, load_images: bool = True, load_gt_mesh: bool = True,
+               allow_missing_masks: bool = True) -> Scene:
     """Read a scene: an IDR/H3DS folder (:func:`headrecon.data.scene.load_scene`) or a nerfstudio
     ``transforms.json`` / a folder holding one (:func:`headrecon.data.nerfstudio.load_transforms_json`).
 
     ``views``: None/"all", "3", "4", "8", "16", "32" (any N), or a list of indices (see :func:`select_views`).
-    Raises :class:`SceneError` naming the file and the problem."""
+    A view without a mask file has ``mask`` None (``allow_missing_masks``; see
+    :func:`headrecon.photos.masks.fill_missing_masks`). Raises :class:`SceneError` naming the file and the
+    problem."""
     if is_nerfstudio_scene(path):
         from .nerfstudio import load_transforms_json
 
         return load_transforms_json(path, views=views, load_images=load_images)
-    return load_idr_scene(path, views=views, load_images=load_images, load_gt_mesh=load_gt_mesh)
+    return load_idr_scene(path, views=views, load_images=load_images, load_gt_mesh=load_gt_mesh,
+                          allow_missing_masks=allow_missing_masks)

@@ -153,7 +153,6 @@ def _fit_points(model: LandmarkModel, idx, X, scale: bool, n_modes: int, iters: 
     for _ in range(iters):
         M = model.points(w, idx)
         T = umeyama(M, X, wt, scale=scale)
-        s = np.cbrt(abs(np.linalg.det(T[:3, :3])))
         Xm = _apply(np.linalg.inv(T), X)                          # into the model's mm
         r = np.linalg.norm(M - Xm, axis=1)
         wt = _huber_weights(r)
@@ -286,7 +285,8 @@ def fit_head(cameras, detections, model: LandmarkModel | None = None, metric: bo
             T, w = _pnp_init(model, idx, cameras[views[0]], uv[views[0]])
             how = "one view: PnP + morphable-model fit (depth from the model's size)"
         T, w, res = _refine_2d(model, idx, cameras, uv, have, T, w, scale=scale, n_modes=n_modes)
-        med = np.nanmedian(res, axis=1)
+        med = np.full(V, np.nan)
+        med[have] = np.nanmedian(res[have], axis=1)
         if len(views) >= 3:
             worst = views[np.argmax(med[views])]
             others = np.median(med[[v for v in views if v != worst]])
