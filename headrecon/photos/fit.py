@@ -8,7 +8,9 @@ the sparse ICT morphable model (:mod:`headrecon.photos.model`) to them.
   prior was trained at metric scale) and the identity weights ``w`` of the morphable model. With two or more views
   that found the face: a robust (Huber, IRLS) fit to the triangulated points, alternating the pose (Umeyama) and
   the identity (ridge least squares with the model's N(0, 1) prior); then every view's 2D landmarks refine it
-  (reprojection error measured in mm at the head's depth, Huber, L-BFGS). With one view: the pose starts from
+  (reprojection error measured in mm at the head's depth, Huber, L-BFGS). Landmarks whose surface is turned away
+  from a view (the mean model posed by PnP in that view) are left out there: the detector guesses them. With one
+  view: the pose starts from
   OpenCV's PnP with the mean model and the same 2D refinement fits pose and identity (depth then comes from the
   model's size). Views whose landmarks disagree with the fit (median error > 3x the others' and > 6 mm) are
   dropped and the fit is repeated.
@@ -31,6 +33,7 @@ __all__ = ["HeadFit", "CameraFit", "triangulate", "umeyama", "fit_head", "fit_ca
 
 NOISE_MM = 2.5       # typical distance between a detected landmark and its model point (the model's spread_mm)
 HUBER_MM = 3.0
+OUTLIER_MM = 10.0    # a triangulated landmark farther than this from the fitted model is replaced by the model's
 VISIBLE_COS = 0.25   # a landmark counts in a view when its surface faces the camera within ~75 degrees
 
 
@@ -71,7 +74,8 @@ def triangulate(cameras, points2d, threshold_px=None):
 
     Args:
         cameras: V :class:`headrecon.data.Camera` (scene units).
-        points2d: V arrays [N, 2] of pixel positions, or ``None`` for a view without a detection.
+        points2d: V arrays [N, 2] of pixel positions (nan rows: that view does not see the point), or ``None`` for
+            a view without a detection.
         threshold_px: inlier threshold per view (default: 3 % of the diagonal of that view's landmark box).
 
     Returns ``(X [N, 3], inliers [V, N] bool, errors [V, N] px)``; X is nan where fewer than two views agree.
@@ -83,9 +87,11 @@ def triangulate(cameras, points2d, threshold_px=None):
     for k, p in enumerate(points2d):
         if p is not None:
             uv[k] = p
-    det = np.repeat(have[:, None], N, 1)
+    det = np.repeat(have[:, None], N, 1) & np.isfinite(uv).all(-1)   # nan: this view does not see that point
+    uv = np.nan_to_num(uv)
     if threshold_px is None:
-        thr = np.array([0.03 * np.linalg.norm(np.ptp(p, axis=0)) if p is not None else 0.0 for p in points2d])
+        thr = np.array([0.03 * np.linalg.norm(np.nanmax(p, 0) - np.nanmin(p, 0)) if p is not None else 0.0
+                        for p in points2d])
     else:
         thr = np.full(V, float(threshold_px))
     P = _projections(cameras)
@@ -172,7 +178,7 @@ def _rotvec_matrix(r: torch.Tensor) -> torch.Tensor:
     return torch.eye(3, dtype=r.dtype) + torch.sin(th) * Kx + (1 - torch.cos(th)) * (Kx @ Kx)
 
 
-def _refine_2d(model, idx, cameras, uv, have, T0, w0, scale: bool, n_modes: int, iters: int = 60):
+def _refine_2d(model, idx, cameras, uv, have, T0, w0, scale: bool, n_modes: int, iters: int = 60, vis=None):
     """Refine pose (and scale) and identity on the 2D landmarks of the views in ``have``."""
     from scipy.spatial.transform import Rotation
 
@@ -191,6 +197,8 @@ def _refine_2d(model, idx, cameras, uv, have, T0, w0, scale: bool, n_modes: int,
     P = torch.tensor(_projections([cameras[k] for k in views]), dtype=dt)
     U = torch.tensor(uv[views][:, idx], dtype=dt)
     fx = torch.tensor([cameras[k].fx for k in views], dtype=dt)
+    wv = torch.ones(len(views), len(idx), dtype=dt) if vis is None else torch.tensor(
+        vis[views][:, idx].astype(np.float64), dtype=dt)
     params = [rv, t, w] + ([ls] if scale else [])
     opt = torch.optim.LBFGS(params, lr=1.0, max_iter=iters, line_search_fn="strong_wolfe")
 
@@ -211,7 +219,7 @@ def _refine_2d(model, idx, cameras, uv, have, T0, w0, scale: bool, n_modes: int,
         opt.zero_grad()
         r = residual_mm()
         hub = torch.where(r <= HUBER_MM, 0.5 * r ** 2, HUBER_MM * (r - 0.5 * HUBER_MM))
-        loss = hub.sum() / NOISE_MM ** 2 + 0.5 * (w * w).sum()
+        loss = (wv * hub).sum() / NOISE_MM ** 2 + 0.5 * (w * w).sum()
         loss.backward()
         return loss
 
@@ -221,7 +229,7 @@ def _refine_2d(model, idx, cameras, uv, have, T0, w0, scale: bool, n_modes: int,
         T = np.eye(4)
         T[:3, :3] = float(torch.exp(ls)) * R
         T[:3, 3] = t.numpy()
-        r = residual_mm().numpy()
+        r = np.where(wv.numpy() > 0, residual_mm().numpy(), np.nan)
     res = np.full((len(cameras), len(idx)), np.nan)
     res[views] = r
     return T, w.detach().numpy(), res
@@ -230,8 +238,9 @@ def _refine_2d(model, idx, cameras, uv, have, T0, w0, scale: bool, n_modes: int,
 @dataclass
 class HeadFit:
     """Where the head is: ``transform`` (4x4, ICT-model mm -> scene units), identity ``weights``, the six H3DS
-    landmarks in scene units (``landmarks``: from triangulation where two views agree, else from the fitted
-    model), and a JSON-ready ``report`` (method, views with a face, residuals in mm)."""
+    landmarks in scene units (``landmarks``: triangulated where two views agree and the point lies within
+    10 mm of the fitted model, else the fitted model's), and a JSON-ready ``report`` (method, views with a face,
+    residuals in mm)."""
 
     transform: np.ndarray
     weights: np.ndarray
@@ -271,8 +280,10 @@ def fit_head(cameras, detections, model: LandmarkModel | None = None, metric: bo
     for _attempt in range(3):
         views = np.nonzero(have)[0]
         X = inl = None
+        facing = _facing(model, cameras, uv, have)
         if len(views) >= 2:
-            X, inl, _ = triangulate(cameras, [uv[k] if have[k] else None for k in range(V)])
+            X, inl, _ = triangulate(cameras, [np.where(facing[k][:, None], uv[k], np.nan) if have[k] else None
+                                              for k in range(V)])
             ok = np.isfinite(X[idx]).all(1)
             if ok.sum() < 20:
                 raise ValueError(f"only {int(ok.sum())} face landmarks could be triangulated: the views' faces "
@@ -284,7 +295,7 @@ def fit_head(cameras, detections, model: LandmarkModel | None = None, metric: bo
                 raise ValueError("one view cannot fix the scale of a scene that is not in millimetres")
             T, w = _pnp_init(model, idx, cameras[views[0]], uv[views[0]])
             how = "one view: PnP + morphable-model fit (depth from the model's size)"
-        T, w, res = _refine_2d(model, idx, cameras, uv, have, T, w, scale=scale, n_modes=n_modes)
+        T, w, res = _refine_2d(model, idx, cameras, uv, have, T, w, scale=scale, n_modes=n_modes, vis=facing)
         med = np.full(V, np.nan)
         med[have] = np.nanmedian(res[have], axis=1)
         if len(views) >= 3:
@@ -297,12 +308,16 @@ def fit_head(cameras, detections, model: LandmarkModel | None = None, metric: bo
         break
     s = float(np.cbrt(abs(np.linalg.det(T[:3, :3]))))
     model_world = _apply(T, model.points(w))
-    lm = {}
-    for name, i in H3DS_MEDIAPIPE.items():
-        lm[name] = X[i].copy() if X is not None and np.isfinite(X[i]).all() else model_world[i]
+    lm, from_model = {}, []
+    for name, i in H3DS_MEDIAPIPE.items():  # triangulated where two views agree and the fit confirms it
+        ok = X is not None and np.isfinite(X[i]).all() and np.linalg.norm(X[i] - model_world[i]) / s <= OUTLIER_MM
+        lm[name] = X[i].copy() if ok else model_world[i]
+        if not ok:
+            from_model.append(name)
     rep = {"method": how, "views_with_face": [names[k] for k in range(V) if detections[k] is not None],
            "views_without_face": [names[k] for k in range(V) if detections[k] is None],
            "views_dropped_as_outliers": dropped, "metric": bool(metric), "scale": s, "identity_modes": int(n_modes),
+           "landmarks_from_model": from_model,
            "reprojection_mm_per_view": {names[k]: round(float(med[k]), 3) for k in range(V) if np.isfinite(med[k])}}
     if X is not None:
         ok = np.isfinite(X[idx]).all(1)
@@ -318,6 +333,21 @@ def fit_head(cameras, detections, model: LandmarkModel | None = None, metric: bo
         rep.update(residual_mm_median=round(float(np.nanmedian(r)), 3),
                    residual_mm_p90=round(float(np.nanpercentile(r, 90)), 3))
     return HeadFit(transform=T, weights=np.asarray(w), landmarks=lm, report=rep)
+
+
+def _facing(model, cameras, uv, have) -> np.ndarray:
+    """[V, 478] bool: the landmark's surface faces the camera (within ~75 degrees) in the mean model posed by
+    PnP in each view; a detection of a landmark turned away is the detector's guess, not an observation."""
+    idx = model.fit_indices()
+    vis = np.zeros((len(cameras), N_MEDIAPIPE), bool)
+    for k, cam in enumerate(cameras):
+        if not have[k]:
+            continue
+        T = cam.w2c() @ _pnp_init(model, idx, cam, uv[k])[0]          # model mm -> camera
+        xc = model.points(None) @ T[:3, :3].T + T[:3, 3]
+        nc = model.normal @ T[:3, :3].T
+        vis[k] = (nc * -xc).sum(1) / np.linalg.norm(xc, axis=1) > VISIBLE_COS
+    return vis
 
 
 def _pnp_init(model, idx, camera, uv):
