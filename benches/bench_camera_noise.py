@@ -114,3 +114,16 @@ def main(argv=None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def test_camera_noise_smoke(tmp_path):
+    import pytest
+
+    from headrecon import shared_dir
+
+    if shared_dir() is None:
+        pytest.skip("needs the shared data")
+    rows = run(argparse.Namespace(source="100000", views=3, sigmas=[0.02], method="idr", iterations=2, size=48,
+                                  mesh_res=32, seed=0, threads=1, out=str(tmp_path / "c.json")))
+    assert [r["refine_cameras"] for r in rows] == [False, True]
+    assert rows[0]["pose_given"]["rot_deg"] > 0

@@ -132,3 +132,20 @@ def main(argv=None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def test_prepare_bench_smoke(tmp_path):
+    import pytest
+
+    from headrecon import shared_dir
+    from headrecon.photos.detect import mediapipe_available
+
+    if shared_dir() is None or not mediapipe_available():
+        pytest.skip("needs the shared data and mediapipe")
+    from headrecon.data.ict import sample_ict_head
+    from headrecon.data.synthetic import make_scene
+
+    make_scene(sample_ict_head(100000), tmp_path / "s", views=[0.0, 30.0, -30.0], size=192, progress=False)
+    rows = run(argparse.Namespace(scenes=[str(tmp_path / "s")], views=[3], focal=["true"], reconstruct=None,
+                                  iterations=2, mesh_res=32, refine_cameras=False, out=str(tmp_path / "p.json")))
+    assert rows[0]["posed"] == 3 and rows[0]["relative_rot_deg_mean"] < 15

@@ -156,3 +156,23 @@ def main(argv=None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def test_user_frame_smoke(tmp_path):
+    """Tiny run of the whole comparison (two iterations) on a held-out ICT head."""
+    import pytest
+
+    from headrecon import shared_dir
+    from headrecon.photos.detect import mediapipe_available
+
+    if shared_dir() is None or not mediapipe_available():
+        pytest.skip("needs the shared data and mediapipe")
+    from headrecon.data.ict import sample_ict_head
+    from headrecon.data.synthetic import make_scene
+
+    make_scene(sample_ict_head(100000), tmp_path / "s", views=8, size=128, progress=False)
+    rows = compare(build_parser().parse_args([
+        "--scenes", str(tmp_path / "s"), "--views", "3", "--methods", "h3dnet", "--iterations", "2",
+        "--mesh-res", "32", "--out", str(tmp_path / "r.json")]))
+    assert [r["condition"] for r in rows] == ["gt", "images"]
+    assert rows[1]["prior_frame"]["source"] == "images" and rows[1]["frame_rot_deg"] < 10
