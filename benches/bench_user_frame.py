@@ -7,7 +7,9 @@ random axis, ``--shift-mm`` in a seeded random direction), their ground truth dr
 
 * ``gt``: the scene in its own frame, prior placed from the ground-truth landmarks;
 * ``images``: the moved scene without ground truth, prior placed from the photos (``frame=auto``);
-* (``--with-centre``) ``centre``: the moved scene with the old fallback (scene centre, ICT orientation assumed).
+* (``--conditions``) ``images_sphere``: as ``images`` with ``--frame-depth sphere`` (one view: the head's depth
+  from the scene's unit-sphere centre); ``centre``: the moved scene with the old fallback (scene centre, ICT
+  orientation assumed).
 
 Meshes of the moved runs are mapped back by the inverse motion (distances are unchanged by a rigid motion) and
 scored with the official H3DS protocol against the scene's ground truth. The frame's own error is reported too:
@@ -61,12 +63,12 @@ def frame_error(F_test, F_ref, scene_scale_mat) -> dict:
             "frame_scale_ratio": round(float(sa / sb), 4)}
 
 
-def run_one(scene, method, frame, args, seen, eval_scene, back=None):
+def run_one(scene, method, frame, args, seen, eval_scene, back=None, frame_depth="model"):
     from headrecon.recon.config import make_config
     from headrecon.recon.trainer import Trainer
 
     torch.manual_seed(0)
-    over = {"mesh_resolution": args.mesh_res, "frame": frame, "views": "all"}
+    over = {"mesh_resolution": args.mesh_res, "frame": frame, "views": "all", "frame_depth": frame_depth}
     if args.iterations:
         over["iterations"] = args.iterations
     cfg = make_config("fast", method=method, **over)
@@ -96,17 +98,23 @@ def compare(args) -> list:
             full, scene = load_views(scene_dir, str(v))
             seen = _observed(scene, full)
             moved = scene.moved(M, keep_gt=False)
-            conds = [("gt", scene, "gt", None), ("images", moved, "auto", np.linalg.inv(M))]
-            if args.with_centre:
-                conds.append(("centre", moved, "centre", np.linalg.inv(M)))
+            back = np.linalg.inv(M)
+            table = {"gt": (scene, "gt", None, "model"), "images": (moved, "auto", back, "model"),
+                     "images_sphere": (moved, "auto", back, "sphere"), "centre": (moved, "centre", back, "model")}
+            conds = [(c, *table[c]) for c in args.conditions]
             for method in args.methods:
                 F_ref = None
-                for label, sc, frame, back in conds:
-                    res, F, extra, mesh = run_one(sc, method, frame, args, seen, scene, back)
+                for label, sc, frame, back, depth in conds:
+                    res, F, extra, mesh = run_one(sc, method, frame, args, seen, scene, back, depth)
                     if back is not None:  # the moved frame's prior frame expressed in the original scene
                         F = F @ np.linalg.inv(sc.scale_mat) @ M @ scene.scale_mat
-                    if F_ref is None:
+                    if label == "gt":
                         F_ref = F
+                    if F_ref is None:  # no gt condition in this run: the ground-truth frame, for the report only
+                        from headrecon.photos.frame import scene_prior_frame
+                        from headrecon.priors.normalization import Normalization
+
+                        F_ref = scene_prior_frame(scene, type("P", (), {"norm": Normalization()})(), "gt")[0]
                     row = {"scene": Path(scene_dir).name, "views": v, "method": method, "condition": label,
                            **extra, **frame_error(F, F_ref, scene.scale_mat), **res}
                     rows.append(row)
@@ -139,7 +147,9 @@ def build_parser():
     ap.add_argument("--rotate-deg", type=float, default=35.0)
     ap.add_argument("--shift-mm", type=float, default=150.0)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--with-centre", action="store_true", help="also run the old fallback frame on the moved scene")
+    ap.add_argument("--conditions", nargs="+", default=["gt", "images"],
+                    choices=["gt", "images", "images_sphere", "centre"],
+                    help="images_sphere: one view's depth from the scene's unit-sphere centre (--frame-depth sphere)")
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--save-meshes", default=None)
     ap.add_argument("--out", default=None)

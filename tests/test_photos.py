@@ -318,3 +318,25 @@ def test_refine_cameras_flag_parses_alone():
 
     ns = build_parser("idr").parse_args(["S", "--out", "R", "--refine-cameras", "--frame", "gt"])
     assert ns.refine_cameras is True and ns.frame == "gt"
+
+
+def test_one_view_depth_from_the_scene_sphere():
+    """A head 10 % smaller than the model: one view puts it too far (the model's size); with the depth of a known
+    point (the scene's sphere centre) it lands in place, scaled x0.9."""
+    from headrecon.priors.normalization import CENTER_MM
+
+    model, _, T, _ = _moved_model_head()
+    T = T.copy()
+    T[:3, :3] *= 0.9
+    X = model.points(None) @ T[:3, :3].T + T[:3, 3]
+    centre = T[:3, :3] @ np.asarray(CENTER_MM) + T[:3, 3]
+    fwd = T[:3, :3] @ np.array([0.0, 0.0, 1.0]) / 0.9
+    cam = Camera.look_at(centre + 600 * fwd, centre, 330.0, 256, 256, up=T[:3, :3] @ np.array([0.0, 1.0, 0.0]))
+    det = [as_detection(cam.project(X))]
+    plain = fit_head([cam], det)
+    placed = fit_head([cam], det, depth_at=centre)
+    c_plain = plain.transform[:3, :3] @ np.asarray(CENTER_MM) + plain.transform[:3, 3]
+    c_placed = placed.transform[:3, :3] @ np.asarray(CENTER_MM) + placed.transform[:3, 3]
+    assert np.linalg.norm(c_plain - centre) > 40.0
+    assert np.linalg.norm(c_placed - centre) < 3.0 and abs(placed.scale - 0.9) < 0.01
+    assert placed.report["depth_ratio"] == pytest.approx(placed.scale)

@@ -66,7 +66,7 @@ class H3DNetMethod(ReconMethod):
         from ..models import RenderingNetwork
 
         prior = load_prior(self.cfg.options.prior, device="cpu")
-        frame, how = scene_prior_frame(scene, prior, self.cfg.frame)
+        frame, how = scene_prior_frame(scene, prior, self.cfg.frame, self.cfg.frame_depth)
         geo = prior.geometry_network(z=None, frame=frame)
         c = self.cfg
         ren = RenderingNetwork(d_feature=prior.d_feature, d_hidden=c.render_hidden, n_layers=c.render_layers,

@@ -117,7 +117,7 @@ class SiraMethod(ReconMethod):
         from ..photos.frame import scene_prior_frame
 
         model = load_sira(self.cfg.options.sira_prior, device="cpu")
-        frame, how = scene_prior_frame(scene, model, self.cfg.frame)
+        frame, how = scene_prior_frame(scene, model, self.cfg.frame, self.cfg.frame_depth)
         geo, ren = model.geometry_network(frame=frame)
         self.frame_source = how
         self.model_meta = {k: model.meta.get(k) for k in ("epochs_done", "command")}

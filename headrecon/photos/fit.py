@@ -253,7 +253,7 @@ class HeadFit:
 
 
 def fit_head(cameras, detections, model: LandmarkModel | None = None, metric: bool = True, n_modes: int = 40,
-             names=None) -> HeadFit:
+             names=None, depth_at=None) -> HeadFit:
     """Fit the morphable model to the detections (see the module docstring).
 
     Args:
@@ -262,6 +262,9 @@ def fit_head(cameras, detections, model: LandmarkModel | None = None, metric: bo
         metric: the scene is in millimetres (rigid pose; else a similarity: the scale is fitted).
         n_modes: identity modes fitted (of 100).
         names: V view names for the report (default: indices).
+        depth_at: one view only: a point (scene units) whose depth the head's centre takes instead of the depth
+            the model's size gives (the head is scaled about the camera centre by the depth ratio, so that its
+            image stays the same; ``scale`` in the report). E.g. the centre of an IDR/H3DS scene's unit sphere.
     Raises ValueError when no view has a face, or when one view must fix the scale of a non-metric scene.
     """
     model = model or load_landmark_model()
@@ -306,6 +309,19 @@ def fit_head(cameras, detections, model: LandmarkModel | None = None, metric: bo
                 dropped.append(names[worst])
                 continue
         break
+    depth_ratio = None
+    if depth_at is not None and X is None:  # one view: the head's centre to the given depth, its image unchanged
+        from ..priors.normalization import CENTER_MM
+
+        cam = cameras[views[0]]
+        c_head = _apply(T, np.asarray(CENTER_MM, dtype=np.float64)[None])[0]
+        depth_ratio = float((np.asarray(depth_at, dtype=np.float64) - cam.center) @ cam.forward /
+                            ((c_head - cam.center) @ cam.forward))
+        Sk = np.eye(4)
+        Sk[:3, :3] *= depth_ratio
+        Sk[:3, 3] = (1.0 - depth_ratio) * cam.center
+        T = Sk @ T
+        how += f"; depth of the scene's sphere centre (head scaled x{depth_ratio:.3f})"
     s = float(np.cbrt(abs(np.linalg.det(T[:3, :3]))))
     model_world = _apply(T, model.points(w))
     lm, from_model = {}, []
@@ -317,7 +333,7 @@ def fit_head(cameras, detections, model: LandmarkModel | None = None, metric: bo
     rep = {"method": how, "views_with_face": [names[k] for k in range(V) if detections[k] is not None],
            "views_without_face": [names[k] for k in range(V) if detections[k] is None],
            "views_dropped_as_outliers": dropped, "metric": bool(metric), "scale": s, "identity_modes": int(n_modes),
-           "landmarks_from_model": from_model,
+           "landmarks_from_model": from_model, "depth_ratio": depth_ratio,
            "reprojection_mm_per_view": {names[k]: round(float(med[k]), 3) for k in range(V) if np.isfinite(med[k])}}
     if X is not None:
         ok = np.isfinite(X[idx]).all(1)

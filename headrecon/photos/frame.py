@@ -8,7 +8,8 @@ report for ``run.json`` (``source``, the fit's residuals in mm, the views with a
   (no face found in any view, or MediaPipe missing) ``centre``, and the report says why.
 * ``images``: MediaPipe landmarks in every view, triangulated with the cameras, the sparse ICT morphable model
   fitted to them (:func:`headrecon.photos.fit.fit_head`): the prior's ICT frame maps onto the fitted head. One view:
-  the model's size gives the depth.
+  the model's size gives the depth (``--frame-depth model``), or the scene's unit-sphere centre does
+  (``--frame-depth sphere``: the IDR/H3DS ``scale_mat`` that came with the cameras).
 * ``gt``: the ground-truth landmarks (``landmarks.txt`` into ``full_head.obj``): a rigid fit of the prior's
   mean-head landmarks.
 * ``centre``: the scene is assumed to be in the ICT orientation (+Y up, +Z out of the face, mm) and centred on its
@@ -37,7 +38,7 @@ def _gt_landmarks(scene):
     return pos if len(pos) >= 3 else None
 
 
-def head_fit_from_scene(scene, detections=None):
+def head_fit_from_scene(scene, detections=None, depth: str = "model"):
     """:class:`headrecon.photos.fit.HeadFit` of the scene's loaded images and cameras (scene units)."""
     from .detect import detect_landmarks
     from .fit import fit_head
@@ -52,13 +53,16 @@ def head_fit_from_scene(scene, detections=None):
     if not any(d is not None for d in detections):
         raise ValueError("no face was found in any image (" + ", ".join(names[:8]) +
                          (", ..." if len(names) > 8 else "") + "): the prior cannot be placed from the photos")
+    depth_at = np.asarray(scene.scale_mat, dtype=np.float64)[:3, 3] if depth == "sphere" else None
     return fit_head([v.camera for v in scene.views], detections, metric=getattr(scene, "units", "mm") == "mm",
-                    names=names)
+                    names=names, depth_at=depth_at)
 
 
-def scene_prior_frame(scene, prior, mode: str = "auto"):
+def scene_prior_frame(scene, prior, mode: str = "auto", depth: str = "model"):
     """``(4x4 scene-unit -> prior-unit similarity, report)`` for ``scene`` and a prior with a ``norm``
-    (:class:`headrecon.priors.normalization.Normalization`); see the module docstring for ``mode``."""
+    (:class:`headrecon.priors.normalization.Normalization`); see the module docstring for ``mode``. ``depth``
+    (one view only): ``model`` = the depth the morphable model's size gives, ``sphere`` = the depth of the scene's
+    unit-sphere centre (``scale_mat``), the head scaled so that its image is unchanged."""
     if mode not in FRAME_MODES:
         raise ValueError(f"frame must be one of {FRAME_MODES}, got {mode!r}")
     S_scene = np.asarray(scene.scale_mat, dtype=np.float64)
@@ -77,7 +81,7 @@ def scene_prior_frame(scene, prior, mode: str = "auto"):
         report["source"] = "ground-truth landmarks"
     elif mode in ("auto", "images"):
         try:
-            fit = head_fit_from_scene(scene)
+            fit = head_fit_from_scene(scene, depth=depth)
         except (ValueError, ImportError) as exc:
             if mode == "images":
                 raise ValueError(f"--frame images: {exc}") from None

@@ -122,6 +122,10 @@ class ReconConfig:
                             "detected and triangulated, morphable-model fit; else the scene centre in the ICT "
                             "orientation), images, gt (the ground-truth landmarks: ablations only) or centre",
                     group="data")
+    frame_depth: str = _f("model", "one view only, --frame images: the head's depth from the morphable model's "
+                                   "average size (model) or from the scene's unit-sphere centre (sphere: the "
+                                   "scale_mat given with the cameras), the prior scaled to keep its image",
+                          group="data")
     refine_cameras: bool = _f(False, "refine each view's camera pose during the fit (a rigid correction per view, "
                                      "applied to the rays; written to the run folder's cameras_refined.npz)",
                               group="data")
@@ -218,6 +222,8 @@ class ReconConfig:
             errs.append(f"strategy must be default, auto, sphere or search, got {self.strategy!r}")
         if self.frame not in ("auto", "images", "gt", "centre"):
             errs.append(f"frame must be auto, images, gt or centre, got {self.frame!r}")
+        if self.frame_depth not in ("model", "sphere"):
+            errs.append(f"frame_depth must be model or sphere, got {self.frame_depth!r}")
         if not self.camera_lr > 0 or not 0.0 <= self.camera_start < 1.0:
             errs.append(f"camera_lr must be positive and camera_start in [0, 1), got {self.camera_lr}, "
                         f"{self.camera_start}")
@@ -345,7 +351,7 @@ def _arg_type(cls, f):
 
 # options that the command line defines itself (fixed choices)
 _CLI_CHOICES = {"method": None, "preset": sorted(PRESETS), "device": None,
-                "frame": ["auto", "images", "gt", "centre"]}
+                "frame": ["auto", "images", "gt", "centre"], "frame_depth": ["model", "sphere"]}
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, method: str = "idr", skip=()) -> None:
