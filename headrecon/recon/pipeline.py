@@ -207,6 +207,15 @@ def _run(scene_dir, cfg, run_dir, full, scene, device, resume, stop_after, progr
             "masks_estimated": scene.meta.get("masks_estimated"),
             "headrecon": __import__("headrecon").__version__}
     (run_dir / "run.json").write_text(json.dumps(info, indent=1) + "\n")
+    frame = (info["method_info"] or {}).get("prior_frame") or {}
+    if frame:
+        log(f"prior placed from: {frame.get('source')}"
+            + (f" (residual {frame['residual_mm_median']:.1f} mm)" if "residual_mm_median" in frame else "")
+            + (f"; {frame['images_failed']}" if frame.get("images_failed") else ""))
+    for name in frame.get("views_without_face", []):
+        log(f"{name}: no face found; the view serves the colour and silhouette losses, not the prior's placement")
+    if scene.meta.get("masks_estimated"):
+        log(f"masks estimated from the photos for {len(scene.meta['masks_estimated'])} view(s) without one")
     shrink = " (fewer as selective sampling drops background)" if trainer.sampler.shrink and cfg.ss_fraction else ""
     log(f"{cfg.method} ({cfg.preset} preset) on {len(scene)} views {scene.indices} of {scene_dir}: "
         f"{trainer.total_iterations} iterations of {cfg.batch_rays} rays{shrink}, images {trainer.bank.sizes[0][1]}x"
