@@ -43,6 +43,8 @@ def head_fit_from_scene(scene, detections=None, depth: str = "model"):
     from .detect import detect_landmarks
     from .fit import fit_head
 
+    if not getattr(scene, "views", None):
+        raise ValueError("the scene has no views to find a face in")
     if detections is None:
         missing = [k for k, v in enumerate(scene.views) if v.image is None]
         if missing:
