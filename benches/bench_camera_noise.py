@@ -44,7 +44,6 @@ def pose_errors(cams, true, align: bool = False) -> dict:
 
 
 def run(args) -> list:
-    from headrecon.data import load_scene
     from headrecon.data.camera import Camera
     from headrecon.data.synthetic import make_scene
     from headrecon.recon.config import make_config

@@ -43,7 +43,7 @@ def run(args) -> list:
         gt = {k: V[sc.landmarks[k]] for k in H3DS_MEDIAPIPE}
         per_yaw = {}
         for v, d in zip(sc.views, dets):
-            y, p = v.camera.meta["yaw_deg"], v.camera.meta["pitch_deg"]
+            y = v.camera.meta["yaw_deg"]
             rec = per_yaw.setdefault(f"{y:+.0f}", {"found": 0, "views": 0, "err_px": []})
             rec["views"] += 1
             if d is None:

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from ..priors.normalization import umeyama
 from .detect import H3DS_MEDIAPIPE, N_MEDIAPIPE
 from .model import LandmarkModel, load_landmark_model
 
@@ -124,25 +125,15 @@ def triangulate(cameras, points2d, threshold_px=None):
     return X, inl, np.where(det, e, np.inf)
 
 
-def umeyama(src: np.ndarray, dst: np.ndarray, weights=None, scale: bool = False) -> np.ndarray:
-    """4x4 similarity (rigid without ``scale``) minimising ``sum w_i |T src_i - dst_i|^2`` (no reflection)."""
-    w = np.ones(len(src)) if weights is None else np.asarray(weights, dtype=np.float64)
-    w = w / w.sum()
-    ca, cb = w @ src, w @ dst
-    A0, B0 = src - ca, dst - cb
-    U, S, Vt = np.linalg.svd((B0 * w[:, None]).T @ A0)
-    D = np.eye(3)
-    D[2, 2] = np.sign(np.linalg.det(U @ Vt)) or 1.0
-    R = U @ D @ Vt
-    s = float(np.trace(np.diag(S) @ D) / (w @ (A0 ** 2).sum(1))) if scale else 1.0
-    T = np.eye(4)
-    T[:3, :3] = s * R
-    T[:3, 3] = cb - s * R @ ca
-    return T
-
-
 def _apply(T, X):
     return X @ T[:3, :3].T + T[:3, 3]
+
+
+def _landmark_objective(r: torch.Tensor, weights: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """Huber on the reprojection errors ``r`` (mm, weighted) in units of the landmark noise, plus the identity
+    weights' N(0, 1) prior: the objective of both 2D fits."""
+    hub = torch.where(r <= HUBER_MM, 0.5 * r ** 2, HUBER_MM * (r - 0.5 * HUBER_MM))
+    return (weights * hub).sum() / NOISE_MM ** 2 + 0.5 * (w * w).sum()
 
 
 def _huber_weights(r, c=HUBER_MM):
@@ -217,9 +208,7 @@ def _refine_2d(model, idx, cameras, uv, have, T0, w0, scale: bool, n_modes: int,
 
     def closure():
         opt.zero_grad()
-        r = residual_mm()
-        hub = torch.where(r <= HUBER_MM, 0.5 * r ** 2, HUBER_MM * (r - 0.5 * HUBER_MM))
-        loss = (wv * hub).sum() / NOISE_MM ** 2 + 0.5 * (w * w).sum()
+        loss = _landmark_objective(residual_mm(), wv, w)
         loss.backward()
         return loss
 
@@ -447,9 +436,7 @@ def fit_cameras(detections, intrinsics, model: LandmarkModel | None = None, n_mo
 
     def closure():
         opt.zero_grad()
-        r = residual_mm()
-        hub = torch.where(r <= HUBER_MM, 0.5 * r ** 2, HUBER_MM * (r - 0.5 * HUBER_MM))
-        loss = (vis * hub).sum() / NOISE_MM ** 2 + 0.5 * (w * w).sum()
+        loss = _landmark_objective(residual_mm(), vis, w)
         loss.backward()
         return loss
 

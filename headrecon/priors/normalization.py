@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 __all__ = ["CENTER_MM", "MM_PER_UNIT", "ICT_MEAN_LANDMARKS_MM", "Normalization", "prior_normalization",
-           "similarity_from_landmarks"]
+           "similarity_from_landmarks", "umeyama"]
 
 CENTER_MM = (0.0, -24.0, 19.3)
 MM_PER_UNIT = 250.0
@@ -78,25 +78,32 @@ class Normalization:
                    landmarks_mm={k: tuple(float(c) for c in v) for k, v in d.get("landmarks_mm", {}).items()})
 
 
-def similarity_from_landmarks(src: dict, dst: dict, scale: bool = False) -> np.ndarray:
-    """4x4 rigid (or similarity with ``scale``) transform mapping landmark dict ``src`` onto ``dst`` (names in
-    common, at least 3), least squares (Umeyama, no reflection)."""
-    names = [k for k in src if k in dst]
-    if len(names) < 3:
-        raise ValueError(f"need at least 3 common landmarks, got {names}")
-    A = np.array([src[k] for k in names], dtype=np.float64)
-    B = np.array([dst[k] for k in names], dtype=np.float64)
-    ca, cb = A.mean(0), B.mean(0)
-    A0, B0 = A - ca, B - cb
-    U, S, Vt = np.linalg.svd(B0.T @ A0)
+def umeyama(src, dst, weights=None, scale: bool = False) -> np.ndarray:
+    """4x4 similarity (rigid without ``scale``) minimising ``sum w_i |T src_i - dst_i|^2`` over points [N, 3]
+    (least squares, Umeyama, no reflection)."""
+    src, dst = np.asarray(src, dtype=np.float64), np.asarray(dst, dtype=np.float64)
+    w = np.ones(len(src)) if weights is None else np.asarray(weights, dtype=np.float64)
+    w = w / w.sum()
+    ca, cb = w @ src, w @ dst
+    A0, B0 = src - ca, dst - cb
+    U, S, Vt = np.linalg.svd((B0 * w[:, None]).T @ A0)
     D = np.eye(3)
     D[2, 2] = np.sign(np.linalg.det(U @ Vt)) or 1.0
     R = U @ D @ Vt
-    s = float(np.trace(np.diag(S) @ D) / np.sum(A0 ** 2)) if scale else 1.0
-    M = np.eye(4)
-    M[:3, :3] = s * R
-    M[:3, 3] = cb - s * R @ ca
-    return M
+    s = float(np.trace(np.diag(S) @ D) / (w @ (A0 ** 2).sum(1))) if scale else 1.0
+    T = np.eye(4)
+    T[:3, :3] = s * R
+    T[:3, 3] = cb - s * R @ ca
+    return T
+
+
+def similarity_from_landmarks(src: dict, dst: dict, scale: bool = False) -> np.ndarray:
+    """4x4 rigid (or similarity with ``scale``) transform mapping landmark dict ``src`` onto ``dst`` (names in
+    common, at least 3), least squares (:func:`umeyama`)."""
+    names = [k for k in src if k in dst]
+    if len(names) < 3:
+        raise ValueError(f"need at least 3 common landmarks, got {names}")
+    return umeyama([src[k] for k in names], [dst[k] for k in names], scale=scale)
 
 
 def _landmark_points(head, landmarks) -> dict | None:

@@ -37,7 +37,7 @@ class CameraRefinement(nn.Module):
         self.translation = nn.Parameter(torch.zeros(int(n_views), 3))
 
     def forward(self, origins: torch.Tensor, dirs: torch.Tensor, view: torch.Tensor):
-        R = so3_exp(self.rotation[view])
+        R = so3_exp(self.rotation)[view]  # one matrix exponential per view, not per ray
         return origins + self.translation[view], (R @ dirs.unsqueeze(-1)).squeeze(-1)
 
     @torch.no_grad()
