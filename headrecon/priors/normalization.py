@@ -22,11 +22,19 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["CENTER_MM", "MM_PER_UNIT", "ICT_MEAN_LANDMARKS_MM", "Normalization", "prior_normalization",
+from ..data.geometry import umeyama
+
+__all__ = ["CENTER_MM", "MM_PER_UNIT", "BUST_CENTER_MM", "BUST_MM_PER_UNIT", "bust_normalization",
+           "ICT_MEAN_LANDMARKS_MM", "Normalization", "prior_normalization",
            "similarity_from_landmarks", "umeyama"]
 
 CENTER_MM = (0.0, -24.0, 19.3)
 MM_PER_UNIT = 250.0
+# The frame of priors trained on busts (head, neck, shoulders, upper chest; :mod:`headrecon.data.bust`): centred
+# lower and 1.44x larger, so that shoulders up to about 570 mm wide and 260 mm below the mouth fit in the unit
+# sphere (the widest training busts reach radius ~0.98; scan points beyond 0.98 are dropped in training).
+BUST_CENTER_MM = (0.0, -65.0, 0.0)
+BUST_MM_PER_UNIT = 360.0
 # The six H3DS landmarks of the neutral ICT-FaceKit head (mm, ICT frame): inner eye corners, nose tip, nose
 # base, mouth corners. Six numbers per point derived from the MIT-licensed ICT-FaceKit model.
 ICT_MEAN_LANDMARKS_MM = {
@@ -78,23 +86,9 @@ class Normalization:
                    landmarks_mm={k: tuple(float(c) for c in v) for k, v in d.get("landmarks_mm", {}).items()})
 
 
-def umeyama(src, dst, weights=None, scale: bool = False) -> np.ndarray:
-    """4x4 similarity (rigid without ``scale``) minimising ``sum w_i |T src_i - dst_i|^2`` over points [N, 3]
-    (least squares, Umeyama, no reflection)."""
-    src, dst = np.asarray(src, dtype=np.float64), np.asarray(dst, dtype=np.float64)
-    w = np.ones(len(src)) if weights is None else np.asarray(weights, dtype=np.float64)
-    w = w / w.sum()
-    ca, cb = w @ src, w @ dst
-    A0, B0 = src - ca, dst - cb
-    U, S, Vt = np.linalg.svd((B0 * w[:, None]).T @ A0)
-    D = np.eye(3)
-    D[2, 2] = np.sign(np.linalg.det(U @ Vt)) or 1.0
-    R = U @ D @ Vt
-    s = float(np.trace(np.diag(S) @ D) / (w @ (A0 ** 2).sum(1))) if scale else 1.0
-    T = np.eye(4)
-    T[:3, :3] = s * R
-    T[:3, 3] = cb - s * R @ ca
-    return T
+def bust_normalization() -> "Normalization":
+    """The frame of bust priors (:data:`BUST_CENTER_MM`, :data:`BUST_MM_PER_UNIT`; same landmarks)."""
+    return Normalization(center_mm=BUST_CENTER_MM, mm_per_unit=BUST_MM_PER_UNIT)
 
 
 def similarity_from_landmarks(src: dict, dst: dict, scale: bool = False) -> np.ndarray:
