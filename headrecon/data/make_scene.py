@@ -1,5 +1,5 @@
-"""``headrecon-make-scene``: render a synthetic IDR/H3DS scene from a mesh, an ICT-FaceKit head or the Lee
-Perry-Smith scan (CPU ray casting). Also runnable as ``python -m headrecon.data.make_scene``."""
+"""``headrecon-make-scene``: render a synthetic IDR/H3DS scene from a mesh, an ICT-FaceKit head, a bust (an ICT
+head on Anny shoulders, or an Anny bust) or the Lee Perry-Smith scan (CPU ray casting). Also runnable as ``python -m headrecon.data.make_scene``."""
 from __future__ import annotations
 
 import argparse
@@ -34,6 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--mesh", type=Path, help="any mesh trimesh reads (glb/obj/ply...), +Y up, +Z out of the face")
     src.add_argument("--ict", type=int, metavar="SEED", help="a random ICT-FaceKit head (seed fixes the identity)")
     src.add_argument("--lps", action="store_true", help="the shared Lee Perry-Smith textured scan")
+    src.add_argument("--bust", metavar="SOURCE:SEED",
+                     help="a head with shoulders: 'composite:SEED' (ICT head SEED on Anny bust SEED) or 'anny:SEED' "
+                          "(an Anny bust); see headrecon.data.bust (needs `pip install anny`)")
     ap.add_argument("--out", type=Path, required=True, help="output scene folder (new or empty)")
     ap.add_argument("--overwrite", action="store_true",
                     help="replace the scene in --out whole (no file of the old scene is left)")
@@ -78,6 +81,12 @@ def _main(args) -> int:
     if args.ict is not None:
         from .ict import sample_ict_head
         mesh, mm_per_unit, source = sample_ict_head(args.ict, clip=args.ict_clip), 1.0, f"ict:{args.ict}"
+    elif args.bust is not None:
+        from .bust import BUST_SOURCES, bust_mesh
+        kind, _, seed = args.bust.partition(":")
+        if kind not in BUST_SOURCES or not seed.lstrip("-").isdigit():
+            raise ValueError(f"--bust {args.bust!r}: expected SOURCE:SEED with SOURCE one of {BUST_SOURCES}")
+        mesh, mm_per_unit, source = bust_mesh(kind, int(seed)), 1.0, f"{kind}:{int(seed)}"
     elif args.lps:
         from .scans import load_lee_perry_smith
         mesh, mm_per_unit, source = load_lee_perry_smith(), 1.0, "lee_perry_smith"
