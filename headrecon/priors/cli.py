@@ -7,9 +7,12 @@ Examples::
     headrecon-train-prior ict --out prior.pt --resume                 # continue from prior.ckpt.pt
     torchrun --nproc_per_node=2 -m headrecon.priors.cli ict --out prior.pt --ddp   # DistributedDataParallel
     headrecon-train-prior ict --model sira --out sira.pt --preset fast --shapes 48   # SIRA++ shape + appearance
+    headrecon-train-prior composite --model sira --out sira_bust.pt --shapes 500   # heads with shoulders
 
-``SCANS_OR_ICT`` is either ``ict`` (training identities = ICT-FaceKit seeds ``0 .. N-1``, see
-:mod:`headrecon.prior`) or a folder of ``.ply`` / ``.obj`` / ``.stl`` / ``.off`` / ``.glb`` point clouds or meshes.
+``SCANS_OR_ICT`` is ``ict`` (training identities = ICT-FaceKit seeds ``0 .. N-1``, see :mod:`headrecon.priors`),
+``composite`` (ICT head ``i`` joined at the neck to Anny bust ``i``, shoulders included) or ``anny`` (Anny busts;
+both in the bust frame, :func:`headrecon.priors.normalization.bust_normalization`; need ``pip install anny``), or a
+folder of ``.ply`` / ``.obj`` / ``.stl`` / ``.off`` / ``.glb`` point clouds or meshes.
 Writes ``OUT`` (the prior) and ``OUT.ckpt.pt``-style checkpoints (``prior.pt`` -> ``prior.ckpt.pt``).
 """
 from __future__ import annotations
@@ -28,11 +31,12 @@ __all__ = ["main", "build_parser"]
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="headrecon-train-prior", description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    ap.add_argument("scans", metavar="SCANS_OR_ICT", help="'ict' or a folder of scans (ply/obj/stl/off/glb)")
+    ap.add_argument("scans", metavar="SCANS_OR_ICT", help="'ict', 'composite', 'anny' or a folder of scans (ply/obj/stl/off/glb)")
     ap.add_argument("--out", required=True, help="output prior (.pt)")
     ap.add_argument("--preset", choices=sorted(PRESETS), default="fast")
     ap.add_argument("--shapes", type=int, default=None,
-                    help="number of training shapes (ICT: seeds 0..N-1, default 200; folder: the first N files)")
+                    help="number of training shapes (ict/composite/anny: seeds 0..N-1, default 200; folder: the "
+                         "first N files)")
     ap.add_argument("--epochs", type=int, default=None, help="override the preset's epochs (decay rescaled)")
     ap.add_argument("--batch-shapes", type=int, default=None, help="shapes per iteration (global)")
     ap.add_argument("--points", type=int, default=None, help="surface (= volume) samples per shape and iteration")
@@ -96,7 +100,7 @@ def _main(args, argv) -> int:
     import torch
 
     from .h3dnet.train import train_prior
-    from .scans import folder_scanset, ict_scanset
+    from .scans import bust_scanset, folder_scanset, ict_scanset
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -112,6 +116,11 @@ def _main(args, argv) -> int:
         if n < 1:
             raise ValueError("--shapes must be >= 1")
         scans = ict_scanset(n, seed_start=0, n_points=cfg.scan_points, progress=progress)
+    elif args.scans.lower() in ("anny", "composite"):
+        n = 200 if args.shapes is None else args.shapes
+        if n < 1:
+            raise ValueError("--shapes must be >= 1")
+        scans = bust_scanset(args.scans.lower(), n, seed_start=0, n_points=cfg.scan_points, progress=progress)
     else:
         units = {"mm": 1.0, "cm": 10.0, "m": 1000.0}[args.units]
         scans = folder_scanset(args.scans, n_shapes=args.shapes, n_points=cfg.scan_points, units_to_mm=units,

@@ -13,6 +13,9 @@ losses), so the pipeline is the same for simulated ICT heads and for real data.
 * :func:`load_scan_file` / :func:`load_scan_folder` — ``.ply`` / ``.obj`` / ``.stl`` / ``.off`` / ``.glb``
   point clouds or meshes in a folder (meshes are sampled area-uniformly; PLY ``nx ny nz`` and OBJ ``vn`` normals
   are kept when present).
+* :func:`bust_raw_scan` / :func:`bust_scanset` — busts (head, neck, shoulders; :mod:`headrecon.data.bust`: Anny
+  bodies, or ICT heads joined to them) as raw scans, in the bust frame
+  (:func:`headrecon.priors.normalization.bust_normalization`).
 * :class:`ScanSet` — scans mapped into the prior's unit frame (torch tensors) with a description of the data
   (stored in checkpoints instead of the data itself); :func:`ict_scanset`, :func:`folder_scanset`.
 """
@@ -28,9 +31,10 @@ import torch
 import trimesh
 
 from ..data.errors import SceneError
-from .normalization import Normalization, prior_normalization
+from .normalization import Normalization, bust_normalization, prior_normalization
 
-__all__ = ["RawScan", "SCAN_EXTENSIONS", "DEFAULT_SIMULATION", "simulate_raw_scan", "ict_raw_scan",
+__all__ = ["RawScan", "SCAN_EXTENSIONS", "DEFAULT_SIMULATION", "simulate_raw_scan", "ict_raw_scan", "bust_raw_scan",
+           "bust_scanset", "SHAPE_SOURCES",
            "load_scan_file", "load_scan_folder", "ScanSet", "ict_scanset", "folder_scanset"]
 
 SCAN_EXTENSIONS = (".ply", ".obj", ".stl", ".off", ".glb", ".gltf")
@@ -156,6 +160,23 @@ def ict_raw_scan(seed: int, n_points: int = 30000, clip: float = 2.5, simulation
     sim.update(simulation or {})
     scan = simulate_raw_scan(mesh, n_points=n_points, seed=seed, keep_faces=ict_visible_faces(mesh),
                              name=f"ict{seed}", **sim)
+    scan.meta["landmarks_mm"] = {k: mesh.vertices[i].tolist() for k, i in mesh.metadata["landmarks"].items()}
+    return (scan, mesh) if return_mesh else scan
+
+
+SHAPE_SOURCES = ("ict", "anny", "composite")  # what headrecon-train-prior can simulate (besides a scan folder)
+
+
+def bust_raw_scan(source: str, seed: int, n_points: int = 30000, simulation: dict | None = None,
+                  return_mesh: bool = False):
+    """Bust ``seed`` of ``source`` (``anny`` or ``composite``, :func:`headrecon.data.bust.bust_mesh`) as a
+    simulated raw scan (missing back, holes, noise; the bottom is open like a real bust scan), mm, ICT frame."""
+    from ..data.bust import bust_mesh
+
+    mesh = bust_mesh(source, int(seed))
+    sim = dict(DEFAULT_SIMULATION)
+    sim.update(simulation or {})
+    scan = simulate_raw_scan(mesh, n_points=n_points, seed=seed, name=f"{source}{seed}", **sim)
     scan.meta["landmarks_mm"] = {k: mesh.vertices[i].tolist() for k, i in mesh.metadata["landmarks"].items()}
     return (scan, mesh) if return_mesh else scan
 
@@ -381,6 +402,45 @@ def ict_scanset(n_shapes: int, seed_start: int = 0, n_points: int = 30000, simul
             "simulation": {k: list(v) if isinstance(v, tuple) else v for k, v in sim.items()},
             "n_shapes": int(n_shapes)}
     return ScanSet(scans, align="fixed", description=desc)
+
+
+def bust_scanset(source: str, n_shapes: int, seed_start: int = 0, n_points: int = 30000,
+                 simulation: dict | None = None, progress: bool = False, max_radius: float = 0.98) -> ScanSet:
+    """``n_shapes`` simulated raw scans of busts of ``source`` (``anny`` / ``composite``) with seeds
+    ``seed_start ..``, in the bust frame; points beyond ``max_radius`` (unit frame) are dropped."""
+    from ..data.bust import anny_phenotype  # noqa: F401  (fails early with a clear message without anny)
+
+    if n_shapes < 1:
+        raise ValueError("n_shapes must be >= 1")
+    seeds = range(int(seed_start), int(seed_start) + int(n_shapes))
+    it = seeds
+    if progress:
+        from tqdm.auto import tqdm
+
+        it = tqdm(seeds, desc=f"simulating {source} bust scans", unit="scan")
+    sim = dict(DEFAULT_SIMULATION)
+    sim.update(simulation or {})
+    norm = bust_normalization()
+    scans = []
+    for s in it:
+        scan = bust_raw_scan(source, s, n_points=n_points, simulation=sim)
+        r = np.linalg.norm(norm.to_unit(scan.points), axis=1)
+        keep = r <= max_radius
+        scan.points, scan.normals = scan.points[keep], scan.normals[keep]
+        scan.meta["dropped_outside"] = int((~keep).sum())
+        scans.append(scan)
+    desc = {"source": source, "model": _SOURCE_MODEL[source], "seeds": [seeds.start, seeds.stop - 1],
+            "n_points": int(n_points), "max_radius": float(max_radius),
+            "simulation": {k: list(v) if isinstance(v, tuple) else v for k, v in sim.items()},
+            "n_shapes": int(n_shapes)}
+    return ScanSet(scans, norm=norm, align="fixed", description=desc)
+
+
+_SOURCE_MODEL = {
+    "anny": "Anny body model (NAVER; Apache-2.0 code, CC0 MakeHuman-derived data): adult busts, arms lowered, cut "
+            "below the shoulders (headrecon.data.bust.anny_bust)",
+    "composite": "ICT-FaceKit head (MIT) joined at the neck to an Anny bust (headrecon.data.bust.composite_bust)",
+}
 
 
 def folder_scanset(folder, n_shapes: int | None = None, n_points: int = 30000, units_to_mm: float = 1.0,

@@ -49,7 +49,7 @@ from ..training import (
 )
 from .model import LANDMARK_NAMES, SIRA_FORMAT, SiraConfig, SiraPrior, sira_losses
 
-__all__ = ["SiraData", "sira_ict_data", "sira_mesh_data", "head_samples", "render_head_samples", "train_sira", "SIRA_TRAIN_FORMAT", "LOSS_KEYS"]
+__all__ = ["SiraData", "sira_ict_data", "sira_bust_data", "sira_mesh_data", "head_samples", "render_head_samples", "train_sira", "SIRA_TRAIN_FORMAT", "LOSS_KEYS"]
 
 SIRA_TRAIN_FORMAT = SIRA_FORMAT + "-train"
 LOSS_KEYS = ("loss", "surface", "eikonal", "deform", "landmark", "color", "latent", "normal", "outside")
@@ -192,6 +192,31 @@ def sira_ict_data(n_shapes: int, cfg: SiraConfig, seed_start: int = 0, clip: flo
             "n_shapes": int(n_shapes)}
     heads = ((s, sample_ict_head(int(s), clip=clip, albedo=True)) for s in seeds)
     return sira_mesh_data(heads, cfg, description=desc, keep_faces=ict_visible_faces, progress=progress)
+
+
+def sira_bust_data(source: str, n_shapes: int, cfg: SiraConfig, seed_start: int = 0, progress: bool = False,
+                   max_radius: float = 0.98) -> SiraData:
+    """Raw scans, landmarks and rendered appearance samples of busts (``anny`` / ``composite``,
+    :mod:`headrecon.data.bust`) ``seed_start .. seed_start + n - 1``, in the bust frame; scan points beyond
+    ``max_radius`` (unit frame) are dropped."""
+    from ...data.bust import bust_mesh
+    from ..normalization import bust_normalization
+    from ..scans import _SOURCE_MODEL, DEFAULT_SIMULATION
+
+    if n_shapes < 1:
+        raise ValueError("n_shapes must be >= 1")
+    seeds = range(int(seed_start), int(seed_start) + int(n_shapes))
+    desc = {"source": source, "model": _SOURCE_MODEL[source] + ", procedural albedo and garment colours",
+            "seeds": [seeds.start, seeds.stop - 1], "max_radius": float(max_radius),
+            "simulation": {k: list(v) if isinstance(v, tuple) else v for k, v in DEFAULT_SIMULATION.items()},
+            "n_shapes": int(n_shapes)}
+    norm = bust_normalization()
+    data = sira_mesh_data(((s, bust_mesh(source, int(s))) for s in seeds), cfg, description=desc,
+                          progress=progress, norm=norm)
+    for i, p in enumerate(data.points):
+        keep = p.norm(dim=1) <= max_radius
+        data.points[i], data.normals[i] = p[keep], data.normals[i][keep]
+    return data
 
 
 class _Objective(nn.Module):
@@ -363,12 +388,20 @@ def main_from_args(args, argv=None) -> int:
         over["ref_skip"] = (max(1, args.layers // 2),)
     rank = int(os.environ.get("RANK", "0"))
     progress = not args.no_progress and rank == 0
+    source = args.scans.lower()
+    if source in ("anny", "composite"):
+        # busts reach radius ~0.97 of the bust frame: the outside shell starts beyond them; larger images so
+        # that the face keeps about as many appearance samples as in a head-only frame
+        over.setdefault("outside_radius", (0.99, 1.3))
+        over.setdefault("image_size", 96)
     cfg = sira_preset(args.preset, **over)  # errors go through headrecon.cli.run_command (the caller's)
-    if args.scans.lower() != "ict":
-        raise ValueError("--model sira trains on ICT heads only ('ict'): it needs posed colour images and the "
-                         "six landmarks of every training head, which a scan folder does not provide")
+    if source not in ("ict", "anny", "composite"):
+        raise ValueError("--model sira trains on simulated shapes only ('ict', 'composite' or 'anny'): it needs "
+                         "posed colour images and the six landmarks of every training head, which a scan folder "
+                         "does not provide")
     n = 64 if args.shapes is None else int(args.shapes)
-    data = sira_ict_data(n, cfg, progress=progress)
+    data = sira_ict_data(n, cfg, progress=progress) if source == "ict" else \
+        sira_bust_data(source, n, cfg, progress=progress)
     cmd = "headrecon-train-prior " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     train_sira(cfg, data, args.out, resume=args.resume, checkpoint_every=args.checkpoint_every,
                device=args.device, progress=progress, ddp=True if args.ddp else None,

@@ -1,0 +1,101 @@
+"""Busts (heads with shoulders): Anny bodies and ICT heads joined to them, as meshes, scans, scenes and priors."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import trimesh
+
+from headrecon.data.bust import ANNY_LANDMARKS, anny_available
+
+pytestmark = pytest.mark.skipif(not anny_available(), reason="needs the Anny body model: pip install anny")
+
+NAMES = ("right_eye", "left_eye", "nose_tip", "nose_base", "right_lips", "left_lips")
+
+
+def _check_bust(m, norm):
+    lm = m.metadata["landmarks"]
+    assert set(lm) == set(NAMES)
+    V = np.asarray(m.vertices)
+    P = {k: V[i] for k, i in lm.items()}
+    assert P["left_eye"][0] > 0 > P["right_eye"][0]                 # +X = the subject's left
+    assert P["nose_tip"][2] > P["left_eye"][2] and P["nose_tip"][2] > P["left_lips"][2]  # +Z out of the face
+    mouth_y = (P["left_lips"][1] + P["right_lips"][1]) / 2
+    assert 185 < mouth_y - V[:, 1].min() < 255                      # cut below the shoulders
+    assert 330 < np.ptp(V[:, 0]) < 600                               # shoulders, not a neck
+    r = np.linalg.norm(norm.to_unit(V), axis=1)
+    assert r.max() < 1.0                                             # inside the bust prior's unit sphere
+    assert m.visual.vertex_colors.shape == (len(V), 4)
+    # one connected surface, open only at the bottom cut (and nowhere above the shoulders)
+    assert len(m.split(only_watertight=False)) == 1
+    edges = trimesh.grouping.group_rows(m.edges_sorted, require_count=1)
+    open_v = np.unique(m.edges_sorted[edges])
+    assert np.all(V[open_v, 1] < mouth_y - 120)
+
+
+def test_anny_and_composite_busts(shared_data):
+    from headrecon.data.bust import anny_bust, composite_bust
+    from headrecon.data.ict import sample_ict_head
+    from headrecon.priors.normalization import bust_normalization
+
+    norm = bust_normalization()
+    for seed in (0, 100000):
+        a = anny_bust(seed)
+        _check_bust(a, norm)
+        c = composite_bust(seed)
+        _check_bust(c, norm)
+        # the composite's face and scalp are the ICT head's, vertex for vertex
+        head = sample_ict_head(seed)
+        lm_c, lm_h = c.metadata["landmarks"], head.metadata["landmarks"]
+        for k in NAMES:
+            assert np.allclose(c.vertices[lm_c[k]], head.vertices[lm_h[k]])
+        top = head.vertices[head.vertices[:, 1] > c.metadata["junction_y"] + 1.0]
+        d, _ = __import__("scipy.spatial", fromlist=["cKDTree"]).cKDTree(c.vertices).query(top)
+        assert d.max() < 1e-6
+        # deterministic in the seed
+        assert np.array_equal(composite_bust(seed).vertices, c.vertices)
+    assert not np.allclose(anny_bust(1).vertices[:100], anny_bust(2).vertices[:100])
+
+
+def test_anny_landmarks_are_vertices():
+    from headrecon.data.bust import anny_model
+
+    n = len(anny_model().template_vertices)
+    assert all(0 <= v < n for v in ANNY_LANDMARKS.values()) and len(set(ANNY_LANDMARKS.values())) == 6
+
+
+def test_bust_scans_and_training_smoke(shared_data, tmp_path):
+    from headrecon.priors.cli import main as train
+    from headrecon.priors.h3dnet import load_prior
+    from headrecon.priors.scans import bust_scanset
+    from headrecon.priors.sira import load_sira
+
+    s = bust_scanset("composite", 2, seed_start=100000, n_points=5000)
+    assert len(s) == 2 and s.norm.mm_per_unit == 360.0
+    assert all(float(p.norm(dim=1).max()) <= 0.98 for p in s.points)
+    assert s.description["source"] == "composite" and s.description["seeds"] == [100000, 100001]
+    out = tmp_path / "h.pt"
+    assert train(["composite", "--out", str(out), "--shapes", "2", "--epochs", "1", "--points", "64",
+                  "--scan-points", "3000", "--no-progress", "--threads", "1"]) == 0
+    p = load_prior(out)
+    assert p.norm.mm_per_unit == 360.0 and p.data["source"] == "composite"
+    out = tmp_path / "s.pt"
+    assert train(["anny", "--model", "sira", "--out", str(out), "--shapes", "2", "--epochs", "1", "--points", "64",
+                  "--scan-points", "3000", "--no-progress", "--threads", "1"]) == 0
+    q = load_sira(out)
+    assert q.norm.mm_per_unit == 360.0 and tuple(q.config.outside_radius) == (0.99, 1.3)
+
+
+def test_make_scene_bust(tmp_path, shared_data, capsys):
+    from headrecon.data import load_scene
+    from headrecon.data.make_scene import main as make_scene
+
+    out = tmp_path / "scene"
+    assert make_scene(["--bust", "composite:100001", "--views", "2", "--size", "48", "--out", str(out),
+                       "--quiet"]) == 0
+    sc = load_scene(out)
+    assert len(sc) == 2 and sc.gt_mesh is not None
+    assert json.loads((out / "scene_info.json").read_text())["source"] == "composite:100001"
+    assert make_scene(["--bust", "cartoon:1", "--out", str(tmp_path / "x"), "--quiet"]) != 0
+    assert "expected SOURCE:SEED" in capsys.readouterr().err
