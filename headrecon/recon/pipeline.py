@@ -9,7 +9,8 @@ then writes the results. Run folder layout::
     checkpoint.pt         model + optimizer + RNG + sampler state (for --resume)
     history.json          loss history (one record per log_every iterations)
     loss_curve.png        the loss history, log scale
-    mesh.ply              the reconstruction in the scene's millimetres (largest component)
+    mesh.ply              the reconstruction in the scene's millimetres (largest component), vertex colours from
+                          the fitted rendering network (each vertex seen along its normal)
     renders_inputs.png    input photo | traced colour | shaded normals, for each input view
     renders_novel.png     the same for novel yaws (with the held-out photo when the scene has that view)
     metrics.json          timings and, when the scene has a ground truth, the H3DS metrics (mm)
@@ -235,6 +236,9 @@ def _run(scene_dir, cfg, run_dir, full, scene, device, resume, stop_after, progr
 
 def write_results(trainer: Trainer, full, scene, run_dir: Path, log=print) -> Dict[str, Any]:
     """Mesh, renders, loss curve and metrics of the current model (returns the metrics dict)."""
+    import numpy as np
+    import trimesh
+
     from ..render.mesh import EmptyLevelSetError
     from .renders import (
         comparison_sheet,
@@ -242,6 +246,8 @@ def write_results(trainer: Trainer, full, scene, run_dir: Path, log=print) -> Di
         loss_curve,
         novel_cameras,
         render_view,
+        to_uint8,
+        vertex_colors,
     )
 
     cfg = trainer.cfg
@@ -251,7 +257,11 @@ def write_results(trainer: Trainer, full, scene, run_dir: Path, log=print) -> Di
     mesh = None
     try:
         mesh = trainer.extract_mesh()
-        mesh.export(run_dir / "mesh.ply")
+        colored = mesh.copy()
+        Sinv = np.linalg.inv(np.asarray(scene.scale_mat, dtype=np.float64))
+        rgb = vertex_colors(trainer.model, np.asarray(mesh.vertices) @ Sinv[:3, :3].T + Sinv[:3, 3])
+        colored.visual = trimesh.visual.ColorVisuals(colored, vertex_colors=to_uint8(rgb))
+        colored.export(run_dir / "mesh.ply")
     except EmptyLevelSetError as exc:
         log(f"warning: no surface to mesh ({exc})")
         metrics["mesh_error"] = str(exc)

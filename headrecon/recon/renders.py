@@ -3,6 +3,8 @@
 * :func:`render_view` traces every pixel of a camera (unit-sphere frame) through the fitted SDF in chunks with the
   run's :class:`headrecon.render.RayTracer` and returns the rendering network's colour, a grey Lambertian shading
   of the normals (headlight from the camera) and the hit mask.
+* :func:`vertex_colors` evaluates the rendering network at mesh vertices, each seen along its normal, for
+  coloured mesh exports.
 * :func:`novel_cameras` places cameras at given yaws around the scene's head frame, at the distance and focal
   length of the first input view; when the full scene holds a view within 5 degrees of a yaw, that view (and
   its photo) is used instead so the render can be compared with a real image.
@@ -19,7 +21,7 @@ import torch
 from PIL import Image, ImageDraw
 from torch.nn.utils import parametrize
 
-__all__ = ["render_view", "novel_cameras", "comparison_sheet", "loss_curve", "to_uint8", "fit_camera"]
+__all__ = ["render_view", "vertex_colors", "novel_cameras", "comparison_sheet", "loss_curve", "to_uint8", "fit_camera"]
 
 
 def to_uint8(img) -> np.ndarray:
@@ -62,6 +64,28 @@ def render_view(model, tracer, camera, chunk: int = 8192, device=None):
         model.train(was_training)
     H, W = camera.height, camera.width
     return rgb.reshape(H, W, 3), shade.reshape(H, W, 3), hit_all.reshape(H, W)
+
+
+def vertex_colors(model, vertices_unit, chunk: int = 16384, device=None) -> np.ndarray:
+    """Colour [N, 3] in [0, 1] of the rendering network at ``vertices_unit`` [N, 3] (the fitted unit frame), each
+    seen from along the SDF's normal there (the view direction of a camera facing that bit of surface)."""
+    device = device or next(model.parameters()).device
+    geo, ren = model.geometry, model.rendering
+    was_training = model.training
+    model.eval()
+    V = torch.as_tensor(np.asarray(vertices_unit), dtype=torch.float32)
+    out = np.zeros((len(V), 3), np.float32)
+    try:
+        for s in range(0, len(V), chunk):
+            x = V[s:s + chunk].to(device)
+            with parametrize.cached():
+                _, feat, g = geo.forward_with_gradient(x, create_graph=False)
+                with torch.no_grad():
+                    c = ren(x, g, torch.nn.functional.normalize(g, dim=-1), feat)
+            out[s:s + len(x)] = c.float().clamp(0.0, 1.0).cpu().numpy()
+    finally:
+        model.train(was_training)
+    return out
 
 
 def _rotate_about(axis, deg):
