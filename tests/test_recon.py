@@ -524,20 +524,27 @@ def test_demo_head_mesh():
 
 
 def test_cli_demo_smoke(tmp_path, capsys):
-    """``--demo`` runs end to end on the procedural scene (tiny settings; the scene is pre-built small here, the
-    CLI reuses a scene folder it finds)."""
-    from headrecon.recon.demo import make_demo_scene
-
-    make_demo_scene(tmp_path / "demo-run-scene", views=8, size=64, resolution=64)
+    """``--demo`` copies the shipped 3-view scene of the real scan, runs SIRA++ by default (``--method idr`` the
+    baseline), prints the H3DS errors and writes a vertex-coloured mesh (tiny settings)."""
     out = tmp_path / "demo-run"
-    args = ["--demo", "--out", str(out), "--iterations", "2", "--quiet", "--image-size", "32", "--batch-rays",
-            "128", "--geo-hidden", "48", "--geo-layers", "2", "--geo-skip", "2", "--mesh-resolution", "32",
+    tiny = ["--iterations", "2", "--quiet", "--image-size", "32", "--batch-rays", "128", "--mesh-resolution", "48",
             "--render-size", "24", "--novel-yaws", "180"]
-    assert cli.main(args) == 0
-    assert (tmp_path / "demo-run-scene" / "full_head.obj").is_file()
+    assert cli.main(["--demo", "--out", str(out)] + tiny) == 0
+    scene = tmp_path / "demo-run-scene"
+    assert (scene / "full_head.obj").is_file() and (scene / "LICENSE.txt").is_file()
+    assert "CC BY 3.0" in (scene / "README.md").read_text() or "Attribution 3.0" in (scene / "README.md").read_text()
+    assert json.loads((out / "config.json").read_text())["method"] == "sira"
     m = json.loads((out / "metrics.json").read_text())
-    assert m["finished"] and m["views"] == [0, 7, 1]
-    assert str(out.resolve()) in capsys.readouterr().out
+    assert m["finished"] and m["views"] == [0, 1, 2] and "face_gt2pred_mm" in m["h3ds"]
+    printed = capsys.readouterr().out
+    assert str(out.resolve()) in printed and "face gt->pred" in printed
+    mesh = trimesh.load(out / "mesh.ply", process=False)
+    cols = np.asarray(mesh.visual.vertex_colors)[:, :3]
+    assert cols.shape == (len(mesh.vertices), 3) and cols.std(axis=0).max() > 1.0  # coloured, not one colour
+    out2 = tmp_path / "demo-idr"
+    assert cli.main(["--demo", "--method", "idr", "--out", str(out2), "--geo-hidden", "48", "--geo-layers", "2",
+                     "--geo-skip", "2"] + tiny) == 0
+    assert json.loads((out2 / "config.json").read_text())["method"] == "idr"
     with pytest.raises(SystemExit):
         cli.main(["--demo", "--preset", "paper", "--out", str(tmp_path / "x")])
 
