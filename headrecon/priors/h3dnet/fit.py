@@ -18,8 +18,13 @@ cubes, in mm) and reports point-to-surface distances with :func:`headrecon.eval.
 
 No alignment is estimated: the prior frame is fixed, so errors include any placement error.
 
-CLI: ``python -m headrecon.priors.h3dnet.fit [--prior PRIOR.pt] [--heldout 5 | --seeds 100000 100003] [--scan FILE
---gt MESH]`` prints a table (fitted latent vs the mean latent) and can write the meshes and a JSON report.
+The same fit works for a SIRA++ model (its shape latent ``z_sdf``, the deformation and reference SDF fixed) and
+for held-out busts (``source`` ``composite`` / ``anny``, :mod:`headrecon.data.bust`; every surface counts, the open
+bottom cut excepted).
+
+CLI: ``python -m headrecon.priors.h3dnet.fit [--prior PRIOR.pt | --sira SIRA.pt] [--source ict|composite|anny]
+[--heldout 5 | --seeds 100000 100003] [--scan FILE --gt MESH]`` prints a table (fitted latent vs the mean latent)
+and can write the meshes and a JSON report.
 """
 from __future__ import annotations
 
@@ -35,7 +40,24 @@ import torch
 from ...cli import add_debug_flag, run_command
 from .model import ShapePrior, load_prior
 
-__all__ = ["fit_latent", "evaluate_fit", "fit_heldout_ict", "main"]
+__all__ = ["fit_latent", "evaluate_fit", "fit_heldout", "fit_heldout_ict", "main"]
+
+
+def _sdf(prior, x, z):
+    """The prior's SDF at ``x`` for latent ``z`` (H3D-Net decoder or SIRA++ deformation + reference)."""
+    return prior.decoder.sdf(x, z) if hasattr(prior, "decoder") else prior.sdf(x, z)
+
+
+def _mean_latent(prior):
+    return prior.mean_latent() if hasattr(prior, "mean_latent") else prior.mean_latents()[0]
+
+
+def _fixed_parameters(prior):
+    return list(prior.decoder.parameters() if hasattr(prior, "decoder") else prior.parameters())
+
+
+def _device(prior):
+    return getattr(prior, "device", None) or next(prior.parameters()).device
 
 
 def fit_latent(prior: ShapePrior, points, normals=None, iters: int = 300, lr: float = 1e-2,
@@ -46,19 +68,20 @@ def fit_latent(prior: ShapePrior, points, normals=None, iters: int = 300, lr: fl
     Only the latent changes (the decoder's ``requires_grad`` flags are restored afterwards). ``init``: starting
     latent (default the mean latent). Returns ``(z [latent_dim], history)`` with the loss per iteration.
     """
-    dev = prior.device
+    dev = _device(prior)
     P = torch.as_tensor(np.asarray(points, dtype=np.float32), device=dev)
     if P.ndim != 2 or P.shape[1] != 3 or len(P) == 0:
         raise ValueError(f"points must be [N, 3] with N > 0, got {tuple(P.shape)}")
     N = None if normals is None else torch.as_tensor(np.asarray(normals, dtype=np.float32), device=dev)
     reg = prior.config.latent_reg if latent_reg is None else float(latent_reg)
     wn = prior.config.normal_weight if normal_weight is None else float(normal_weight)
-    z = torch.nn.Parameter((prior.mean_latent() if init is None else torch.as_tensor(init, device=dev)).clone().float())
+    z = torch.nn.Parameter((_mean_latent(prior) if init is None else torch.as_tensor(init, device=dev)).clone().float())
     opt = torch.optim.Adam([z], lr=lr)
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, [int(iters * 0.6), int(iters * 0.85)], gamma=0.3)
     gen = torch.Generator().manual_seed(int(seed))
-    flags = [p.requires_grad for p in prior.decoder.parameters()]
-    for p in prior.decoder.parameters():
+    fixed = _fixed_parameters(prior)
+    flags = [p.requires_grad for p in fixed]
+    for p in fixed:
         p.requires_grad_(False)
     history = []
     it = range(int(iters))
@@ -72,11 +95,11 @@ def fit_latent(prior: ShapePrior, points, normals=None, iters: int = 300, lr: fl
             x = P[idx]
             if wn > 0 and N is not None:
                 x = x.requires_grad_(True)
-                s = prior.decoder.sdf(x, z)
+                s = _sdf(prior, x, z)
                 (g,) = torch.autograd.grad(s.sum(), x, create_graph=True)
                 loss = s.abs().mean() + wn * (g - N[idx]).norm(dim=-1).mean()
             else:
-                s = prior.decoder.sdf(x, z)
+                s = _sdf(prior, x, z)
                 loss = s.abs().mean()
             loss = loss + reg * z.pow(2).sum()
             opt.zero_grad()
@@ -85,7 +108,7 @@ def fit_latent(prior: ShapePrior, points, normals=None, iters: int = 300, lr: fl
             sched.step()
             history.append(float(loss.detach()))
     finally:
-        for p, f in zip(prior.decoder.parameters(), flags):
+        for p, f in zip(fixed, flags):
             p.requires_grad_(f)
     return z.detach(), history
 
@@ -131,53 +154,72 @@ def evaluate_fit(prior: ShapePrior, z, gt_mesh, scan_points_mm=None, keep_faces=
     return out, mesh
 
 
-def fit_heldout_ict(prior: ShapePrior, seeds, iters: int = 300, resolution: int = 128, out_dir=None,
-                    progress: bool = True, log=print) -> dict:
-    """Fit held-out ICT heads (seeds, e.g. :func:`headrecon.priors.heldout_seeds`) as simulated raw scans.
+def fit_heldout(prior, seeds, source: str = "ict", iters: int = 300, resolution: int = 128, out_dir=None,
+                progress: bool = True, log=print) -> dict:
+    """Fit held-out shapes (seeds, e.g. :func:`headrecon.priors.heldout_seeds`) of ``source`` (``ict``,
+    ``composite`` or ``anny``) as simulated raw scans, with an H3D-Net prior or a SIRA++ model.
 
     For every seed: simulate the raw scan (same simulation as training), fit the latent, evaluate it and the
-    mean latent against the watertight ground truth. Returns ``{"rows": [...], "summary": {...}}``.
+    mean latent against the ground truth (ICT: without the neck cap; busts: everything). Returns
+    ``{"rows": [...], "summary": {...}}``.
     """
-    from ..scans import ict_raw_scan, ict_visible_faces
+    from ..scans import bust_raw_scan, ict_raw_scan, ict_visible_faces
 
+    norm = prior.norm
+    n_points = int(getattr(prior.config, "scan_points", 30000))
     rows = []
-    mean_z = prior.mean_latent()
+    mean_z = _mean_latent(prior)
     for seed in seeds:
         t0 = time.perf_counter()
-        scan, gt = ict_raw_scan(int(seed), n_points=prior.config.scan_points, return_mesh=True)
-        pu = prior.to_unit(scan.points)
+        if source == "ict":
+            scan, gt = ict_raw_scan(int(seed), n_points=n_points, return_mesh=True)
+            keep = ict_visible_faces(gt)
+        else:
+            scan, gt = bust_raw_scan(source, int(seed), n_points=n_points, return_mesh=True)
+            keep = None
+        pu = norm.to_unit(scan.points)
         nu = scan.normals  # pure translation + scale: normals unchanged
         z, hist = fit_latent(prior, pu, nu, iters=iters, seed=int(seed), progress=progress)
-        keep = ict_visible_faces(gt)
         nose = gt.vertices[gt.metadata["landmarks"]["nose_tip"]]
         fit, mesh = evaluate_fit(prior, z, gt, scan.points, keep, nose, resolution=resolution)
         base, mesh0 = evaluate_fit(prior, mean_z, gt, scan.points, keep, nose, resolution=resolution)
-        row = {"seed": int(seed), "scan_points": len(scan), "kept_fraction": scan.meta["kept_fraction"],
-               "fit": fit, "mean_latent": base, "final_loss": hist[-1], "seconds": time.perf_counter() - t0}
+        row = {"source": source, "seed": int(seed), "scan_points": len(scan),
+               "kept_fraction": scan.meta["kept_fraction"], "fit": fit, "mean_latent": base,
+               "final_loss": hist[-1], "seconds": time.perf_counter() - t0}
         rows.append(row)
-        log(f"seed {seed}: fitted gt2pred {fit['gt2pred_mm']:.2f} mm (face {fit['face_gt2pred_mm']:.2f}), "
+        log(f"{source} {seed}: fitted gt2pred {fit['gt2pred_mm']:.2f} mm (face {fit['face_gt2pred_mm']:.2f}), "
             f"pred2gt {fit['pred2gt_mm']:.2f} (face {fit['face_pred2gt_mm']:.2f}), scan2pred "
             f"{fit['scan2pred_mm']:.2f} | mean latent gt2pred {base['gt2pred_mm']:.2f} (face "
             f"{base['face_gt2pred_mm']:.2f}) [{row['seconds']:.0f} s]")
         if out_dir is not None:
             d = Path(out_dir)
             d.mkdir(parents=True, exist_ok=True)
-            mesh.export(str(d / f"ict{seed}_fit.ply"))
-            mesh0.export(str(d / f"ict{seed}_mean.ply"))
-            gt.export(str(d / f"ict{seed}_gt.ply"))
+            mesh.export(str(d / f"{source}{seed}_fit.ply"))
+            mesh0.export(str(d / f"{source}{seed}_mean.ply"))
+            gt.export(str(d / f"{source}{seed}_gt.ply"))
     keys = ("gt2pred_mm", "face_gt2pred_mm", "pred2gt_mm", "face_pred2gt_mm", "scan2pred_mm")
     summary = {f"fit_{k}": float(np.mean([r["fit"][k] for r in rows])) for k in keys}
     summary.update({f"mean_latent_{k}": float(np.mean([r["mean_latent"][k] for r in rows])) for k in keys})
-    summary.update(n=len(rows), iters=iters, resolution=resolution)
+    summary.update(n=len(rows), iters=iters, resolution=resolution, source=source)
     return {"rows": rows, "summary": summary}
+
+
+def fit_heldout_ict(prior: ShapePrior, seeds, iters: int = 300, resolution: int = 128, out_dir=None,
+                    progress: bool = True, log=print) -> dict:
+    """:func:`fit_heldout` on held-out ICT heads."""
+    return fit_heldout(prior, seeds, "ict", iters=iters, resolution=resolution, out_dir=out_dir,
+                       progress=progress, log=log)
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m headrecon.priors.h3dnet.fit", description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("--prior", default=None, help="prior checkpoint (default: the shipped prior)")
-    ap.add_argument("--heldout", type=int, default=3, help="fit the first N held-out ICT seeds (100000, ...)")
-    ap.add_argument("--seeds", type=int, nargs="+", default=None, help="explicit ICT seeds instead of --heldout")
+    ap.add_argument("--sira", default=None, help="fit this SIRA++ model's shape latent instead of an H3D-Net prior")
+    ap.add_argument("--source", choices=["ict", "composite", "anny"], default="ict",
+                    help="held-out shapes: ICT heads, ICT heads on Anny busts, or Anny busts")
+    ap.add_argument("--heldout", type=int, default=3, help="fit the first N held-out seeds (100000, ...)")
+    ap.add_argument("--seeds", type=int, nargs="+", default=None, help="explicit seeds instead of --heldout")
     ap.add_argument("--scan", default=None, help="fit a scan file (ply/obj...) in mm, ICT frame, instead")
     ap.add_argument("--gt", default=None, help="ground-truth mesh (mm) for --scan")
     ap.add_argument("--iters", type=int, default=300)
@@ -193,13 +235,18 @@ def main(argv=None) -> int:
 
 
 def _run(args) -> int:
-    prior = load_prior(args.prior)
+    if args.sira:
+        from ..sira.model import load_sira
+
+        prior = load_sira(args.sira)
+    else:
+        prior = load_prior(args.prior)
     if args.scan:
         from ...data.meshio import load_mesh
         from ..scans import load_scan_file
 
         scan = load_scan_file(args.scan, n_points=prior.config.scan_points)
-        z, _ = fit_latent(prior, prior.to_unit(scan.points), scan.normals, iters=args.iters, progress=True)
+        z, _ = fit_latent(prior, prior.norm.to_unit(scan.points), scan.normals, iters=args.iters, progress=True)
         if args.gt:
             res, mesh = evaluate_fit(prior, z, load_mesh(args.gt), scan.points, resolution=args.resolution)
         else:
@@ -216,10 +263,10 @@ def _run(args) -> int:
         from .. import heldout_seeds
 
         seeds = args.seeds if args.seeds else heldout_seeds(args.heldout)
-        report = fit_heldout_ict(prior, seeds, iters=args.iters, resolution=args.resolution,
-                                 out_dir=args.out_dir)
+        report = fit_heldout(prior, seeds, args.source, iters=args.iters, resolution=args.resolution,
+                             out_dir=args.out_dir)
         s = report["summary"]
-        print(f"mean over {s['n']} held-out heads: fitted latent gt2pred {s['fit_gt2pred_mm']:.2f} mm, face "
+        print(f"mean over {s['n']} held-out {args.source} shapes: fitted latent gt2pred {s['fit_gt2pred_mm']:.2f} mm, face "
               f"{s['fit_face_gt2pred_mm']:.2f} mm, pred2gt {s['fit_pred2gt_mm']:.2f} mm (face "
               f"{s['fit_face_pred2gt_mm']:.2f} mm), scan2pred {s['fit_scan2pred_mm']:.2f} mm; mean latent "
               f"gt2pred {s['mean_latent_gt2pred_mm']:.2f} mm, face {s['mean_latent_face_gt2pred_mm']:.2f} mm")
