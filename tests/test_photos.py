@@ -243,7 +243,7 @@ def test_prepare_from_photos(ict_views, tmp_path):
         # measured: 4-9 deg (the fit turns views at 45 deg yaw about 4 deg too little: docs/results/photos.md)
         assert np.degrees(Rotation.from_matrix(rel_fit @ rel_true.T).magnitude()) < 12.0
     info = json.loads((tmp_path / "scene" / "scene_info.json").read_text())
-    assert info["prior_scale_mat"] and info["masks"]["estimated"]
+    assert np.allclose(info["head_transform"], np.eye(4)) and info["masks"]["estimated"]
     # bad input: a file that claims to be an image, and a folder without a face
     (photos / "broken.png").write_bytes(b"not a png")
     with pytest.raises(SceneError, match="broken.png"):
@@ -340,3 +340,30 @@ def test_one_view_depth_from_the_scene_sphere():
     assert np.linalg.norm(c_plain - centre) > 40.0
     assert np.linalg.norm(c_placed - centre) < 3.0 and abs(placed.scale - 0.9) < 0.01
     assert placed.report["depth_ratio"] == pytest.approx(placed.scale)
+
+
+def test_prepared_head_transform_places_any_prior_frame():
+    """A prepared scene says where the ICT model frame lies (``head_transform``); each prior composes it with its
+    own frame (ICT-head or bust prior), and an older scene's ``prior_scale_mat`` (made for the ICT-frame prior)
+    gives the same placement."""
+    from types import SimpleNamespace
+
+    from scipy.spatial.transform import Rotation as R
+
+    from headrecon.photos.frame import scene_prior_frame
+    from headrecon.priors.normalization import Normalization, bust_normalization
+
+    T = np.eye(4)
+    T[:3, :3] = R.from_rotvec([0.2, -0.4, 0.1]).as_matrix()
+    T[:3, 3] = [30.0, -50.0, 700.0]
+    S_scene = np.diag([400.0, 400.0, 400.0, 1.0])
+    S_scene[:3, 3] = [0.0, -65.0, 650.0]
+    for norm in (Normalization(), bust_normalization()):
+        prior = SimpleNamespace(norm=norm)
+        new = SimpleNamespace(scale_mat=S_scene, meta={"head_transform": T.tolist()})
+        M, rep = scene_prior_frame(new, prior)
+        assert rep["source"] == "scene_info.json head_transform"
+        assert np.allclose(M, np.linalg.inv(T @ norm.scale_mat) @ S_scene)
+        old = SimpleNamespace(scale_mat=S_scene, meta={"prior_scale_mat": (T @ Normalization().scale_mat).tolist()})
+        M_old, rep = scene_prior_frame(old, prior)
+        assert rep["source"] == "scene_info.json prior_scale_mat" and np.allclose(M_old, M)

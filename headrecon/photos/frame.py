@@ -4,8 +4,10 @@ cameras. Ground truth is used only when asked for (``--frame gt``, for ablations
 :func:`scene_prior_frame` returns the 4x4 similarity *scene unit frame -> prior unit frame* and a JSON-ready
 report for ``run.json`` (``source``, the fit's residuals in mm, the views with and without a face). Modes:
 
-* ``auto`` (default): ``scene_info.json``'s ``prior_scale_mat`` when the scene gives one; else ``images``; else
-  (no face found in any view, or MediaPipe missing) ``centre``, and the report says why.
+* ``auto`` (default): ``scene_info.json``'s ``head_transform`` (ICT model frame -> scene mm, written by
+  ``headrecon-prepare``, whose fit already placed the head) when the scene gives one; else ``images``; else (no
+  face found in any view, or MediaPipe missing) ``centre``, and the report says why. (Scenes prepared before
+  ``head_transform`` existed carry ``prior_scale_mat``, the ICT-frame prior's matrix; it is converted.)
 * ``images``: MediaPipe landmarks in every view, triangulated with the cameras, the sparse ICT morphable model
   fitted to them (:func:`headrecon.photos.fit.fit_head`): the prior's ICT frame maps onto the fitted head. One view:
   the model's size gives the depth (``--frame-depth model``), or the scene's unit-sphere centre does
@@ -72,8 +74,14 @@ def scene_prior_frame(scene, prior, mode: str = "auto", depth: str = "model"):
     N = prior.norm.scale_mat
     report = {"mode": mode}
     S = None
-    if mode == "auto" and meta.get("prior_scale_mat") is not None:
-        S = np.asarray(meta["prior_scale_mat"], dtype=np.float64)
+    if mode == "auto" and meta.get("head_transform") is not None:
+        S = np.asarray(meta["head_transform"], dtype=np.float64) @ N
+        report["source"] = "scene_info.json head_transform"
+    elif mode == "auto" and meta.get("prior_scale_mat") is not None:
+        from ..priors.normalization import Normalization
+
+        head = np.asarray(meta["prior_scale_mat"], dtype=np.float64) @ np.linalg.inv(Normalization().scale_mat)
+        S = head @ N
         report["source"] = "scene_info.json prior_scale_mat"
     elif mode == "gt":
         pos = _gt_landmarks(scene)

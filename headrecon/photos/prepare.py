@@ -7,12 +7,14 @@ projection: :func:`headrecon.photos.fit.fit_cameras`), and write the IDR/H3DS la
 
 * ``image/``, ``mask/`` (the user's masks from ``--masks`` win; else estimated: :mod:`headrecon.photos.masks`);
 * ``cameras.npz``: ``world_mat_i = K [R | t]`` in the fitted head's frame (the ICT frame: millimetres, +Y up, +Z
-  out of the face) and ``scale_mat_i``: a sphere of ``--radius-mm`` (default 300) around the head's centre;
+  out of the face) and ``scale_mat_i``: a sphere of ``--radius-mm`` (default 400) around the bust frame's centre
+  (65 mm below the ICT origin: head, neck and shoulders fit in it);
 * ``proxy.ply``: the fitted ICT face (the vertices within 95 mm of its nose tip) as a facial proxy (needs the
   ICT-FaceKit basis in ``<shared>/data/ict_facekit``; without it, ``proxy_landmarks.ply``: the fitted landmark
   points);
 * ``scene_info.json``: how it was made (focal source, per-view reprojection error, views left out) and
-  ``prior_scale_mat`` (the prior methods' frame: the fit already placed the head).
+  ``head_transform`` (the ICT model frame in the scene, the identity here: the prior methods place their prior
+  with it, whatever their own frame).
 
 Photos without a face cannot be posed and are left out (named on the console and in ``scene_info.json``).
 This is the "initial camera parameters from an optimisation-based 3DMM fit" step of Wang et al.
@@ -51,8 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="focal length in pixels of every photo (default: EXIF, else --focal-mm35)")
     ap.add_argument("--focal-mm35", type=float, default=50.0,
                     help="35 mm-equivalent focal length when neither --focal-px nor EXIF gives one")
-    ap.add_argument("--radius-mm", type=float, default=300.0,
-                    help="radius of the scene's bounding sphere (scale_mat) around the head's centre")
+    ap.add_argument("--radius-mm", type=float, default=400.0,
+                    help="radius of the scene's bounding sphere (scale_mat) around the bust's centre (65 mm below "
+                         "the ICT origin)")
     ap.add_argument("--modes", type=int, default=40, help="identity modes fitted (of 100)")
     ap.add_argument("--max-size", type=int, default=0,
                     help="reduce photos so that their larger side is at most this (0 = keep)")
@@ -99,14 +102,14 @@ def _intrinsics(w: int, h: int, focal_px: float) -> np.ndarray:
 
 
 def prepare(photos: Path, out: Path, masks_dir: Path | None = None, focal_px: float | None = None,
-            focal_mm35: float = 50.0, radius_mm: float = 300.0, n_modes: int = 40, max_size: int = 0,
+            focal_mm35: float = 50.0, radius_mm: float = 400.0, n_modes: int = 40, max_size: int = 0,
             overwrite: bool = False, log=print) -> dict:
     """The work of ``headrecon-prepare`` (see the module docstring); returns the report written to
     ``scene_info.json``."""
     from ..data.camera import Camera
     from ..data.errors import SceneError
     from ..data.scene import Scene, load_mask, write_scene
-    from ..priors.normalization import CENTER_MM, Normalization
+    from ..priors.normalization import BUST_CENTER_MM
     from .detect import detect_landmarks
     from .fit import fit_cameras
     from .masks import fill_missing_masks
@@ -137,7 +140,7 @@ def prepare(photos: Path, out: Path, masks_dir: Path | None = None, focal_px: fl
     keep = fit.posed
     S = np.eye(4)
     S[:3, :3] *= float(radius_mm)
-    S[:3, 3] = CENTER_MM
+    S[:3, 3] = BUST_CENTER_MM
     cams, imgs, msks = [], [], []
     for k in keep:
         h, w = images[k].shape[:2]
@@ -157,7 +160,7 @@ def prepare(photos: Path, out: Path, masks_dir: Path | None = None, focal_px: fl
               "skipped_files": skipped, "focal_px": [float(Ks[k][0, 0]) for k in keep],
               "focal_source": [focal_src[k] for k in keep], "radius_mm": float(radius_mm),
               "identity_weights": [round(float(x), 4) for x in fit.weights], **fit.report,
-              "prior_scale_mat": Normalization().scale_mat.tolist(), "units": "mm",
+              "head_transform": np.eye(4).tolist(), "units": "mm",
               "frame": "ICT-FaceKit model frame of the fitted head (mm, +Y up, +Z out of the face)"}
     scene = Scene.from_arrays(imgs, [m if m is not None else np.ones(i.shape[:2], bool) for m, i in zip(msks, imgs)],
                               cams, S, meta=report)
