@@ -3,8 +3,9 @@
 Three 256 px renders (yaw 0 deg and +-45 deg, the H3DS 3-view set) of the Lee Perry-Smith head scan (CC BY 3.0,
 ``../shared/data/scans/lee_perry_smith``) with their masks and cameras, made by ``headrecon-make-scene --lps``
 (studio lights, 2x2 supersampling), plus the scan itself as the ground truth (``full_head.obj`` in mm, written
-with 0.01 mm precision to keep the scene small; all 8,844 vertices kept so that the nearest-vertex H3DS metrics
-are the same as on the full-resolution scene), its six landmarks and face region. About 0.5 MB.
+with 0.01 mm precision to keep the scene small; every vertex kept so that the nearest-vertex H3DS metrics
+are the same as on the full-resolution scene; the outer surface, as `headrecon-make-scene --lps` keeps it),
+its six landmarks and face region. About 0.5 MB.
 
 Run from the repository root: ``PYTHONPATH=. python tools/make_demo_scene.py`` (a few seconds).
 """

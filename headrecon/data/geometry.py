@@ -1,4 +1,5 @@
-"""Small point-set geometry shared by the data, prior and photo code: least-squares similarity (Umeyama).
+"""Small geometry shared by the data, prior and photo code: least-squares similarity (Umeyama), the faces of a
+mesh that can be seen from outside.
 
 Lives at the data level so that scene and shape generators (:mod:`headrecon.data.bust`) and the prior frame
 (:mod:`headrecon.priors.normalization`, which re-exports it) use one implementation without an import cycle.
@@ -7,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["umeyama", "apply_transform"]
+__all__ = ["umeyama", "apply_transform", "outer_faces"]
 
 
 def umeyama(src, dst, weights=None, scale: bool = False) -> np.ndarray:
@@ -33,3 +34,33 @@ def apply_transform(T, points) -> np.ndarray:
     """Points [N, 3] mapped by the 4x4 matrix ``T`` (affine part)."""
     p = np.asarray(points, dtype=np.float64)
     return p @ np.asarray(T)[:3, :3].T + np.asarray(T)[:3, 3]
+
+
+def outer_faces(mesh, n_directions: int = 256, distance: float | None = None) -> np.ndarray:
+    """Bool mask [F] of the faces of ``mesh`` that can be seen from outside: a ray from far away in one of
+    ``n_directions`` directions (a Fibonacci sphere) towards the face's centroid hits that face first. Interior
+    surfaces (a scan's mouth bag, eye sockets behind closed lids) are never seen by any camera, so they are not
+    part of what a reconstruction from photographs can be compared with."""
+    import trimesh
+
+    F = np.asarray(mesh.faces)
+    C = np.asarray(mesh.triangles_center, dtype=np.float64)
+    N = np.asarray(mesh.face_normals, dtype=np.float64)
+    dist = float(distance or 4.0 * np.ptp(np.asarray(mesh.vertices), axis=0).max())
+    i = np.arange(n_directions) + 0.5
+    phi = np.arccos(1.0 - 2.0 * i / n_directions)
+    th = np.pi * (1.0 + 5.0 ** 0.5) * i
+    D = np.stack([np.cos(th) * np.sin(phi), np.sin(th) * np.sin(phi), np.cos(phi)], 1)
+    try:
+        inter = trimesh.ray.ray_pyembree.RayMeshIntersector(mesh)
+    except Exception:  # no embree: trimesh's slower intersector
+        inter = mesh.ray
+    seen = np.zeros(len(F), dtype=bool)
+    for d in D:
+        todo = np.nonzero(~seen & (N @ d > 0.0))[0]  # only faces turned towards that side can be seen from it
+        if len(todo) == 0:
+            continue
+        o = C[todo] + d * dist
+        tri = inter.intersects_first(o, np.broadcast_to(-d, o.shape).copy())
+        seen[todo[tri == todo]] = True
+    return seen

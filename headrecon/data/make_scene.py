@@ -89,7 +89,7 @@ def _main(args) -> int:
         mesh, mm_per_unit, source = bust_mesh(kind, int(seed)), 1.0, f"{kind}:{int(seed)}"
     elif args.lps:
         from .scans import load_lee_perry_smith
-        mesh, mm_per_unit, source = load_lee_perry_smith(), 1.0, "lee_perry_smith"
+        mesh, mm_per_unit, source = load_lee_perry_smith(), 1.0, "lee_perry_smith (outer surface)"
     else:
         from .meshio import load_mesh
         mesh, source = load_mesh(args.mesh), str(args.mesh)
