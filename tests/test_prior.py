@@ -413,18 +413,24 @@ def test_presets():
 
 # ------------------------------------------------------------------------------------------ shipped prior
 def test_shipped_prior_is_head_sized():
+    """The shipped prior: 500 heads with shoulders (ICT heads on Anny busts), in the bust frame; its mean shape
+    has a head of human size and shoulders."""
     path = default_prior_path()
     if not path.is_file():
         pytest.skip(f"shipped prior absent ({path}); train it with the command in headrecon/assets/README.md")
     prior = ShapePrior.load(path)
-    assert prior.data.get("source") == "ict" and prior.num_latents >= 16
-    assert path.stat().st_size < 8e6
-    mesh = prior.mesh(None, resolution=64)  # mean head, mm, ICT frame
+    assert prior.data.get("source") == "composite" and prior.num_latents >= 500
+    assert prior.norm.mm_per_unit == 360.0
+    assert path.stat().st_size < 10e6
+    mesh = prior.mesh(None, resolution=96)  # mean bust, mm, ICT frame
     V = np.asarray(mesh.vertices)
     head = V[V[:, 1] > -74.0]  # above the chin (the neutral ICT head: 184 x 218 mm in x / z there, top at 147 mm)
     w, _, d = head.max(0) - head.min(0)
     assert 150 < w < 230 and 170 < d < 260 and 110 < V[:, 1].max() < 190, (w, d, V[:, 1].max())
-    assert np.linalg.norm(prior.to_unit(V), axis=1).max() < 1.0  # closed inside the unit sphere
+    chest = V[np.abs(V[:, 1] + 190.0) < 10.0]  # 190 mm below the ICT origin: shoulders
+    assert np.ptp(chest[:, 0]) > 300.0, np.ptp(chest[:, 0])
+    # the head lies well inside the unit sphere (the bust, open at its cut like the scans, runs to the boundary)
+    assert np.linalg.norm(prior.to_unit(head), axis=1).max() < 0.8
     x = torch.as_tensor(prior.to_unit([[0.0, 0.0, 0.0]]), dtype=torch.float32)  # inside the head
     assert float(prior.sdf(x).detach()) < 0
 

@@ -266,7 +266,7 @@ def test_cli_model_sira_errors(tmp_path, capsys):
     from headrecon.priors import cli
 
     rc = cli.main([str(tmp_path), "--model", "sira", "--out", str(tmp_path / "x.pt"), "--no-progress"])
-    assert rc == 2 and "ICT heads only" in capsys.readouterr().err
+    assert rc == 2 and "simulated shapes only" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------------------------------ reconstruction
@@ -466,13 +466,15 @@ def test_shipped_sira_model():
         pytest.skip("shipped SIRA++ model not present")
     assert path.stat().st_size < 3e6
     m = load_sira()
-    assert m.num_latents >= 16 and m.meta.get("epochs_done") == m.config.epochs
+    assert m.num_latents >= 500 and m.meta.get("epochs_done") == m.config.epochs
+    assert m.data["source"] == "composite" and m.norm.mm_per_unit == 360.0  # heads with shoulders, bust frame
     z = m.mean_latents()[0]
     with torch.no_grad():
-        # closed inside the unit sphere, head-sized: inside at the centre, outside beyond 0.95
-        assert float(m.sdf(torch.zeros(1, 3), z)) < 0
-        far = torch.nn.functional.normalize(torch.randn(500, 3), dim=-1) * 0.95
-        assert float(m.sdf(far, z).min()) > 0
+        # inside at the head's centre and at the chest, outside above the head and beside the face
+        inside = m.norm.to_unit(np.array([[0.0, 30.0, 0.0], [0.0, -200.0, 0.0]]))
+        outside = m.norm.to_unit(np.array([[0.0, 220.0, 0.0], [150.0, 30.0, 0.0], [0.0, 30.0, 200.0]]))
+        assert float(m.sdf(torch.as_tensor(inside, dtype=torch.float32), z).max()) < 0
+        assert float(m.sdf(torch.as_tensor(outside, dtype=torch.float32), z).min()) > 0
 
 
 def test_cli_model_sira_deformation_flags(tmp_path, monkeypatch):

@@ -37,7 +37,7 @@ from .base import MethodOptions, Phase, ReconMethod, ReconModel, option, registe
 class H3DNetOptions(MethodOptions):
     """``--method h3dnet``: the prior and the two-phase schedule."""
 
-    prior: Optional[str] = option(None, "prior checkpoint (default: the shipped headrecon/assets/prior_h3dnet_fast.pt, "
+    prior: Optional[str] = option(None, "prior checkpoint (default: the shipped headrecon/assets/prior_h3dnet_bust.pt, "
                                         "see headrecon-train-prior)")
     prior_latent_fraction: float = option(0.25, "phase 1 (only the latent code and the rendering network train) as a "
                                                 "share of the run; then the decoder is unfrozen (0 = no schedule: "

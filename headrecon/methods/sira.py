@@ -44,7 +44,7 @@ saves no time; ``--ss-shrink true`` removes them from the batch instead (SIRA++'
 run's time), at a measured accuracy cost from 4 views on (README).
 
 Options (:class:`SiraOptions`): ``sira_prior`` (model path; default
-the shipped ``headrecon/assets/prior_sira_fast.pt``), ``sira_unfreeze_epoch``, ``sira_latent_lr``,
+the shipped ``headrecon/assets/prior_sira_bust.pt``), ``sira_unfreeze_epoch``, ``sira_latent_lr``,
 ``sira_latent_reg``, ``sira_anchor_weight``, ``sira_anchor_views``, ``sira_anchor_radius``, ``sira_anchor_batch``,
 ``sira_accel``.
 """
@@ -68,7 +68,7 @@ class SiraOptions(MethodOptions):
     """``--method sira``: the model, the schedule, the code prior, the deformation anchor and the acceleration."""
 
     sira_prior: Optional[str] = option(None, "shape-and-appearance model (default: the shipped "
-                                             "headrecon/assets/prior_sira_fast.pt, see headrecon-train-prior --model "
+                                             "headrecon/assets/prior_sira_bust.pt, see headrecon-train-prior --model "
                                              "sira)")
     sira_unfreeze_epoch: int = option(100, "epoch (of the nominal `epochs`) at which the deformation and rendering "
                                            "networks are unfrozen; before it only the latents train")

@@ -33,7 +33,7 @@ Using the prior in a reconstruction (H3D-Net)::
 
     from . import load_prior
     from .. import prior_normalization
-    prior = load_prior()                       # the shipped prior (headrecon/assets/prior_h3dnet_fast.pt)
+    prior = load_prior()                       # the shipped prior (headrecon/assets/prior_h3dnet_bust.pt)
     S = prior_normalization(landmarks=lm_mm)   # prior unit -> scene mm; or use the scene's scale_mat and
     frame = np.linalg.inv(S) @ scene.scale_mat #   compose the frames (scene unit -> prior unit)
     net = prior.geometry_network(z=None, frame=frame)  # LatentGeometry, latent initialised to the mean

@@ -44,8 +44,8 @@ def build_decoder(cfg: PriorConfig) -> GeometryNetwork:
 
 
 def default_prior_path() -> Path:
-    """The pretrained prior shipped with the package (``headrecon/assets/prior_h3dnet_fast.pt``)."""
-    return Path(__file__).resolve().parents[2] / "assets" / "prior_h3dnet_fast.pt"
+    """The pretrained prior shipped with the package (``headrecon/assets/prior_h3dnet_bust.pt``)."""
+    return Path(__file__).resolve().parents[2] / "assets" / "prior_h3dnet_bust.pt"
 
 
 class ShapePrior(nn.Module):

@@ -371,8 +371,8 @@ class SiraPrior(nn.Module):
 
 
 def default_sira_path() -> Path:
-    """The shipped SIRA++ model (``headrecon/assets/prior_sira_fast.pt``)."""
-    return Path(__file__).resolve().parents[2] / "assets" / "prior_sira_fast.pt"
+    """The shipped SIRA++ model (``headrecon/assets/prior_sira_bust.pt``)."""
+    return Path(__file__).resolve().parents[2] / "assets" / "prior_sira_bust.pt"
 
 
 def load_sira(path=None, device="cpu") -> SiraPrior:
