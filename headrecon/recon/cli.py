@@ -24,7 +24,7 @@ __all__ = ["main", "build_parser"]
 
 PROG = "headrecon-reconstruct"
 DEMO_METHOD = "sira"        # --demo without --method
-DEMO_ITERATIONS = 600       # --demo without --iterations: about 2-3 minutes on 2 CPU cores
+DEMO_ITERATIONS = 500       # --demo without --iterations: about 3 minutes on 2 CPU cores
 
 
 def demo_scene_dir() -> Path:
