@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 import trimesh
+from scipy.spatial import cKDTree
 
 from headrecon.data.bust import ANNY_LANDMARKS, anny_available
 
@@ -51,7 +52,7 @@ def test_anny_and_composite_busts(shared_data):
         for k in NAMES:
             assert np.allclose(c.vertices[lm_c[k]], head.vertices[lm_h[k]])
         top = head.vertices[head.vertices[:, 1] > c.metadata["junction_y"] + 1.0]
-        d, _ = __import__("scipy.spatial", fromlist=["cKDTree"]).cKDTree(c.vertices).query(top)
+        d, _ = cKDTree(c.vertices).query(top)
         assert d.max() < 1e-6
         # deterministic in the seed
         assert np.array_equal(composite_bust(seed).vertices, c.vertices)

@@ -129,11 +129,16 @@ def _slice(mesh: trimesh.Trimesh, y: float, keep_above: bool) -> trimesh.Trimesh
     out = trimesh.Trimesh(V, F, process=False)
     out.merge_vertices(merge_tex=True, merge_norm=True)  # the cut makes one new vertex per cut edge and face
     out.remove_unreferenced_vertices()
-    cols = getattr(mesh.visual, "vertex_colors", None)
-    if cols is not None and len(cols) == len(mesh.vertices):
-        _, j = cKDTree(mesh.vertices).query(out.vertices)
-        out.visual = trimesh.visual.ColorVisuals(out, vertex_colors=np.asarray(cols)[j])
-    return out
+    return _carry_colors(mesh, out)
+
+
+def _carry_colors(src: trimesh.Trimesh, dst: trimesh.Trimesh) -> trimesh.Trimesh:
+    """``dst`` with the vertex colours of the nearest ``src`` vertex (when ``src`` has vertex colours)."""
+    cols = getattr(src.visual, "vertex_colors", None)
+    if cols is not None and len(cols) == len(src.vertices):
+        _, j = cKDTree(src.vertices).query(dst.vertices)
+        dst.visual = trimesh.visual.ColorVisuals(dst, vertex_colors=np.asarray(cols)[j])
+    return dst
 
 
 def _loop_on_plane(mesh: trimesh.Trimesh, y: float, tol: float = 1e-6) -> np.ndarray:
@@ -192,7 +197,7 @@ def _stitch(Va, loop_a, Vb, loop_b, center) -> np.ndarray:
     return T
 
 
-def _bust_albedo(V, head_mask, skin, seed: int, neckline_y: float, front_z: float) -> np.ndarray:
+def _bust_albedo(V, skin, seed: int, neckline_y: float, front_z: float) -> np.ndarray:
     """Colours [V, 3]: ``skin`` above a neckline (deeper at the front), a random garment below it."""
     rng = np.random.default_rng([int(seed), 41])
     garment = _GARMENTS[rng.integers(len(_GARMENTS))] * rng.uniform(0.85, 1.1)
@@ -201,7 +206,6 @@ def _bust_albedo(V, head_mask, skin, seed: int, neckline_y: float, front_z: floa
     line = neckline_y - dip * front
     col = np.tile(np.asarray(skin, dtype=np.float64), (len(V), 1))
     col[V[:, 1] < line] = garment
-    col[head_mask] = np.nan  # filled by the caller
     return col
 
 
@@ -255,7 +259,7 @@ def anny_bust(seed: int) -> trimesh.Trimesh:
                                     None, seed=seed)
     skin = np.median(face_albedo[Vb[head][:, 1] < mouth_y - 20.0], axis=0) if (Vb[head][:, 1] < mouth_y - 20).any() \
         else np.median(face_albedo, 0)
-    col = _bust_albedo(Vb, head, skin, seed, neckline_y=mouth_y - 110.0, front_z=float(Vb[lm["nose_tip"], 2]) - 150.0)
+    col = _bust_albedo(Vb, skin, seed, neckline_y=mouth_y - 110.0, front_z=float(Vb[lm["nose_tip"], 2]) - 150.0)
     col[head] = face_albedo
     mesh.visual = trimesh.visual.ColorVisuals(mesh, vertex_colors=_rgba(col))
     mesh.metadata.update(landmarks=lm, seed=int(seed), source=f"Anny bust seed={seed}", cut_y=y_cut, **drawn)
@@ -266,12 +270,7 @@ def _largest_component(mesh: trimesh.Trimesh) -> trimesh.Trimesh:
     parts = mesh.split(only_watertight=False)
     if len(parts) <= 1:
         return mesh
-    big = max(parts, key=lambda p: len(p.faces))
-    cols = getattr(mesh.visual, "vertex_colors", None)
-    if cols is not None:
-        _, j = cKDTree(mesh.vertices).query(big.vertices)
-        big.visual = trimesh.visual.ColorVisuals(big, vertex_colors=np.asarray(cols)[j])
-    return big
+    return _carry_colors(mesh, max(parts, key=lambda p: len(p.faces)))
 
 
 def composite_bust(seed: int, clip: float = 2.5) -> trimesh.Trimesh:
@@ -312,7 +311,7 @@ def composite_bust(seed: int, clip: float = 2.5) -> trimesh.Trimesh:
     lm = {k: int(cKDTree(Vt).query(p)[1]) for k, p in lm_ict.items()}
     col_top = np.asarray(top.visual.vertex_colors)[:, :3] / 255.0
     skin = np.median(col_top[Vt[:, 1] < y_j + 20.0], axis=0)
-    col_b = _bust_albedo(Vb, np.zeros(len(Vb), bool), skin, seed, neckline_y=y_j - 30.0,
+    col_b = _bust_albedo(Vb, skin, seed, neckline_y=y_j - 30.0,
                          front_z=float(Vt[lm["nose_tip"], 2]) - 150.0)
     mesh.visual = trimesh.visual.ColorVisuals(mesh, vertex_colors=_rgba(np.concatenate([col_top, col_b])))
     mesh.metadata.update(landmarks=lm, seed=int(seed), source=f"ICT-FaceKit head seed={seed} clip={clip} on Anny "

@@ -39,9 +39,8 @@ def load_lee_perry_smith(folder=None, mm: bool = True, outer_only: bool = True) 
 
     ``mm=True`` scales it to millimetres (48 mm per unit). ``outer_only`` (default) drops the faces no outside
     viewpoint sees (:func:`headrecon.data.geometry.outer_faces`: 3,320 of its 17,684 triangles, the inside of the
-    mouth and of the eye sockets, 36 % of the vertices within 95 mm of the nose tip): they appear in no photograph,
-    and as ground truth they would dominate every face error (10-12 mm to any reconstruction against 3 mm on the
-    outer surface). Otherwise the mesh keeps the file's vertex order (vertices are split at UV seams; merge them by
+    mouth and of the eye sockets; a scene's face region shrinks from 4,152 to 2,777 vertices): they appear in no
+    photograph, and as ground truth they dominated every face error (docs/results/priors-busts.md). Otherwise the mesh keeps the file's vertex order (vertices are split at UV seams; merge them by
     position for a watertight surface). ``mesh.metadata["landmarks"]`` holds the six H3DS landmarks (vertex
     indices).
     """

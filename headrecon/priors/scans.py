@@ -165,6 +165,7 @@ def ict_raw_scan(seed: int, n_points: int = 30000, clip: float = 2.5, simulation
 
 
 SHAPE_SOURCES = ("ict", "anny", "composite")  # what headrecon-train-prior can simulate (besides a scan folder)
+BUST_MAX_RADIUS = 0.98  # bust scan points beyond this radius of the bust frame are dropped (the widest busts)
 
 
 def bust_raw_scan(source: str, seed: int, n_points: int = 30000, simulation: dict | None = None,
@@ -405,7 +406,7 @@ def ict_scanset(n_shapes: int, seed_start: int = 0, n_points: int = 30000, simul
 
 
 def bust_scanset(source: str, n_shapes: int, seed_start: int = 0, n_points: int = 30000,
-                 simulation: dict | None = None, progress: bool = False, max_radius: float = 0.98) -> ScanSet:
+                 simulation: dict | None = None, progress: bool = False, max_radius: float = BUST_MAX_RADIUS) -> ScanSet:
     """``n_shapes`` simulated raw scans of busts of ``source`` (``anny`` / ``composite``) with seeds
     ``seed_start ..``, in the bust frame; points beyond ``max_radius`` (unit frame) are dropped."""
     from ..data.bust import anny_phenotype  # noqa: F401  (fails early with a clear message without anny)

@@ -257,11 +257,10 @@ def write_results(trainer: Trainer, full, scene, run_dir: Path, log=print) -> Di
     mesh = None
     try:
         mesh = trainer.extract_mesh()
-        colored = mesh.copy()
         Sinv = np.linalg.inv(np.asarray(scene.scale_mat, dtype=np.float64))
         rgb = vertex_colors(trainer.model, np.asarray(mesh.vertices) @ Sinv[:3, :3].T + Sinv[:3, 3])
-        colored.visual = trimesh.visual.ColorVisuals(colored, vertex_colors=to_uint8(rgb))
-        colored.export(run_dir / "mesh.ply")
+        mesh.visual = trimesh.visual.ColorVisuals(mesh, vertex_colors=to_uint8(rgb))
+        mesh.export(run_dir / "mesh.ply")
     except EmptyLevelSetError as exc:
         log(f"warning: no surface to mesh ({exc})")
         metrics["mesh_error"] = str(exc)

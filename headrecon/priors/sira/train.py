@@ -195,14 +195,15 @@ def sira_ict_data(n_shapes: int, cfg: SiraConfig, seed_start: int = 0, clip: flo
 
 
 def sira_bust_data(source: str, n_shapes: int, cfg: SiraConfig, seed_start: int = 0, progress: bool = False,
-                   max_radius: float = 0.98) -> SiraData:
+                   max_radius: float | None = None) -> SiraData:
     """Raw scans, landmarks and rendered appearance samples of busts (``anny`` / ``composite``,
     :mod:`headrecon.data.bust`) ``seed_start .. seed_start + n - 1``, in the bust frame; scan points beyond
     ``max_radius`` (unit frame) are dropped."""
     from ...data.bust import bust_mesh
     from ..normalization import bust_normalization
-    from ..scans import _SOURCE_MODEL, DEFAULT_SIMULATION
+    from ..scans import _SOURCE_MODEL, BUST_MAX_RADIUS, DEFAULT_SIMULATION
 
+    max_radius = BUST_MAX_RADIUS if max_radius is None else float(max_radius)
     if n_shapes < 1:
         raise ValueError("n_shapes must be >= 1")
     seeds = range(int(seed_start), int(seed_start) + int(n_shapes))
