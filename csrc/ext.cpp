@@ -7,6 +7,7 @@
 #include <vector>
 #include <torch/extension.h>
 
+#include "hash_grid/hash_grid.h"
 #include "ray_sphere/ray_sphere.h"
 #include "sdf_cache/sdf_cache.h"
 #include "search/search.h"
@@ -300,6 +301,92 @@ void cache_update(Tensor grid, const Tensor& points, const Tensor& values, doubl
   });
 }
 
+// --- multiresolution hash encoding (hash_grid/hash_grid.h) ---
+void check_hash(const Tensor& points, const Tensor& table, const Tensor& res, const Tensor& dirs, double radius) {
+  check_float(points, "points", points);
+  TORCH_CHECK_VALUE(points.dim() == 2 && points.size(1) == 3, "points must be [N,3], got ", points.sizes());
+  check_float(table, "table", points);
+  TORCH_CHECK_VALUE(table.dim() == 3 && table.size(0) >= 1 && table.size(2) >= 1, "table must be [L,S,F], got ",
+                    table.sizes());
+  const int64_t S = table.size(1);
+  TORCH_CHECK_VALUE(S >= 1 && (S & (S - 1)) == 0, "table entries per level S must be a power of two, got ", S);
+  check_tensor(res, "res", points);
+  TORCH_CHECK_TYPE(res.scalar_type() == at::kLong, "res must be int64, got ", res.scalar_type());
+  TORCH_CHECK_VALUE(res.dim() == 1 && res.size(0) == table.size(0), "res must be [L] = [", table.size(0), "], got ",
+                    res.sizes());
+  if (!res.is_cuda() && res.numel()) {
+    const auto mm = at::aminmax(res);
+    TORCH_CHECK_VALUE(std::get<0>(mm).item<int64_t>() >= 1 && std::get<1>(mm).item<int64_t>() <= (int64_t(1) << 20),
+                      "res values must be in [1, 2^20]");
+  }
+  if (dirs.defined()) {
+    check_float(dirs, "dirs", points);
+    TORCH_CHECK_VALUE(dirs.sizes() == points.sizes(), "dirs must match points ", points.sizes(), ", got ",
+                      dirs.sizes());
+  }
+  TORCH_CHECK_VALUE(radius > 0, "radius must be positive, got ", radius);
+}
+
+Tensor hash_encode_fwd(const Tensor& points, const Tensor& table, const Tensor& res, const c10::optional<Tensor>& dirs,
+                       double radius) {
+  const Tensor d = dirs.has_value() ? *dirs : Tensor();
+  check_hash(points, table, res, d, radius);
+  const int64_t n = points.size(0), L = table.size(0), S = table.size(1), F = table.size(2);
+  Tensor out = at::empty({n, L * F}, points.options());
+  AT_DISPATCH_FLOATING_TYPES(points.scalar_type(), "hash_encode_fwd", [&] {
+    const scalar_t* tb = table.data_ptr<scalar_t>();
+    const scalar_t* p = points.data_ptr<scalar_t>();
+    const scalar_t* dp = d.defined() ? d.data_ptr<scalar_t>() : nullptr;
+    const int64_t* r = res.data_ptr<int64_t>();
+    scalar_t* o = out.data_ptr<scalar_t>();
+    HR_DEVICE_SWITCH(points, hash_encode_fwd_cpu<scalar_t>(tb, p, dp, r, n, L, S, F, scalar_t(radius), o),
+                     hash_encode_fwd_cuda<scalar_t>(tb, p, dp, r, n, L, S, F, scalar_t(radius), o, stream));
+  });
+  return out;
+}
+
+Tensor hash_encode_bwd_table(const Tensor& grad, const Tensor& points, const Tensor& res,
+                             const c10::optional<Tensor>& dirs, int64_t S, int64_t F, double radius) {
+  const Tensor d = dirs.has_value() ? *dirs : Tensor();
+  const int64_t L = res.size(0), n = points.size(0);
+  TORCH_CHECK_VALUE(F >= 1, "F must be >= 1");
+  Tensor grad_table = at::zeros({L, S, F}, points.options());
+  check_hash(points, grad_table, res, d, radius);
+  check_float(grad, "grad", points);
+  TORCH_CHECK_VALUE(grad.dim() == 2 && grad.size(0) == n && grad.size(1) == L * F, "grad must be [", n, ",", L * F,
+                    "], got ", grad.sizes());
+  AT_DISPATCH_FLOATING_TYPES(points.scalar_type(), "hash_encode_bwd_table", [&] {
+    const scalar_t* g = grad.data_ptr<scalar_t>();
+    const scalar_t* p = points.data_ptr<scalar_t>();
+    const scalar_t* dp = d.defined() ? d.data_ptr<scalar_t>() : nullptr;
+    const int64_t* r = res.data_ptr<int64_t>();
+    scalar_t* gt = grad_table.data_ptr<scalar_t>();
+    HR_DEVICE_SWITCH(points, hash_encode_bwd_table_cpu<scalar_t>(g, p, dp, r, n, L, S, F, scalar_t(radius), gt),
+                     hash_encode_bwd_table_cuda<scalar_t>(g, p, dp, r, n, L, S, F, scalar_t(radius), gt, stream));
+  });
+  return grad_table;
+}
+
+Tensor hash_encode_bwd_points(const Tensor& grad, const Tensor& points, const Tensor& table, const Tensor& res,
+                              double radius) {
+  check_hash(points, table, res, Tensor(), radius);
+  const int64_t n = points.size(0), L = table.size(0), S = table.size(1), F = table.size(2);
+  check_float(grad, "grad", points);
+  TORCH_CHECK_VALUE(grad.dim() == 2 && grad.size(0) == n && grad.size(1) == L * F, "grad must be [", n, ",", L * F,
+                    "], got ", grad.sizes());
+  Tensor gp = at::empty({n, 3}, points.options());
+  AT_DISPATCH_FLOATING_TYPES(points.scalar_type(), "hash_encode_bwd_points", [&] {
+    const scalar_t* g = grad.data_ptr<scalar_t>();
+    const scalar_t* p = points.data_ptr<scalar_t>();
+    const scalar_t* tb = table.data_ptr<scalar_t>();
+    const int64_t* r = res.data_ptr<int64_t>();
+    scalar_t* o = gp.data_ptr<scalar_t>();
+    HR_DEVICE_SWITCH(points, hash_encode_bwd_points_cpu<scalar_t>(tb, p, g, r, n, L, S, F, scalar_t(radius), o),
+                     hash_encode_bwd_points_cuda<scalar_t>(tb, p, g, r, n, L, S, F, scalar_t(radius), o, stream));
+  });
+  return gp;
+}
+
 bool with_cuda() {
 #ifdef HEADRECON_WITH_CUDA
   return true;
@@ -328,4 +415,10 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("cache_query", &cache_query, py::arg("grid"), py::arg("points"), py::arg("radius"), py::arg("eps"),
         py::arg("p_force"), py::arg("seed"), py::arg("counter"));
   m.def("cache_update", &cache_update, py::arg("grid"), py::arg("points"), py::arg("values"), py::arg("radius"));
+  m.def("hash_encode_fwd", &hash_encode_fwd, py::arg("points"), py::arg("table"), py::arg("res"), py::arg("dirs"),
+        py::arg("radius"));
+  m.def("hash_encode_bwd_table", &hash_encode_bwd_table, py::arg("grad"), py::arg("points"), py::arg("res"),
+        py::arg("dirs"), py::arg("S"), py::arg("F"), py::arg("radius"));
+  m.def("hash_encode_bwd_points", &hash_encode_bwd_points, py::arg("grad"), py::arg("points"), py::arg("table"),
+        py::arg("res"), py::arg("radius"));
 }

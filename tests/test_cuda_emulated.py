@@ -249,3 +249,44 @@ def test_cache_query_and_update(emu, res, p_force, dtype):
                          [((n,), dtype), ((n,), torch.bool)])
         for a, b in zip(ref, got):
             _same(a, b)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("n", [0, 1, THREADS + 1, 2 * THREADS + 3])
+@pytest.mark.parametrize("levels,size,feats", [(1, 8, 1), (3, 64, 2), (5, 512, 4)])
+def test_hash_encode(emu, n, levels, size, feats, dtype):
+    """Forward (with and without a direction), table gradient (atomics: equal up to summation order) and
+    points gradient of the hash encoding, dense and hashed levels, points outside the cube and NaN."""
+    g = torch.Generator().manual_seed(n + 7 * levels)
+    pts = (2.4 * torch.rand(n, 3, generator=g, dtype=dtype) - 1.2).contiguous()
+    if n > 3:
+        pts[0] = torch.tensor([1.0, -1.0, 1.0])   # on the cube's corner
+        pts[1, 0] = float("nan")
+    dirs = torch.randn(n, 3, generator=g, dtype=dtype).contiguous()
+    table = torch.randn(levels, size, feats, generator=g, dtype=dtype).contiguous()
+    res = torch.tensor(ops.hash_resolutions(levels, 2, 30) if levels > 1 else [3], dtype=torch.int64)
+    grad = torch.randn(n, levels * feats, generator=g, dtype=dtype).contiguous()
+    C = headrecon_ext()
+    null = ctypes.c_void_p(None)
+    for d in (None, dirs):
+        ref = C.hash_encode_fwd(pts, table, res, d, 1.0)
+        got = _run_twice(lambda b: _call(emu, "hash_fwd", dtype, table, pts, d if d is not None else null, res, n,
+                                         levels, size, feats, 1.0, *b), [((n, levels * feats), dtype)])
+        _same(ref, got[0])
+        ref_t = C.hash_encode_bwd_table(grad, pts, res, d, size, feats, 1.0)
+        got_t = torch.zeros_like(ref_t)
+        _call(emu, "hash_bwd_table", dtype, grad, pts, d if d is not None else null, res, n, levels, size, feats, 1.0,
+              got_t)
+        tol = 1e-5 if dtype == torch.float32 else 1e-12  # relative to the largest entry: sums in another order
+        scale = float(ref_t.abs().max()) if ref_t.numel() else 1.0
+        torch.testing.assert_close(got_t, ref_t, rtol=10 * tol, atol=10 * tol * max(scale, 1.0))
+    ref_p = C.hash_encode_bwd_points(grad, pts, table, res, 1.0)
+    got_p = _run_twice(lambda b: _call(emu, "hash_bwd_points", dtype, table, pts, grad, res, n, levels, size, feats,
+                                       1.0, *b), [((n, 3), dtype)])
+    _same(ref_p, got_p[0])
+
+
+def headrecon_ext():
+    from headrecon import _backend
+
+    return _backend.get_ext()

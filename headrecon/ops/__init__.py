@@ -19,6 +19,7 @@ import torch
 
 from .. import _backend
 from . import _checks, reference
+from .hash_grid import hash_resolutions
 
 __all__ = [
     "ray_sphere_intersect",
@@ -29,6 +30,8 @@ __all__ = [
     "secant_step",
     "cache_query",
     "cache_update",
+    "hash_encode",
+    "hash_resolutions",
     "resolve_backend",
 ]
 
@@ -228,3 +231,34 @@ def cache_update(grid, points, values, radius: float, *, backend: str = "auto") 
         _c().cache_update(grid, points, values, float(radius))
     else:
         reference.cache_update(grid, points, values, radius)
+
+
+def hash_encode(points, table, resolutions, radius: float = 1.0, *, backend: str = "auto"):
+    """Multiresolution hash encoding (Instant-NGP) of ``points`` over the cube [-radius, radius]^3 (see
+    csrc/hash_grid/hash_grid.h), differentiable in ``points`` and ``table`` (twice in ``table``; see
+    :mod:`headrecon.ops.hash_grid`).
+
+    Args:
+        points: [N,3]. table: [L,S,F] float32/float64 (same dtype and device; S a power of two).
+        resolutions: L cells-per-axis values (a list or an int64 tensor; :func:`hash_resolutions` makes the
+            geometric series). Levels whose (R+1)^3 grid vertices fit in S are indexed densely, the others hashed.
+    Returns:
+        features [N, L*F] (level-major); zero for points outside the cube (their gradients are zero too).
+    """
+    from .hash_grid import _HashEncode, _Kernels
+
+    _checks.floating(points, "points", shape=(-1, 3))
+    _checks.floating(table, "table", points, shape=(-1, -1, -1))
+    L, S, F = table.shape
+    if L < 1 or F < 1 or S < 1 or (S & (S - 1)):
+        raise ValueError(f"table must be [L,S,F] with L, F >= 1 and S a power of two, got {list(table.shape)}")
+    if not radius > 0:
+        raise ValueError(f"radius must be positive, got {radius}")
+    res = torch.as_tensor(resolutions, dtype=torch.int64).reshape(-1)
+    if res.numel() != L:
+        raise ValueError(f"resolutions has {res.numel()} values but table has {L} levels")
+    if res.numel() and (int(res.min()) < 1 or int(res.max()) > 1 << 20):
+        raise ValueError(f"resolutions must be in [1, 2^20], got {res.tolist()}")
+    res = res.to(points.device)
+    kernels = _Kernels(resolve_backend(backend, points) == "cpp")
+    return _HashEncode.apply(points, table, res, float(radius), kernels)

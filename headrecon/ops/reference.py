@@ -176,3 +176,73 @@ def cache_update(grid, points, values, radius):
     keep = (v >= 0) & ~torch.isnan(values)
     flat = grid.view(-1)
     flat.scatter_reduce_(0, v[keep], values[keep], reduce="amin", include_self=False)
+
+
+# ---------------------------------------------------------------- multiresolution hash encoding (hash_grid.h)
+HASH_PRIMES = (1, 2654435761, 805459861)
+
+
+def _hash_level(points, R: int, S: int, radius, dirs=None):
+    """Rows [N,8] and coefficients [N,8] of the 8 corners at resolution R (weights, or directional derivatives
+    along ``dirs``), and the inside mask [N], as in ``hash_corners``."""
+    u = (points + radius) / (2 * radius)
+    inside = ((u >= 0) & (u <= 1)).all(dim=-1)
+    u = torch.where(inside[:, None], u, torch.zeros_like(u))
+    x = u * R
+    c0 = torch.floor(x).clamp(max=R - 1)
+    fr = x - c0
+    c0 = c0.long()
+    n1 = R + 1
+    dense = n1 ** 3 <= S
+    scale = R / (2 * radius)
+    rows, coefs = [], []
+    for c in range(8):
+        b = ((c >> 2) & 1, (c >> 1) & 1, c & 1)
+        cx, cy, cz = (c0[:, a] + b[a] for a in range(3))
+        if dense:
+            row = (cx * n1 + cy) * n1 + cz
+        else:
+            row = (cx * HASH_PRIMES[0]) ^ (cy * HASH_PRIMES[1]) ^ (cz * HASH_PRIMES[2])
+            row = row & (S - 1)
+        f = [fr[:, a] if b[a] else 1 - fr[:, a] for a in range(3)]
+        if dirs is None:
+            coef = f[0] * f[1] * f[2]
+        else:
+            s = [1.0 if b[a] else -1.0 for a in range(3)]
+            coef = (dirs[:, 0] * s[0] * f[1] * f[2] + dirs[:, 1] * s[1] * f[0] * f[2]
+                    + dirs[:, 2] * s[2] * f[0] * f[1]) * scale
+        rows.append(row)
+        coefs.append(coef)
+    return torch.stack(rows, 1), torch.stack(coefs, 1), inside
+
+
+def hash_encode(points, table, res, radius, dirs=None):
+    """Features [N, L*F] (differentiable with torch autograd in points and table: the test oracle)."""
+    L, S, F = table.shape
+    outs = []
+    for lvl in range(L):
+        rows, coef, inside = _hash_level(points, int(res[lvl]), S, radius, dirs)
+        val = (coef[:, :, None] * table[lvl][rows]).sum(1)  # [N, F]
+        outs.append(torch.where(inside[:, None], val, torch.zeros_like(val)))
+    return torch.cat(outs, 1) if outs else points.new_zeros(points.shape[0], 0)
+
+
+def hash_encode_bwd_table(grad, points, res, dirs, S: int, F: int, radius):
+    L = len(res)
+    out = points.new_zeros(L, S, F)
+    for lvl in range(L):
+        rows, coef, inside = _hash_level(points, int(res[lvl]), S, radius, dirs)
+        coef = coef * inside[:, None].to(coef.dtype)
+        g = grad[:, lvl * F:(lvl + 1) * F]
+        contrib = coef[:, :, None] * g[:, None, :]  # [N, 8, F]
+        out[lvl].index_add_(0, rows.reshape(-1), contrib.reshape(-1, F))
+    return out
+
+
+def hash_encode_bwd_points(grad, points, table, res, radius):
+    cols = []
+    for a in range(3):
+        e = torch.zeros_like(points)
+        e[:, a] = 1
+        cols.append((hash_encode(points, table, res, radius, dirs=e) * grad).sum(1))
+    return torch.stack(cols, 1)

@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "common/cuda_utils.cuh"
+#include "hash_grid/hash_grid.h"
 #include "ray_sphere/ray_sphere.h"
 #include "sdf_cache/sdf_cache.h"
 #include "search/search.h"
@@ -52,6 +53,21 @@ static int hr_sync() { return hipDeviceSynchronize() == hipSuccess ? 0 : 1; }
   }                                                                                                                \
   extern "C" int hr_cache_update_##S(T* grid, const T* p, const T* v, int64_t n, T radius, int64_t res) {          \
     cache_update_cuda<T>(grid, p, v, n, radius, res, nullptr);                                                     \
+    return hr_sync();                                                                                              \
+  }                                                                                                                \
+  extern "C" int hr_hash_fwd_##S(const T* table, const T* p, const T* dirs, const int64_t* res, int64_t n,         \
+                                 int64_t L, int64_t Sz, int64_t F, T radius, T* out) {                             \
+    hash_encode_fwd_cuda<T>(table, p, dirs, res, n, L, Sz, F, radius, out, nullptr);                               \
+    return hr_sync();                                                                                              \
+  }                                                                                                                \
+  extern "C" int hr_hash_bwd_table_##S(const T* g, const T* p, const T* dirs, const int64_t* res, int64_t n,       \
+                                       int64_t L, int64_t Sz, int64_t F, T radius, T* grad_table) {                \
+    hash_encode_bwd_table_cuda<T>(g, p, dirs, res, n, L, Sz, F, radius, grad_table, nullptr);                      \
+    return hr_sync();                                                                                              \
+  }                                                                                                                \
+  extern "C" int hr_hash_bwd_points_##S(const T* table, const T* p, const T* g, const int64_t* res, int64_t n,     \
+                                        int64_t L, int64_t Sz, int64_t F, T radius, T* grad_points) {              \
+    hash_encode_bwd_points_cuda<T>(table, p, g, res, n, L, Sz, F, radius, grad_points, nullptr);                   \
     return hr_sync();                                                                                              \
   }
 
