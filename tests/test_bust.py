@@ -88,6 +88,28 @@ def test_bust_scans_and_training_smoke(shared_data, tmp_path):
     assert q.norm.mm_per_unit == 360.0 and tuple(q.config.outside_radius) == (0.99, 1.3)
 
 
+def test_mixed_sources(shared_data, tmp_path):
+    """'composite+ict': shape k from source k mod 2 with seed k, all in the bust frame; unknown parts are named."""
+    from headrecon.priors.cli import main as train
+    from headrecon.priors.scans import bust_scanset, is_shape_source, parse_sources
+    from headrecon.priors.sira import load_sira
+
+    assert parse_sources("Composite+ict") == ("composite", "ict") and is_shape_source("anny")
+    assert not is_shape_source("my_scans/") and not is_shape_source("ict+ict")
+    with pytest.raises(ValueError, match="bust"):
+        parse_sources("composite+bust")
+    s = bust_scanset("composite+ict", 2, seed_start=100000, n_points=4000)
+    assert s.names == ["composite100000", "ict100001"] and s.norm.mm_per_unit == 360.0
+    assert s.description["source"] == "composite+ict" and "k mod 2" in s.description["model"]
+    # the ICT head sits in the bust frame: above the busts' centre, inside the unit ball
+    assert float(s.points[1][:, 1].mean()) > float(s.points[0][:, 1].mean())
+    out = tmp_path / "s.pt"
+    assert train(["composite+ict", "--model", "sira", "--out", str(out), "--shapes", "2", "--epochs", "1",
+                  "--points", "64", "--scan-points", "3000", "--no-progress", "--threads", "1"]) == 0
+    q = load_sira(out)
+    assert q.data["source"] == "composite+ict" and tuple(q.config.outside_radius) == (0.99, 1.3)
+
+
 def test_make_scene_bust(tmp_path, shared_data, capsys):
     from headrecon.data import load_scene
     from headrecon.data.make_scene import main as make_scene

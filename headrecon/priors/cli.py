@@ -31,7 +31,9 @@ __all__ = ["main", "build_parser"]
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="headrecon-train-prior", description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    ap.add_argument("scans", metavar="SCANS_OR_ICT", help="'ict', 'composite', 'anny' or a folder of scans (ply/obj/stl/off/glb)")
+    ap.add_argument("scans", metavar="SCANS_OR_ICT", help="'ict' (heads, head frame), 'composite', 'anny' (busts, bust frame), a mix "
+                    "such as 'composite+ict' (shape k from source k mod 2, bust frame) or a folder of scans "
+                    "(ply/obj/stl/off/glb)")
     ap.add_argument("--out", required=True, help="output prior (.pt)")
     ap.add_argument("--preset", choices=sorted(PRESETS), default="fast")
     ap.add_argument("--shapes", type=int, default=None,
@@ -100,7 +102,7 @@ def _main(args, argv) -> int:
     import torch
 
     from .h3dnet.train import train_prior
-    from .scans import bust_scanset, folder_scanset, ict_scanset
+    from .scans import bust_scanset, folder_scanset, ict_scanset, is_shape_source
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -116,7 +118,7 @@ def _main(args, argv) -> int:
         if n < 1:
             raise ValueError("--shapes must be >= 1")
         scans = ict_scanset(n, seed_start=0, n_points=cfg.scan_points, progress=progress)
-    elif args.scans.lower() in ("anny", "composite"):
+    elif is_shape_source(args.scans):
         n = 200 if args.shapes is None else args.shapes
         if n < 1:
             raise ValueError("--shapes must be >= 1")

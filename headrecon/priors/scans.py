@@ -34,7 +34,7 @@ from ..data.errors import SceneError
 from .normalization import Normalization, bust_normalization, prior_normalization
 
 __all__ = ["RawScan", "SCAN_EXTENSIONS", "DEFAULT_SIMULATION", "simulate_raw_scan", "ict_raw_scan", "bust_raw_scan",
-           "bust_scanset", "SHAPE_SOURCES",
+           "bust_scanset", "SHAPE_SOURCES", "parse_sources", "is_shape_source", "source_model",
            "load_scan_file", "load_scan_folder", "ScanSet", "ict_scanset", "folder_scanset"]
 
 SCAN_EXTENSIONS = (".ply", ".obj", ".stl", ".off", ".glb", ".gltf")
@@ -165,14 +165,38 @@ def ict_raw_scan(seed: int, n_points: int = 30000, clip: float = 2.5, simulation
 
 
 SHAPE_SOURCES = ("ict", "anny", "composite")  # what headrecon-train-prior can simulate (besides a scan folder)
+
+
+def parse_sources(spec: str) -> tuple:
+    """``"composite"`` -> ("composite",); ``"composite+ict"`` -> ("composite", "ict"): a mix in which shape
+    ``k`` comes from source ``k mod len(sources)`` with seed ``k`` (so the sources' identities never repeat)."""
+    parts = tuple(p.strip().lower() for p in str(spec).split("+"))
+    bad = [p for p in parts if p not in SHAPE_SOURCES]
+    if not parts or bad or len(set(parts)) != len(parts):
+        raise ValueError(f"unknown or repeated shape source(s) {bad or list(parts)} in {spec!r}: use one of "
+                         f"{list(SHAPE_SOURCES)} or several joined by '+' (e.g. 'composite+ict')")
+    return parts
+
+
+def is_shape_source(spec: str) -> bool:
+    """Whether ``spec`` names simulated shapes (``ict``, ``composite``, ``composite+ict``, ...) and not a folder."""
+    try:
+        parse_sources(spec)
+    except ValueError:
+        return False
+    return True
 BUST_MAX_RADIUS = 0.98  # bust scan points beyond this radius of the bust frame are dropped (the widest busts)
 
 
 def bust_raw_scan(source: str, seed: int, n_points: int = 30000, simulation: dict | None = None,
                   return_mesh: bool = False):
     """Bust ``seed`` of ``source`` (``anny`` or ``composite``, :func:`headrecon.data.bust.bust_mesh`) as a
-    simulated raw scan (missing back, holes, noise; the bottom is open like a real bust scan), mm, ICT frame."""
+    simulated raw scan (missing back, holes, noise; the bottom is open like a real bust scan), mm, ICT frame.
+    ``source="ict"`` gives :func:`ict_raw_scan` (a head ending at the neck), for mixes of heads and busts."""
     from ..data.bust import bust_mesh
+
+    if source == "ict":
+        return ict_raw_scan(seed, n_points=n_points, simulation=simulation, return_mesh=return_mesh)
 
     mesh = bust_mesh(source, int(seed))
     sim = dict(DEFAULT_SIMULATION)
@@ -407,9 +431,12 @@ def ict_scanset(n_shapes: int, seed_start: int = 0, n_points: int = 30000, simul
 
 def bust_scanset(source: str, n_shapes: int, seed_start: int = 0, n_points: int = 30000,
                  simulation: dict | None = None, progress: bool = False, max_radius: float = BUST_MAX_RADIUS) -> ScanSet:
-    """``n_shapes`` simulated raw scans of busts of ``source`` (``anny`` / ``composite``) with seeds
-    ``seed_start ..``, in the bust frame; points beyond ``max_radius`` (unit frame) are dropped."""
-    from ..data.bust import anny_phenotype  # noqa: F401  (fails early with a clear message without anny)
+    """``n_shapes`` simulated raw scans of busts of ``source`` (``anny`` / ``composite``, or a mix such as
+    ``composite+ict``: :func:`parse_sources`) with seeds ``seed_start ..``, in the bust frame; points beyond
+    ``max_radius`` (unit frame) are dropped."""
+    parts = parse_sources(source)
+    if set(parts) - {"ict"}:
+        from ..data.bust import anny_phenotype  # noqa: F401  (fails early with a clear message without anny)
 
     if n_shapes < 1:
         raise ValueError("n_shapes must be >= 1")
@@ -424,13 +451,13 @@ def bust_scanset(source: str, n_shapes: int, seed_start: int = 0, n_points: int 
     norm = bust_normalization()
     scans = []
     for s in it:
-        scan = bust_raw_scan(source, s, n_points=n_points, simulation=sim)
+        scan = bust_raw_scan(parts[s % len(parts)], s, n_points=n_points, simulation=sim)
         r = np.linalg.norm(norm.to_unit(scan.points), axis=1)
         keep = r <= max_radius
         scan.points, scan.normals = scan.points[keep], scan.normals[keep]
         scan.meta["dropped_outside"] = int((~keep).sum())
         scans.append(scan)
-    desc = {"source": source, "model": _SOURCE_MODEL[source], "seeds": [seeds.start, seeds.stop - 1],
+    desc = {"source": "+".join(parts), "model": source_model(parts), "seeds": [seeds.start, seeds.stop - 1],
             "n_points": int(n_points), "max_radius": float(max_radius),
             "simulation": {k: list(v) if isinstance(v, tuple) else v for k, v in sim.items()},
             "n_shapes": int(n_shapes)}
@@ -438,10 +465,19 @@ def bust_scanset(source: str, n_shapes: int, seed_start: int = 0, n_points: int 
 
 
 _SOURCE_MODEL = {
+    "ict": "ICT-FaceKit head basis (MIT licence), 100 identity modes, ending at the neck",
     "anny": "Anny body model (NAVER; Apache-2.0 code, CC0 MakeHuman-derived data): adult busts, arms lowered, cut "
             "below the shoulders (headrecon.data.bust.anny_bust)",
     "composite": "ICT-FaceKit head (MIT) joined at the neck to an Anny bust (headrecon.data.bust.composite_bust)",
 }
+
+
+def source_model(parts) -> str:
+    """What the shapes of ``parts`` (:func:`parse_sources`) are, for checkpoints and model cards."""
+    if len(parts) == 1:
+        return _SOURCE_MODEL[parts[0]]
+    return (f"shape k from source k mod {len(parts)} of " + "; ".join(f"[{i}] {p}: {_SOURCE_MODEL[p]}"
+                                                                     for i, p in enumerate(parts)))
 
 
 def folder_scanset(folder, n_shapes: int | None = None, n_points: int = 30000, units_to_mm: float = 1.0,

@@ -154,7 +154,8 @@ def head_samples(mesh_mm, cfg: SiraConfig, seed: int, norm: Normalization, keep_
 def sira_mesh_data(meshes, cfg: SiraConfig, description: dict | None = None, simulation=None, keep_faces=None,
                    progress: bool = False, norm: Normalization | None = None) -> SiraData:
     """:class:`SiraData` from vertex-coloured head meshes in mm (ICT frame) with the six landmarks; ``meshes`` may
-    be a sequence or an iterable of ``(seed, mesh)`` pairs. ``keep_faces``: optional callable mesh -> face mask."""
+    be a sequence or an iterable of ``(seed, mesh)`` pairs or ``(seed, mesh, keep_faces)`` triples (a per-mesh
+    callable or None). ``keep_faces``: optional callable mesh -> face mask for the pairs."""
     norm = norm or Normalization()
     cols = [[] for _ in range(6)]
     it = meshes if not isinstance(meshes, (list, tuple)) else list(enumerate(meshes))
@@ -162,8 +163,10 @@ def sira_mesh_data(meshes, cfg: SiraConfig, description: dict | None = None, sim
         from tqdm.auto import tqdm
 
         it = tqdm(it, desc="heads: scans + renders", unit="head")
-    for seed, mesh in it:
-        kf = keep_faces(mesh) if keep_faces is not None else None
+    for item in it:
+        seed, mesh = item[0], item[1]
+        keep = item[2] if len(item) > 2 else keep_faces
+        kf = keep(mesh) if keep is not None else None
         for c, v in zip(cols, head_samples(mesh, cfg, seed, norm, keep_faces=kf, simulation=simulation)):
             c.append(v)
     if not cols[0]:
@@ -197,22 +200,32 @@ def sira_ict_data(n_shapes: int, cfg: SiraConfig, seed_start: int = 0, clip: flo
 def sira_bust_data(source: str, n_shapes: int, cfg: SiraConfig, seed_start: int = 0, progress: bool = False,
                    max_radius: float | None = None) -> SiraData:
     """Raw scans, landmarks and rendered appearance samples of busts (``anny`` / ``composite``,
-    :mod:`headrecon.data.bust`) ``seed_start .. seed_start + n - 1``, in the bust frame; scan points beyond
-    ``max_radius`` (unit frame) are dropped."""
+    :mod:`headrecon.data.bust`, or a mix such as ``composite+ict``: shape k from source k mod 2,
+    :func:`headrecon.priors.scans.parse_sources`) ``seed_start .. seed_start + n - 1``, in the bust frame; scan
+    points beyond ``max_radius`` (unit frame) are dropped."""
     from ...data.bust import bust_mesh
+    from ...data.ict import sample_ict_head
     from ..normalization import bust_normalization
-    from ..scans import _SOURCE_MODEL, BUST_MAX_RADIUS, DEFAULT_SIMULATION
+    from ..scans import BUST_MAX_RADIUS, DEFAULT_SIMULATION, ict_visible_faces, parse_sources, source_model
+
+    parts = parse_sources(source)
+
+    def shape(s: int):
+        src = parts[s % len(parts)]
+        if src == "ict":
+            return s, sample_ict_head(s, clip=2.5, albedo=True), ict_visible_faces
+        return s, bust_mesh(src, s), None
 
     max_radius = BUST_MAX_RADIUS if max_radius is None else float(max_radius)
     if n_shapes < 1:
         raise ValueError("n_shapes must be >= 1")
     seeds = range(int(seed_start), int(seed_start) + int(n_shapes))
-    desc = {"source": source, "model": _SOURCE_MODEL[source] + ", procedural albedo and garment colours",
+    desc = {"source": "+".join(parts), "model": source_model(parts) + "; procedural albedo and garment colours",
             "seeds": [seeds.start, seeds.stop - 1], "max_radius": float(max_radius),
             "simulation": {k: list(v) if isinstance(v, tuple) else v for k, v in DEFAULT_SIMULATION.items()},
             "n_shapes": int(n_shapes)}
     norm = bust_normalization()
-    data = sira_mesh_data(((s, bust_mesh(source, int(s))) for s in seeds), cfg, description=desc,
+    data = sira_mesh_data((shape(int(s)) for s in seeds), cfg, description=desc,
                           progress=progress, norm=norm)
     for i, p in enumerate(data.points):
         keep = p.norm(dim=1) <= max_radius
@@ -389,15 +402,18 @@ def main_from_args(args, argv=None) -> int:
         over["ref_skip"] = (max(1, args.layers // 2),)
     rank = int(os.environ.get("RANK", "0"))
     progress = not args.no_progress and rank == 0
+    from ..scans import is_shape_source, parse_sources
+
     source = args.scans.lower()
-    if source in ("anny", "composite"):
+    if source != "ict" and is_shape_source(source) and set(parse_sources(source)) - {"ict"}:
         # busts reach radius ~0.97 of the bust frame: the outside shell starts beyond them; larger images so
         # that the face keeps about as many appearance samples as in a head-only frame
         over.setdefault("outside_radius", (0.99, 1.3))
         over.setdefault("image_size", 96)
     cfg = sira_preset(args.preset, **over)  # errors go through headrecon.cli.run_command (the caller's)
-    if source not in ("ict", "anny", "composite"):
-        raise ValueError("--model sira trains on simulated shapes only ('ict', 'composite' or 'anny'): it needs "
+    if not is_shape_source(source):
+        raise ValueError("--model sira trains on simulated shapes only ('ict', 'composite', 'anny' or a mix such as "
+                         "'composite+ict'): it needs "
                          "posed colour images and the six landmarks of every training head, which a scan folder "
                          "does not provide")
     n = 64 if args.shapes is None else int(args.shapes)
