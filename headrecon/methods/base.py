@@ -32,7 +32,7 @@ if TYPE_CHECKING:  # the shared config imports this registry; the annotation onl
     from ..recon.config import ReconConfig
 
 __all__ = ["Phase", "ReconModel", "ReconMethod", "MethodOptions", "option", "METHODS", "register_method",
-           "get_method", "available_methods"]
+           "get_method", "available_methods", "hashgrid_field"]
 
 
 def option(default, help: str, **kw):
@@ -71,6 +71,17 @@ class Phase:
 
     name: str
     end: float = 1.0
+
+
+def hashgrid_field(cfg, base, d_feature: int) -> nn.Module:
+    """The ``--detail hashgrid`` geometry over ``base`` (``x -> sdf``) with the run's ``hash_*`` settings
+    (:class:`headrecon.models.hashgrid.HashGridSDF`)."""
+    from ..models.hashgrid import HashGridSDF
+
+    return HashGridSDF(base, levels=cfg.hash_levels, log2_size=cfg.hash_log2_size, feats=cfg.hash_feats,
+                       base_res=cfg.hash_base_res, finest_res=cfg.hash_finest_res, hidden=cfg.hash_hidden,
+                       d_feature=d_feature, radius=cfg.scene_radius, start_levels=cfg.hash_start_levels,
+                       full_at=cfg.hash_full_at, seed=cfg.seed)
 
 
 class ReconModel(nn.Module):

@@ -9,7 +9,7 @@ from typing import List, Tuple
 import torch
 from torch import nn
 
-from .base import MethodOptions, ReconMethod, ReconModel, option, register_method
+from .base import MethodOptions, ReconMethod, ReconModel, hashgrid_field, option, register_method
 
 __all__ = ["IDRMethod", "IDROptions"]
 
@@ -46,8 +46,19 @@ class IDRMethod(ReconMethod):
         from ..models import GeometryNetwork, RenderingNetwork
 
         c, o = self.cfg, self.cfg.options
-        geo = GeometryNetwork(d_hidden=o.geo_hidden, n_layers=o.geo_layers, skip_in=o.geo_skip, n_freqs=o.geo_freqs,
-                              d_feature=o.feature_size, sphere_radius=o.sphere_radius)
+        if c.detail == "hashgrid":  # the initial sphere plus a hash-grid detail field
+            from ..models.hashgrid import sphere_sdf
+
+            geo = hashgrid_field(c, sphere_sdf(o.sphere_radius), o.feature_size)
+        else:
+            geo = GeometryNetwork(d_hidden=o.geo_hidden, n_layers=o.geo_layers, skip_in=o.geo_skip,
+                                  n_freqs=o.geo_freqs, d_feature=o.feature_size, sphere_radius=o.sphere_radius)
         ren = RenderingNetwork(d_feature=o.feature_size, d_hidden=c.render_hidden, n_layers=c.render_layers,
                                mode=c.render_mode, n_freqs_view=c.view_freqs)
         return ReconModel(geo, ren).to(device)
+
+    def param_groups(self, model: nn.Module, phase) -> List[dict]:
+        if self.cfg.detail != "hashgrid":
+            return super().param_groups(model, phase)
+        return [{"params": list(model.geometry.parameters()), "lr": self.cfg.hash_lr, "name": "detail", "eps": 1e-15},
+                {"params": list(model.rendering.parameters()), "lr": self.cfg.lr, "name": "rendering"}]

@@ -104,6 +104,24 @@ class ReconConfig:
     view_freqs: int = _f(4, "positional-encoding frequencies of the view direction", group="model")
     render_mode: str = _f("idr", "rendering network inputs: idr, no_view_dir or no_normal", group="model")
 
+    # ---- detail field (headrecon.models.hashgrid): SDF = base + tiny MLP(hash grid)
+    detail: str = _f("none", "geometry detail field: none (the method's own network) or hashgrid (multiresolution "
+                             "hash encoding + tiny MLP over a base: the initial sphere for idr; for h3dnet/sira "
+                             "the prior's decoder, whose phase 2 then trains the detail field instead of the decoder)",
+                     group="detail")
+    hash_levels: int = _f(12, "hash grid: levels", group="detail")
+    hash_log2_size: int = _f(17, "hash grid: log2 of the table rows per level", group="detail")
+    hash_feats: int = _f(2, "hash grid: features per row", group="detail")
+    hash_base_res: int = _f(16, "hash grid: cells per axis of the coarsest level (over the bounding cube)",
+                            group="detail")
+    hash_finest_res: int = _f(512, "hash grid: cells per axis of the finest level", group="detail")
+    hash_hidden: int = _f(64, "hash grid: width of the tiny MLP (2 hidden layers)", group="detail")
+    hash_start_levels: int = _f(4, "hash grid: levels active at the start (coarse to fine)", group="detail")
+    hash_full_at: float = _f(0.5, "hash grid: share of the run after which every level is active", group="detail")
+    hash_lr: float = _f(1e-2, "hash grid: Adam learning rate of the table and its MLP", group="detail")
+    detail_weight: float = _f(0.0, "weight of the detail field's mean squared SDF correction (keeps a prior's "
+                                   "detail small; 0 = off)", group="detail")
+
     # ---- data and tracer
     image_size: int = _f(0, "train on images reduced to at most this many pixels per side (0 = full size)",
                          group="data")
@@ -227,6 +245,15 @@ class ReconConfig:
         if not self.camera_lr > 0 or not 0.0 <= self.camera_start < 1.0:
             errs.append(f"camera_lr must be positive and camera_start in [0, 1), got {self.camera_lr}, "
                         f"{self.camera_start}")
+        if self.detail not in ("none", "hashgrid"):
+            errs.append(f"detail must be none or hashgrid, got {self.detail!r}")
+        if min(self.hash_levels, self.hash_feats, self.hash_base_res, self.hash_hidden, self.hash_start_levels) < 1 \
+                or not 1 <= self.hash_log2_size <= 24 or self.hash_finest_res < self.hash_base_res \
+                or self.hash_start_levels > self.hash_levels or not 0 < self.hash_full_at <= 1 \
+                or not self.hash_lr > 0 or self.detail_weight < 0:
+            errs.append("hash grid settings out of range: levels, feats, base_res, hidden, start_levels >= 1, "
+                        "start_levels <= levels, 1 <= log2_size <= 24, finest_res >= base_res, 0 < full_at <= 1, "
+                        "hash_lr > 0, detail_weight >= 0")
         if self.render_mode not in ("idr", "no_view_dir", "no_normal"):
             errs.append(f"render_mode must be idr, no_view_dir or no_normal, got {self.render_mode!r}")
         if not 0.0 <= self.ss_fraction < 1.0:
@@ -351,7 +378,8 @@ def _arg_type(cls, f):
 
 # options that the command line defines itself (fixed choices)
 _CLI_CHOICES = {"method": None, "preset": sorted(PRESETS), "device": None,
-                "frame": ["auto", "images", "gt", "centre"], "frame_depth": ["model", "sphere"]}
+                "frame": ["auto", "images", "gt", "centre"], "frame_depth": ["model", "sphere"],
+                "detail": ["none", "hashgrid"]}
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, method: str = "idr", skip=()) -> None:
@@ -368,12 +396,14 @@ def add_config_arguments(parser: argparse.ArgumentParser, method: str = "idr", s
         g = f.metadata.get("group", f"--method {method}")
         if g not in groups:
             title = {"run": "run", "schedule": "schedule (epochs scaled to the run length)", "loss": "loss",
-                     "model": "networks", "data": "data and ray tracer", "output": "outputs"}.get(g, g)
+                     "model": "networks", "data": "data and ray tracer", "output": "outputs",
+                     "detail": "detail field (--detail hashgrid)"}.get(g, g)
             groups[g] = parser.add_argument_group(title)
         p = presets if presets is not None else {k: opts_cls.PRESETS.get(k, {}) for k in PRESETS}
-        fast = p["fast"].get(f.name, _default(f))
-        paper = p["paper"].get(f.name, _default(f))
-        dflt = f"fast: {_show(fast)}, paper: {_show(paper)}" if fast != paper else f"default: {_show(fast)}"
+        vals = {k: p[k].get(f.name, _default(f)) for k in ("fast", "paper", *sorted(set(PRESETS) - {"fast", "paper"}))}
+        first = next(iter(vals.values()))
+        dflt = (", ".join(f"{k}: {_show(v)}" for k, v in vals.items()) if any(v != first for v in vals.values())
+                else f"default: {_show(first)}")
         kw = dict(type=_arg_type(cls, f), default=argparse.SUPPRESS, help=f"{f.metadata['help']} ({dflt})",
                   dest=f.name)
         if f.name in _CLI_CHOICES and _CLI_CHOICES[f.name]:

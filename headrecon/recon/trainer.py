@@ -166,6 +166,8 @@ class Trainer:
         self._apply_schedules(self.iteration)
         self.model.train()
         geo, ren = self.model.geometry, self.model.rendering
+        if hasattr(geo, "set_training_progress"):  # coarse-to-fine detail levels (headrecon.models.hashgrid)
+            geo.set_training_progress(self.iteration / max(1, self.total_iterations))
         o, d, rgb_gt, obj = self.sampler.sample()
         if self.cameras is not None:  # refined cameras: corrected rays (traced without, used with gradients)
             o, d = self.cameras(o, d, self.bank.view[self.sampler.last_idx])

@@ -1,0 +1,117 @@
+"""A fast detail field: SDF = base(x) + tiny-MLP(hash-grid(x)) (``--detail hashgrid``).
+
+The encoding is the engine's multiresolution hash op (:func:`headrecon.ops.hash_encode`, Instant-NGP) over the
+tracer's bounding cube; a small MLP (Softplus(beta=100), as IDR's network) maps the features (and the point) to a
+signed-distance *correction* and the feature vector the rendering network reads. The base is a callable
+``x [N,3] -> sdf [N]``: the initial sphere ``|x| - r`` for IDR, or a prior's latent-conditioned decoder (H3D-Net,
+SIRA++) whose phase 2 then trains this field instead of fine-tuning the decoder. The SDF row of the MLP's last
+layer starts at zero, so the field starts as its base.
+
+Coarse to fine: only the first ``start_levels`` levels are active at the start; the others switch on one by one
+until ``full_at`` of the run (``set_training_progress``, called by the trainer), as Neuralangelo does; inactive
+levels feed zeros (and get no gradient).
+
+Interface: like :class:`headrecon.models.GeometryNetwork` (``forward``, ``sdf``, ``forward_with_gradient``).
+Normals are analytic (the op's points gradient); the Eikonal term's gradient to the table is exact (see
+:mod:`headrecon.ops.hash_grid` for the second-order limits).
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable, Optional, Tuple
+
+import torch
+from torch import nn
+
+from .. import ops
+from .geometry import sdf_with_gradient
+
+__all__ = ["HashGridSDF", "sphere_sdf"]
+
+
+def sphere_sdf(radius: float) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The base of IDR's detail field: the initial sphere."""
+    def base(x: torch.Tensor) -> torch.Tensor:
+        return x.norm(dim=-1) - radius
+
+    return base
+
+
+class HashGridSDF(nn.Module):
+    """``sdf(x) = base(x) + mlp(enc(x))[0]``; ``feature(x) = mlp(enc(x))[1:]`` (module docstring).
+
+    Args:
+        base: ``x [N,3] -> sdf [N]`` (not trained here; a module's parameters stay where its owner puts them).
+        levels, log2_size, feats: table shape [levels, 2^log2_size, feats]; base_res, finest_res: cells per axis
+            of the coarsest and finest level over [-radius, radius]^3.
+        hidden, layers: the MLP; d_feature: feature size for the rendering network.
+        start_levels, full_at: coarse-to-fine schedule.
+        init_scale: tables start uniform in [-init_scale, init_scale] (Instant-NGP: 1e-4).
+    """
+
+    def __init__(self, base: Callable[[torch.Tensor], torch.Tensor], levels: int = 12, log2_size: int = 17,
+                 feats: int = 2, base_res: int = 16, finest_res: int = 512, hidden: int = 64, layers: int = 2,
+                 d_feature: int = 64, radius: float = 1.0, start_levels: int = 4, full_at: float = 0.5,
+                 init_scale: float = 1e-4, seed: int = 0):
+        super().__init__()
+        if not 1 <= start_levels <= levels:
+            raise ValueError(f"start_levels must be in [1, levels={levels}], got {start_levels}")
+        if not 0 < full_at <= 1:
+            raise ValueError(f"full_at must be in (0, 1], got {full_at}")
+        self.base = base
+        self.levels, self.feats, self.radius = int(levels), int(feats), float(radius)
+        self.resolutions = ops.hash_resolutions(levels, base_res, finest_res)
+        self.start_levels, self.full_at = int(start_levels), float(full_at)
+        g = torch.Generator().manual_seed(seed)
+        self.table = nn.Parameter((torch.rand(levels, 1 << log2_size, feats, generator=g) * 2 - 1) * init_scale)
+        dims = [levels * feats + 3] + [hidden] * layers + [1 + d_feature]
+        lins = [nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:])]
+        with torch.no_grad():
+            lins[-1].weight[0].zero_()
+            lins[-1].bias[0] = 0.0
+        self.mlp = nn.ModuleList(lins)
+        self.act = nn.Softplus(beta=100)
+        self.register_buffer("level_mask", torch.ones(levels))
+        self.set_training_progress(0.0)
+
+    def set_training_progress(self, progress: float) -> None:
+        """Activate levels coarse to fine: all of them from ``full_at`` of the run on."""
+        p = min(1.0, max(0.0, float(progress)) / self.full_at)
+        active = self.start_levels + int(math.floor(p * (self.levels - self.start_levels) + 1e-9))
+        m = torch.zeros(self.levels)
+        m[:active] = 1.0
+        self.level_mask.copy_(m)
+
+    @property
+    def active_levels(self) -> int:
+        return int(self.level_mask.sum())
+
+    def detail(self, x: torch.Tensor) -> torch.Tensor:
+        """The MLP's raw output [N, 1 + d_feature] (the SDF correction and the feature vector)."""
+        shape = x.shape[:-1]
+        x2 = x.reshape(-1, 3)
+        if not x2.is_contiguous():
+            x2 = x2.contiguous()
+        enc = ops.hash_encode(x2, self.table.to(x2.dtype), self.resolutions, self.radius)
+        enc = enc * self.level_mask.to(enc.dtype).repeat_interleave(self.feats)
+        h = torch.cat([enc, x2], dim=-1)
+        for lin in self.mlp[:-1]:
+            h = self.act(lin(h))
+        return self.mlp[-1](h).reshape(*shape, -1)
+
+    def forward(self, x: torch.Tensor, latent: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+        out = self.detail(x)
+        return self.base(x) + out[..., 0], out[..., 1:]
+
+    def sdf(self, x: torch.Tensor, latent: Optional[torch.Tensor] = None) -> torch.Tensor:
+        return self.forward(x)[0]
+
+    def forward_with_gradient(self, x: torch.Tensor, latent: Optional[torch.Tensor] = None,
+                              create_graph: Optional[bool] = None):
+        if create_graph is None:
+            create_graph = self.training
+        return sdf_with_gradient(lambda p: self.forward(p), x, create_graph)
+
+    def detail_magnitude(self, x: torch.Tensor) -> torch.Tensor:
+        """Mean squared SDF correction at ``x`` (the small-magnitude regulariser of a prior's detail field)."""
+        return (self.detail(x)[..., 0] ** 2).mean()

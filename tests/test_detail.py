@@ -1,0 +1,98 @@
+"""The hash-grid detail field (``--detail hashgrid``, headrecon.models.hashgrid): it starts as its base, its
+levels switch on coarse to fine, its gradients reach the table through the Eikonal term, an IDR fit with it runs
+end to end on a tiny scene, improves on the initial sphere, and resumes exactly."""
+import pytest
+import torch
+
+from headrecon.models.hashgrid import HashGridSDF, sphere_sdf
+from headrecon.recon.config import make_config
+
+
+def test_starts_as_its_base_and_schedules_levels():
+    m = HashGridSDF(sphere_sdf(0.6), levels=6, log2_size=12, start_levels=2, full_at=0.5)
+    x = torch.rand(500, 3) * 2 - 1
+    torch.testing.assert_close(m.sdf(x), x.norm(dim=1) - 0.6)
+    assert m.active_levels == 2
+    m.set_training_progress(0.25)
+    assert m.active_levels == 4
+    m.set_training_progress(0.5)
+    assert m.active_levels == 6
+    m.set_training_progress(1.0)
+    assert m.active_levels == 6
+    with pytest.raises(ValueError):
+        HashGridSDF(sphere_sdf(0.6), levels=4, start_levels=5)
+
+
+def test_eikonal_gradient_reaches_table_and_inactive_levels_get_none():
+    torch.manual_seed(0)
+    m = HashGridSDF(sphere_sdf(0.6), levels=4, log2_size=10, start_levels=2)
+    with torch.no_grad():  # a non-trivial field: the SDF row of the last layer away from zero
+        m.mlp[-1].weight[0].normal_(0, 0.1)
+    x = torch.rand(400, 3) * 1.6 - 0.8
+    sdf, feat, g = m.forward_with_gradient(x, create_graph=True)
+    ((g.norm(dim=1) - 1) ** 2).mean().backward()
+    per_level = m.table.grad.abs().sum(dim=(1, 2))
+    assert (per_level[:2] > 0).all() and (per_level[2:] == 0).all()
+
+
+def _tiny_scene(tmp_path_factory):
+    from test_recon import ellipsoid_mesh
+
+    from headrecon.data.synthetic import make_scene
+
+    out = tmp_path_factory.mktemp("scene") / "ellipsoid"
+    make_scene(ellipsoid_mesh(), out, views=8, size=64, progress=False)
+    return out
+
+
+@pytest.fixture(scope="module")
+def tiny_scene(tmp_path_factory):
+    return _tiny_scene(tmp_path_factory)
+
+
+TINY = dict(image_size=48, batch_rays=384, feature_size=16, render_hidden=32, render_layers=2, mesh_resolution=48,
+            render_size=32, checkpoint_every=50, log_every=5, novel_yaws=(180.0,), detail="hashgrid",
+            hash_levels=6, hash_log2_size=13, hash_finest_res=128, hash_hidden=32, threads=1)
+
+
+def test_idr_with_hashgrid_improves_on_the_sphere(tiny_scene):
+    """120 iterations of IDR with the detail field on 4 views of an ellipsoid: the head error falls well below
+    the initial sphere's (~19.5 mm)."""
+    from headrecon.data import load_scene
+    from headrecon.eval import evaluate
+    from headrecon.recon.trainer import Trainer
+
+    scene = load_scene(tiny_scene, views="4")
+    tr = Trainer(make_config("fast", iterations=120, **TINY), scene, device="cpu")
+    assert type(tr.model.geometry).__name__ == "HashGridSDF"
+    before = evaluate(tr.extract_mesh(resolution=48), scene, protocol="exact", align="none")
+    tr.train()
+    after = evaluate(tr.extract_mesh(), scene, protocol="exact", align="none")
+    assert before["head_gt2pred_mm"] > 8.0
+    assert after["head_gt2pred_mm"] < 0.5 * before["head_gt2pred_mm"], after
+    assert tr.model.geometry.active_levels == 6
+
+
+def test_hashgrid_resume_is_exact(tiny_scene, tmp_path):
+    from headrecon.data import load_scene
+    from headrecon.recon.trainer import Trainer
+
+    scene = load_scene(tiny_scene, views="3")
+    cfg = make_config("fast", iterations=6, **dict(TINY, batch_rays=256, hash_full_at=0.5))
+    straight = Trainer(cfg, scene, device="cpu")
+    straight.train()
+    ckpt = tmp_path / "ckpt.pt"
+    first = Trainer(cfg, scene, device="cpu")
+    first.train(checkpoint_path=ckpt, stop_after=4)
+    second = Trainer(cfg, scene, device="cpu")
+    second.load_checkpoint(ckpt)
+    second.train()
+    for k, v in straight.model.state_dict().items():
+        assert torch.equal(v, second.model.state_dict()[k]), k
+
+
+def test_config_checks_hash_settings():
+    with pytest.raises(ValueError, match="detail"):
+        make_config("fast", detail="voxels")
+    with pytest.raises(ValueError, match="hash grid settings"):
+        make_config("fast", detail="hashgrid", hash_start_levels=20, hash_levels=8)
