@@ -96,3 +96,35 @@ def test_config_checks_hash_settings():
         make_config("fast", detail="voxels")
     with pytest.raises(ValueError, match="hash grid settings"):
         make_config("fast", detail="hashgrid", hash_start_levels=20, hash_levels=8)
+
+
+@pytest.mark.parametrize("method", ["h3dnet", "sira"])
+def test_prior_methods_train_the_detail_field_in_phase_2(tiny_scene, method):
+    """With --detail hashgrid a prior method's phase 1 fits the latent(s) as before; phase 2 trains the detail
+    field and the latent, the prior's decoder / deformation stays as shipped."""
+    from headrecon.data import load_scene
+    from headrecon.methods.base import split_detail
+    from headrecon.recon.trainer import Trainer
+
+    scene = load_scene(tiny_scene, views="3")
+    over = dict(image_size=32, batch_rays=128, render_hidden=32, render_layers=2, mesh_resolution=32,
+                render_size=32, checkpoint_every=50, log_every=2, novel_yaws=(180.0,), detail="hashgrid",
+                hash_levels=4, hash_log2_size=12, hash_finest_res=64, hash_hidden=16, threads=1, detail_weight=1.0,
+                frame="centre")
+    if method == "h3dnet":
+        over["prior_latent_fraction"] = 0.5
+    else:
+        over["sira_unfreeze_epoch"] = 1000
+    tr = Trainer(make_config("fast", method=method, iterations=6, **over), scene, device="cpu")
+    base, detail = split_detail(tr.model.geometry)
+    assert detail is not None
+    frozen = {k: v.detach().clone() for k, v in base.named_parameters() if "latent" not in k}
+    table0 = detail.table.detach().clone()
+    tr.train(stop_after=3)
+    assert torch.equal(detail.table, table0)  # phase 1: the detail field does not train
+    tr.train()
+    assert not torch.equal(detail.table, table0)
+    for k, v in base.named_parameters():
+        if k in frozen:
+            assert torch.equal(v, frozen[k]), k
+    assert "detail_loss" in tr.history[-1]

@@ -32,7 +32,8 @@ if TYPE_CHECKING:  # the shared config imports this registry; the annotation onl
     from ..recon.config import ReconConfig
 
 __all__ = ["Phase", "ReconModel", "ReconMethod", "MethodOptions", "option", "METHODS", "register_method",
-           "get_method", "available_methods", "hashgrid_field"]
+           "get_method", "available_methods", "hashgrid_field", "split_detail", "detail_parameters", "detail_loss",
+           "set_detail_trainable"]
 
 
 def option(default, help: str, **kw):
@@ -82,6 +83,36 @@ def hashgrid_field(cfg, base, d_feature: int) -> nn.Module:
                        base_res=cfg.hash_base_res, finest_res=cfg.hash_finest_res, hidden=cfg.hash_hidden,
                        d_feature=d_feature, radius=cfg.scene_radius, start_levels=cfg.hash_start_levels,
                        full_at=cfg.hash_full_at, seed=cfg.seed)
+
+
+def split_detail(geometry: nn.Module):
+    """``(base geometry, detail field or None)`` of a model's geometry: a prior method with ``--detail hashgrid``
+    wraps its prior geometry in a :class:`headrecon.models.hashgrid.HashGridSDF` (``.base``)."""
+    from ..models.hashgrid import HashGridSDF
+
+    if isinstance(geometry, HashGridSDF) and isinstance(geometry.base, nn.Module):
+        return geometry.base, geometry
+    return geometry, None
+
+
+def detail_parameters(detail: nn.Module) -> list:
+    """The detail field's own parameters (its table and MLP, not its base's)."""
+    return [detail.table] + list(detail.mlp.parameters())
+
+
+def detail_loss(cfg, detail: nn.Module, iteration) -> torch.Tensor:
+    """``detail_weight * mean(correction^2)`` over 1024 points drawn uniformly in the bounding ball (a generator
+    seeded by the run's seed and ``iteration``: a resumed run draws the same)."""
+    g = torch.Generator().manual_seed(int(cfg.seed) * 1000003 + int(iteration or 0))
+    x = torch.randn(1024, 3, generator=g)
+    x = x / x.norm(dim=1, keepdim=True) * torch.rand(1024, 1, generator=g) ** (1 / 3) * cfg.scene_radius
+    return cfg.detail_weight * detail.detail_magnitude(x.to(detail.table.device))
+
+
+def set_detail_trainable(detail, on: bool) -> None:
+    if detail is not None:
+        for p in detail_parameters(detail):
+            p.requires_grad_(on)
 
 
 class ReconModel(nn.Module):

@@ -30,7 +30,8 @@ from torch import nn
 
 from ..priors.h3dnet.model import load_prior
 from ..photos.frame import scene_prior_frame
-from .base import MethodOptions, Phase, ReconMethod, ReconModel, option, register_method
+from .base import (MethodOptions, Phase, ReconMethod, ReconModel, detail_loss, detail_parameters, hashgrid_field,
+                   option, register_method, set_detail_trainable, split_detail)
 
 
 @dataclass
@@ -72,6 +73,8 @@ class H3DNetMethod(ReconMethod):
         ren = RenderingNetwork(d_feature=prior.d_feature, d_hidden=c.render_hidden, n_layers=c.render_layers,
                                mode=c.render_mode, n_freqs_view=c.view_freqs)
         self.frame_source = how
+        if c.detail == "hashgrid":  # phase 2 trains a detail field over the prior instead of its decoder
+            geo = hashgrid_field(c, geo, d_feature=0)
         return ReconModel(geo, ren).to(device)
 
     def info(self) -> dict:
@@ -84,10 +87,13 @@ class H3DNetMethod(ReconMethod):
         return [Phase("latent", f), Phase("all", 1.0)]
 
     def param_groups(self, model: nn.Module, phase: Phase) -> List[dict]:
-        geo = model.geometry
+        geo, detail = split_detail(model.geometry)
         groups = [{"params": geo.latent_parameters(), "lr": float(self.cfg.options.prior_latent_lr),
                    "name": "latent"}]
-        if phase.name == "all":
+        if phase.name == "all" and detail is not None:
+            groups.append({"params": detail_parameters(detail), "lr": self.cfg.hash_lr, "name": "detail",
+                           "eps": 1e-15})
+        elif phase.name == "all":
             groups.append({"params": geo.decoder_parameters(), "lr": self.finetune_lr(), "name": "geometry"})
         groups.append({"params": list(model.rendering.parameters()), "lr": self.cfg.lr, "name": "rendering"})
         return groups
@@ -95,7 +101,14 @@ class H3DNetMethod(ReconMethod):
     def extra_losses(self, model: nn.Module, iteration=None) -> dict:
         """The auto-decoder's code prior ``latent_reg * ||z - z_mean||^2`` keeps the latent near the prior's
         distribution, in both phases (H3D-Net's latent regulariser)."""
-        return {"latent_loss": model.geometry.latent_loss()}
+        geo, detail = split_detail(model.geometry)
+        out = {"latent_loss": geo.latent_loss()}
+        if detail is not None and self.cfg.detail_weight > 0 and detail.table.requires_grad:
+            out["detail_loss"] = detail_loss(self.cfg, detail, iteration)
+        return out
 
     def on_phase_start(self, trainer, phase: Phase, resumed: bool = False) -> None:
-        trainer.model.geometry.set_phase("latent" if phase.name == "latent" else "all")
+        geo, detail = split_detail(trainer.model.geometry)
+        # with a detail field the decoder stays frozen: phase 2 trains the latent and the detail field
+        geo.set_phase("latent" if phase.name == "latent" or detail is not None else "all")
+        set_detail_trainable(detail, phase.name == "all")

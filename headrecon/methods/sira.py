@@ -58,7 +58,8 @@ import torch
 from torch import nn
 
 from ..priors.sampling import uniform_ball
-from .base import MethodOptions, Phase, ReconMethod, ReconModel, option, register_method
+from .base import (MethodOptions, Phase, ReconMethod, ReconModel, detail_loss, detail_parameters, hashgrid_field,
+                   option, register_method, set_detail_trainable, split_detail)
 
 __all__ = ["SiraMethod", "SiraOptions"]
 
@@ -119,6 +120,7 @@ class SiraMethod(ReconMethod):
         model = load_sira(self.cfg.options.sira_prior, device="cpu")
         frame, how = scene_prior_frame(scene, model, self.cfg.frame, self.cfg.frame_depth)
         geo, ren = model.geometry_network(frame=frame)
+        prior_geo = geo
         self.frame_source = how
         self.model_meta = {k: model.meta.get(k) for k in ("epochs_done", "command")}
         c, o = self.cfg, self.cfg.options
@@ -139,8 +141,10 @@ class SiraMethod(ReconMethod):
                 with torch.no_grad():
                     pts = pts[geo.to_prior(pts).norm(dim=-1) < self.anchor_radius]
             self.anchor_points = pts.to(device)
-            if len(pts):
+            if len(pts) and c.detail != "hashgrid":  # with a detail field the deformation stays frozen
                 self.deform0 = copy.deepcopy(geo.deform).requires_grad_(False).to(device)
+        if c.detail == "hashgrid":  # phase 2 trains a detail field over the prior instead of the deformation
+            geo = hashgrid_field(c, prior_geo, d_feature=0)
         return ReconModel(geo, ren).to(device)
 
     def info(self) -> dict:
@@ -153,11 +157,15 @@ class SiraMethod(ReconMethod):
         return [Phase("latent", self.cfg.options.sira_unfreeze_epoch / float(self.cfg.epochs)), Phase("all", 1.0)]
 
     def param_groups(self, model: nn.Module, phase: Phase) -> List[dict]:
-        geo, ren = model.geometry, model.rendering
+        (geo, detail), ren = split_detail(model.geometry), model.rendering
         groups = [{"params": [geo.latent, ren.latent], "lr": float(self.cfg.options.sira_latent_lr),
                    "name": "latents"}]
-        if phase.name == "all":
+        if phase.name == "all" and detail is not None:
+            groups.append({"params": detail_parameters(detail), "lr": self.cfg.hash_lr, "name": "detail",
+                           "eps": 1e-15})
+        elif phase.name == "all":
             groups.append({"params": list(geo.deform.parameters()), "lr": self.finetune_lr(), "name": "deformation"})
+        if phase.name == "all":
             groups.append({"params": list(ren.net.parameters()), "lr": self.cfg.lr, "name": "rendering"})
         return groups
 
@@ -179,10 +187,12 @@ class SiraMethod(ReconMethod):
         bounding sphere within ``sira_anchor_radius`` of the prior frame (:meth:`anchor_batch` of ``iteration``;
         all of them when None), ``delta_0`` the pretrained deformation network — fine-tuning may add detail but is
         kept near the prior's deformation at the current code where the few views say nothing."""
-        geo, ren = model.geometry, model.rendering
+        (geo, detail), ren = split_detail(model.geometry), model.rendering
         out = {}
         if self.latent_reg > 0:
             out["latent_loss"] = geo.latent_loss() + ren.latent_loss()
+        if detail is not None and self.cfg.detail_weight > 0 and detail.table.requires_grad:
+            out["detail_loss"] = detail_loss(self.cfg, detail, iteration)
         if self.deform0 is not None and geo.phase == "all":
             xp = geo.to_prior(self.anchor_batch(iteration))
             delta, _ = geo.deform(xp, geo.latent)
@@ -193,7 +203,9 @@ class SiraMethod(ReconMethod):
 
     def on_phase_start(self, trainer, phase: Phase, resumed: bool = False) -> None:
         name = "latent" if phase.name == "latent" else "all"
-        trainer.model.geometry.set_phase(name)
+        geo, detail = split_detail(trainer.model.geometry)
+        geo.set_phase("latent" if detail is not None else name)  # a detail field replaces the deformation's tuning
+        set_detail_trainable(detail, name == "all")
         trainer.model.rendering.set_phase(name)
         self.setup_acceleration(trainer)
 

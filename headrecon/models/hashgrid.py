@@ -3,9 +3,10 @@
 The encoding is the engine's multiresolution hash op (:func:`headrecon.ops.hash_encode`, Instant-NGP) over the
 tracer's bounding cube; a small MLP (Softplus(beta=100), as IDR's network) maps the features (and the point) to a
 signed-distance *correction* and the feature vector the rendering network reads. The base is a callable
-``x [N,3] -> sdf [N]``: the initial sphere ``|x| - r`` for IDR, or a prior's latent-conditioned decoder (H3D-Net,
-SIRA++) whose phase 2 then trains this field instead of fine-tuning the decoder. The SDF row of the MLP's last
-layer starts at zero, so the field starts as its base.
+``x [N,3] -> sdf [N]`` (the initial sphere ``|x| - r`` for IDR) or a geometry module ``x -> (sdf, feature)``
+(a prior's latent-conditioned decoder, H3D-Net or SIRA++, whose phase 2 then trains this field instead of
+fine-tuning the decoder; with ``d_feature=0`` the features stay the base's, so the method's rendering network is
+unchanged). The MLP's last layer starts at zero, so the field starts as its base.
 
 Coarse to fine: only the first ``start_levels`` levels are active at the start; the others switch on one by one
 until ``full_at`` of the run (``set_training_progress``, called by the trainer), as Neuralangelo does; inactive
@@ -64,11 +65,16 @@ class HashGridSDF(nn.Module):
         self.start_levels, self.full_at = int(start_levels), float(full_at)
         g = torch.Generator().manual_seed(seed)
         self.table = nn.Parameter((torch.rand(levels, 1 << log2_size, feats, generator=g) * 2 - 1) * init_scale)
+        if d_feature < 0:
+            raise ValueError(f"d_feature must be >= 0, got {d_feature}")
         dims = [levels * feats + 3] + [hidden] * layers + [1 + d_feature]
         lins = [nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:])]
         with torch.no_grad():
             lins[-1].weight[0].zero_()
             lins[-1].bias[0] = 0.0
+            if isinstance(base, nn.Module):  # added to the base's features: start without changing them
+                lins[-1].weight.zero_()
+                lins[-1].bias.zero_()
         self.mlp = nn.ModuleList(lins)
         self.act = nn.Softplus(beta=100)
         self.register_buffer("level_mask", torch.ones(levels))
@@ -101,7 +107,12 @@ class HashGridSDF(nn.Module):
 
     def forward(self, x: torch.Tensor, latent: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
         out = self.detail(x)
-        return self.base(x) + out[..., 0], out[..., 1:]
+        b = self.base(x)
+        if isinstance(b, tuple):  # a geometry module: (sdf, feature)
+            sdf_b, feat_b = b
+            feat = feat_b if out.shape[-1] == 1 else feat_b + out[..., 1:].to(feat_b.dtype)
+            return sdf_b + out[..., 0].to(sdf_b.dtype), feat
+        return b + out[..., 0], out[..., 1:]
 
     def sdf(self, x: torch.Tensor, latent: Optional[torch.Tensor] = None) -> torch.Tensor:
         return self.forward(x)[0]
