@@ -82,7 +82,9 @@ def make_trainer(scene, method: str, views, overrides: dict, device="cpu"):
     from headrecon.recon.config import make_config
     from headrecon.recon.trainer import Trainer
 
-    cfg = make_config("fast", method=method, views=str(views), device=device, **overrides)
+    overrides = dict(overrides)
+    preset = overrides.pop("preset", "fast")  # a variant may pick another preset: "label=idr:preset=instant"
+    cfg = make_config(preset, method=method, views=str(views), device=device, **overrides)
     return Trainer(cfg, scene, device=device)
 
 

@@ -269,7 +269,10 @@ def test_config_presets_and_json(tmp_path):
     (tmp_path / "bad.json").write_text('{"lr": "x", "nope": 1}')
     with pytest.raises(ValueError, match="not a valid headrecon config"):
         ReconConfig.load(tmp_path / "bad.json")
-    assert set(PRESETS) == {"fast", "paper"}
+    assert set(PRESETS) == {"fast", "paper", "instant"}
+    inst = make_config("instant")
+    assert inst.detail == "hashgrid" and fast.detail == paper.detail == "none"
+    assert config_diff(fast, inst).keys() == {"detail", "image_size", "preset"}
 
 
 def test_help_comes_from_config(capsys):

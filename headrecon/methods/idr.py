@@ -18,7 +18,8 @@ __all__ = ["IDRMethod", "IDROptions"]
 class IDROptions(MethodOptions):
     """``--method idr``: the geometry network fitted from scratch (paper: IDR's 8 x 512)."""
 
-    PRESETS = {"fast": dict(geo_hidden=128, geo_layers=4, geo_skip=(2,), feature_size=64)}
+    _FAST = dict(geo_hidden=128, geo_layers=4, geo_skip=(2,), feature_size=64)
+    PRESETS = {"fast": _FAST, "instant": _FAST}
 
     geo_hidden: int = option(512, "geometry network width")
     geo_layers: int = option(8, "geometry network hidden layers")
