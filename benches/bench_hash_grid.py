@@ -5,6 +5,7 @@ points: points/s for the forward pass and for forward + backward (to the table a
 pytest-benchmark:   pytest benches/bench_hash_grid.py --benchmark-enable   (HEADRECON_BENCH_FULL=1: 2^16 points,
                     16 levels x 2^19 entries x 2 features; default: a quick smoke size)
 Summary table:      python benches/bench_hash_grid.py [--points N] [--rounds R] [--device cuda] [--json OUT]
+                    [--levels L --log2-size T --feats F] (default: Instant-NGP's 16 x 2^19 x 2)
                     (every configuration interleaved round by round in one process: ratios are side by side)
 """
 from __future__ import annotations
@@ -123,11 +124,12 @@ if __name__ == "__main__":
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--full-table", action="store_true", help="16 levels x 2^19 x 2 (else the smoke size)")
+    ap.add_argument("--levels", type=int, default=16, help="table levels (Instant-NGP: 16; instant preset: 12)")
+    ap.add_argument("--log2-size", type=int, default=19, help="log2 rows per level (Instant-NGP: 19; instant: 17)")
+    ap.add_argument("--feats", type=int, default=2)
     ap.add_argument("--json", default=None)
     a = ap.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
-    if a.full_table:
-        LEVELS, LOG2_SIZE, FEATS = 16, 19, 2
+    LEVELS, LOG2_SIZE, FEATS = a.levels, a.log2_size, a.feats
     summary(a.points, a.rounds, a.device, a.json)

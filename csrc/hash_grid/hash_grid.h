@@ -24,12 +24,10 @@
 
 namespace headrecon {
 
-// The 8 corners of point p at a level of resolution R: rows [8] and coefficients [8] (weights, or the
-// directional derivatives along h when h != nullptr). Returns false (nothing written) outside the cube.
+// Cell of point p at a level of resolution R: lower corner c0 [3] and fractions fr [3]. Returns false
+// outside the cube (or for NaN).
 template <typename T>
-HR_HD bool hash_corners(const T* p, const T* h, T radius, int64_t R, int64_t S, int64_t* rows, T* coef) {
-  int64_t c0[3];
-  T fr[3];
+HR_HD bool hash_cell(const T* p, T radius, int64_t R, int64_t* c0, T* fr) {
   for (int a = 0; a < 3; ++a) {
     const T u = (p[a] + radius) / (T(2) * radius);
     if (!(u >= T(0) && u <= T(1))) return false;  // outside, or NaN
@@ -39,15 +37,27 @@ HR_HD bool hash_corners(const T* p, const T* h, T radius, int64_t R, int64_t S, 
     c0[a] = i;
     fr[a] = x - T(i);
   }
+  return true;
+}
+
+// Table row of corner (cx, cy, cz) at resolution R with S rows: dense or hashed (see the header comment).
+HR_HD int64_t hash_row(int64_t cx, int64_t cy, int64_t cz, int64_t R, int64_t S) {
   const int64_t n1 = R + 1;
-  const bool dense = n1 * n1 * n1 <= S;
+  if (n1 * n1 * n1 <= S) return (cx * n1 + cy) * n1 + cz;
+  return int64_t((uint64_t(cx) ^ (uint64_t(cy) * 2654435761ull) ^ (uint64_t(cz) * 805459861ull)) & uint64_t(S - 1));
+}
+
+// The 8 corners of point p at a level of resolution R: rows [8] and coefficients [8] (weights, or the
+// directional derivatives along h when h != nullptr). Returns false (nothing written) outside the cube.
+template <typename T>
+HR_HD bool hash_corners(const T* p, const T* h, T radius, int64_t R, int64_t S, int64_t* rows, T* coef) {
+  int64_t c0[3];
+  T fr[3];
+  if (!hash_cell(p, radius, R, c0, fr)) return false;
   const T scale = T(R) / (T(2) * radius);
   for (int c = 0; c < 8; ++c) {
     const int b[3] = {(c >> 2) & 1, (c >> 1) & 1, c & 1};
-    const int64_t cx = c0[0] + b[0], cy = c0[1] + b[1], cz = c0[2] + b[2];
-    rows[c] = dense ? (cx * n1 + cy) * n1 + cz
-                    : int64_t((uint64_t(cx) ^ (uint64_t(cy) * 2654435761ull) ^ (uint64_t(cz) * 805459861ull)) &
-                              uint64_t(S - 1));
+    rows[c] = hash_row(c0[0] + b[0], c0[1] + b[1], c0[2] + b[2], R, S);
     T f[3];
     for (int a = 0; a < 3; ++a) f[a] = b[a] ? fr[a] : T(1) - fr[a];
     if (h == nullptr) {
@@ -83,7 +93,7 @@ HR_HD void hash_encode_fwd_one(const T* table, const T* points, const T* dirs, c
   }
 }
 
-// Point n's gradient [3] from the features' gradient g [N, L*F].
+// Point n's gradient [3] from the features' gradient g [N, L*F]: one pass over the 8 corners per level.
 template <typename T>
 HR_HD void hash_encode_bwd_points_one(const T* table, const T* points, const T* g, const int64_t* res, int64_t n,
                                       int64_t L, int64_t S, int64_t F, T radius, T* gp) {
@@ -91,17 +101,22 @@ HR_HD void hash_encode_bwd_points_one(const T* table, const T* points, const T* 
   const T* p = points + 3 * n;
   const T* gn = g + n * L * F;
   for (int64_t l = 0; l < L; ++l) {
-    for (int a = 0; a < 3; ++a) {
-      const T e[3] = {T(a == 0), T(a == 1), T(a == 2)};
-      int64_t rows[8];
-      T coef[8];
-      if (!hash_corners(p, e, radius, res[l], S, rows, coef)) break;
-      const T* tl = table + l * S * F;
-      for (int c = 0; c < 8; ++c) {
-        T dot = T(0);
-        for (int64_t f = 0; f < F; ++f) dot += gn[l * F + f] * tl[rows[c] * F + f];
-        acc[a] += coef[c] * dot;
-      }
+    const int64_t R = res[l];
+    int64_t c0[3];
+    T fr[3];
+    if (!hash_cell(p, radius, R, c0, fr)) break;  // outside the cube: at every level
+    const T scale = T(R) / (T(2) * radius);
+    const T* tl = table + l * S * F;
+    for (int c = 0; c < 8; ++c) {
+      const int b[3] = {(c >> 2) & 1, (c >> 1) & 1, c & 1};
+      const int64_t row = hash_row(c0[0] + b[0], c0[1] + b[1], c0[2] + b[2], R, S);
+      T dot = T(0);
+      for (int64_t f = 0; f < F; ++f) dot += gn[l * F + f] * tl[row * F + f];
+      T w[3];
+      for (int a = 0; a < 3; ++a) w[a] = b[a] ? fr[a] : T(1) - fr[a];
+      acc[0] += ((b[0] ? T(1) : T(-1)) * w[1] * w[2] * scale) * dot;
+      acc[1] += ((b[1] ? T(1) : T(-1)) * w[0] * w[2] * scale) * dot;
+      acc[2] += ((b[2] ? T(1) : T(-1)) * w[0] * w[1] * scale) * dot;
     }
   }
   for (int a = 0; a < 3; ++a) gp[3 * n + a] = acc[a];
