@@ -272,7 +272,7 @@ def test_config_presets_and_json(tmp_path):
     assert set(PRESETS) == {"fast", "paper", "instant"}
     inst = make_config("instant")
     assert inst.detail == "hashgrid" and fast.detail == paper.detail == "none"
-    assert config_diff(fast, inst).keys() == {"detail", "image_size", "preset"}
+    assert config_diff(fast, inst).keys() == {"detail", "image_size", "preset", "hash_levels", "hash_log2_size"}
 
 
 def test_help_comes_from_config(capsys):

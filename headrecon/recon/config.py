@@ -25,7 +25,9 @@ Presets (:data:`PRESETS`):
   shape, a 128^3 mesh.
 * ``instant`` is ``fast`` with the hash-grid detail field (``--detail hashgrid``): for IDR the initial sphere plus
   a multiresolution hash encoding and a tiny MLP instead of the 4 x 128 network; for H3D-Net / SIRA++ phase 2
-  trains a detail field over the frozen prior instead of fine-tuning it; larger images (the field resolves them).
+  trains a detail field over the frozen prior instead of fine-tuning it; larger images (the field resolves them);
+  a CPU-sized table (8 levels of 2^15 rows: the dense Adam update of a larger table costs more than it gives on a
+  CPU, measured in docs/results/hash-grid.md).
 """
 from __future__ import annotations
 
@@ -299,7 +301,7 @@ _FAST: Dict[str, Any] = dict(
 )
 
 # instant: the fast preset with the hash-grid detail field (headrecon.models.hashgrid) and what its speed buys
-_INSTANT: Dict[str, Any] = dict(_FAST, detail="hashgrid", image_size=256)
+_INSTANT: Dict[str, Any] = dict(_FAST, detail="hashgrid", image_size=256, hash_levels=8, hash_log2_size=15)
 
 PRESETS: Dict[str, Dict[str, Any]] = {"paper": _PAPER, "fast": _FAST, "instant": _INSTANT}
 
