@@ -7,6 +7,7 @@
 #include <vector>
 #include <torch/extension.h>
 
+#include "composite/composite.h"
 #include "hash_grid/hash_grid.h"
 #include "ray_sphere/ray_sphere.h"
 #include "sdf_cache/sdf_cache.h"
@@ -387,6 +388,72 @@ Tensor hash_encode_bwd_points(const Tensor& grad, const Tensor& points, const Te
   return gp;
 }
 
+// --- volume-rendering compositing (composite/composite.h) ---
+void check_packed(const Tensor& packed, const Tensor& sigmas, const Tensor& deltas, const Tensor& values) {
+  check_float(sigmas, "sigmas", sigmas);
+  TORCH_CHECK_VALUE(sigmas.dim() == 1, "sigmas must be [S], got ", sigmas.sizes());
+  const int64_t S = sigmas.size(0);
+  check_1d(deltas, "deltas", sigmas, S);
+  check_float(values, "values", sigmas);
+  TORCH_CHECK_VALUE(values.dim() == 2 && values.size(0) == S, "values must be [S,C] with S = ", S, ", got ",
+                    values.sizes());
+  check_tensor(packed, "packed", sigmas);
+  TORCH_CHECK_TYPE(packed.scalar_type() == at::kLong, "packed must be int64, got ", packed.scalar_type());
+  TORCH_CHECK_VALUE(packed.dim() == 2 && packed.size(1) == 2, "packed must be [R,2], got ", packed.sizes());
+  if (packed.numel() && (!packed.is_cuda() || check_cuda_indices())) {
+    const Tensor start = packed.select(1, 0), count = packed.select(1, 1);
+    TORCH_CHECK_VALUE(at::all(start >= 0).item<bool>() && at::all(count >= 0).item<bool>() &&
+                          at::all(start + count <= S).item<bool>(),
+                      "packed has rays outside the ", S, " samples (need 0 <= start, 0 <= count, start + count <= S)");
+  }
+}
+
+std::tuple<Tensor, Tensor, Tensor> composite_fwd(const Tensor& packed, const Tensor& sigmas, const Tensor& deltas,
+                                                 const Tensor& values) {
+  check_packed(packed, sigmas, deltas, values);
+  const int64_t R = packed.size(0), C = values.size(1);
+  Tensor out = at::empty({R, C}, values.options());
+  Tensor opacity = at::empty({R}, values.options());
+  Tensor weights = at::zeros({sigmas.size(0)}, values.options());
+  AT_DISPATCH_FLOATING_TYPES(sigmas.scalar_type(), "composite_fwd", [&] {
+    const int64_t* pk = packed.data_ptr<int64_t>();
+    const scalar_t* sg = sigmas.data_ptr<scalar_t>();
+    const scalar_t* dl = deltas.data_ptr<scalar_t>();
+    const scalar_t* v = values.data_ptr<scalar_t>();
+    scalar_t* o = out.data_ptr<scalar_t>();
+    scalar_t* op = opacity.data_ptr<scalar_t>();
+    scalar_t* w = weights.data_ptr<scalar_t>();
+    HR_DEVICE_SWITCH(sigmas, composite_fwd_cpu<scalar_t>(pk, sg, dl, v, R, C, o, op, w),
+                     composite_fwd_cuda<scalar_t>(pk, sg, dl, v, R, C, o, op, w, stream));
+  });
+  return {out, opacity, weights};
+}
+
+std::tuple<Tensor, Tensor> composite_bwd(const Tensor& packed, const Tensor& sigmas, const Tensor& deltas,
+                                         const Tensor& values, const Tensor& g_out, const Tensor& g_opacity) {
+  check_packed(packed, sigmas, deltas, values);
+  const int64_t R = packed.size(0), C = values.size(1);
+  check_float(g_out, "g_out", sigmas);
+  TORCH_CHECK_VALUE(g_out.dim() == 2 && g_out.size(0) == R && g_out.size(1) == C, "g_out must be [", R, ",", C,
+                    "], got ", g_out.sizes());
+  check_1d(g_opacity, "g_opacity", sigmas, R);
+  Tensor gs = at::zeros_like(sigmas);
+  Tensor gv = at::zeros_like(values);
+  AT_DISPATCH_FLOATING_TYPES(sigmas.scalar_type(), "composite_bwd", [&] {
+    const int64_t* pk = packed.data_ptr<int64_t>();
+    const scalar_t* sg = sigmas.data_ptr<scalar_t>();
+    const scalar_t* dl = deltas.data_ptr<scalar_t>();
+    const scalar_t* v = values.data_ptr<scalar_t>();
+    const scalar_t* go = g_out.data_ptr<scalar_t>();
+    const scalar_t* gop = g_opacity.data_ptr<scalar_t>();
+    scalar_t* a = gs.data_ptr<scalar_t>();
+    scalar_t* b = gv.data_ptr<scalar_t>();
+    HR_DEVICE_SWITCH(sigmas, composite_bwd_cpu<scalar_t>(pk, sg, dl, v, go, gop, R, C, a, b),
+                     composite_bwd_cuda<scalar_t>(pk, sg, dl, v, go, gop, R, C, a, b, stream));
+  });
+  return {gs, gv};
+}
+
 bool with_cuda() {
 #ifdef HEADRECON_WITH_CUDA
   return true;
@@ -415,6 +482,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("cache_query", &cache_query, py::arg("grid"), py::arg("points"), py::arg("radius"), py::arg("eps"),
         py::arg("p_force"), py::arg("seed"), py::arg("counter"));
   m.def("cache_update", &cache_update, py::arg("grid"), py::arg("points"), py::arg("values"), py::arg("radius"));
+  m.def("composite_fwd", &composite_fwd, py::arg("packed"), py::arg("sigmas"), py::arg("deltas"), py::arg("values"));
+  m.def("composite_bwd", &composite_bwd, py::arg("packed"), py::arg("sigmas"), py::arg("deltas"), py::arg("values"),
+        py::arg("g_out"), py::arg("g_opacity"));
   m.def("hash_encode_fwd", &hash_encode_fwd, py::arg("points"), py::arg("table"), py::arg("res"), py::arg("dirs"),
         py::arg("radius"));
   m.def("hash_encode_bwd_table", &hash_encode_bwd_table, py::arg("grad"), py::arg("points"), py::arg("res"),

@@ -30,6 +30,7 @@ __all__ = [
     "secant_step",
     "cache_query",
     "cache_update",
+    "composite",
     "hash_encode",
     "hash_resolutions",
     "resolve_backend",
@@ -262,3 +263,43 @@ def hash_encode(points, table, resolutions, radius: float = 1.0, *, backend: str
     res = res.to(points.device)
     kernels = _Kernels(resolve_backend(backend, points) == "cpp")
     return _HashEncode.apply(points, table, res, float(radius), kernels)
+
+
+def composite(packed, sigmas, deltas, values, *, backend: str = "auto"):
+    """Volume-rendering compositing of packed rays (VolSDF / NeRF alpha compositing; csrc/composite/composite.h).
+
+    Args:
+        packed: [R,2] int64: each ray's first sample and sample count (a ray's samples consecutive, front to back;
+            rays do not share samples; count 0 = an empty ray).
+        sigmas: [S] densities; deltas: [S] segment lengths (sample i's optical thickness is sigmas_i * deltas_i).
+        values: [S,C] what to composite (colours, normals, depths, ... stacked).
+    Returns:
+        out [R,C] = sum_i w_i values_i, opacity [R] = sum_i w_i and weights [S] (w_i = T_i (1 - exp(-tau_i)),
+        zero for samples of no ray), differentiable in ``sigmas`` and ``values`` (``weights`` carries no
+        gradient).
+    """
+    from .volume import _Composite
+
+    _checks.floating(sigmas, "sigmas", shape=(-1,))
+    n = sigmas.shape[0]
+    _checks.floating(deltas, "deltas", sigmas, shape=(n,))
+    _checks.floating(values, "values", sigmas, shape=(n, -1))
+    if not isinstance(packed, torch.Tensor) or packed.dtype != torch.int64 or packed.dim() != 2 \
+            or packed.shape[1] != 2:
+        raise ValueError(f"packed must be an int64 tensor [R,2], got "
+                         f"{getattr(packed, 'dtype', type(packed).__name__)} {list(getattr(packed, 'shape', []))}")
+    if packed.device != sigmas.device or not packed.is_contiguous():
+        raise ValueError(f"packed must be a contiguous tensor on {sigmas.device}")
+    use_cpp = resolve_backend(backend, sigmas) == "cpp"
+    if packed.numel() and (not packed.is_cuda or not use_cpp):  # bounds and no shared samples (host checks)
+        start, count = packed[:, 0], packed[:, 1]
+        if bool((start < 0).any()) or bool((count < 0).any()) or bool((start + count > n).any()):
+            raise ValueError(f"packed has rays outside the {n} samples (need 0 <= start, 0 <= count, "
+                             f"start + count <= {n})")
+        nz = count > 0
+        s_, c_ = start[nz], count[nz]
+        order = torch.argsort(s_)
+        s_, c_ = s_[order], c_[order]
+        if s_.numel() > 1 and bool((s_[1:] < s_[:-1] + c_[:-1]).any()):
+            raise ValueError("packed has rays that share samples (each sample belongs to at most one ray)")
+    return _Composite.apply(packed, sigmas, deltas, values, use_cpp)

@@ -246,3 +246,51 @@ def hash_encode_bwd_points(grad, points, table, res, radius):
         e[:, a] = 1
         cols.append((hash_encode(points, table, res, radius, dirs=e) * grad).sum(1))
     return torch.stack(cols, 1)
+
+
+# ---------------------------------------------------------------- volume-rendering compositing (composite.h)
+def composite(packed, sigmas, deltas, values):
+    """(out [R,C], opacity [R], weights [S]) of packed rays, differentiable by torch autograd (the oracle).
+    Vectorised over samples: exclusive per-ray sums of tau from one cumulative sum."""
+    R, C = packed.shape[0], values.shape[1]
+    start, count = packed[:, 0], packed[:, 1]
+    ray_of = torch.repeat_interleave(torch.arange(R, device=packed.device), count)
+    offsets = torch.cumsum(count, 0) - count
+    idx = start[ray_of] + (torch.arange(ray_of.numel(), device=packed.device) - offsets[ray_of])
+    tau = sigmas[idx] * deltas[idx]
+    cs = torch.cumsum(tau, 0)
+    excl = cs - tau
+    first = torch.zeros(R, dtype=tau.dtype, device=tau.device)
+    has = count > 0
+    first[has] = excl[offsets[has]]
+    excl = excl - first[ray_of]
+    w = torch.exp(-excl) * (1 - torch.exp(-tau))
+    out = values.new_zeros(R, C).index_add(0, ray_of, w[:, None] * values[idx])
+    opacity = values.new_zeros(R).index_add(0, ray_of, w)
+    weights = values.new_zeros(sigmas.shape[0]).index_put((idx,), w)
+    return out, opacity, weights
+
+
+def composite_loop(packed, sigmas, deltas, values):
+    """The same, one ray at a time in plain Python (a second oracle, for the tests)."""
+    R, C = packed.shape[0], values.shape[1]
+    out, opacity = values.new_zeros(R, C), values.new_zeros(R)
+    weights = values.new_zeros(sigmas.shape[0])
+    outs, ops_, ws = [], [], {}
+    for r in range(R):
+        s0, n = int(packed[r, 0]), int(packed[r, 1])
+        acc_o, acc_w, tau_sum = values.new_zeros(C), values.new_zeros(()), values.new_zeros(())
+        for i in range(s0, s0 + n):
+            tau = sigmas[i] * deltas[i]
+            w = torch.exp(-tau_sum) * (1 - torch.exp(-tau))
+            tau_sum = tau_sum + tau
+            acc_o = acc_o + w * values[i]
+            acc_w = acc_w + w
+            ws[i] = w
+        outs.append(acc_o)
+        ops_.append(acc_w)
+    if R:
+        out, opacity = torch.stack(outs), torch.stack(ops_)
+    if ws:
+        weights = weights.index_put((torch.tensor(list(ws)),), torch.stack(list(ws.values())))
+    return out, opacity, weights

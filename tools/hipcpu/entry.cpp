@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "common/cuda_utils.cuh"
+#include "composite/composite.h"
 #include "hash_grid/hash_grid.h"
 #include "ray_sphere/ray_sphere.h"
 #include "sdf_cache/sdf_cache.h"
@@ -53,6 +54,16 @@ static int hr_sync() { return hipDeviceSynchronize() == hipSuccess ? 0 : 1; }
   }                                                                                                                \
   extern "C" int hr_cache_update_##S(T* grid, const T* p, const T* v, int64_t n, T radius, int64_t res) {          \
     cache_update_cuda<T>(grid, p, v, n, radius, res, nullptr);                                                     \
+    return hr_sync();                                                                                              \
+  }                                                                                                                \
+  extern "C" int hr_composite_fwd_##S(const int64_t* packed, const T* sg, const T* dl, const T* v, int64_t R,       \
+                                      int64_t C, T* out, T* opacity, T* weights) {                                 \
+    composite_fwd_cuda<T>(packed, sg, dl, v, R, C, out, opacity, weights, nullptr);                                \
+    return hr_sync();                                                                                              \
+  }                                                                                                                \
+  extern "C" int hr_composite_bwd_##S(const int64_t* packed, const T* sg, const T* dl, const T* v, const T* go,    \
+                                      const T* gop, int64_t R, int64_t C, T* gs, T* gv) {                          \
+    composite_bwd_cuda<T>(packed, sg, dl, v, go, gop, R, C, gs, gv, nullptr);                                      \
     return hr_sync();                                                                                              \
   }                                                                                                                \
   extern "C" int hr_hash_fwd_##S(const T* table, const T* p, const T* dirs, const int64_t* res, int64_t n,         \

@@ -1,0 +1,81 @@
+"""Benchmark of the volume-rendering compositing op (``headrecon.ops.composite``): the C++ kernels against the
+vectorised pure-PyTorch reference on the same packed rays (forward, and forward + backward).
+
+pytest-benchmark:   pytest benches/bench_volume.py --benchmark-enable
+Summary table:      python benches/bench_volume.py [--rays 4096] [--samples 64] [--rounds 5] [--device cuda]
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import pytest
+import torch
+
+from headrecon import ops
+
+
+def make_rays(n_rays: int, mean_samples: int, device="cpu", seed=0):
+    g = torch.Generator().manual_seed(seed)
+    counts = torch.randint(0, 2 * mean_samples + 1, (n_rays,), generator=g)
+    starts = torch.cumsum(counts, 0) - counts
+    S = int(counts.sum())
+    packed = torch.stack([starts, counts], 1).to(device)
+    sig = (5 * torch.rand(S, generator=g)).to(device)
+    dl = (0.02 * torch.rand(S, generator=g)).to(device)
+    val = torch.rand(S, 7, generator=g).to(device)  # colour, normal, depth
+    return packed, sig, dl, val
+
+
+def run(backend, packed, sig, dl, val, backward: bool, device="cpu") -> float:
+    s = sig.clone().requires_grad_(backward)
+    v = val.clone().requires_grad_(backward)
+    if device == "cuda":
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    out, opacity, _ = ops.composite(packed, s, dl, v, backend=backend)
+    if backward:
+        (out.sum() + opacity.sum()).backward()
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - t0
+
+
+@pytest.mark.parametrize("backward", [False, True], ids=["forward", "forward+backward"])
+@pytest.mark.parametrize("backend", ["cpp", "torch"])
+def test_composite(benchmark, backend, backward):
+    rays = make_rays(512, 32)
+    benchmark.pedantic(lambda: run(backend, *rays, backward), rounds=1, iterations=1)
+
+
+def summary(n_rays, samples, rounds, device):
+    rays = make_rays(n_rays, samples, device)
+    times = {(b, bw): [] for b in ("cpp", "torch") for bw in (False, True)}
+    for r in range(rounds + 1):
+        for (b, bw), acc in times.items():
+            t = run(b, *rays, bw, device)
+            if r:
+                acc.append(t)
+    S = rays[1].numel()
+    print(f"rays: {n_rays}, samples: {S} ({S / n_rays:.1f} per ray), 7 channels; device {device}; "
+          f"torch threads {torch.get_num_threads()}; median of {rounds} interleaved rounds\n")
+    print("| backend | pass | s | rays/s | speed-up vs reference |")
+    print("|---|---|---|---|---|")
+    for bw in (False, True):
+        ref = statistics.median(times[("torch", bw)])
+        for b in ("cpp", "torch"):
+            s = statistics.median(times[(b, bw)])
+            print(f"| {b} | {'fwd+bwd' if bw else 'fwd'} | {s:.4f} | {n_rays / s:,.0f} | {ref / s:.1f}x |")
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rays", type=int, default=4096)
+    ap.add_argument("--samples", type=int, default=64, help="mean samples per ray (uniform 0 .. 2x)")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=1)
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    summary(a.rays, a.samples, a.rounds, a.device)
