@@ -1,0 +1,68 @@
+"""Hair-orientation building blocks of Wang et al.: the Gabor filter bank's 2D orientation on synthetic strand
+images, and the least-curvature principal direction of an SDF by its Hessian (double backward)."""
+import numpy as np
+import pytest
+import torch
+
+from headrecon.models.differential import principal_direction, sdf_hessian
+from headrecon.photos.orientation import angular_error_deg, gabor_orientation, orientation_vectors
+
+
+def stripes(angle_deg: float, size: int = 96, period: float = 4.0) -> np.ndarray:
+    """Thin dark/light stripes running along ``angle_deg`` (x right, y down)."""
+    a = np.radians(angle_deg)
+    d = np.array([np.cos(a), np.sin(a)])       # strand direction
+    nrm = np.array([-d[1], d[0]])               # across the strands
+    y, x = np.mgrid[0:size, 0:size].astype(np.float64)
+    return 0.5 + 0.4 * np.cos(2 * np.pi * (x * nrm[0] + y * nrm[1]) / period)
+
+
+@pytest.mark.parametrize("angle", [0.0, 13.0, 45.0, 72.0, 90.0, 118.0, 151.0, 177.0])
+def test_gabor_recovers_stripe_direction_within_3_degrees(angle):
+    img = stripes(angle)
+    theta, conf = gabor_orientation(img, n_orientations=32, wavelength_px=4.0)
+    inner = (slice(16, -16), slice(16, -16))
+    d = orientation_vectors(theta[inner])
+    true = np.array([np.cos(np.radians(angle)), np.sin(np.radians(angle))])
+    err = angular_error_deg(d, true)
+    assert np.median(err) <= 3.0, (angle, np.median(err))
+    assert np.median(conf[inner]) > 0.3
+
+
+def test_gabor_flat_image_has_no_confidence_and_rgb_works():
+    theta, conf = gabor_orientation(np.full((40, 40, 3), 128, dtype=np.uint8))
+    assert theta.shape == (40, 40) and np.allclose(conf, 0.0)
+    with pytest.raises(ValueError):
+        gabor_orientation(np.zeros((2, 3, 4, 5)))
+
+
+@pytest.mark.parametrize("axis", [(0.0, 0.0, 1.0), (1.0, 2.0, 0.5)])
+def test_principal_direction_of_a_cylinder_is_its_axis(axis):
+    a = torch.tensor(axis, dtype=torch.float64)
+    a = a / a.norm()
+    r = 0.3
+
+    def cylinder(x):
+        radial = x - (x @ a)[:, None] * a
+        return radial.norm(dim=-1) - r
+
+    g = torch.Generator().manual_seed(0)
+    p = torch.randn(200, 3, generator=g, dtype=torch.float64)
+    radial = p - (p @ a)[:, None] * a
+    x = (p @ a)[:, None] * a + r * radial / radial.norm(dim=-1, keepdim=True)   # points on the surface
+    d = principal_direction(cylinder, x)
+    assert torch.allclose((d @ a).abs(), torch.ones(200, dtype=torch.float64), atol=1e-6)
+    grad, H = sdf_hessian(cylinder, x)
+    assert torch.allclose(grad.norm(dim=-1), torch.ones(200, dtype=torch.float64), atol=1e-9)
+    # the Hessian of a distance field annihilates its gradient
+    assert (H @ grad[..., None]).abs().max() < 1e-9
+
+
+def test_principal_direction_on_a_network_is_differentiable():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(3, 32), torch.nn.Softplus(beta=10), torch.nn.Linear(32, 1))
+    x = torch.randn(16, 3)
+    d = principal_direction(lambda p: net(p)[:, 0], x, create_graph=True)
+    assert d.shape == (16, 3) and torch.allclose(d.norm(dim=-1), torch.ones(16), atol=1e-5)
+    (d[:, 0] ** 2).sum().backward()
+    assert net[0].weight.grad is not None and torch.isfinite(net[0].weight.grad).all()
