@@ -467,7 +467,7 @@ def test_shipped_sira_model():
     assert path.stat().st_size < 3e6
     m = load_sira()
     assert m.num_latents >= 500 and m.meta.get("epochs_done") == m.config.epochs
-    assert m.data["source"] == "composite" and m.norm.mm_per_unit == 360.0  # heads with shoulders, bust frame
+    assert m.data["source"] == "composite+ict" and m.norm.mm_per_unit == 360.0  # busts and heads, bust frame
     z = m.mean_latents()[0]
     with torch.no_grad():
         # inside at the head's centre and at the chest, outside above the head and beside the face
