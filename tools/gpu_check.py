@@ -60,7 +60,8 @@ def tests(device) -> dict:
         envv["HEADRECON_REQUIRE_CUDA"] = "1"
     t0 = time.time()
     r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_ops.py",
-                        "tests/test_tracer.py", "tests/test_host_syncs.py"], cwd=REPO, env=envv,
+                        "tests/test_hash_grid.py", "tests/test_composite.py", "tests/test_tracer.py",
+                        "tests/test_host_syncs.py"], cwd=REPO, env=envv,
                        capture_output=True, text=True)
     lines = [ln for ln in r.stdout.splitlines() if ln.strip()]
     return {"returncode": r.returncode, "summary": lines[-1] if lines else "", "seconds": round(time.time() - t0, 1),
