@@ -24,6 +24,23 @@ namespace headrecon {
 HR_HD float hr_exp(float x) { return expf(x); }
 HR_HD double hr_exp(double x) { return exp(x); }
 
+// Weight w_i of sample i given the optical thickness before it (tau_sum, advanced past sample i).
+template <typename T>
+HR_HD T composite_weight(const T* sigmas, const T* deltas, int64_t i, T& tau_sum) {
+  const T tau = sigmas[i] * deltas[i];
+  const T w = hr_exp(-tau_sum) * (T(1) - hr_exp(-tau));
+  tau_sum += tau;
+  return w;
+}
+
+// u_i = g . values_i + g_opacity: what sample i's weight contributes to the loss per unit weight.
+template <typename T>
+HR_HD T composite_u(const T* values, const T* g, T go, int64_t i, int64_t C) {
+  T u = go;
+  for (int64_t c = 0; c < C; ++c) u += g[c] * values[i * C + c];
+  return u;
+}
+
 template <typename T>
 HR_HD void composite_fwd_one(const int64_t* packed, const T* sigmas, const T* deltas, const T* values, int64_t r,
                              int64_t C, T* out, T* opacity, T* weights) {
@@ -33,10 +50,7 @@ HR_HD void composite_fwd_one(const int64_t* packed, const T* sigmas, const T* de
   T acc = T(0), tau_sum = T(0);
   for (int64_t k = 0; k < n; ++k) {
     const int64_t i = s0 + k;
-    const T tau = sigmas[i] * deltas[i];
-    const T Ti = hr_exp(-tau_sum);
-    const T w = Ti * (T(1) - hr_exp(-tau));
-    tau_sum += tau;
+    const T w = composite_weight(sigmas, deltas, i, tau_sum);
     weights[i] = w;
     acc += w;
     for (int64_t c = 0; c < C; ++c) o[c] += w * values[i * C + c];
@@ -55,26 +69,17 @@ HR_HD void composite_bwd_one(const int64_t* packed, const T* sigmas, const T* de
   T total = T(0), tau_sum = T(0);
   for (int64_t k = 0; k < n; ++k) {
     const int64_t i = s0 + k;
-    const T tau = sigmas[i] * deltas[i];
-    const T w = hr_exp(-tau_sum) * (T(1) - hr_exp(-tau));
-    tau_sum += tau;
-    T u = go;
-    for (int64_t c = 0; c < C; ++c) u += g[c] * values[i * C + c];
-    total += w * u;
+    const T w = composite_weight(sigmas, deltas, i, tau_sum);
+    total += w * composite_u(values, g, go, i, C);
   }
   // pass 2: running prefix; sum_{i>k} w_i u_i = total - prefix_k
   T prefix = T(0);
   tau_sum = T(0);
   for (int64_t k = 0; k < n; ++k) {
     const int64_t i = s0 + k;
-    const T tau = sigmas[i] * deltas[i];
-    const T w = hr_exp(-tau_sum) * (T(1) - hr_exp(-tau));
-    tau_sum += tau;
-    T u = go;
-    for (int64_t c = 0; c < C; ++c) {
-      u += g[c] * values[i * C + c];
-      grad_values[i * C + c] = w * g[c];
-    }
+    const T w = composite_weight(sigmas, deltas, i, tau_sum);
+    const T u = composite_u(values, g, go, i, C);
+    for (int64_t c = 0; c < C; ++c) grad_values[i * C + c] = w * g[c];
     prefix += w * u;
     const T T_next = hr_exp(-tau_sum);
     grad_sigmas[i] = deltas[i] * (T_next * u - (total - prefix));

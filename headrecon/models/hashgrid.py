@@ -62,6 +62,8 @@ class HashGridSDF(nn.Module):
         self.base = base
         self.levels, self.feats, self.radius = int(levels), int(feats), float(radius)
         self.resolutions = ops.hash_resolutions(levels, base_res, finest_res)
+        # on the module's device, so that each encoding call passes it without a host copy or sync
+        self.register_buffer("res_t", torch.tensor(self.resolutions, dtype=torch.int64), persistent=False)
         self.start_levels, self.full_at = int(start_levels), float(full_at)
         g = torch.Generator().manual_seed(seed)
         self.table = nn.Parameter((torch.rand(levels, 1 << log2_size, feats, generator=g) * 2 - 1) * init_scale)
@@ -98,7 +100,7 @@ class HashGridSDF(nn.Module):
         x2 = x.reshape(-1, 3)
         if not x2.is_contiguous():
             x2 = x2.contiguous()
-        enc = ops.hash_encode(x2, self.table.to(x2.dtype), self.resolutions, self.radius)
+        enc = ops.hash_encode(x2, self.table.to(x2.dtype), self.res_t, self.radius)
         enc = enc * self.level_mask.to(enc.dtype).repeat_interleave(self.feats)
         h = torch.cat([enc, x2], dim=-1)
         for lin in self.mlp[:-1]:

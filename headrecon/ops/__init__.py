@@ -241,8 +241,8 @@ def hash_encode(points, table, resolutions, radius: float = 1.0, *, backend: str
 
     Args:
         points: [N,3]. table: [L,S,F] float32/float64 (same dtype and device; S a power of two).
-        resolutions: L cells-per-axis values (a list or an int64 tensor; :func:`hash_resolutions` makes the
-            geometric series). Levels whose (R+1)^3 grid vertices fit in S are indexed densely, the others hashed.
+        resolutions: L cells-per-axis values (a list, or an int64 tensor on the points' device, which is used
+            as is: on CUDA unchecked, so no host sync; :func:`hash_resolutions` makes the geometric series). Levels whose (R+1)^3 grid vertices fit in S are indexed densely, the others hashed.
     Returns:
         features [N, L*F] (level-major); zero for points outside the cube (their gradients are zero too).
     """
@@ -255,12 +255,20 @@ def hash_encode(points, table, resolutions, radius: float = 1.0, *, backend: str
         raise ValueError(f"table must be [L,S,F] with L, F >= 1 and S a power of two, got {list(table.shape)}")
     if not radius > 0:
         raise ValueError(f"radius must be positive, got {radius}")
-    res = torch.as_tensor(resolutions, dtype=torch.int64).reshape(-1)
-    if res.numel() != L:
-        raise ValueError(f"resolutions has {res.numel()} values but table has {L} levels")
-    if res.numel() and (int(res.min()) < 1 or int(res.max()) > 1 << 20):
-        raise ValueError(f"resolutions must be in [1, 2^20], got {res.tolist()}")
-    res = res.to(points.device)
+    if isinstance(resolutions, torch.Tensor) and resolutions.device == points.device \
+            and resolutions.dtype == torch.int64 and resolutions.dim() == 1:
+        res = resolutions  # e.g. a module's buffer: no host copy, no host sync per call on CUDA
+        if res.numel() != L:
+            raise ValueError(f"resolutions has {res.numel()} values but table has {L} levels")
+        if not res.is_cuda and res.numel() and (int(res.min()) < 1 or int(res.max()) > 1 << 20):
+            raise ValueError(f"resolutions must be in [1, 2^20], got {res.tolist()}")
+    else:
+        values = [int(r) for r in (resolutions.tolist() if isinstance(resolutions, torch.Tensor) else resolutions)]
+        if len(values) != L:
+            raise ValueError(f"resolutions has {len(values)} values but table has {L} levels")
+        if any(r < 1 or r > 1 << 20 for r in values):
+            raise ValueError(f"resolutions must be in [1, 2^20], got {values}")
+        res = torch.tensor(values, dtype=torch.int64, device=points.device)
     kernels = _Kernels(resolve_backend(backend, points) == "cpp")
     return _HashEncode.apply(points, table, res, float(radius), kernels)
 
