@@ -334,3 +334,59 @@ def test_cuda_amp_network():
     o, d = camera_rays(1000, seed=9)
     res = RayTracer(amp=True)(lambda x: net(x).squeeze(-1), o.cuda(), d.cuda())
     assert res.t.dtype == torch.float32
+
+
+@pytest.mark.parametrize("name", list(SHAPES))
+def test_one_sided_and_two_sided_walkers_agree(name):
+    """One-sided sphere tracing (the CPU default) and IDR's two-sided walkers: the same exact hits; on the
+    geometric-init-like sphere the back walkers of hit rays are evaluations one-sided tracing saves."""
+    shape = SHAPES[name]
+    o, d = camera_rays(2000, seed=3)
+    one = RayTracer(strategy="sphere", two_sided=False)(shape, o, d)
+    two = RayTracer(strategy="sphere", two_sided=True)(shape, o, d)
+    check_hits(one, shape, o, d)
+    check_hits(two, shape, o, d)
+    assert one.stats["evals_sphere"] < two.stats["evals_sphere"]
+    if name == "sphere":  # the walk's minimum SDF of a miss (silhouette loss) against the exact closest approach
+        miss = one.ray_mask & ~one.hit
+        c = shape.center.float()
+        true_min = torch.linalg.cross(c - o[miss], d[miss], dim=-1).norm(dim=-1) - shape.radius
+        err_one, err_two = one.min_sdf[miss] - true_min, two.min_sdf[miss] - true_min
+        assert err_one.min() > -1e-5 and err_two.min() > -1e-5  # samples of the SDF: never below the minimum
+        assert err_one.mean() <= err_two.mean() + 1e-4
+
+
+def test_two_sided_default_per_device():
+    o, d = camera_rays(300, seed=4)
+    s = SHAPES["sphere"]
+    auto, one = RayTracer(strategy="sphere")(s, o, d), RayTracer(strategy="sphere", two_sided=False)(s, o, d)
+    assert auto.num_sdf_evals == one.num_sdf_evals and torch.equal(auto.t, one.t)  # CPU: one-sided
+
+
+def test_small_network_calls_run_on_one_thread_and_threads_are_restored():
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    seen = []
+
+    def shape(x):
+        seen.append((x.shape[0], torch.get_num_threads()))
+        return SHAPES["sphere"](x)
+
+    try:
+        o, d = camera_rays(500, seed=5)
+        RayTracer(strategy="sphere", single_thread_below=300)(shape, o, d)
+        assert torch.get_num_threads() == 2
+        assert all(th == (1 if n < 300 else 2) for n, th in seen)
+        assert {th for _, th in seen} == {1, 2}
+
+        def bad(x):
+            raise RuntimeError("network failed")
+
+        with pytest.raises(RuntimeError, match="network failed"):
+            RayTracer(strategy="sphere", single_thread_below=10 ** 6)(bad, o, d)
+        assert torch.get_num_threads() == 2
+        seen.clear()
+        RayTracer(strategy="sphere")(shape, o, d)  # default: torch's setting for every call
+        assert {th for _, th in seen} == {2}
+    finally:
+        torch.set_num_threads(before)

@@ -2,9 +2,10 @@
 
 Two strategies, both returning the first surface crossing of each ray inside the bounding sphere:
 
-* ``"sphere"`` (IDR): sphere tracing from both ends of each ray segment, compacting the live walkers each step
-  so the network only sees them; rays that did not converge within ``max_steps`` go to the coarse/fine search
-  inside the bracket the walkers left; rays whose walkers met are misses.
+* ``"sphere"`` (IDR): sphere tracing from the near end of each ray segment (and, ``two_sided``, from its far end
+  too, as IDR does), compacting the live walkers each step so the network only sees them; rays that did not
+  converge within ``max_steps`` go to the coarse/fine search inside the bracket the walkers left; rays whose
+  walkers met (or whose front walker left the segment) are misses.
 * ``"search"`` (SIRA++): on every ray, N_c uniform samples from near to far, the first sign change, N_f
   samples in that bracket, then secant (regula falsi, Illinois) refinement.
 * ``"auto"``: picked per device by measurement: the first batch a tracer sees on a device is traced with both
@@ -25,11 +26,10 @@ from torch.nn.utils import parametrize
 
 from .. import _sync, ops
 from ..ops import _checks
-from ..ops.reference import ACTIVE, CONVERGED, INSIDE, MET
+from ..ops.reference import ACTIVE, CONVERGED, IDLE, INSIDE, MET
 from .cache import SDFCache
 
 SdfFn = Callable[[torch.Tensor], torch.Tensor]
-
 
 
 @dataclasses.dataclass
@@ -82,6 +82,18 @@ class RayTracer:
         fine_chunks: the same for the N_f fine samples of each bracket (5: about 40 % fewer fine evaluations).
         cache_step_factor: with a cache, sphere tracing may run up to this many times ``max_steps`` iterations,
             since ``max_steps`` counts network evaluations per walker and cached steps are free.
+        two_sided: also march a walker back from the far end (IDR). It halves the number of steps (network calls)
+            a miss needs and narrows the search bracket of unconverged rays, but a hit ray's back walker marches
+            as long as its front walker for nothing: on an 8x512 geometric-init network one-sided tracing needs
+            about 0.7x the evaluations (docs/results/engine-benchmarks.md). None (default) = per device: one-sided
+            on the CPU, where evaluations cost time, two-sided on CUDA, where network calls (rounds) do.
+        single_thread_below: on the CPU, network calls of fewer points than this run on one torch thread (torch's
+            setting is restored after each call; 0, the default = always torch's setting). Sphere tracing sends
+            many calls of a few hundred to a few thousand points; on a busy machine a multi-threaded GEMM that
+            small stalls waiting for its other threads, on a quiet one the threads halve its time
+            (docs/results/engine-benchmarks.md): set it for a machine you know to be oversubscribed. A fixed
+            rule, never a measured choice: one thread and several can round differently, and the same command
+            must give the same mesh.
         profile: synchronise CUDA around network calls so that ``stats["network_s"]`` is exact.
     """
 
@@ -90,7 +102,7 @@ class RayTracer:
                  sdf_threshold: float = 1e-5, max_steps: int = 30, step_scale: float = 1.0,
                  chunk_size: int = 65536, amp: bool = False, compute_min_sdf: bool = True,
                  min_sdf_mode: str = "walk", coarse_chunks: int = 4, fine_chunks: int = 5,
-                 cache_step_factor: int = 4,
+                 cache_step_factor: int = 4, two_sided: bool | None = None, single_thread_below: int = 0,
                  profile: bool = False):
         if strategy not in ("auto", "sphere", "search"):
             raise ValueError(f"strategy must be 'auto', 'sphere' or 'search', got {strategy!r}")
@@ -117,6 +129,8 @@ class RayTracer:
         self.coarse_chunks = int(coarse_chunks)
         self.fine_chunks = int(fine_chunks)
         self.cache_step_factor = int(cache_step_factor)
+        self.two_sided = None if two_sided is None else bool(two_sided)
+        self.single_thread_below = int(single_thread_below)
         if self.coarse_chunks < 1 or self.fine_chunks < 1 or self.cache_step_factor < 1:
             raise ValueError("coarse_chunks, fine_chunks and cache_step_factor must be >= 1")
         self.profile = bool(profile)
@@ -131,13 +145,21 @@ class RayTracer:
         use_amp = self.amp and pts.device.type == "cuda"
         ctx = torch.autocast("cuda", dtype=torch.float16) if use_amp else contextlib.nullcontext()
         sync = self.profile and pts.device.type == "cuda"
+        max_threads = torch.get_num_threads() if pts.device.type == "cpu" else 1
         for s in range(0, n, self.chunk_size):
             chunk = pts[s:s + self.chunk_size]
             if sync:
                 torch.cuda.synchronize(pts.device)
+            one = max_threads > 1 and chunk.shape[0] < self.single_thread_below
+            if one:
+                torch.set_num_threads(1)
             t0 = time.perf_counter()
-            with ctx:
-                v = sdf_fn(chunk)
+            try:
+                with ctx:
+                    v = sdf_fn(chunk)
+            finally:
+                if one:
+                    torch.set_num_threads(max_threads)
             if sync:
                 torch.cuda.synchronize(pts.device)
             st["network_s"] += time.perf_counter() - t0
@@ -236,6 +258,9 @@ class RayTracer:
         wmin = torch.full_like(t, float("inf"))
         wmin_t = torch.zeros_like(t)
         status = (mask.to(torch.int32) * ACTIVE).repeat_interleave(2).contiguous()
+        two_sided = self.two_sided if self.two_sided is not None else o.device.type == "cuda"
+        if not two_sided:  # the back walker waits at far (idle): the front walker meets it there on a miss
+            status[1::2] = IDLE
         # max_steps bounds the network evaluations of each walker; steps the cache answers are free, so with a
         # cache the loop may run longer (at most cache_step_factor * max_steps iterations).
         n_net = torch.zeros_like(status)
