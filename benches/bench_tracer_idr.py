@@ -4,9 +4,10 @@ Same rays (4096 random pixels of the three V3 cameras, benches/tracer_cases.py),
 network (GeometryNetwork.paper()), the same object mask (rays that meet the network's initial sphere, radius 0.6),
 rounds interleaved. IDR: benches/idr_tracer.py (its training-mode algorithm: 10 two-sided sphere-tracing steps,
 100-sample search and 8 secant steps for the rest, 100-sample minimal-SDF points for the silhouette loss). The
-engine: ``RayTracer(strategy="sphere")`` as reconstruction uses it on the CPU (minimal-SDF points from the walk):
-two-sided (IDR's walkers, the engine's behaviour before one-sided tracing), one-sided (its CPU default), and
-one-sided with one torch thread for network calls under 4096 points (``single_thread_below``).
+engine: ``RayTracer(strategy="sphere")`` as reconstruction uses it on the CPU (minimal-SDF points from the walk),
+with back walkers from the start (IDR's walkers, the engine's behaviour before ``back_after``), from step 15 for
+the rays still marching (its CPU default), and the same with one torch thread for network calls under 4096
+points (``single_thread_below``).
 
     python benches/bench_tracer_idr.py [--rounds 3] [--rays 4096] [--threads N] [--json out.json]
 
@@ -66,11 +67,10 @@ def main(argv=None):
     for p in net.parameters():
         p.requires_grad_(False)
     engines = {
-        "engine, sphere, two-sided, torch's threads (before)": dict(strategy="sphere", backend="cpp", two_sided=True,
-                                                                   single_thread_below=0),
-        "engine, sphere, one-sided (CPU default)": dict(strategy="sphere", backend="cpp"),
-        "engine, sphere, one-sided, 1 thread below 4096 points": dict(strategy="sphere", backend="cpp",
-                                                                      single_thread_below=4096),
+        "engine, back walkers from the start (IDR's; before)": dict(strategy="sphere", backend="cpp", back_after=0),
+        "engine, back walkers after 15 steps (CPU default)": dict(strategy="sphere", backend="cpp"),
+        "engine, back walkers after 15 steps, 1 thread below 4096 points": dict(strategy="sphere", backend="cpp",
+                                                                                single_thread_below=4096),
     }
     if a.configs:
         engines = {k: v for k, v in engines.items() if any(c in k for c in a.configs)}

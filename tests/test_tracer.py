@@ -337,30 +337,32 @@ def test_cuda_amp_network():
 
 
 @pytest.mark.parametrize("name", list(SHAPES))
-def test_one_sided_and_two_sided_walkers_agree(name):
-    """One-sided sphere tracing (the CPU default) and IDR's two-sided walkers: the same exact hits; on the
-    geometric-init-like sphere the back walkers of hit rays are evaluations one-sided tracing saves."""
+def test_late_back_walkers_agree_with_two_sided_tracing(name):
+    """Back walkers from the start (IDR, back_after=0), after half the steps (the CPU default) or never: the same
+    exact hits; starting them late saves the back walkers of the rays that converge early."""
     shape = SHAPES[name]
     o, d = camera_rays(2000, seed=3)
-    one = RayTracer(strategy="sphere", two_sided=False)(shape, o, d)
-    two = RayTracer(strategy="sphere", two_sided=True)(shape, o, d)
-    check_hits(one, shape, o, d)
-    check_hits(two, shape, o, d)
-    assert one.stats["evals_sphere"] < two.stats["evals_sphere"]
+    res = {ba: RayTracer(strategy="sphere", back_after=ba)(shape, o, d) for ba in (0, 15, 30)}
+    for r in res.values():
+        check_hits(r, shape, o, d)
+    assert res[15].stats["evals_sphere"] < res[0].stats["evals_sphere"]
+    assert res[30].stats["evals_sphere"] <= res[15].stats["evals_sphere"]
     if name == "sphere":  # the walk's minimum SDF of a miss (silhouette loss) against the exact closest approach
-        miss = one.ray_mask & ~one.hit
+        miss = res[0].ray_mask & ~res[0].hit
         c = shape.center.float()
         true_min = torch.linalg.cross(c - o[miss], d[miss], dim=-1).norm(dim=-1) - shape.radius
-        err_one, err_two = one.min_sdf[miss] - true_min, two.min_sdf[miss] - true_min
-        assert err_one.min() > -1e-5 and err_two.min() > -1e-5  # samples of the SDF: never below the minimum
-        assert err_one.mean() <= err_two.mean() + 1e-4
+        err = {ba: r.min_sdf[miss] - true_min for ba, r in res.items()}
+        assert all(e.min() > -1e-5 for e in err.values())  # samples of the SDF: never below the minimum
+        assert err[15].mean() <= err[0].mean() + 1e-4
 
 
-def test_two_sided_default_per_device():
-    o, d = camera_rays(300, seed=4)
-    s = SHAPES["sphere"]
-    auto, one = RayTracer(strategy="sphere")(s, o, d), RayTracer(strategy="sphere", two_sided=False)(s, o, d)
-    assert auto.num_sdf_evals == one.num_sdf_evals and torch.equal(auto.t, one.t)  # CPU: one-sided
+def test_back_walkers_default_per_device():
+    tr = RayTracer(strategy="sphere", max_steps=20)
+    assert tr.resolved_back_after(torch.device("cpu")) == 10
+    assert tr.resolved_back_after(torch.device("cuda")) == 0
+    assert RayTracer(back_after=3).resolved_back_after(torch.device("cpu")) == 3
+    with pytest.raises(ValueError, match="back_after"):
+        RayTracer(back_after=-1)
 
 
 def test_small_network_calls_run_on_one_thread_and_threads_are_restored():

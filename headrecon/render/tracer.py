@@ -2,10 +2,10 @@
 
 Two strategies, both returning the first surface crossing of each ray inside the bounding sphere:
 
-* ``"sphere"`` (IDR): sphere tracing from the near end of each ray segment (and, ``two_sided``, from its far end
-  too, as IDR does), compacting the live walkers each step so the network only sees them; rays that did not
-  converge within ``max_steps`` go to the coarse/fine search inside the bracket the walkers left; rays whose
-  walkers met (or whose front walker left the segment) are misses.
+* ``"sphere"`` (IDR): sphere tracing from the near end of each ray segment and, for rays still marching after
+  ``back_after`` steps (IDR: from the start), from its far end too, compacting the live walkers each step so the
+  network only sees them; rays that did not converge within ``max_steps`` go to the coarse/fine search inside the
+  bracket the walkers left; rays whose walkers met are misses.
 * ``"search"`` (SIRA++): on every ray, N_c uniform samples from near to far, the first sign change, N_f
   samples in that bracket, then secant (regula falsi, Illinois) refinement.
 * ``"auto"``: picked per device by measurement: the first batch a tracer sees on a device is traced with both
@@ -82,11 +82,11 @@ class RayTracer:
         fine_chunks: the same for the N_f fine samples of each bracket (5: about 40 % fewer fine evaluations).
         cache_step_factor: with a cache, sphere tracing may run up to this many times ``max_steps`` iterations,
             since ``max_steps`` counts network evaluations per walker and cached steps are free.
-        two_sided: also march a walker back from the far end (IDR). It halves the number of steps (network calls)
-            a miss needs and narrows the search bracket of unconverged rays, but a hit ray's back walker marches
-            as long as its front walker for nothing: on an 8x512 geometric-init network one-sided tracing needs
-            about 0.7x the evaluations (docs/results/engine-benchmarks.md). None (default) = per device: one-sided
-            on the CPU, where evaluations cost time, two-sided on CUDA, where network calls (rounds) do.
+        back_after: the sphere-tracing step after which the rays still marching also start a walker back from the
+            far end. 0: from the start, as IDR; None (default): per device, 0 on CUDA, where network calls
+            (rounds) cost, and ``max_steps // 2`` on the CPU, where evaluations do (a hit ray's back walker marches
+            for nothing while its front walker converges; started late, back walkers still narrow the search
+            bracket of the slow, grazing rays); ``>= max_steps``: never.
         single_thread_below: on the CPU, network calls of fewer points than this run on one torch thread (torch's
             setting is restored after each call; 0, the default = always torch's setting). Sphere tracing sends
             many calls of a few hundred to a few thousand points; on a busy machine a multi-threaded GEMM that
@@ -102,7 +102,7 @@ class RayTracer:
                  sdf_threshold: float = 1e-5, max_steps: int = 30, step_scale: float = 1.0,
                  chunk_size: int = 65536, amp: bool = False, compute_min_sdf: bool = True,
                  min_sdf_mode: str = "walk", coarse_chunks: int = 4, fine_chunks: int = 5,
-                 cache_step_factor: int = 4, two_sided: bool | None = None, single_thread_below: int = 0,
+                 cache_step_factor: int = 4, back_after: int | None = None, single_thread_below: int = 0,
                  profile: bool = False):
         if strategy not in ("auto", "sphere", "search"):
             raise ValueError(f"strategy must be 'auto', 'sphere' or 'search', got {strategy!r}")
@@ -129,7 +129,9 @@ class RayTracer:
         self.coarse_chunks = int(coarse_chunks)
         self.fine_chunks = int(fine_chunks)
         self.cache_step_factor = int(cache_step_factor)
-        self.two_sided = None if two_sided is None else bool(two_sided)
+        self.back_after = None if back_after is None else int(back_after)
+        if self.back_after is not None and self.back_after < 0:
+            raise ValueError(f"back_after must be >= 0 or None, got {back_after}")
         self.single_thread_below = int(single_thread_below)
         if self.coarse_chunks < 1 or self.fine_chunks < 1 or self.cache_step_factor < 1:
             raise ValueError("coarse_chunks, fine_chunks and cache_step_factor must be >= 1")
@@ -258,14 +260,17 @@ class RayTracer:
         wmin = torch.full_like(t, float("inf"))
         wmin_t = torch.zeros_like(t)
         status = (mask.to(torch.int32) * ACTIVE).repeat_interleave(2).contiguous()
-        two_sided = self.two_sided if self.two_sided is not None else o.device.type == "cuda"
-        if not two_sided:  # the back walker waits at far (idle): the front walker meets it there on a miss
+        back_after = self.resolved_back_after(o.device)
+        if back_after > 0:  # the back walkers wait at far (idle) until then: a front walker meets them on a miss
             status[1::2] = IDLE
         # max_steps bounds the network evaluations of each walker; steps the cache answers are free, so with a
         # cache the loop may run longer (at most cache_step_factor * max_steps iterations).
         n_net = torch.zeros_like(status)
         iters = self.max_steps * (self.cache_step_factor if self.cache is not None else 1)
-        for _ in range(iters):
+        for it in range(iters):
+            if it == back_after and it > 0:  # rays still marching get their back walker (from far)
+                front = status[0::2]
+                status[1::2] = torch.where(front == ACTIVE, front, status[1::2])
             walkers = _sync.nonzero((status == ACTIVE) & (n_net < self.max_steps))
             if walkers.numel() == 0:
                 break
@@ -283,6 +288,12 @@ class RayTracer:
                 torch.where(back, wmin_t[:, 1], wmin_t[:, 0]))
 
     # ------------------------------------------------------------------ main entry
+    def resolved_back_after(self, device: torch.device) -> int:
+        """The step at which back walkers start on ``device`` (see ``back_after``)."""
+        if self.back_after is not None:
+            return self.back_after
+        return 0 if torch.device(device).type == "cuda" else self.max_steps // 2
+
     def resolved_strategy(self, device: torch.device) -> str | None:
         """The strategy used on ``device`` (None while "auto" has not measured that device yet)."""
         if self.strategy != "auto":
