@@ -128,3 +128,14 @@ def test_prior_methods_train_the_detail_field_in_phase_2(tiny_scene, method):
         if k in frozen:
             assert torch.equal(v, frozen[k]), k
     assert "detail_loss" in tr.history[-1]
+
+
+def test_prior_methods_default_to_a_detail_field_except_the_paper_preset():
+    from headrecon.recon.config import make_config
+
+    for method in ("h3dnet", "sira"):
+        assert make_config("fast", method=method).detail == "hashgrid"
+        assert make_config("instant", method=method).detail == "hashgrid"
+        assert make_config("paper", method=method).detail == "none"  # the paper's fine-tuning
+        assert make_config("fast", method=method, detail="none").detail == "none"
+    assert make_config("fast", method="idr").detail == "none"

@@ -8,7 +8,9 @@ from test_recon import one_thread, three_view_scene_dir  # noqa: F401  (fixtures
 
 from headrecon.methods.idr import IDROptions
 
-TINY = {k: v for k, v in _TINY.items() if k not in IDROptions.field_names()}  # the geometry is the prior's
+# the geometry is the prior's; detail="none": the paper's phase 2 (decoder fine-tuning; the fast preset's detail
+# field is tested in test_detail.py)
+TINY = dict({k: v for k, v in _TINY.items() if k not in IDROptions.field_names()}, detail="none")
 
 from headrecon.data import load_scene
 from headrecon.priors.h3dnet import default_prior_path

@@ -38,6 +38,12 @@ from .base import (MethodOptions, Phase, ReconMethod, ReconModel, detail_loss, d
 class H3DNetOptions(MethodOptions):
     """``--method h3dnet``: the prior and the two-phase schedule."""
 
+    # fast / instant: phase 2 trains a hash-grid detail field over the frozen prior (``--detail hashgrid``) instead
+    # of fine-tuning it, measured better on the whole head of held-out scenes (docs/results/priors-busts.md);
+    # paper: the paper's fine-tuning (``--detail none`` restores it in any preset)
+    _DETAIL = dict(detail="hashgrid", hash_levels=8, hash_log2_size=15)
+    PRESETS = {"fast": _DETAIL, "instant": _DETAIL}
+
     prior: Optional[str] = option(None, "prior checkpoint (default: the shipped headrecon/assets/prior_h3dnet_bust.pt, "
                                         "see headrecon-train-prior)")
     prior_latent_fraction: float = option(0.25, "phase 1 (only the latent code and the rendering network train) as a "

@@ -68,6 +68,12 @@ __all__ = ["SiraMethod", "SiraOptions"]
 class SiraOptions(MethodOptions):
     """``--method sira``: the model, the schedule, the code prior, the deformation anchor and the acceleration."""
 
+    # fast / instant: phase 2 trains a hash-grid detail field over the frozen prior (``--detail hashgrid``) instead
+    # of fine-tuning it, measured better on the whole head of held-out scenes (docs/results/priors-busts.md);
+    # paper: the paper's fine-tuning (``--detail none`` restores it in any preset)
+    _DETAIL = dict(detail="hashgrid", hash_levels=8, hash_log2_size=15)
+    PRESETS = {"fast": _DETAIL, "instant": _DETAIL}
+
     sira_prior: Optional[str] = option(None, "shape-and-appearance model (default: the shipped "
                                              "headrecon/assets/prior_sira_bust.pt, see headrecon-train-prior --model "
                                              "sira)")

@@ -140,6 +140,10 @@ class ReconConfig:
     max_steps: int = _f(30, "tracer: sphere-tracing steps (IDR: 10; the engine's default 30 sends fewer rays "
                                   "to the costlier search)", group="data")
     sdf_cache: bool = _f(False, "answer far-from-surface tracer lookups from an SDF voxel cache", group="data")
+    tracer_single_thread_below: int = _f(0, "CPU: the tracer's network calls of fewer points run on one torch "
+                                            "thread (0 = torch's thread count). 4096 pays on a busy, oversubscribed "
+                                            "machine (its small multi-threaded calls stall) and costs on a quiet one "
+                                            "(docs/results/engine-benchmarks.md)", group="data")
     frame: str = _f("auto", "where a prior method places its prior in the scene: auto (the scene's "
                             "scene_info.json prior_scale_mat if given, else from the images: face landmarks "
                             "detected and triangulated, morphable-model fit; else the scene centre in the ICT "
@@ -243,6 +247,8 @@ class ReconConfig:
             errs.append(f"epoch_mode must be 'views' or 'pixels', got {self.epoch_mode!r}")
         if self.strategy not in ("default", "auto", "sphere", "search"):
             errs.append(f"strategy must be default, auto, sphere or search, got {self.strategy!r}")
+        if self.tracer_single_thread_below < 0:
+            errs.append(f"tracer_single_thread_below must be >= 0, got {self.tracer_single_thread_below}")
         if self.frame not in ("auto", "images", "gt", "centre"):
             errs.append(f"frame must be auto, images, gt or centre, got {self.frame!r}")
         if self.frame_depth not in ("model", "sphere"):
@@ -407,7 +413,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, method: str = "idr", s
                      "model": "networks", "data": "data and ray tracer", "output": "outputs",
                      "detail": "detail field (--detail hashgrid)"}.get(g, g)
             groups[g] = parser.add_argument_group(title)
-        p = presets if presets is not None else {k: opts_cls.PRESETS.get(k, {}) for k in PRESETS}
+        p = {k: {**(presets or {}).get(k, {}), **opts_cls.PRESETS.get(k, {})} for k in PRESETS}
         vals = {k: p[k].get(f.name, _default(f)) for k in ("fast", "paper", *sorted(set(PRESETS) - {"fast", "paper"}))}
         first = next(iter(vals.values()))
         dflt = (", ".join(f"{k}: {_show(v)}" for k, v in vals.items()) if any(v != first for v in vals.values())

@@ -96,7 +96,8 @@ class Trainer:
         cache = SDFCache(resolution=cfg.cache_resolution, seed=cfg.seed) if cfg.sdf_cache else None
         self.tracer = RayTracer(radius=cfg.scene_radius, n_coarse=cfg.n_coarse, n_fine=cfg.n_fine,
                                 n_secant=cfg.n_secant, max_steps=cfg.max_steps, cache=cache,
-                                strategy=resolve_strategy(cfg.strategy, self.device), compute_min_sdf=True)
+                                strategy=resolve_strategy(cfg.strategy, self.device), compute_min_sdf=True,
+                                single_thread_below=cfg.tracer_single_thread_below)
         self.loss_fn = IDRLoss(rgb_weight=cfg.rgb_weight, eikonal_weight=cfg.eikonal_weight,
                                mask_weight=cfg.mask_weight, alpha_init=cfg.alpha_init,
                                alpha_milestones=cfg.alpha_milestones, alpha_factor=cfg.alpha_factor)
@@ -343,7 +344,8 @@ class Trainer:
         c = self.cfg
         strategy = self.tracer.resolved_strategy(self.device) or self.tracer.strategy
         return RayTracer(radius=c.scene_radius, n_coarse=c.n_coarse, n_fine=c.n_fine, n_secant=c.n_secant,
-                         max_steps=c.max_steps, strategy=strategy, compute_min_sdf=False)
+                         max_steps=c.max_steps, strategy=strategy, compute_min_sdf=False,
+                         single_thread_below=c.tracer_single_thread_below)
 
     def training_cameras(self) -> list:
         """Unit-frame cameras of the training views at full resolution: as refined when ``refine_cameras``."""

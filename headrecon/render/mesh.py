@@ -46,6 +46,40 @@ def _as_sdf(out, n: int) -> torch.Tensor:
     return out.reshape(n)
 
 
+def _evaluate_points(sdf_fn, flat_idx, res, axis, chunk, device, values, progress, desc):
+    """values[flat_idx] = sdf at those grid points (flat index ix * res^2 + iy * res + iz), chunk by chunk."""
+    n = int(flat_idx.shape[0])
+    n_chunks = (n + chunk - 1) // chunk
+    if progress is None:
+        progress = n_chunks > 32
+    starts = range(0, n, chunk)
+    if progress:
+        from tqdm.auto import tqdm
+
+        starts = tqdm(starts, total=n_chunks, desc=desc, unit="chunk", leave=False)
+    with torch.no_grad():
+        for s in starts:
+            e = min(s + chunk, n)
+            idx = torch.as_tensor(flat_idx[s:e]).to(device)
+            ix = torch.div(idx, res * res, rounding_mode="floor")
+            rem = idx - ix * (res * res)
+            iy = torch.div(rem, res, rounding_mode="floor")
+            iz = rem - iy * res
+            pts = torch.stack([axis[ix], axis[iy], axis[iz]], dim=-1)
+            sdf = _as_sdf(sdf_fn(pts), e - s)
+            values[flat_idx[s:e]] = sdf.detach().to("cpu", torch.float64).numpy()
+
+
+def _interp_matrix(fine_n: int, coarse_idx: np.ndarray) -> np.ndarray:
+    """[fine_n, n_coarse] linear interpolation from the coarse grid points (fine indices ``coarse_idx``)."""
+    c = np.minimum(np.searchsorted(coarse_idx, np.arange(fine_n), side="right") - 1, len(coarse_idx) - 2)
+    t = (np.arange(fine_n) - coarse_idx[c]) / (coarse_idx[c + 1] - coarse_idx[c])
+    w = np.zeros((fine_n, len(coarse_idx)))
+    w[np.arange(fine_n), c] = 1 - t
+    w[np.arange(fine_n), c + 1] += t
+    return w
+
+
 def evaluate_grid(
     sdf_fn: Callable[[torch.Tensor], torch.Tensor],
     resolution: int = 256,
@@ -54,37 +88,61 @@ def evaluate_grid(
     device=None,
     dtype: Optional[torch.dtype] = None,
     progress: Optional[bool] = None,
+    narrow_band: Optional[float] = None,
+    level: float = 0.0,
+    stride: int = 4,
 ) -> np.ndarray:
     """SDF values on the grid ``linspace(-radius, radius, resolution)^3`` as a float array ``[res, res, res]``
-    indexed ``[ix, iy, iz]``. Points are generated chunk by chunk (the full point grid is never materialised)."""
+    indexed ``[ix, iy, iz]``. Points are generated chunk by chunk (the full point grid is never materialised).
+
+    ``narrow_band`` (a Lipschitz bound, e.g. 2): evaluate every ``stride``-th grid point first; a coarse cell whose
+    corners are all farther than ``narrow_band`` x its diagonal from ``level`` cannot hold the level set (for an
+    SDF with gradient norm below ``narrow_band``): its interior gets the coarse values' trilinear interpolation
+    (same sign, no crossing), every other grid point the SDF itself. Marching cubes then finds the same crossings
+    at the same places as on the full grid, for a fraction of the evaluations."""
     res = int(resolution)
     if res < 2:
         raise ValueError("resolution must be >= 2")
     device, dtype = _infer_device_dtype(sdf_fn, device, dtype)
     axis = torch.linspace(-radius, radius, res, dtype=torch.float64).to(device=device, dtype=dtype)
-    total = res ** 3
     chunk = max(1, int(chunk))
-    n_chunks = (total + chunk - 1) // chunk
     out_dtype = np.float64 if dtype == torch.float64 else np.float32
-    values = np.empty(total, dtype=out_dtype)
-    if progress is None:
-        progress = n_chunks > 32
-    starts = range(0, total, chunk)
-    if progress:
-        from tqdm.auto import tqdm
-
-        starts = tqdm(starts, total=n_chunks, desc=f"SDF grid {res}^3", unit="chunk", leave=False)
-    with torch.no_grad():
-        for s in starts:
-            e = min(s + chunk, total)
-            idx = torch.arange(s, e, device=device)
-            ix = torch.div(idx, res * res, rounding_mode="floor")
-            rem = idx - ix * (res * res)
-            iy = torch.div(rem, res, rounding_mode="floor")
-            iz = rem - iy * res
-            pts = torch.stack([axis[ix], axis[iy], axis[iz]], dim=-1)
-            sdf = _as_sdf(sdf_fn(pts), e - s)
-            values[s:e] = sdf.detach().to("cpu", torch.float64).numpy()
+    values = np.empty(res ** 3, dtype=out_dtype)
+    stride = int(stride)
+    if narrow_band is None or res < 16 * stride:  # small grids: the band would cover most of them
+        _evaluate_points(sdf_fn, np.arange(res ** 3), res, axis, chunk, device, values, progress,
+                         f"SDF grid {res}^3")
+        return values.reshape(res, res, res)
+    if not narrow_band > 0 or stride < 2:
+        raise ValueError(f"narrow_band must be positive and stride >= 2, got {narrow_band}, {stride}")
+    ci = np.unique(np.r_[np.arange(0, res, stride), res - 1])  # coarse points (fine indices), last one included
+    nc = len(ci)
+    cflat = ((ci[:, None, None] * res + ci[None, :, None]) * res + ci[None, None, :]).reshape(-1)
+    _evaluate_points(sdf_fn, cflat, res, axis, chunk, device, values, False, "")
+    coarse = values[cflat].reshape(nc, nc, nc).astype(np.float64)
+    h = 2.0 * float(radius) / (res - 1)
+    far = np.abs(coarse - level) > float(narrow_band) * stride * h * np.sqrt(3.0)
+    # a coarse cell needs the SDF unless all 8 corners are far from the level set
+    cell_far = far[:-1, :-1, :-1] & far[1:, :-1, :-1] & far[:-1, 1:, :-1] & far[:-1, :-1, 1:] \
+        & far[1:, 1:, :-1] & far[1:, :-1, 1:] & far[:-1, 1:, 1:] & far[1:, 1:, 1:]
+    need_cell = ~cell_far
+    # grid point i lies in cell owner(i) and, on a cell boundary, also in the cell before
+    own = np.minimum(np.searchsorted(ci, np.arange(res), side="right") - 1, nc - 2)
+    prev = np.where(np.isin(np.arange(res), ci[1:-1]), own - 1, own)
+    need = np.zeros((res, res, res), dtype=bool)
+    for ox in (own, prev):
+        for oy in (own, prev):
+            for oz in (own, prev):
+                need |= need_cell[np.ix_(ox, oy, oz)]
+    wx = _interp_matrix(res, ci)
+    fill = np.tensordot(coarse, wx, axes=([2], [1]))          # [nc, nc, res]
+    fill = np.tensordot(fill, wx, axes=([1], [1]))            # [nc, res(z), res(y)]
+    fill = np.tensordot(wx, fill, axes=([1], [0]))            # [res(x), res(z), res(y)]
+    values[:] = np.ascontiguousarray(fill.transpose(0, 2, 1)).reshape(-1).astype(out_dtype)
+    flat = np.flatnonzero(need.reshape(-1))
+    _evaluate_points(sdf_fn, flat, res, axis, chunk, device, values, progress,
+                     f"SDF grid {res}^3 (narrow band, {100 * len(flat) / res ** 3:.0f}%)")
+    values[cflat] = coarse.reshape(-1).astype(out_dtype)
     return values.reshape(res, res, res)
 
 
@@ -100,6 +158,7 @@ def extract_mesh(
     dtype: Optional[torch.dtype] = None,
     progress: Optional[bool] = None,
     clip_sphere: bool = False,
+    narrow_band: Optional[float] = 2.0,
 ):
     """Marching-cubes mesh of ``{x : sdf_fn(x) = level}`` inside ``[-radius, radius]^3``.
 
@@ -121,6 +180,9 @@ def extract_mesh(
         clip_sphere: intersect the shape with the ball of ``radius`` (``max(sdf, |x| - radius)``): the
             reconstruction domain is the bounding sphere, which the ray tracer never leaves, so surface in the
             cube's corners (a prior's neck running out of the domain) was never seen by any loss.
+        narrow_band: evaluate the SDF only near the level set, found on a grid 4x coarser, assuming its gradient
+            norm stays below this bound (:func:`evaluate_grid`; the same mesh as the full grid for such an SDF,
+            about 5x fewer evaluations for a head); None = every grid point.
 
     Returns:
         ``trimesh.Trimesh`` with outward-facing normals.
@@ -133,7 +195,8 @@ def extract_mesh(
     from skimage import measure
 
     res = int(resolution)
-    values = evaluate_grid(sdf_fn, res, radius, chunk, device, dtype, progress)
+    values = evaluate_grid(sdf_fn, res, radius, chunk, device, dtype, progress, narrow_band=narrow_band,
+                           level=level)
     if not np.all(np.isfinite(values)):
         bad = int(np.size(values) - np.count_nonzero(np.isfinite(values)))
         raise ValueError(f"sdf_fn returned {bad} non-finite values on the {res}^3 grid")
