@@ -63,6 +63,14 @@ def _value(text: str):
     return text
 
 
+def _string_fields() -> set:
+    import dataclasses
+
+    from headrecon.recon.config import ReconConfig
+
+    return {f.name for f in dataclasses.fields(ReconConfig) if isinstance(f.default, str)}
+
+
 def parse_variant(spec: str) -> tuple[str, str, dict]:
     """``label=method:field=value,...`` | ``method:field=value,...`` | ``method`` -> (label, method, overrides)."""
     label, _, rest = spec.partition("=") if "=" in spec.split(":", 1)[0] else (None, "", spec)
@@ -72,7 +80,9 @@ def parse_variant(spec: str) -> tuple[str, str, dict]:
         k, eq, v = item.partition("=")
         if not eq:
             raise ValueError(f"variant {spec!r}: option {item!r} is not field=value")
-        over[k.strip().replace("-", "_")] = _value(v.strip())
+        key = k.strip().replace("-", "_")
+        # "none" is a value of string fields (e.g. detail=none), None everywhere else
+        over[key] = v.strip() if key in _string_fields() and v.strip().lower() == "none" else _value(v.strip())
     if not method:
         raise ValueError(f"variant {spec!r} names no method")
     return label or method, method, over

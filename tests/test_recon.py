@@ -561,3 +561,18 @@ def test_default_strategy_is_fixed_per_device():
     assert resolve_strategy("default", "cpu") == "sphere"
     assert resolve_strategy("default", "cuda") == "search"
     assert resolve_strategy("auto", "cpu") == "auto" and resolve_strategy("search", "cpu") == "search"
+
+
+def test_bench_methods_variant_parsing_keeps_none_for_string_fields():
+    """benches/bench_methods.py --methods: 'detail=none' (the fine-tuned second phase) stays the string 'none';
+    'none' of another field is None."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benches" / "bench_methods.py"
+    spec = importlib.util.spec_from_file_location("bench_methods_for_test", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    label, method, over = mod.parse_variant("ft=sira:detail=none,finetune_lr=none,iterations=5,hash_lr=0.03")
+    assert (label, method) == ("ft", "sira")
+    assert over == {"detail": "none", "finetune_lr": None, "iterations": 5, "hash_lr": 0.03}
