@@ -80,7 +80,9 @@ def run_one(scene, method, frame, args, seen, eval_scene, back=None, frame_depth
     if back is not None:
         mesh.apply_transform(back)
     res = _metrics(mesh, eval_scene, seen, icp=True)
-    geo = tr.model.geometry
+    from headrecon.methods.base import split_detail
+
+    geo = split_detail(tr.model.geometry)[0]  # the prior's geometry (under the detail field, if any)
     F = np.eye(4)
     F[:3, :3], F[:3, 3] = geo.frame_A.double().cpu().numpy(), geo.frame_b.double().cpu().numpy()
     return res, F, {"train_seconds": round(tr.elapsed, 1), "setup_seconds": round(setup, 1),
