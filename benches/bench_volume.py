@@ -69,11 +69,9 @@ def summary(n_rays, samples, rounds, device):
             print(f"| {b} | {'fwd+bwd' if bw else 'fwd'} | {s:.4f} | {n_rays / s:,.0f} | {ref / s:.1f}x |")
 
 
-def skip_summary(n_rays=2048, n_samples=128, rounds=3, resolution=64):
-    """render_volume on a sphere plus a 4 x 128 MLP bump (a network-sized SDF), with and without the occupancy
-    grid: samples evaluated per ray and rays/s."""
-    from headrecon.render.volume import fill_occupancy, render_volume
-
+def bump_scene(n_rays, seed):
+    """A network-sized SDF (a sphere of radius 0.5 plus a 4 x 128 MLP bump) and ``n_rays`` rays from (0, 0, 2.5)
+    towards random points of the z = 0 square of side 1.6."""
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Linear(3, 128), torch.nn.Softplus(beta=100), torch.nn.Linear(128, 128),
                               torch.nn.Softplus(beta=100), torch.nn.Linear(128, 128), torch.nn.Softplus(beta=100),
@@ -81,11 +79,20 @@ def skip_summary(n_rays=2048, n_samples=128, rounds=3, resolution=64):
     with torch.no_grad():
         net[-1].weight.mul_(0.01)
     sdf = lambda x: x.norm(dim=-1) - 0.5 + net(x)[:, 0]  # noqa: E731
-    g = torch.Generator().manual_seed(1)
+    g = torch.Generator().manual_seed(seed)
     o = torch.tensor([0.0, 0.0, 2.5]).expand(n_rays, 3).contiguous()
     tgt = (torch.rand(n_rays, 3, generator=g) - 0.5) * 1.6
     tgt[:, 2] = 0
     d = torch.nn.functional.normalize(tgt - o, dim=-1).contiguous()
+    return sdf, o, d
+
+
+def skip_summary(n_rays=2048, n_samples=128, rounds=3, resolution=64):
+    """render_volume on a sphere plus a 4 x 128 MLP bump (a network-sized SDF), with and without the occupancy
+    grid: samples evaluated per ray and rays/s."""
+    from headrecon.render.volume import fill_occupancy, render_volume
+
+    sdf, o, d = bump_scene(n_rays, seed=1)
     grid = fill_occupancy(sdf, resolution, 1.0)
     rows = {}
     for r in range(rounds + 1):
@@ -113,18 +120,7 @@ def hierarchical_summary(n_rays=1024, beta=0.002, rounds=3, resolution=64):
     ray, rays/s, and the depth / opacity error against a dense 4096-sample rendering, on the same SDF as above."""
     from headrecon.render.volume import fill_occupancy, render_volume
 
-    torch.manual_seed(0)
-    net = torch.nn.Sequential(torch.nn.Linear(3, 128), torch.nn.Softplus(beta=100), torch.nn.Linear(128, 128),
-                              torch.nn.Softplus(beta=100), torch.nn.Linear(128, 128), torch.nn.Softplus(beta=100),
-                              torch.nn.Linear(128, 128), torch.nn.Softplus(beta=100), torch.nn.Linear(128, 1))
-    with torch.no_grad():
-        net[-1].weight.mul_(0.01)
-    sdf = lambda x: x.norm(dim=-1) - 0.5 + net(x)[:, 0]  # noqa: E731
-    g = torch.Generator().manual_seed(2)
-    o = torch.tensor([0.0, 0.0, 2.5]).expand(n_rays, 3).contiguous()
-    tgt = (torch.rand(n_rays, 3, generator=g) - 0.5) * 1.6
-    tgt[:, 2] = 0
-    d = torch.nn.functional.normalize(tgt - o, dim=-1).contiguous()
+    sdf, o, d = bump_scene(n_rays, seed=2)
     grid = fill_occupancy(sdf, resolution, 1.0)
     configs = {"uniform 64": dict(n_samples=64), "uniform 128": dict(n_samples=128),
                f"uniform 64, grid {resolution}^3": dict(n_samples=64, grid=grid),

@@ -67,16 +67,18 @@ def test_occupancy_skip_keeps_surface_voxels_and_the_image():
     torch.testing.assert_close(skip.depth[seen], full.depth[seen], atol=1e-3, rtol=0)
 
 
-def test_gradients_reach_the_sdf_and_colour():
+@pytest.mark.parametrize("n_fine", [0, 16])  # uniform, and hierarchical sampling
+def test_gradients_reach_the_sdf_and_colour(n_fine):
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Linear(3, 16), torch.nn.Softplus(beta=10), torch.nn.Linear(16, 1))
     col = torch.nn.Linear(9, 3)
     o, d = rays(n=64, dtype=torch.float32)
     res = render_volume(lambda x: net(x)[:, 0] + x.norm(dim=-1) - 0.5,
                         lambda x, n, v: torch.sigmoid(col(torch.cat([x, n, v], -1))), o, d, n_samples=32,
-                        beta=0.05)
+                        n_fine=n_fine, beta=0.05)
     (res.rgb.sum() + res.opacity.sum()).backward()
     assert net[0].weight.grad.abs().sum() > 0 and col.weight.grad.abs().sum() > 0
+    assert torch.isfinite(net[0].weight.grad).all()
 
 
 def test_sample_pdf_quantiles():
@@ -114,19 +116,6 @@ def test_hierarchical_sampling_is_closer_to_dense_sampling(beta):
     assert hier.samples < nostop.samples
     torch.testing.assert_close(hier.opacity, nostop.opacity, atol=1e-3, rtol=0)
     torch.testing.assert_close(hier.depth[seen], nostop.depth[seen], atol=1e-3, rtol=0)
-
-
-def test_hierarchical_gradients_reach_the_sdf_and_colour():
-    torch.manual_seed(0)
-    net = torch.nn.Sequential(torch.nn.Linear(3, 16), torch.nn.Softplus(beta=10), torch.nn.Linear(16, 1))
-    col = torch.nn.Linear(9, 3)
-    o, d = rays(n=64, dtype=torch.float32)
-    res = render_volume(lambda x: net(x)[:, 0] + x.norm(dim=-1) - 0.5,
-                        lambda x, n, v: torch.sigmoid(col(torch.cat([x, n, v], -1))), o, d, n_samples=32,
-                        n_fine=16, beta=0.05)
-    (res.rgb.sum() + res.opacity.sum()).backward()
-    assert net[0].weight.grad.abs().sum() > 0 and col.weight.grad.abs().sum() > 0
-    assert torch.isfinite(net[0].weight.grad).all()
 
 
 def test_hierarchical_rays_the_grid_empties_cost_nothing():

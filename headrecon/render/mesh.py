@@ -141,6 +141,7 @@ def evaluate_grid(
     fill = np.tensordot(fill, wx, axes=([1], [1]))            # [nc, res(z), res(y)]
     fill = np.tensordot(wx, fill, axes=([1], [0]))            # [res(x), res(z), res(y)]
     values[:] = np.ascontiguousarray(fill.transpose(0, 2, 1)).reshape(-1).astype(out_dtype)
+    need[np.ix_(ci, ci, ci)] = False  # the coarse points are known already
     flat = np.flatnonzero(need.reshape(-1))
     _evaluate_points(sdf_fn, flat, res, axis, chunk, device, values, progress,
                      f"SDF grid {res}^3 (narrow band, {100 * len(flat) / res ** 3:.0f}%)")

@@ -134,10 +134,13 @@ def render_volume(sdf_fn: Callable, color_fn: Optional[Callable], origins: torch
             sig = torch.zeros(M, n_samples, dtype=t.dtype, device=t.device)
             sdf_c = sdf_fn(pts[keep])
             coarse_evals = int(sdf_c.shape[0])
-            sig[keep] = laplace_density(sdf_c.detach().reshape(-1), float(beta)).to(t.dtype)
-            tau = sig * (step * dirs[ray_idx].norm(dim=-1))[:, None]
-            trans = torch.exp(-(torch.cumsum(tau, 1) - tau))                          # before each sample
-            w = trans * (1 - torch.exp(-tau))
+            sig[keep] = laplace_density(sdf_c.reshape(-1), float(beta)).to(t.dtype)
+            dense = torch.stack([torch.arange(M, device=t.device) * n_samples,
+                                 torch.full((M,), n_samples, device=t.device)], 1)    # every coarse sample
+            dl = (step * dirs[ray_idx].norm(dim=-1))[:, None].expand(M, n_samples).reshape(-1)
+            _, _, w = ops.composite(dense, sig.reshape(-1).contiguous(), dl.contiguous(), t.reshape(-1, 1))
+            w = w.view(M, n_samples)
+            trans = (1 - (torch.cumsum(w, 1) - w)).clamp_min(0)                       # before each sample
             # a sample's weight stands for the stretch around it, and the density's rise may lie in either
             # neighbour's half-step: each bin, centred on its sample, gets the largest weight of it and its two
             # neighbours (mip-NeRF's max blur) so that the fine samples cover the whole rise
