@@ -6,8 +6,8 @@ rounds interleaved. IDR: benches/idr_tracer.py (its training-mode algorithm: 10 
 100-sample search and 8 secant steps for the rest, 100-sample minimal-SDF points for the silhouette loss). The
 engine: ``RayTracer(strategy="sphere")`` as reconstruction uses it on the CPU (minimal-SDF points from the walk),
 with back walkers from the start (IDR's walkers, the engine's behaviour before ``back_after``), from step 15 for
-the rays still marching (its CPU default), and the same with one torch thread for network calls under 4096
-points (``single_thread_below``).
+the rays still marching (its CPU default), never, and the default with one torch thread for network calls under
+4096 points (``single_thread_below``).
 
     python benches/bench_tracer_idr.py [--rounds 3] [--rays 4096] [--threads N] [--json out.json]
 
@@ -69,6 +69,7 @@ def main(argv=None):
     engines = {
         "engine, back walkers from the start (IDR's; before)": dict(strategy="sphere", backend="cpp", back_after=0),
         "engine, back walkers after 15 steps (CPU default)": dict(strategy="sphere", backend="cpp"),
+        "engine, no back walkers (back_after=30)": dict(strategy="sphere", backend="cpp", back_after=30),
         "engine, back walkers after 15 steps, 1 thread below 4096 points": dict(strategy="sphere", backend="cpp",
                                                                                 single_thread_below=4096),
     }
