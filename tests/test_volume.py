@@ -127,3 +127,28 @@ def test_hierarchical_rays_the_grid_empties_cost_nothing():
     assert one.samples == 0 and float(one.opacity[0]) == 0.0
     both = render_volume(f, None, o, d, n_samples=64, n_fine=32, beta=0.005, grid=grid)
     assert float(both.opacity[1]) > 0.99 and float(both.opacity[0]) == 0.0
+
+
+def test_no_skip_rays_keep_a_surface_the_grid_does_not_know():
+    """A grid filled from an older, smaller sphere skips the grown part of the surface; rays marked ``no_skip``
+    render it (what a fit needs to grow a missing part), and their samples carry the gradients and features of a
+    geometry that returns ``(sdf, feature)``."""
+    grid = fill_occupancy(lambda x: x.norm(dim=-1) - 0.1, 32, 1.0)
+    o = torch.tensor([[0.0, 0.0, -2.0]]).repeat(2, 1)
+    o[:, 0] = 0.45  # far from the old sphere (radius 0.1), hits the new one (radius 0.5)
+    d = torch.tensor([[0.0, 0.0, 1.0]]).repeat(2, 1)
+    seen = []
+
+    def geo(x):
+        return x.norm(dim=-1) - 0.5, x[:, :2]
+
+    def color(x, n, v, f):
+        seen.append(f.shape)
+        return torch.ones_like(x) * 0.5
+
+    kw = dict(n_samples=64, beta=0.01, radius=1.0, grid=grid, margin_betas=12.0)
+    skipped = render_volume(geo, color, o, d, **kw)
+    kept = render_volume(geo, color, o, d, no_skip=torch.tensor([True, False]), **kw)
+    assert float(skipped.opacity.max()) < 1e-3
+    assert float(kept.opacity[0]) > 0.99 and float(kept.opacity[1]) < 1e-3
+    assert seen[-1][1] == 2 and kept.sample_gradients.shape == (kept.samples, 3)

@@ -129,6 +129,9 @@ class ReconMethod:
 
     name = "base"
     Options: Type[MethodOptions] = MethodOptions  # the method's settings (a MethodOptions subclass)
+    # "surface": IDR's differentiable surface rendering; "volume": VolSDF volume rendering (the method then
+    # provides volume_settings() and its model a ``density`` module returning beta)
+    renderer = "surface"
 
     def __init__(self, cfg: ReconConfig):
         self.cfg = cfg

@@ -8,6 +8,7 @@ Examples::
     torchrun --nproc_per_node=2 -m headrecon.priors.cli ict --out prior.pt --ddp   # DistributedDataParallel
     headrecon-train-prior ict --model sira --out sira.pt --preset fast --shapes 48   # SIRA++ shape + appearance
     headrecon-train-prior composite --model sira --out sira_bust.pt --shapes 500   # heads with shoulders
+    headrecon-train-prior composite --model xu --out xu.pt --shapes 24 --epochs 4000  # from rendered images
 
 ``SCANS_OR_ICT`` is ``ict`` (training identities = ICT-FaceKit seeds ``0 .. N-1``, see :mod:`headrecon.priors`),
 ``composite`` (ICT head ``i`` joined at the neck to Anny bust ``i``, shoulders included) or ``anny`` (Anny busts;
@@ -63,13 +64,17 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--no-progress", action="store_true")
     add_debug_flag(ap)
     # --- SIRA++ (headrecon.priors.sira.train) ---
-    ap.add_argument("--model", choices=["h3dnet", "sira"], default="h3dnet",
-                    help="h3dnet: shape-only DeepSDF prior; sira: SIRA++ shape-and-appearance model (ICT only)")
+    ap.add_argument("--model", choices=["h3dnet", "sira", "xu"], default="h3dnet",
+                    help="h3dnet: shape-only DeepSDF prior; sira: SIRA++ shape-and-appearance model; xu: Xu et al.'s "
+                         "template + deformation learnt from rendered images by volume rendering (--epochs is its "
+                         "iteration count)")
     ap.add_argument("--half", action="store_true", help="sira: store the final model as float16 (shipped asset)")
     ap.add_argument("--def-hidden", type=int, default=None, help="sira: deformation network width (preset: 128)")
     ap.add_argument("--def-freqs", type=int, default=None,
                     help="sira: positional-encoding frequencies of the deformation network's input (preset: 4)")
     # --- end SIRA++ ---
+    ap.add_argument("--xu-views", type=int, default=None, help="xu: images per training head (default 8)")
+    ap.add_argument("--xu-size", type=int, default=None, help="xu: image size in px (default 64)")
     return ap
 
 
@@ -108,6 +113,10 @@ def _main(args, argv) -> int:
         torch.set_num_threads(args.threads)
     if args.model == "sira":  # --- SIRA++ ---
         from .sira.train import main_from_args
+
+        return main_from_args(args, argv)
+    if args.model == "xu":  # --- Xu et al. (from images) ---
+        from .xu.train import main_from_args
 
         return main_from_args(args, argv)
     cfg = _config(args)

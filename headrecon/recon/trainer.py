@@ -118,6 +118,7 @@ class Trainer:
         self.cpu_elapsed = 0.0  # process CPU seconds (all threads) of the training steps
         self._acc: Dict[str, float] = {}
         self._acc_n = 0
+        self.occupancy: Optional[torch.Tensor] = None  # the volume step's empty-space grid (volume methods)
 
     # ------------------------------------------------------------------ schedules
     def epoch_at(self, iteration: int) -> float:
@@ -163,6 +164,8 @@ class Trainer:
 
     def step(self) -> Dict[str, object]:
         """One optimisation step at ``self.iteration``; returns the logs: detached 0-dim loss tensors and numbers."""
+        if self.method.renderer == "volume":
+            return self._step_volume()
         cfg = self.cfg
         self._apply_schedules(self.iteration)
         self.model.train()
@@ -206,6 +209,72 @@ class Trainer:
         return {**{k: v.detach() for k, v in extra.items()},
                 **{k: losses[k].detach() for k in ("loss", "rgb_loss", "mask_loss", "eikonal_loss")},
                 "hit_ratio": sel.sum() / obj.sum().clamp(min=1), "alpha": self.loss_fn.alpha,
+                "lr": self.optimizer.param_groups[0]["lr"]}
+
+    def refresh_occupancy(self) -> None:
+        """The volume step's empty-space grid: the current SDF at the centres of a ``cache_resolution``^3 grid."""
+        from ..render.volume import fill_occupancy
+
+        with torch.no_grad(), parametrize.cached():
+            self.occupancy = fill_occupancy(self.sdf_fn, self.cfg.cache_resolution, self.cfg.scene_radius,
+                                            device=self.device)
+
+    def _step_volume(self) -> Dict[str, object]:
+        """One step of a volume-rendering method (VolSDF): rays rendered by
+        :func:`headrecon.render.volume.render_volume` with the model's ``density`` (beta), composited over the
+        method's background; L1 colour (object rays with masks, all rays without), the opacity's binary
+        cross-entropy against the mask (with masks), Eikonal at uniform points and at the rendered samples."""
+        from ..render.volume import render_volume
+
+        cfg, vol = self.cfg, self.method.volume_settings()
+        self._apply_schedules(self.iteration)
+        self.model.train()
+        geo, ren = self.model.geometry, self.model.rendering
+        if hasattr(geo, "set_training_progress"):
+            geo.set_training_progress(self.iteration / max(1, self.total_iterations))
+        if vol.grid_every and (self.occupancy is None or self.iteration % vol.grid_every == 0):
+            self.refresh_occupancy()
+        o, d, rgb_gt, obj = self.sampler.sample()
+        if self.cameras is not None:
+            o, d = self.cameras(o, d, self.bank.view[self.sampler.last_idx])
+        beta = self.model.density()
+        bg = torch.tensor(vol.background, dtype=rgb_gt.dtype, device=rgb_gt.device)
+        # rays that see the head: the mask, or without masks every pixel unlike the background
+        seen = obj if vol.use_masks else ((rgb_gt - bg).abs().amax(-1) > 2.0 / 255)
+        # the grid is up to grid_every steps old: skip only what lies a margin of 0.05 units (or 12 beta) outside;
+        # never on rays that see the head (a missing part of the surface must keep the density to grow from)
+        margin = max(12.0, 0.05 / float(beta.detach()))
+        res = render_volume(geo, lambda x, n, v, f: ren(x, n, -v, f), o, d, n_samples=vol.n_samples,
+                            n_fine=vol.n_fine, beta=beta, radius=cfg.scene_radius,
+                            grid=self.occupancy if vol.grid_every else None, margin_betas=margin,
+                            no_skip=seen)
+        rgb = res.rgb + (1 - res.opacity)[:, None] * bg
+        objf = obj.to(rgb.dtype)
+        if vol.use_masks:
+            rgb_l = ((rgb - rgb_gt).abs().sum(-1) * objf).sum() / objf.sum().clamp_min(1)
+            op = res.opacity.clamp(1e-4, 1 - 1e-4)
+            mask_l = torch.nn.functional.binary_cross_entropy(op, objf)
+        else:
+            rgb_l = (rgb - rgb_gt).abs().sum(-1).mean()
+            mask_l = rgb.new_zeros(())
+        n_eik = cfg.eikonal_points or max(1, cfg.batch_rays // 2)
+        r = cfg.scene_radius
+        p_eik = torch.rand(n_eik, 3, generator=self.eik_generator, device=self.device) * (2 * r) - r
+        _, _, g_eik = geo.forward_with_gradient(p_eik, create_graph=True)
+        grads = g_eik if res.sample_gradients is None else torch.cat([g_eik, res.sample_gradients])
+        eik_l = ((grads.norm(dim=-1) - 1) ** 2).mean()
+        loss = cfg.rgb_weight * rgb_l + vol.mask_weight * mask_l + cfg.eikonal_weight * eik_l
+        extra = self.method.extra_losses(self.model, iteration=self.iteration)
+        for v in extra.values():
+            loss = loss + v
+        self.sampler.observe(~obj & (res.opacity.detach() < 1e-3))  # selective sampling drops only these
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return {**{k: v.detach() for k, v in extra.items()}, "loss": loss.detach(), "rgb_loss": rgb_l.detach(),
+                "mask_loss": mask_l.detach(), "eikonal_loss": eik_l.detach(), "beta": beta.detach(),
+                "samples_per_ray": res.samples / max(1, o.shape[0]),
+                "hit_ratio": ((res.opacity > 0.5) & obj).sum() / obj.sum().clamp(min=1), "alpha": self.loss_fn.alpha,
                 "lr": self.optimizer.param_groups[0]["lr"]}
 
     # ------------------------------------------------------------------ loop
@@ -292,6 +361,7 @@ class Trainer:
                                                  "queries": cache.queries, "hits": cache.hits},
             "total_iterations": self.total_iterations,
             "tracer_auto_choice": dict(self.tracer.auto_choice),
+            "occupancy": self.occupancy,
         }
 
     def save_checkpoint(self, path) -> Path:
@@ -333,6 +403,8 @@ class Trainer:
         self._acc, self._acc_n = dict(st["acc"][0]), int(st["acc"][1])
         # strategy="auto" measured its choice when the run started; keep it so the run continues identically
         self.tracer.auto_choice = dict(st.get("tracer_auto_choice") or {})
+        occ = st.get("occupancy")
+        self.occupancy = None if occ is None else occ.to(self.device)
         cache = self.tracer.cache
         if cache is not None and st.get("cache") is not None:
             c = st["cache"]

@@ -56,7 +56,7 @@ def fill_occupancy(sdf_fn: Callable[[torch.Tensor], torch.Tensor], resolution: i
     c = (torch.arange(D, dtype=dtype, device=device) + 0.5) / D * 2 * radius - radius
     pts = torch.stack(torch.meshgrid(c, c, c, indexing="ij"), -1).reshape(-1, 3)
     with torch.no_grad():
-        vals = torch.cat([sdf_fn(pts[i:i + chunk]) for i in range(0, len(pts), chunk)])
+        vals = torch.cat([_sdf_only(sdf_fn(pts[i:i + chunk])) for i in range(0, len(pts), chunk)])
     return vals.reshape(D, D, D).to(dtype)
 
 
@@ -79,6 +79,8 @@ class VolumeResult:
     opacity: torch.Tensor    # [R]
     samples: int             # samples evaluated
     samples_total: int       # samples before skipping
+    sample_gradients: Optional[torch.Tensor] = None  # [S,3] SDF gradients at the rendered samples (with a graph
+    #                                                  when gradients are enabled: an Eikonal term can use them)
 
 
 def sample_pdf(t0: torch.Tensor, width: torch.Tensor, weights: torch.Tensor, n: int):
@@ -106,19 +108,24 @@ def sample_pdf(t0: torch.Tensor, width: torch.Tensor, weights: torch.Tensor, n: 
 def render_volume(sdf_fn: Callable, color_fn: Optional[Callable], origins: torch.Tensor, dirs: torch.Tensor,
                   n_samples: int = 64, beta: float = 0.01, radius: float = 1.0, grid: Optional[torch.Tensor] = None,
                   margin_betas: float = 12.0, with_normals: bool = False, n_fine: int = 0,
-                  stop_transmittance: float = 1e-4, pdf_floor: float = 1e-3) -> VolumeResult:
+                  stop_transmittance: float = 1e-4, pdf_floor: float = 1e-3,
+                  no_skip: Optional[torch.Tensor] = None) -> VolumeResult:
     """Render rays through the SDF ``sdf_fn(points [N,3]) -> [N]``.
 
-    ``color_fn(points, normals, view_dirs) -> [N,3]`` (None: white); ``grid``: an occupancy grid over
+    ``color_fn(points, normals, view_dirs) -> [N,3]`` (None: white); when ``sdf_fn`` returns ``(sdf, feature)``
+    (a geometry module's ``forward``), ``color_fn(points, normals, view_dirs, feature)``; ``grid``: an occupancy grid over
     [-radius, radius]^3 (:func:`fill_occupancy` or an SDF cache's grid) enabling the skip of samples proven
     ``margin_betas * beta`` outside the surface (their density is below ``exp(-margin_betas) / (2 beta)``).
     ``n_fine > 0``: hierarchical sampling (module docstring): the ``n_samples`` uniform samples only place
     ``n_fine`` rendered ones; ``stop_transmittance`` ends each ray's PDF once the coarse transmittance falls below
     it; ``pdf_floor`` is the share of each ray's PDF spread uniformly over its unskipped coarse bins.
+    ``no_skip`` (bool [R]): rays whose samples the grid never skips (a fit's rays inside the object mask: where the
+    surface is still missing, skipping their samples would leave the loss no density to grow it from).
     Differentiable in what ``sdf_fn`` / ``color_fn`` depend on (and ``beta`` if a tensor; not through where the
     fine samples are placed).
     """
     R = origins.shape[0]
+    beta_f = float(beta.detach()) if isinstance(beta, torch.Tensor) else float(beta)  # where samples go: no gradient
     near, far, hit = ops.ray_sphere_intersect(origins, dirs, radius)
     ray_idx = torch.nonzero(hit).reshape(-1)
     t, pts = ops.search_samples(origins, dirs, ray_idx, near[ray_idx], far[ray_idx], int(n_samples))
@@ -126,15 +133,17 @@ def render_volume(sdf_fn: Callable, color_fn: Optional[Callable], origins: torch
     step = (far[ray_idx] - near[ray_idx]) / max(1, n_samples - 1)                       # [M]
     keep = torch.ones(M, n_samples, dtype=torch.bool, device=origins.device)
     if grid is not None and M:
-        margin = float(margin_betas) * float(beta)
+        margin = float(margin_betas) * beta_f
         keep = occupied(grid, pts.reshape(-1, 3), radius, margin).reshape(M, n_samples)
+        if no_skip is not None:
+            keep = keep | no_skip[ray_idx][:, None]
     coarse_evals = 0
     if n_fine > 0 and M:
         with torch.no_grad():  # where to sample: the coarse weights
             sig = torch.zeros(M, n_samples, dtype=t.dtype, device=t.device)
-            sdf_c = sdf_fn(pts[keep])
+            sdf_c = _sdf_only(sdf_fn(pts[keep]))
             coarse_evals = int(sdf_c.shape[0])
-            sig[keep] = laplace_density(sdf_c.reshape(-1), float(beta)).to(t.dtype)
+            sig[keep] = laplace_density(sdf_c.reshape(-1), beta_f).to(t.dtype)
             dense = torch.stack([torch.arange(M, device=t.device) * n_samples,
                                  torch.full((M,), n_samples, device=t.device)], 1)    # every coarse sample
             dl = (step * dirs[ray_idx].norm(dim=-1))[:, None].expand(M, n_samples).reshape(-1)
@@ -177,15 +186,20 @@ def render_volume(sdf_fn: Callable, color_fn: Optional[Callable], origins: torch
     ts = t[keep]
     deltas = deltas_dense[keep]
     vdirs = dirs[ray_idx][:, None, :].expand(M, n_per, 3)[keep]
+    feat = None
     if with_normals or color_fn is not None:
         with torch.enable_grad():
             xg = x.detach().requires_grad_(True)
-            sdf = sdf_fn(xg)
+            out = sdf_fn(xg)
+            sdf, feat = out if isinstance(out, tuple) else (out, None)
             (grad,) = torch.autograd.grad(sdf.sum(), xg, create_graph=torch.is_grad_enabled())
     else:
-        sdf, grad = sdf_fn(x), torch.zeros_like(x)
+        sdf, grad = _sdf_only(sdf_fn(x)), torch.zeros_like(x)
     sigma = laplace_density(sdf, beta)
-    rgb = color_fn(x, grad, vdirs) if color_fn is not None else torch.ones_like(x)
+    if color_fn is None:
+        rgb = torch.ones_like(x)
+    else:
+        rgb = color_fn(x, grad, vdirs) if feat is None else color_fn(x, grad, vdirs, feat)
     values = torch.cat([rgb, ts[:, None], grad], dim=1).contiguous()
     out, opacity, _ = ops.composite(packed, sigma.contiguous(), deltas.contiguous(), values)
     full = origins.new_zeros(R, 7)
@@ -193,4 +207,10 @@ def render_volume(sdf_fn: Callable, color_fn: Optional[Callable], origins: torch
     op = origins.new_zeros(R).index_put((ray_idx,), opacity)
     depth = torch.where(op > 0, full[:, 3] / op.clamp_min(1e-12), torch.zeros_like(op))
     return VolumeResult(rgb=full[:, :3], depth=depth, normal=full[:, 4:], opacity=op,
-                        samples=int(x.shape[0]) + coarse_evals, samples_total=int(M * n_samples))
+                        samples=int(x.shape[0]) + coarse_evals, samples_total=int(M * n_samples),
+                        sample_gradients=grad)
+
+
+def _sdf_only(out):
+    """The SDF of an ``sdf_fn`` result: ``sdf`` or ``(sdf, feature)``."""
+    return out[0] if isinstance(out, tuple) else out
