@@ -190,3 +190,43 @@ def test_xu_reconstructs_end_to_end(trained, scene_dir, tmp_path):
     run = tmp_path / "run"
     assert (run / "mesh.ply").is_file() and (run / "metrics.json").is_file()
     assert res is not None
+
+
+DDP_SCRIPT = """
+import sys, torch
+sys.path.insert(0, {tests!r})
+from test_xu import AXES, TINY_NET, tiny_train
+from test_sira import coloured_ellipsoid
+import headrecon.priors.xu.train as T
+from headrecon.priors.normalization import Normalization
+from headrecon.priors.xu.model import xu_network_config
+torch.set_num_threads(1)
+T.xu_network_config = lambda preset, **kw: xu_network_config(preset, **{{**TINY_NET, **kw}})
+meshes = [(k, coloured_ellipsoid(a, phase=0.7 * k)) for k, a in enumerate(AXES)]
+data = T.xu_mesh_data(meshes, Normalization(), views=3, size=24, description={{"source": "ellipsoids"}})
+T.train_xu(tiny_train(iterations=4, batch_shapes=3), data, {out!r}, ddp=True)
+"""
+
+
+def test_ddp_two_processes_gloo_match_one_process(tmp_path, data, monkeypatch):
+    """Two processes (each rendering its share of the heads, gradients summed, the Eikonal and deformation means
+    over every process's samples) agree exactly with each other and with one process up to the order of float
+    sums."""
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "ddp.pt"
+    script = tmp_path / "ddp_train.py"
+    script.write_text(DDP_SCRIPT.format(tests=os.path.dirname(__file__), out=str(out)))
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script)]
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=240)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
+    two = load_xu(out)
+    assert two.meta["world_size"] == 2 and two.meta["ddp_max_param_diff"] == 0.0
+    monkeypatch.setattr("headrecon.priors.xu.train.xu_network_config",
+                        lambda preset, **kw: xu_network_config(preset, **{**TINY_NET, **kw}))
+    one = train_xu(tiny_train(iterations=4, batch_shapes=3), data, tmp_path / "one.pt")
+    for (k, a), b in zip(one.state_dict().items(), two.state_dict().values()):
+        assert float((a - b).abs().max()) < 1e-5, k

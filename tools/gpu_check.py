@@ -11,7 +11,7 @@
    without the SDF cache, and float16 autocast of the network (AMP) on CUDA;
 4. ``host_syncs``: on CUDA, the syncs torch itself reports for one training iteration
    (``torch.cuda.set_sync_debug_mode``) beside the count of ``headrecon._sync``;
-5. ``recon``: one 3-view reconstruction of the procedural demo head per method (``idr``, ``h3dnet``, ``sira``),
+5. ``recon``: one 3-view reconstruction of the procedural demo head per method (``idr``, ``h3dnet``, ``sira``, ``xu``),
    ``fast`` preset (``--iterations`` shortens it), on the device: training seconds, seconds per iteration, peak
    device memory and the official H3DS figures.
 
@@ -166,7 +166,7 @@ def recon(device, scene_dir, iterations, root: Path) -> list:
     from headrecon.recon.pipeline import reconstruct
 
     rows = []
-    for method in ("idr", "h3dnet", "sira"):
+    for method in ("idr", "h3dnet", "sira", "xu"):
         over = {"iterations": iterations} if iterations else {}
         cfg = make_config("fast", method=method, device=str(device), views="3", threads=0, **over)
         if torch.device(device).type == "cuda":

@@ -25,7 +25,8 @@ The public code's deformation-gradient term is left out (one more backward pass 
 ``lr``, codes ``lr_latent`` and ``log(beta)`` ``lr_beta`` (relative steps: a linear step on beta, as VolSDF takes,
 barely moves a small beta), halved at 50 % and 75 % of the run; the template's positional encoding unmasked
 over the first half. Checkpoints (``OUT.ckpt.pt``) every ``checkpoint_every`` iterations and at the end; resume is
-exact. One process (no DDP for this model).
+exact. Several processes (``torchrun ... --ddp``): each renders its share of every iteration's heads and the
+gradients are summed, so that every process takes the same step.
 """
 from __future__ import annotations
 
@@ -37,11 +38,12 @@ from typing import List, Optional
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from torch.nn import functional as F
 
 from ...weights import load_weights, save_weights
 from ..normalization import Normalization
-from ..training import TrainingError, checkpoint_path
+from ..training import TrainingError, check_ddp_agreement, checkpoint_path, setup_distributed
 from .model import XU_FORMAT, XuPrior, xu_network_config
 
 __all__ = ["XuTrainConfig", "XuData", "xu_image_data", "xu_mesh_data", "train_xu", "XU_TRAIN_FORMAT", "main_from_args"]
@@ -201,24 +203,38 @@ def render_heads(model: XuPrior, data: XuData, heads, idx, cfg: XuTrainConfig, d
     return l_rgb, l_mask, grads, deltas, codes
 
 
-def _objective(model: XuPrior, data: XuData, cfg: XuTrainConfig, iteration: int, device):
+def _objective(model: XuPrior, data: XuData, cfg: XuTrainConfig, iteration: int, device, rank: int = 0,
+               world: int = 1):
+    """The iteration's losses on this rank's share (heads ``rank::world`` of the iteration's heads, uniform
+    Eikonal points ``rank::world``), scaled so that the ranks' sum is the whole batch's objective."""
     gen = torch.Generator().manual_seed(int(cfg.seed) * 1000003 + int(iteration))
     n = len(data)
     heads = torch.randperm(n, generator=gen)[:min(cfg.batch_shapes, n)].tolist()
     idx = [torch.randint(0, data.origins[h].shape[0], (cfg.rays_per_shape,), generator=gen) for h in heads]
-    l_rgb, l_mask, grads, deltas, codes = render_heads(model, data, heads, idx, cfg, device)
     x = torch.randn(cfg.eikonal_points, 3, generator=gen)
     x = x / x.norm(dim=1, keepdim=True) * torch.rand(cfg.eikonal_points, 1, generator=gen) ** (1 / 3)
-    zs = model.z_sdf.weight[torch.tensor(heads)[torch.randint(0, len(heads), (cfg.eikonal_points,), generator=gen)]]
-    x = x.to(device).requires_grad_(True)
-    sdf = model.sdf(x, zs.to(device))
-    (gu,) = torch.autograd.grad(sdf.sum(), x, create_graph=True)
-    g_all = torch.cat([gu] + [g for g in grads if g is not None and g.shape[0]])
-    eik = ((g_all.norm(dim=-1) - 1) ** 2).mean()
-    rgb = torch.stack(l_rgb).mean()
-    mask = torch.stack(l_mask).mean()
-    deform = torch.cat([d.norm(dim=-1) for d in deltas]).mean() if deltas else rgb.new_zeros(())
-    code = torch.stack([a + b for a, b in codes]).mean()
+    zi = torch.tensor(heads)[torch.randint(0, len(heads), (cfg.eikonal_points,), generator=gen)]
+    mine = list(range(rank, len(heads), world))
+    share = len(mine) / float(len(heads))  # this rank's share of the per-head terms
+    l_rgb, l_mask, grads, deltas, codes = render_heads(model, data, [heads[k] for k in mine],
+                                                       [idx[k] for k in mine], cfg, device)
+    x, zi = x[rank::world].to(device).requires_grad_(True), zi[rank::world]
+    g_all = [g for g in grads if g is not None and g.shape[0]]
+    if x.shape[0]:
+        sdf = model.sdf(x, model.z_sdf.weight[zi.to(device)])
+        (gu,) = torch.autograd.grad(sdf.sum(), x, create_graph=True)
+        g_all.insert(0, gu)
+    zero = model.log_beta.new_zeros(())
+    g_cat = torch.cat(g_all) if g_all else zero.new_zeros(0, 3)
+    d_cat = torch.cat([d.norm(dim=-1) for d in deltas]) if deltas else zero.new_zeros(0)
+    counts = torch.tensor([float(g_cat.shape[0]), float(d_cat.shape[0])], device=zero.device)
+    if world > 1:  # the Eikonal and deformation means run over every process's samples
+        dist.all_reduce(counts)
+    eik = ((g_cat.norm(dim=-1) - 1) ** 2).sum() / counts[0].clamp_min(1)
+    deform = d_cat.sum() / counts[1].clamp_min(1)
+    rgb = torch.stack(l_rgb).mean() * share if l_rgb else zero
+    mask = torch.stack(l_mask).mean() * share if l_mask else zero
+    code = torch.stack([a + b for a, b in codes]).mean() * share if codes else zero
     loss = (rgb + cfg.mask_weight * mask + cfg.eikonal_weight * eik + cfg.deform_weight * deform
             + cfg.code_weight * code)
     return {"loss": loss, "rgb": rgb, "mask": mask, "eikonal": eik, "deform": deform, "code": code}
@@ -229,11 +245,16 @@ def _lr_factor(iteration: int, total: int) -> float:
 
 
 def train_xu(cfg: XuTrainConfig, data: XuData, out, resume: bool = False, device=None, progress: bool = False,
-             stop_after: Optional[int] = None, extra_meta: Optional[dict] = None, half: bool = False) -> XuPrior:
+             stop_after: Optional[int] = None, extra_meta: Optional[dict] = None, half: bool = False,
+             ddp: Optional[bool] = None) -> XuPrior:
     """Train (or, with ``resume``, continue) the prior on ``data`` and write it to ``out`` (see the module
-    docstring); returns the model."""
+    docstring); returns the model. ``ddp`` (None: when torchrun started several processes): each process renders
+    its share of every iteration's heads, the gradients are summed over the processes (every process then takes
+    the same step), only the first writes files."""
     cfg.validate()
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    run = setup_distributed(ddp, device, "torchrun --nproc_per_node=2 -m headrecon.priors.cli SOURCE --model xu "
+                                         "--out OUT --ddp")
+    device = run.device
     out = Path(out)
     ckpt = checkpoint_path(out)
     net_cfg = xu_network_config(cfg.preset, seed=cfg.seed)
@@ -260,7 +281,7 @@ def train_xu(cfg: XuTrainConfig, data: XuData, out, resume: bool = False, device
     end = cfg.iterations if stop_after is None else min(int(stop_after), cfg.iterations)
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=cfg.iterations, initial=it, desc="xu prior", unit="it", disable=not progress,
+    bar = tqdm(total=cfg.iterations, initial=it, desc="xu prior", unit="it", disable=not (progress and run.is_main),
                dynamic_ncols=True)
     acc, n_acc = {}, 0
 
@@ -276,11 +297,19 @@ def train_xu(cfg: XuTrainConfig, data: XuData, out, resume: bool = False, device
         for g in opt.param_groups:
             g["lr"] = g["base"] * f
         model.reference.set_progress(min(1.0, it / (0.5 * cfg.iterations)))
-        losses = _objective(model, data, cfg, it, device)
+        losses = _objective(model, data, cfg, it, device, run.rank, run.world)
         if not torch.isfinite(losses["loss"]):
             raise TrainingError(f"non-finite loss at iteration {it}: {({k: float(v) for k, v in losses.items()})}")
-        opt.zero_grad(set_to_none=True)
+        opt.zero_grad(set_to_none=False)
         losses["loss"].backward()
+        if run.use_ddp:
+            for p in model.parameters():
+                if p.grad is None:
+                    p.grad = torch.zeros_like(p)
+                dist.all_reduce(p.grad)
+            for k in losses:
+                losses[k] = losses[k].detach().clone()
+                dist.all_reduce(losses[k])
         opt.step()
         it += 1
         elapsed += time.perf_counter() - t0
@@ -294,14 +323,17 @@ def train_xu(cfg: XuTrainConfig, data: XuData, out, resume: bool = False, device
         bar.update(1)
         bar.set_postfix(loss=f"{float(losses['loss'].detach()):.4f}", rgb=f"{float(losses['rgb'].detach()):.4f}",
                         beta=f"{float(model.beta().detach()):.4f}", refresh=False)
-        if it % cfg.checkpoint_every == 0 or it == end:
+        if (it % cfg.checkpoint_every == 0 or it == end) and run.is_main:
             save_ckpt()
     bar.close()
     model.meta.update({"iterations_done": it, "train_seconds": round(elapsed, 1), "history": history[-1:],
-                       "device": str(device), **(extra_meta or {})})
-    if it >= cfg.iterations:
-        model.set_epoch(1e9)  # every frequency on (the training ended with them on)
+                       "device": str(device), "world_size": run.world, **(extra_meta or {})})
+    if run.use_ddp:
+        model.meta["ddp_max_param_diff"] = check_ddp_agreement(model, run.world, device)
+    if it >= cfg.iterations and run.is_main:
+        model.reference.set_progress(1.0)  # every frequency on (the training ended with them on)
         model.save(out, half=half)
+    run.close()
     return model.eval()
 
 
@@ -332,5 +364,5 @@ def main_from_args(args, argv=None) -> int:
     cmd = "headrecon-train-prior " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     stop = args.stop_after_epoch
     train_xu(cfg, data, args.out, resume=args.resume, device=args.device, progress=progress, stop_after=stop,
-             extra_meta={"command": cmd}, half=bool(getattr(args, "half", False)))
+             extra_meta={"command": cmd}, half=bool(getattr(args, "half", False)), ddp=True if args.ddp else None)
     return 0
