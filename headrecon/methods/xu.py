@@ -13,7 +13,7 @@ The fitted networks:
 * colour ``c(x_ref, n, v, gamma; z_c)`` with its colour code (:class:`headrecon.priors.sira.model.SiraRendering`);
 * VolSDF's density scale ``beta`` (learnable, starting from the prior's, converted to scene units).
 
-Two stages, as in the paper: ``deform`` (the first ``xu_stage1_fraction`` of the run: codes, deformation network,
+Two stages, as in the paper: ``deform`` (the first ``xu_stage1_fraction`` of the run, 0.3: codes, deformation network,
 colour network and beta) and ``detail`` (the same plus the displacement field). ``--detail none`` keeps stage 1 for
 the whole run; ``--xu-finetune-deform false`` fits only the codes (the "template only" row of the stage ablation).
 
@@ -78,16 +78,16 @@ class XuOptions(MethodOptions):
 
     xu_prior: Optional[str] = option(None, "Xu et al. prior (default: the shipped headrecon/assets/prior_xu.pt, see "
                                            "headrecon-train-prior --model xu)")
-    xu_stage1_fraction: float = option(0.5, "stage 1 (codes + deformation, template frozen) as a share of the run; "
+    xu_stage1_fraction: float = option(0.3, "stage 1 (codes + deformation, template frozen) as a share of the run; "
                                             "stage 2 adds the displacement field (--detail hashgrid)")
     xu_finetune_deform: bool = option(True, "fine-tune the deformation network (false: only the codes move, the "
                                             "'template only' ablation)")
     xu_latent_lr: float = option(2e-3, "Adam learning rate of the shape and colour codes")
     finetune_lr: Optional[float] = option(None, "Adam learning rate of the deformation network (default lr / 10)")
-    xu_beta_lr: float = option(5e-3, "Adam learning rate of log(beta) (relative steps of the density scale)")
+    xu_beta_lr: float = option(2e-2, "Adam learning rate of log(beta) (relative steps of the density scale)")
     xu_masks: bool = option(True, "use the scene's masks (opacity cross-entropy); false: colour only, the head on a "
                                   "plain xu_background")
-    xu_mask_weight: float = option(0.5, "weight of the opacity-vs-mask cross-entropy")
+    xu_mask_weight: float = option(2.0, "weight of the opacity-vs-mask cross-entropy")
     xu_background: Tuple[float, ...] = option((0.0, 0.0, 0.0), "background colour the rendering is composited over "
                                                               "(RGB in [0, 1])")
     xu_samples: int = option(32, "uniform samples per ray (they place the fine samples)")

@@ -61,7 +61,10 @@ class Distributed:
         return DDP(module, device_ids=[self.device.index] if self.device.type == "cuda" else None)
 
     def close(self) -> None:
+        """Wait for every rank (rank 0 may still be saving), then destroy the group this run created: a rank
+        that tears gloo down while a peer is still connected can abort the peer (SIGABRT)."""
         if self.own_group and dist.is_initialized():
+            dist.barrier()
             dist.destroy_process_group()
 
 
