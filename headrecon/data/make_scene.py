@@ -37,6 +37,13 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--bust", metavar="SOURCE:SEED",
                      help="a head with shoulders: 'composite:SEED' (ICT head SEED on Anny bust SEED) or 'anny:SEED' "
                           "(an Anny bust); see headrecon.data.bust (needs `pip install anny`)")
+    ap.add_argument("--hair", choices=["short", "medium", "bob"], default=None,
+                    help="add procedural hair (a closed volume over the scalp with strand stripes; needs the "
+                         "six landmarks: --ict, --lps, --bust); writes semantic/ label maps and, for "
+                         "evaluation, orientation_gt/ (headrecon.data.hair)")
+    ap.add_argument("--fringe", action="store_true", help="--hair: a fringe down to just above the brows")
+    ap.add_argument("--hair-seed", type=int, default=0, help="--hair: seed of the hair colour and stripes")
+    ap.add_argument("--hair-voxel", type=float, default=1.5, help="--hair: grid step of the hair surface (mm)")
     ap.add_argument("--out", type=Path, required=True, help="output scene folder (new or empty)")
     ap.add_argument("--overwrite", action="store_true",
                     help="replace the scene in --out whole (no file of the old scene is left)")
@@ -93,6 +100,17 @@ def _main(args) -> int:
     else:
         from .meshio import load_mesh
         mesh, source = load_mesh(args.mesh), str(args.mesh)
+    hair = None
+    if args.hair is not None:
+        from .hair import add_hair
+        if mm_per_unit != 1.0:
+            mesh = mesh.copy()
+            mesh.apply_scale(mm_per_unit)
+            mm_per_unit = 1.0
+        hair = add_hair(mesh, args.hair, fringe=args.fringe, seed=args.hair_seed, voxel_mm=args.hair_voxel)
+        source += f" + hair:{args.hair}" + (" fringe" if args.fringe else "")
+    elif args.fringe:
+        raise ValueError("--fringe needs --hair STYLE")
     size = args.size[0] if len(args.size) == 1 else tuple(args.size[:2])
     if len(args.background) != 3:
         raise ValueError("--background needs three numbers R,G,B")
@@ -101,7 +119,7 @@ def _main(args) -> int:
                        background=args.background, flip_v=flip_v, ssaa=args.ssaa, shadows=args.shadows,
                        pose_noise_rot_deg=args.pose_noise_rot, pose_noise_pos_mm=args.pose_noise_pos,
                        pose_noise=args.pose_noise, seed=args.seed, image_format=args.format,
-                       progress=not args.quiet, meta={"source": source}, overwrite=args.overwrite)
+                       progress=not args.quiet, meta={"source": source}, overwrite=args.overwrite, hair=hair)
     print(f"wrote {len(scene)} views to {args.out} in {time.time() - t0:.1f} s "
           f"(unit sphere radius {scene.scale_mat[0, 0]:.1f} mm)")
     return 0

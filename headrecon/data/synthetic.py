@@ -22,6 +22,7 @@ import trimesh
 from scipy.ndimage import map_coordinates
 from scipy.spatial import cKDTree
 from scipy.spatial.transform import Rotation
+from PIL import Image
 from tqdm import tqdm
 
 from .camera import Camera
@@ -86,11 +87,16 @@ def parse_lights(spec) -> list[Light]:
 @dataclass
 class RenderResult:
     """``image`` float32 [H, W, 3] in [0, 1] (background where the mask is off), ``mask`` bool [H, W],
-    ``depth`` float32 [H, W] camera-frame z (inf on background) of the central sample."""
+    ``depth`` float32 [H, W] camera-frame z (inf on background) of the central sample; ``points`` float64
+    [H, W, 3] its hit point (inf on background), ``normals`` [H, W, 3] its shading normal (towards the camera)
+    and ``vertex`` int64 [H, W] the hit triangle's corner nearest to it (-1 on background)."""
 
     image: np.ndarray
     mask: np.ndarray
     depth: np.ndarray
+    points: np.ndarray | None = None
+    normals: np.ndarray | None = None
+    vertex: np.ndarray | None = None
 
 
 def merge_by_position(vertices, decimals: int = 9):
@@ -182,14 +188,17 @@ class MeshRenderer:
         return np.broadcast_to(self.default_albedo, (len(face_idx), 3))
 
     def _shade_rays(self, origins, dirs, camera: Camera, shadows: bool):
-        """Colour [N, 3], hit bool [N], hit points [N, 3] for a batch of rays."""
+        """Colour [N, 3], hit bool [N], hit points [N, 3], shading normals [N, 3] and nearest corner vertex [N]
+        (-1: no hit) for a batch of rays."""
         n = len(origins)
         color = np.broadcast_to(self.background.astype(np.float64), (n, 3)).copy()
         hit = np.zeros(n, dtype=bool)
         points = np.full((n, 3), np.inf)
+        normals = np.zeros((n, 3))
+        vertex = np.full(n, -1, dtype=np.int64)
         locs, ray_idx, tri_idx = self.intersector.intersects_location(origins, dirs, multiple_hits=False)
         if len(ray_idx) == 0:
-            return color, hit, points
+            return color, hit, points, normals, vertex
         bary = trimesh.triangles.points_to_barycentric(self.triangles[tri_idx], locs)
         bary = np.clip(bary, 0.0, 1.0)
         bary /= bary.sum(axis=1, keepdims=True)
@@ -218,7 +227,9 @@ class MeshRenderer:
         color[ray_idx] = np.clip(alb * light, 0.0, 1.0)
         hit[ray_idx] = True
         points[ray_idx] = locs
-        return color, hit, points
+        normals[ray_idx] = nrm
+        vertex[ray_idx] = np.asarray(self.mesh.faces)[tri_idx, np.argmax(bary, axis=1)]
+        return color, hit, points, normals, vertex
 
     def render(self, camera: Camera, ssaa: int = 1, shadows: bool = False, chunk: int = 1 << 18) -> RenderResult:
         """Render one view. ``ssaa`` > 1 supersamples ``ssaa x ssaa`` rays per pixel (anti-aliased edges; the
@@ -230,9 +241,11 @@ class MeshRenderer:
         color = np.empty((n, 3))
         hit = np.empty(n, dtype=bool)
         pts = np.empty((n, 3))
+        nrm = np.empty((n, 3))
+        vert = np.empty(n, dtype=np.int64)
         for s in range(0, n, chunk):
-            color[s:s + chunk], hit[s:s + chunk], pts[s:s + chunk] = self._shade_rays(
-                origins[s:s + chunk], dirs[s:s + chunk], camera, shadows)
+            color[s:s + chunk], hit[s:s + chunk], pts[s:s + chunk], nrm[s:s + chunk], vert[s:s + chunk] = \
+                self._shade_rays(origins[s:s + chunk], dirs[s:s + chunk], camera, shadows)
         H, W = camera.height, camera.width
         color = color.reshape(H, ssaa, W, ssaa, 3).mean(axis=(1, 3))
         cover = hit.reshape(H, ssaa, W, ssaa).mean(axis=(1, 3))
@@ -240,12 +253,41 @@ class MeshRenderer:
         # depth of the central sample (ssaa odd) or the first sample
         c = ssaa // 2
         pts_c = pts.reshape(H, ssaa, W, ssaa, 3)[:, c, :, c]
+        nrm_c = nrm.reshape(H, ssaa, W, ssaa, 3)[:, c, :, c]
+        vert_c = vert.reshape(H, ssaa, W, ssaa)[:, c, :, c]
         depth = np.full((H, W), np.inf, dtype=np.float32)
         ok = np.isfinite(pts_c[..., 0])
         if ok.any():
             depth[ok] = (pts_c[ok] @ camera.R.T + camera.t)[:, 2]
-        return RenderResult(image=color.astype(np.float32), mask=mask, depth=depth)
+        return RenderResult(image=color.astype(np.float32), mask=mask, depth=depth, points=pts_c, normals=nrm_c,
+                            vertex=vert_c)
 
+
+
+class MultiMeshRenderer(MeshRenderer):
+    """Several meshes rendered together (the nearest hit per ray), e.g. a head and its hair shell; each keeps its
+    own texture or colours. :attr:`RenderResult.vertex` counts vertices through the parts in order. A part casts
+    shadows (``shadows=True``) on itself only."""
+
+    def __init__(self, meshes, **kw):
+        meshes = list(meshes)
+        self.parts = [MeshRenderer(m, **kw) for m in meshes]
+        self.offsets = np.cumsum([0] + [len(m.vertices) for m in meshes[:-1]])
+        self.background = self.parts[0].background
+
+    def _shade_rays(self, origins, dirs, camera: Camera, shadows: bool):
+        best = None
+        for part, off in zip(self.parts, self.offsets):
+            col, hit, pts, nrm, vert = part._shade_rays(origins, dirs, camera, shadows)
+            dist = np.where(hit, np.linalg.norm(np.where(hit[:, None], pts, 0.0) - origins, axis=1), np.inf)
+            out = [col, hit, pts, nrm, np.where(hit, vert + off, -1), dist]
+            if best is None:
+                best = out
+                continue
+            closer = dist < best[5]
+            for k in range(6):
+                best[k][closer] = out[k][closer]
+        return tuple(best[:5])
 
 # ---------------------------------------------------------------------------------------------- camera rigs
 def orbit_yaws(views) -> list[float]:
@@ -327,7 +369,7 @@ def make_scene(mesh: trimesh.Trimesh, out_dir=None, *, views=32, pitch: Sequence
                flip_v: bool = False, ssaa: int = 1, shadows: bool = False, pose_noise_rot_deg: float = 0.0,
                pose_noise_pos_mm: float = 0.0, pose_noise: float | None = None, seed: int = 0,
                margin: float = 1.1, image_format: str = "png", progress: bool = True, meta: dict | None = None,
-               overwrite: bool = False) -> Scene:
+               overwrite: bool = False, hair=None) -> Scene:
     """Render ``mesh`` from an orbit of cameras and (when ``out_dir`` is given) write an IDR/H3DS scene.
 
     * ``mesh`` in its own units, +Y up, +Z out of the face; ``mm_per_unit`` converts to mm (ICT: 10, Lee
@@ -341,6 +383,11 @@ def make_scene(mesh: trimesh.Trimesh, out_dir=None, *, views=32, pitch: Sequence
     * Pose noise (written cameras only, rendering stays exact): ``pose_noise_rot_deg`` and ``pose_noise_pos_mm``,
       or ``pose_noise`` = one sigma in the unit-sphere frame (radians for rotation, unit-sphere radii for
       position). The clean cameras go to ``cameras_clean.npz``.
+    * ``hair``: a :class:`~headrecon.data.hair.HairedHead` made from ``mesh`` (mm, ``mm_per_unit`` 1): its parts
+      are rendered, its ``gt`` is the ground truth, and the scene gets ``semantic/sem_XXXX.png`` (class per pixel,
+      :data:`~headrecon.data.hair.SEMANTIC_CLASSES`, listed in ``scene_info.json``) and, for evaluation only,
+      ``orientation_gt/orient_XXXX.npy`` (the true 2D strand angle of every hair pixel, NaN elsewhere); the
+      hair is left out of ``regions/face.txt``.
 
     Returns the :class:`Scene` (in memory, cameras as written). The ground-truth mesh is the geometry merged at
     seams, in mm, with landmarks re-indexed onto it.
@@ -351,16 +398,21 @@ def make_scene(mesh: trimesh.Trimesh, out_dir=None, *, views=32, pitch: Sequence
     # render mesh in mm (visuals kept)
     render_mesh = mesh.copy()
     render_mesh.apply_scale(mm_per_unit)
+    gt_src = render_mesh
+    if hair is not None:
+        if mm_per_unit != 1.0:
+            raise ValueError("make_scene(hair=...): the head must be in mm (mm_per_unit 1)")
+        gt_src, landmarks = hair.gt, hair.gt_landmarks
     # ground truth: geometry only, merged at seams so that it is watertight where the source is
-    gt_v, inverse = merge_by_position(render_mesh.vertices)
-    gt_faces = inverse[np.asarray(mesh.faces)]
+    gt_v, inverse = merge_by_position(gt_src.vertices)
+    gt_faces = inverse[np.asarray(gt_src.faces)]
     gt = trimesh.Trimesh(gt_v, gt_faces, process=False)
     if len(np.unique(gt_faces)) < len(gt_v):
         gt.remove_unreferenced_vertices()
     gt_landmarks = None
     if landmarks:
         tree = cKDTree(gt.vertices)
-        gt_landmarks = {k: int(tree.query(render_mesh.vertices[int(i)])[1]) for k, i in landmarks.items()}
+        gt_landmarks = {k: int(tree.query(gt_src.vertices[int(i)])[1]) for k, i in landmarks.items()}
 
     S = fit_scale_mat(gt.vertices, margin=margin)
     radius_unit = S[0, 0]
@@ -369,8 +421,9 @@ def make_scene(mesh: trimesh.Trimesh, out_dir=None, *, views=32, pitch: Sequence
     pitches = [float(p) for p in (pitch if not np.isscalar(pitch) else [pitch])]
     cams = orbit_cameras(S[:3, 3], distance, yaws, pitches, focal, width, height)
 
-    renderer = MeshRenderer(render_mesh, lights=lights, ambient=ambient, background=background, flip_v=flip_v)
-    images, masks = [], []
+    kw = dict(lights=lights, ambient=ambient, background=background, flip_v=flip_v)
+    renderer = MeshRenderer(render_mesh, **kw) if hair is None else MultiMeshRenderer(hair.parts, **kw)
+    images, masks, semantic, orientation = [], [], [], []
     for cam in tqdm(cams, desc="rendering views", disable=not progress, leave=False):
         res = renderer.render(cam, ssaa=ssaa, shadows=shadows)
         if not res.mask.any():
@@ -378,6 +431,10 @@ def make_scene(mesh: trimesh.Trimesh, out_dir=None, *, views=32, pitch: Sequence
                                "visible (check --distance/--focal and the mesh units)")
         images.append(res.image)
         masks.append(res.mask)
+        if hair is not None:
+            from .hair import label_map, orientation_map
+            semantic.append(label_map(res, hair.render_labels))
+            orientation.append(orientation_map(res, cam, hair, hair.render_labels))
 
     if pose_noise is not None:
         pose_noise_rot_deg = float(np.degrees(pose_noise))
@@ -394,12 +451,31 @@ def make_scene(mesh: trimesh.Trimesh, out_dir=None, *, views=32, pitch: Sequence
         "pose_noise": {"rot_deg": pose_noise_rot_deg, "pos_mm": pose_noise_pos_mm, "clean": "cameras_clean.npz"}
         if noisy else None,
     }
+    if hair is not None:
+        from .hair import SEMANTIC_CLASSES
+        info["hair"] = {"style": hair.style, "fringe": hair.fringe}
+        info["semantic_classes"] = list(SEMANTIC_CLASSES)
     info.update(meta or {})
     scene = Scene.from_arrays(images, masks, written, S, gt_mesh=gt, landmarks=gt_landmarks, meta=info)
+    if hair is not None:
+        gt_labels = np.zeros(len(gt.vertices), dtype=np.uint8)
+        gt_labels[inverse] = hair.gt_labels
+        scene.meta["gt_hair_vertices"] = int((gt_labels == SEMANTIC_CLASSES.index("hair")).sum())
+        if scene.face_region is not None:
+            scene.face_region = scene.face_region[gt_labels[scene.face_region] != SEMANTIC_CLASSES.index("hair")]
     if out_dir is not None:
         out_dir = Path(out_dir)
         write_scene(out_dir, scene, image_format=image_format, overwrite=overwrite)
         if noisy:
             np.savez(out_dir / "cameras_clean.npz", **{f"world_mat_{i}": c.world_mat() for i, c in enumerate(cams)})
+        if hair is not None:
+            (out_dir / "semantic").mkdir()
+            (out_dir / "orientation_gt").mkdir()
+            for k, (sem, ori) in enumerate(zip(semantic, orientation)):
+                Image.fromarray(sem).save(out_dir / "semantic" / f"sem_{k:04d}.png")
+                np.save(out_dir / "orientation_gt" / f"orient_{k:04d}.npy", ori)
+            (out_dir / "regions").mkdir(exist_ok=True)
+            (out_dir / "regions" / "hair.txt").write_text(
+                "".join(f"{int(i)}\n" for i in np.nonzero(gt_labels == SEMANTIC_CLASSES.index("hair"))[0]))
         scene.path = out_dir
     return scene

@@ -121,7 +121,7 @@ def render_head_samples(mesh_mm, norm: Normalization, n_views: int, size: int, s
     for y in yaws:
         cam = orbit_cameras(center, distance, [float(y)], [float(rng.uniform(-20, 25))], focal, int(size))[0]
         o, d = cam.rays_np()
-        col, hit, pts = renderer._shade_rays(o, d, cam, shadows=False)
+        col, hit, pts = renderer._shade_rays(o, d, cam, shadows=False)[:3]
         P.append(pts[hit])
         D.append(-d[hit])
         C.append(col[hit])
