@@ -357,15 +357,22 @@ class SiraPrior(nn.Module):
         model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in w.items()})
         return model
 
+    # what :meth:`load` names, reads and defaults to (a subclass with its own file format sets its own)
+    _KIND, _CLI_MODEL, _FORMAT = "SIRA++ model", "sira", SIRA_FORMAT
+
     @classmethod
-    def load(cls, path=None, map_location="cpu") -> "SiraPrior":
-        """Load a SIRA++ model (default: the shipped one); training checkpoints (``*.ckpt.pt``) load too."""
-        path = Path(path) if path is not None else default_sira_path()
+    def _default_path(cls) -> Path:
+        return default_sira_path()
+
+    @classmethod
+    def load(cls, path=None, map_location="cpu"):
+        """Load a model (default: the shipped one); training checkpoints (``*.ckpt.pt``) load too."""
+        path = Path(path) if path is not None else cls._default_path()
         if not path.is_file():
-            raise FileNotFoundError(f"{path}: SIRA++ model not found (train one with "
-                                    "'headrecon-train-prior ict --model sira --out PATH')")
-        state = load_weights(path, "SIRA++ model")
-        if isinstance(state, dict) and state.get("format") == SIRA_FORMAT + "-train":
+            raise FileNotFoundError(f"{path}: {cls._KIND} not found (train one with "
+                                    f"'headrecon-train-prior ict --model {cls._CLI_MODEL} --out PATH')")
+        state = load_weights(path, cls._KIND)
+        if isinstance(state, dict) and state.get("format") == cls._FORMAT + "-train":
             state = state["model"]
         return cls.from_state(state, source=str(path)).to(map_location)
 

@@ -89,17 +89,11 @@ class XuPrior(SiraPrior):
         model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in w.items()})
         return model
 
+    _KIND, _CLI_MODEL, _FORMAT = "Xu et al. prior", "xu", XU_FORMAT
+
     @classmethod
-    def load(cls, path=None, map_location="cpu") -> "XuPrior":
-        """Load a prior (default: the shipped one); training checkpoints (``*.ckpt.pt``) load too."""
-        path = Path(path) if path is not None else default_xu_path()
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: Xu et al. prior not found (train one with "
-                                    "'headrecon-train-prior ict --model xu --out PATH')")
-        state = load_weights(path, "Xu et al. prior")
-        if isinstance(state, dict) and state.get("format") == XU_FORMAT + "-train":
-            state = state["model"]
-        return cls.from_state(state, source=str(path)).to(map_location)
+    def _default_path(cls) -> Path:
+        return default_xu_path()
 
 
 def default_xu_path() -> Path:
