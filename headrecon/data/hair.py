@@ -100,7 +100,7 @@ def _frame(V, landmarks) -> _Frame:
 def _hair_weight(fr: _Frame, P, style: HairStyle, fringe: bool):
     """(weight in [0, 1], hairline height) of points: 1 well above the hairline, 0 below it."""
     xs, hs, fs = fr.coords(P)
-    cx, cf = fr.coords(fr.centre[None])[0][0], fr.coords(fr.centre[None])[2][0]
+    cx, _, cf = (c[0] for c in fr.coords(fr.centre[None]))
     psi = np.arctan2(xs - cx, fs - cf)
     c = np.cos(psi)  # 1 in front of the skull's centre, -1 behind it
     front_h = np.full_like(c, style.front_mm)

@@ -423,6 +423,8 @@ def make_scene(mesh: trimesh.Trimesh, out_dir=None, *, views=32, pitch: Sequence
 
     kw = dict(lights=lights, ambient=ambient, background=background, flip_v=flip_v)
     renderer = MeshRenderer(render_mesh, **kw) if hair is None else MultiMeshRenderer(hair.parts, **kw)
+    if hair is not None:
+        from .hair import label_map, orientation_map
     images, masks, semantic, orientation = [], [], [], []
     for cam in tqdm(cams, desc="rendering views", disable=not progress, leave=False):
         res = renderer.render(cam, ssaa=ssaa, shadows=shadows)
@@ -432,7 +434,6 @@ def make_scene(mesh: trimesh.Trimesh, out_dir=None, *, views=32, pitch: Sequence
         images.append(res.image)
         masks.append(res.mask)
         if hair is not None:
-            from .hair import label_map, orientation_map
             semantic.append(label_map(res, hair.render_labels))
             orientation.append(orientation_map(res, cam, hair, hair.render_labels))
 
