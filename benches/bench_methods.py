@@ -35,7 +35,7 @@ from pathlib import Path
 import torch
 
 KEYS = ("face_gt2pred_mm", "face_pred2gt_mm", "head_gt2pred_mm", "head_pred2gt_mm", "face_chamfer_mm",
-        "head_chamfer_mm", "face_gt2pred_observed_mm", "head_gt2pred_observed_mm")
+        "head_chamfer_mm", "face_gt2pred_observed_mm", "head_gt2pred_observed_mm", "hair_gt2pred_mm")
 
 
 def machine() -> dict:
@@ -119,9 +119,9 @@ def _metrics(mesh, scene, seen, icp: bool) -> dict:
         res["protocol"] = "exact"
     if icp:
         r1 = evaluate(mesh, scene, protocol="exact", align="none", observed_from=seen)
-        res.update({"scene_" + k: r1[k] for k in KEYS})
+        res.update({"scene_" + k: r1.get(k) for k in KEYS})
         r2 = evaluate(mesh, scene, protocol="exact", observed_from=seen)
-        res.update({"exact_" + k: r2[k] for k in KEYS})
+        res.update({"exact_" + k: r2.get(k) for k in KEYS})
         res["exact_icp_accepted"] = bool(r2["alignment_details"].get("accepted"))
     return {k: (round(float(v), 3) if isinstance(v, float) else v) for k, v in res.items()}
 

@@ -66,3 +66,34 @@ def test_principal_direction_on_a_network_is_differentiable():
     assert d.shape == (16, 3) and torch.allclose(d.norm(dim=-1), torch.ones(16), atol=1e-5)
     (d[:, 0] ** 2).sum().backward()
     assert net[0].weight.grad is not None and torch.isfinite(net[0].weight.grad).all()
+
+
+def test_principal_direction_closed_form_matches_eigh_and_weights_umbilic_points_out():
+    # an ellipsoid-like SDF: the closed-form tangent eigenvector equals the one torch.linalg.eigh picks
+    torch.manual_seed(1)
+    from headrecon.models.differential import _tangent_hessian
+
+    scale = torch.tensor([0.5, 0.3, 0.2], dtype=torch.float64)
+
+    def ellipsoid(x):
+        return ((x / scale).norm(dim=-1) - 1.0) * scale.min()
+
+    x = torch.randn(300, 3, dtype=torch.float64) * 0.3
+    d, w = principal_direction(ellipsoid, x, return_weight=True)
+    T, a, b, c = _tangent_hessian(ellipsoid, x, False)
+    B = torch.stack([torch.stack([a, b], -1), torch.stack([b, c], -1)], -2)
+    evals, evecs = torch.linalg.eigh(B)
+    k = evals.abs().argmin(-1)
+    v = torch.gather(evecs, 2, k[:, None, None].expand(-1, 2, 1))[..., 0]
+    ref = torch.nn.functional.normalize((T @ v[..., None])[..., 0], dim=-1)
+    gap = (evals[:, 0] - evals[:, 1]).abs() > 1e-3 * evals.abs().amax(-1)   # where the direction is defined
+    assert gap.sum() > 250
+    assert torch.allclose((d * ref).sum(-1).abs()[gap], torch.ones(int(gap.sum()), dtype=torch.float64), atol=1e-6)
+    # on a sphere every point is umbilic: the weight vanishes and the gradients stay finite
+    p = torch.randn(50, 3, dtype=torch.float64)
+    p = 0.4 * p / p.norm(dim=-1, keepdim=True)
+    s = torch.tensor(1.0, dtype=torch.float64, requires_grad=True)
+    d, w = principal_direction(lambda y: s * (y.norm(dim=-1) - 0.4), p, create_graph=True, return_weight=True)
+    assert w.max() < 1e-6
+    (w * d[:, 0] ** 2).sum().backward()
+    assert s.grad is not None and torch.isfinite(s.grad)

@@ -23,7 +23,7 @@ import torch
 
 from .errors import SceneError
 
-__all__ = ["Camera", "look_at_rotation", "similarity_parts"]
+__all__ = ["Camera", "look_at_rotation", "similarity_parts", "reduced_size"]
 
 # OpenGL camera axes (x right, y up, z backward) -> OpenCV (x right, y down, z forward)
 _GL_TO_CV = np.diag([1.0, -1.0, -1.0])
@@ -265,3 +265,12 @@ class Camera:
         """``{"K", "R", "t", "center"}`` as torch tensors (for the reconstruction code)."""
         return {k: torch.as_tensor(v, dtype=dtype, device=device)
                 for k, v in (("K", self.K), ("R", self.R), ("t", self.t), ("center", self.center))}
+
+
+def reduced_size(height: int, width: int, max_size: int) -> tuple:
+    """``(width, height)`` of an image reduced so that its larger side is at most ``max_size`` (unchanged if
+    already small enough or ``max_size`` <= 0): the size :func:`headrecon.recon.sampling.resize_view` gives."""
+    if max_size <= 0 or max(height, width) <= max_size:
+        return width, height
+    s = max_size / float(max(height, width))
+    return max(1, int(round(width * s))), max(1, int(round(height * s)))

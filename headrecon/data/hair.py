@@ -28,11 +28,11 @@ import trimesh
 from scipy.spatial import cKDTree
 
 from .regions import landmark_frame
+from .semantics import SEMANTIC_CLASSES
 
 __all__ = ["SEMANTIC_CLASSES", "HairStyle", "HAIR_STYLES", "HairedHead", "add_hair", "head_labels",
            "strand_directions", "orientation_map", "label_map"]
 
-SEMANTIC_CLASSES = ("background", "skin", "hair", "brows", "eyes", "lips", "ears", "neck")
 _L = {name: i for i, name in enumerate(SEMANTIC_CLASSES)}
 
 

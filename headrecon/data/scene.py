@@ -12,6 +12,8 @@ Layout of a scene folder (as in H3DS and IDR)::
     regions/face_sphere.txt        optional vertex indices of full_head.obj within 95 mm of the nose tip
     regions/face.txt               optional vertex indices of the face, ears and neck (the H3DS protocol aligns
                                    the head on it; without it, on the face sphere)
+    semantic/sem_0000.png ...      optional per-pixel head semantics (uint8 class index into
+                                   headrecon.data.semantics.SEMANTIC_CLASSES, 255 = unknown), used by --method wang
 
 A nerfstudio ``transforms.json`` scene is read too (see :mod:`headrecon.data.nerfstudio`).
 
@@ -36,12 +38,13 @@ from .camera import Camera, similarity_parts
 from .errors import SceneError
 from .meshio import load_mesh, save_mesh
 from .regions import h3ds_face_region
+from .semantics import check_labels
 
 __all__ = [
     "LANDMARK_NAMES", "FACE_SPHERE_RADIUS_MM", "FaceSphere", "View", "Scene", "load_scene", "write_scene",
     "is_nerfstudio_scene",
     "load_gt", "select_views", "view_targets", "camera_yaw_pitch", "read_landmarks", "write_landmarks",
-    "load_image", "load_mask", "load_region", "parse_views",
+    "load_image", "load_mask", "load_labels", "load_region", "parse_views",
 ]
 
 LANDMARK_NAMES = ("right_eye", "left_eye", "nose_tip", "nose_base", "right_lips", "left_lips")
@@ -79,6 +82,8 @@ class View:
     index: int = 0
     image_path: Path | None = None
     mask_path: Path | None = None
+    semantic: np.ndarray | None = None   # uint8 [H, W] label map (headrecon.data.semantics), when the scene has one
+    semantic_path: Path | None = None
 
 
 # ---------------------------------------------------------------------------------------------- view selection
@@ -197,6 +202,7 @@ class Scene:
     units: str = "mm"
     meta: dict = field(default_factory=dict)
     face_region: np.ndarray | None = None  # H3DS regions/face.txt: face, ears, neck (vertex indices)
+    regions: dict = field(default_factory=dict)  # other regions/NAME.txt of the ground truth (e.g. hair), reported
 
     # -------------------------------------------------------------- construction
     @classmethod
@@ -311,7 +317,7 @@ class Scene:
         pos = select_views(yaws, spec, pitches)
         return Scene(views=[self.views[i] for i in pos], scale_mat=self.scale_mat, gt_mesh=self.gt_mesh,
                      landmarks=self.landmarks, face_sphere=self.face_sphere, path=self.path, units=self.units,
-                     meta=dict(self.meta), face_region=self.face_region)
+                     meta=dict(self.meta), face_region=self.face_region, regions=dict(self.regions))
 
     def fraction_in_masks(self, points, tolerance_px: float = 0.5) -> np.ndarray:
         """Per view, the fraction of scene points [N, 3] that project inside the mask (a point counts when a
@@ -345,7 +351,8 @@ class Scene:
         similarity_parts(M)
         Minv = np.linalg.inv(M)
         views = [View(image=v.image, mask=v.mask, camera=v.camera.transformed(Minv), scale_mat=M @ v.scale_mat,
-                      index=v.index, image_path=v.image_path, mask_path=v.mask_path) for v in self.views]
+                      index=v.index, image_path=v.image_path, mask_path=v.mask_path, semantic=v.semantic,
+                      semantic_path=v.semantic_path) for v in self.views]
         gt = fs = None
         if keep_gt and self.gt_mesh is not None:
             gt = self.gt_mesh.copy()
@@ -357,7 +364,8 @@ class Scene:
         meta = {k: v for k, v in self.meta.items() if k != "prior_scale_mat"}
         return Scene(views=views, scale_mat=M @ self.scale_mat, gt_mesh=gt,
                      landmarks=self.landmarks if keep_gt else None, face_sphere=fs, path=self.path,
-                     units=self.units, meta=meta, face_region=self.face_region if keep_gt else None)
+                     units=self.units, meta=meta, face_region=self.face_region if keep_gt else None,
+                     regions=dict(self.regions) if keep_gt else {})
 
 
 # ---------------------------------------------------------------------------------------------- reading helpers
@@ -561,6 +569,10 @@ def load_scene(path, views=None, load_images: bool = True, load_gt_mesh: bool = 
     masks = _list_files(path / "mask", "mask", IMAGE_EXTS) if (path / "mask").is_dir() else {}
     if not images:
         raise SceneError(path / "image", "no images (.png/.jpg) found")
+    semantic = _list_files(path / "semantic", "sem", (".png",)) if (path / "semantic").is_dir() else {}
+    if semantic and sorted(semantic) != sorted(images):
+        raise SceneError(path / "semantic", f"label maps for views {sorted(semantic)[:10]} but images for views "
+                                            f"{sorted(images)[:10]}: one sem_XXXX.png per image is needed")
     missing_i = sorted(set(masks) - set(images))
     if missing_i:
         raise SceneError(path / "mask", f"masks without an image in image/ for views {missing_i[:10]}")
@@ -608,6 +620,9 @@ def load_scene(path, views=None, load_images: bool = True, load_gt_mesh: bool = 
         mw, mh = _image_size(masks[i]) if i in masks else (w, h)
         if (mw, mh) != (w, h):
             raise SceneError(masks[i], f"mask is {mw}x{mh} but image {images[i].name} is {w}x{h}")
+        if i in semantic and _image_size(semantic[i]) != (w, h):
+            sw, sh = _image_size(semantic[i])
+            raise SceneError(semantic[i], f"label map is {sw}x{sh} but image {images[i].name} is {w}x{h}")
         sizes[i] = (w, h)
         cameras[i] = Camera.from_projection(world[i], w, h, source=f"{cam_path} (world_mat_{i})")
         _check_principal_point(cameras[i], images[i], f"world_mat_{i} of {cam_path}")
@@ -624,17 +639,42 @@ def load_scene(path, views=None, load_images: bool = True, load_gt_mesh: bool = 
         except json.JSONDecodeError as exc:
             raise SceneError(info, f"invalid JSON ({exc})") from None
     all_views = [View(image=None, mask=None, camera=cameras[i], scale_mat=scale[i], index=i,
-                      image_path=images[i], mask_path=masks.get(i)) for i in order]
+                      image_path=images[i], mask_path=masks.get(i), semantic_path=semantic.get(i)) for i in order]
     face_region = load_region(path, "face", len(gt_mesh.vertices)) if gt_mesh is not None else None
+    regions = {}
+    if gt_mesh is not None and (path / "regions").is_dir():
+        for f in sorted((path / "regions").glob("*.txt")):
+            if f.stem not in ("face", "face_sphere"):
+                regions[f.stem] = _read_region(f, len(gt_mesh.vertices))
     scene = Scene(views=all_views, scale_mat=S0, gt_mesh=gt_mesh, landmarks=landmarks, face_sphere=face_sphere,
-                  path=path, units="mm", meta=meta, face_region=face_region)
+                  path=path, units="mm", meta=meta, face_region=face_region, regions=regions)
     if views is not None:
         scene = scene.subset(views)
     if load_images:
         for v in scene.views:
             v.image = load_image(v.image_path)
             v.mask = load_mask(v.mask_path) if v.mask_path is not None else None
+            v.semantic = load_labels(v.semantic_path) if v.semantic_path is not None else None
     return scene
+
+
+def load_labels(path) -> np.ndarray:
+    """A label map ``semantic/sem_XXXX.png`` as uint8 [H, W] (see :mod:`headrecon.data.semantics`); SceneError
+    naming the file for an unreadable image, colour or 16-bit images and out-of-range values."""
+    try:
+        with Image.open(path) as im:
+            if im.mode not in ("L", "P"):
+                raise SceneError(path, f"a label map must be an 8-bit single-channel PNG (class indices), got mode "
+                                       f"{im.mode}")
+            a = np.asarray(im, dtype=np.uint8)  # a palette image's pixels are its indices
+    except SceneError:
+        raise
+    except Exception as exc:
+        raise SceneError(path, f"cannot read ({type(exc).__name__}: {exc})") from exc
+    problem = check_labels(a)
+    if problem:
+        raise SceneError(path, problem)
+    return a.copy()
 
 
 def write_scene(path, scene: Scene, image_format: str = "png", jpeg_quality: int = 95,
@@ -690,6 +730,9 @@ def _write_scene_files(path: Path, scene: Scene, fmt: str, jpeg_quality: int) ->
         else:
             Image.fromarray(img).save(name, quality=jpeg_quality)
         Image.fromarray((np.asarray(v.mask, dtype=bool) * 255).astype(np.uint8)).save(path / "mask" / f"mask_{k:04d}.png")
+        if v.semantic is not None:
+            (path / "semantic").mkdir(exist_ok=True)
+            Image.fromarray(np.asarray(v.semantic, dtype=np.uint8)).save(path / "semantic" / f"sem_{k:04d}.png")
         arrays[f"world_mat_{k}"] = v.camera.world_mat()
         arrays[f"scale_mat_{k}"] = np.asarray(v.scale_mat, dtype=np.float64)
     np.savez(path / "cameras.npz", **arrays)

@@ -315,8 +315,9 @@ def evaluate(pred_mesh: trimesh.Trimesh, scene_or_gt, pred_landmarks: dict | Non
     (means), the same with ``_median`` before ``_mm``, ``face_chamfer_mm``/``head_chamfer_mm``, ``protocol``,
     vertex counts, the applied 4x4 ``transform`` (the head's), ``alignment`` and ``alignment_details``. With
     ``observed_from`` (cameras, a :class:`Scene`, or the bool mask :func:`observed_vertices` returns) also
-    ``face_gt2pred_observed_mm`` / ``head_gt2pred_observed_mm``. With ``return_details`` returns
-    ``(metrics, EvalDetails)``.
+    ``face_gt2pred_observed_mm`` / ``head_gt2pred_observed_mm``. A scene's other ground-truth regions
+    (``regions/NAME.txt``, e.g. ``hair``) add ``NAME_gt2pred_mm``: the head's gt2pred over their vertices. With
+    ``return_details`` returns ``(metrics, EvalDetails)``.
     """
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol {protocol!r}; choose one of {list(PROTOCOLS)}")
@@ -330,6 +331,10 @@ def evaluate(pred_mesh: trimesh.Trimesh, scene_or_gt, pred_landmarks: dict | Non
     res["protocol"] = protocol
     if observed_from is not None:
         _add_observed(res, det, observed_from)
+    for name, idx in (getattr(scene_or_gt, "regions", None) or {}).items():
+        # a named region of the ground truth (e.g. regions/hair.txt): gt2pred over its vertices, head alignment
+        if len(idx) and det.gt2pred is not None and len(det.gt2pred) == len(det.gt_mesh.vertices):
+            res[f"{name}_gt2pred_mm"] = float(np.mean(det.gt2pred[np.asarray(idx, dtype=np.int64)]))
     if return_details:
         return res, det
     return res

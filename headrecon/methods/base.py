@@ -15,7 +15,11 @@ checkpoints). A method provides:
 * :meth:`ReconMethod.on_phase_start` -> a hook called when a phase starts (and again, with ``resumed=True``,
   before a checkpoint of that phase is loaded), e.g. to freeze modules or reset a latent code;
 * :meth:`ReconMethod.lr_factor` -> the decay factor at a schedule epoch (default: ``lr_gamma`` per passed
-  ``lr_milestones``).
+  ``lr_milestones``);
+* :meth:`ReconMethod.extra_losses` -> weighted loss terms that need no ray (a code prior, a proxy surface);
+* :meth:`ReconMethod.surface_losses` -> weighted loss terms at the batch's traced surface points (a
+  :class:`SurfaceBatch`: per-pixel supervision such as semantics or hair orientation);
+* :meth:`ReconMethod.loss_weights` -> changes of the IDR loss weights along the run (default: none).
 
 Register a new method with ``@register_method("name")`` in its own module of :mod:`headrecon.methods` and import
 that module in ``headrecon/methods/__init__.py``; ``get_method(name, cfg)`` instantiates it.
@@ -31,7 +35,7 @@ from torch import nn
 if TYPE_CHECKING:  # the shared config imports this registry; the annotation only names it
     from ..recon.config import ReconConfig
 
-__all__ = ["Phase", "ReconModel", "ReconMethod", "MethodOptions", "option", "METHODS", "register_method",
+__all__ = ["Phase", "SurfaceBatch", "ReconModel", "ReconMethod", "MethodOptions", "option", "METHODS", "register_method",
            "get_method", "available_methods", "hashgrid_field", "split_detail", "detail_parameters", "detail_loss",
            "set_detail_trainable"]
 
@@ -115,6 +119,20 @@ def set_detail_trainable(detail, on: bool) -> None:
             p.requires_grad_(on)
 
 
+@dataclass
+class SurfaceBatch:
+    """What one surface-rendering step traced, for :meth:`ReconMethod.surface_losses`: ``pixels`` [S] the ray
+    bank indices (:class:`headrecon.recon.sampling.RayBank`) of the rays that hit the surface inside the mask,
+    ``points`` [S, 3] their differentiable surface points (unit frame), ``gradients`` [S, 3] the SDF gradients
+    there (with graph), ``features`` [S, F] the geometry features, ``dirs`` [S, 3] the ray directions."""
+
+    pixels: torch.Tensor
+    points: torch.Tensor
+    gradients: torch.Tensor
+    features: torch.Tensor
+    dirs: torch.Tensor
+
+
 class ReconModel(nn.Module):
     """Container of the fitted networks: ``geometry`` (SDF + feature) and ``rendering`` (colour)."""
 
@@ -152,6 +170,16 @@ class ReconMethod:
         """Method-specific loss terms added to the IDR loss each iteration (e.g. a latent-code prior), already
         weighted; logged under their names. ``iteration``: the trainer's iteration (None outside training).
         Default: none."""
+        return {}
+
+    def surface_losses(self, trainer, batch: SurfaceBatch) -> Dict[str, torch.Tensor]:
+        """Method-specific loss terms at the traced surface points of a surface-rendering step (``trainer`` gives
+        the iteration, the ray bank, the cameras), already weighted; logged under their names. Default: none."""
+        return {}
+
+    def loss_weights(self, progress: float) -> Dict[str, float]:
+        """IDR loss weights at ``progress`` (iteration / total iterations) that differ from the config's:
+        any of ``rgb``, ``mask``, ``eikonal``. Default: none (the config's weights throughout)."""
         return {}
 
     def info(self) -> dict:

@@ -35,16 +35,38 @@ def _tangent_basis(n: torch.Tensor):
     return t1, t2
 
 
-def principal_direction(sdf_fn, x: torch.Tensor, create_graph: bool = False) -> torch.Tensor:
-    """Unit direction [N,3] of least absolute curvature in the tangent plane at ``x`` (module docstring); its
-    sign is arbitrary. Differentiable in the SDF's parameters with ``create_graph``."""
+def _tangent_hessian(sdf_fn, x, create_graph):
+    """``(tangent basis T [N,3,2], a, b, c)``: the Hessian in the tangent plane ``[[a, b], [b, c]]``."""
     g, H = sdf_hessian(sdf_fn, x, create_graph=create_graph)
     n = torch.nn.functional.normalize(g, dim=-1)
     t1, t2 = _tangent_basis(n)
     T = torch.stack([t1, t2], dim=-1)                       # [N,3,2]
     B = T.transpose(1, 2) @ H @ T                           # [N,2,2]
-    B = 0.5 * (B + B.transpose(1, 2))
-    evals, evecs = torch.linalg.eigh(B)                     # ascending eigenvalues
-    k = evals.abs().argmin(dim=-1)                          # least |curvature|
-    v = torch.gather(evecs, 2, k[:, None, None].expand(-1, 2, 1))[..., 0]   # [N,2]
-    return torch.nn.functional.normalize((T @ v[..., None])[..., 0], dim=-1)
+    return T, B[:, 0, 0], 0.5 * (B[:, 0, 1] + B[:, 1, 0]), B[:, 1, 1]
+
+
+def principal_direction(sdf_fn, x: torch.Tensor, create_graph: bool = False, return_weight: bool = False,
+                        eps: float = 0.1):
+    """Unit direction [N,3] of least absolute curvature in the tangent plane at ``x`` (module docstring); its
+    sign is arbitrary. Differentiable in the SDF's parameters with ``create_graph``.
+
+    The 2 x 2 tangent Hessian ``[[a, b], [b, c]]`` is diagonalised in closed form: its larger eigenvalue's
+    eigenvector lies at the angle ``phi = atan2(2b, a - c) / 2`` in the tangent basis, the other one at ``phi +
+    pi/2``; the one of smaller ``|eigenvalue|`` is the second exactly when ``a + c >= 0``. Where the two curvatures
+    are equal (an umbilic point: a sphere, a plane) the direction is undefined and the angle's derivative grows as
+    ``1 / |u|``, ``u = (a - c, 2b)``. With ``return_weight`` it also returns the anisotropy weight ``|u|^2 /
+    (|u|^2 + (eps (|a| + |c|))^2 + 1e-12)`` [N] (0 at umbilic points, near 1 where the direction is well defined);
+    a loss multiplied by it has bounded gradients.
+    """
+    T, a, b, c = _tangent_hessian(sdf_fn, x, create_graph)
+    u0, u1 = a - c, 2.0 * b
+    flat = (u0 * u0 + u1 * u1) < 1e-24  # atan2's gradient at (0, 0) is NaN: any angle there, with no gradient
+    phi = 0.5 * torch.atan2(torch.where(flat, torch.zeros_like(u1), u1), torch.where(flat, torch.ones_like(u0), u0))
+    phi = phi + torch.where(a + c >= 0, 0.5 * torch.pi, 0.0)
+    v = torch.stack([torch.cos(phi), torch.sin(phi)], dim=-1)
+    d = torch.nn.functional.normalize((T @ v[..., None])[..., 0], dim=-1)
+    if not return_weight:
+        return d
+    u2 = u0 * u0 + u1 * u1
+    scale = (eps * (a.abs() + c.abs())).detach()
+    return d, u2 / (u2 + scale * scale + 1e-12)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["gabor_orientation", "orientation_vectors", "angular_error_deg"]
+__all__ = ["gabor_orientation", "orientation_vectors", "angular_error_deg", "reduce_orientation"]
 
 
 def gabor_orientation(image, n_orientations: int = 32, wavelength_px: float = 4.0, bandwidth: float = 1.0):
@@ -54,3 +54,25 @@ def angular_error_deg(d_pred, d_true) -> np.ndarray:
     b = np.asarray(d_true, dtype=np.float64)
     c = np.abs((a * b).sum(-1)) / np.maximum(np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1), 1e-12)
     return np.degrees(np.arccos(np.clip(c, 0.0, 1.0)))
+
+
+def reduce_orientation(theta, confidence, width: int, height: int):
+    """``(theta, confidence)`` of a Gabor map reduced to [height, width] (the training images' size): per reduced
+    pixel, the confidence-weighted mean of the doubled-angle vectors ``(cos 2 theta, sin 2 theta)`` over its box
+    (orientations are defined up to sign, so they are averaged at twice their angle); the new confidence is that
+    mean vector's length (at most the mean confidence; low where the strands disagree). Unchanged when the
+    size already matches."""
+    from PIL import Image
+
+    theta = np.asarray(theta, dtype=np.float64)
+    conf = np.asarray(confidence, dtype=np.float64)
+    if theta.shape == (height, width):
+        return theta.copy(), conf.copy()
+
+    def box(a):
+        return np.asarray(Image.fromarray(a.astype(np.float32), mode="F").resize((width, height), Image.BOX),
+                          dtype=np.float64)
+
+    c, s, w = box(conf * np.cos(2 * theta)), box(conf * np.sin(2 * theta)), box(conf)
+    r = np.hypot(c, s)
+    return (0.5 * np.arctan2(s, c)) % np.pi, np.where(w > 0, r, 0.0)

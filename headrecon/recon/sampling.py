@@ -32,6 +32,8 @@ import torch
 from PIL import Image
 from scipy.ndimage import distance_transform_edt
 
+from ..data.camera import reduced_size
+
 __all__ = ["RayBank", "PixelSampler", "ss_steps", "resize_view"]
 
 
@@ -41,8 +43,7 @@ def resize_view(image: np.ndarray, mask: np.ndarray, camera, max_size: int):
     h, w = mask.shape
     if max_size <= 0 or max(h, w) <= max_size:
         return image, mask, camera
-    s = max_size / float(max(h, w))
-    nw, nh = max(1, int(round(w * s))), max(1, int(round(h * s)))
+    nw, nh = reduced_size(h, w, max_size)
     chans = [np.asarray(Image.fromarray(np.ascontiguousarray(image[..., c], dtype=np.float32), mode="F")
                         .resize((nw, nh), Image.BOX)) for c in range(3)]
     img = np.clip(np.stack(chans, -1), 0.0, 1.0).astype(np.float32)

@@ -31,6 +31,7 @@ from torch.nn.utils import parametrize
 
 from .. import _sync
 from ..methods import Phase, get_method
+from ..methods.base import SurfaceBatch
 from ..render import RayTracer, SDFCache, surface_points
 from ..weights import load_weights, save_weights
 from .cameras import CameraRefinement
@@ -155,6 +156,10 @@ class Trainer:
             g["lr"] = 0.0 if (g.get("name") == "cameras" and frozen) else g["base_lr"] * factor
         self.loss_fn.alpha = self.loss_fn.alpha_init * self.loss_fn.alpha_factor ** sum(
             1 for m in self.loss_fn.alpha_milestones if epoch >= m)
+        w = self.method.loss_weights(iteration / float(self.total_iterations))
+        self.loss_fn.rgb_weight = float(w.get("rgb", self.cfg.rgb_weight))
+        self.loss_fn.mask_weight = float(w.get("mask", self.cfg.mask_weight))
+        self.loss_fn.eikonal_weight = float(w.get("eikonal", self.cfg.eikonal_weight))
         self.sampler.set_steps(ss_steps(epoch, self.cfg.ss_fraction, self.cfg.ss_every, self.cfg.ss_until))
         return epoch
 
@@ -199,6 +204,9 @@ class Trainer:
         losses = self.loss_fn(rgb_pred, rgb_gt, obj, hit, min_sdf, grad[n_sel + n_min:])
         self.sampler.observe(~obj & ~hit & (min_sdf.detach() > 0))  # selective sampling drops only these
         extra = self.method.extra_losses(self.model, iteration=self.iteration)
+        extra.update(self.method.surface_losses(self, SurfaceBatch(
+            pixels=self.sampler.last_idx[i_sel], points=xs, gradients=grad[:n_sel], features=feat[:n_sel],
+            dirs=d[i_sel])))
         for v in extra.values():
             losses["loss"] = losses["loss"] + v
         self.optimizer.zero_grad(set_to_none=True)
