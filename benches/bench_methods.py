@@ -214,7 +214,9 @@ def report(paths, metrics=("face_gt2pred_mm", "head_gt2pred_mm", "face_gt2pred_o
     evaluation, with its training seconds) and, when ``baseline`` names a variant, the first evaluation at which
     each variant is at least as good as the baseline's *final* face and head error (``gt2pred``)."""
     rows = [r for p in paths for r in json.loads(Path(p).read_text())["rows"]]
-    short = {"face_gt2pred_mm": "face gt→pred", "head_gt2pred_mm": "head gt→pred", "face_pred2gt_mm": "face pred→gt",
+    if any(isinstance(r.get("hair_gt2pred_mm"), (int, float)) for r in rows):  # scenes with regions/hair.txt
+        metrics = tuple(metrics[:2]) + ("hair_gt2pred_mm",) + tuple(metrics[2:])
+    short = {"hair_gt2pred_mm": "hair gt→pred", "face_gt2pred_mm": "face gt→pred", "head_gt2pred_mm": "head gt→pred", "face_pred2gt_mm": "face pred→gt",
              "head_pred2gt_mm": "head pred→gt", "face_gt2pred_observed_mm": "face observed",
              "head_gt2pred_observed_mm": "head observed"}
     fmt = lambda x: f"{x:.2f}" if isinstance(x, (int, float)) else "–"

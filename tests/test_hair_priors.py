@@ -92,8 +92,13 @@ def test_principal_direction_closed_form_matches_eigh_and_weights_umbilic_points
     # on a sphere every point is umbilic: the weight vanishes and the gradients stay finite
     p = torch.randn(50, 3, dtype=torch.float64)
     p = 0.4 * p / p.norm(dim=-1, keepdim=True)
-    s = torch.tensor(1.0, dtype=torch.float64, requires_grad=True)
-    d, w = principal_direction(lambda y: s * (y.norm(dim=-1) - 0.4), p, create_graph=True, return_weight=True)
+    d, w = principal_direction(lambda y: y.norm(dim=-1) - 0.4, p, return_weight=True)
     assert w.max() < 1e-6
+    # nearly umbilic (an ellipsoid 0.001 % off a sphere): the weight is small, it has no gradient (a loss cannot
+    # be lowered by making the curvature isotropic) and the weighted loss's gradient stays finite
+    s = torch.tensor(1.0 + 1e-5, dtype=torch.float64, requires_grad=True)
+    axes = torch.stack([torch.tensor(1.0, dtype=torch.float64), torch.tensor(1.0, dtype=torch.float64), s])
+    d, w = principal_direction(lambda y: ((y / axes).norm(dim=-1) - 0.4), p, create_graph=True, return_weight=True)
+    assert w.max() < 1e-2 and not w.requires_grad
     (w * d[:, 0] ** 2).sum().backward()
     assert s.grad is not None and torch.isfinite(s.grad)

@@ -185,7 +185,7 @@ def test_wang_reconstructs_end_to_end(tiny_scene, tmp_path):
     assert (run / "mesh.ply").is_file() and (run / "metrics.json").is_file()
     info = json.loads((run / "run.json").read_text())["method_info"]
     assert info["semantics"]["source"] == "scene" and info["orientation"]["hair_pixels"] > 0
-    assert info["proxy"]["source"] == "images" and info["proxy"]["triangles"] > 800
+    assert info["proxy"]["source"] == "images" and info["proxy"]["triangles"] > 300
     assert (run / "cameras_refined.npz").is_file()
 
 
@@ -226,10 +226,10 @@ def test_photo_label_maps_agree_with_the_rendered_labels(haired_scene):
     assert ((maps[2] == IGNORE_LABEL) == s.views[2].mask).all()  # no face: unknown over the head
     for m, v in zip(maps[:2], s.views[:2]):
         known = (m != IGNORE_LABEL) & v.mask
-        assert known.sum() > 0.7 * v.mask.sum()
+        assert known.sum() > 0.6 * v.mask.sum()
         assert (m[~v.mask] == 0).all()
         assert (m[known] == v.semantic[known]).mean() > 0.8
-        for c in ("skin", "neck"):
+        for c in ("skin", "neck", "hair"):
             sel = known & (m == L[c])
             assert (v.semantic[sel] == L[c]).mean() > 0.85, c
 
@@ -242,8 +242,11 @@ def test_face_proxy_lies_on_the_face(haired_scene):
     from headrecon.photos.proxy import face_proxy
 
     s = load_scene(haired_scene, views="3")
-    p = face_proxy(s)
-    assert p.report["source"] == "images" and p.triangles.shape[0] > 800
-    gt = s.gt_mesh  # evaluation only: how far the fitted face lies from the true surface
-    d, _ = cKDTree(gt.sample(200000, seed=0)).query(p.sample(5000, torch.Generator().manual_seed(0)))
-    assert np.median(d) < 3.0 and np.percentile(d, 90) < 8.0, (np.median(d), np.percentile(d, 90))
+    whole, inner = face_proxy(s), face_proxy(s, radius_mm=70.0)
+    assert whole.report["source"] == "images" and whole.triangles.shape[0] > 800
+    assert 400 < inner.triangles.shape[0] < whole.triangles.shape[0]
+    tree = cKDTree(s.gt_mesh.sample(200000, seed=0))  # evaluation only: how far the fitted face lies from the truth
+    d, _ = tree.query(inner.sample(5000, torch.Generator().manual_seed(0)))
+    assert np.median(d) < 2.5 and np.percentile(d, 90) < 5.0, (np.median(d), np.percentile(d, 90))
+    d_whole, _ = tree.query(whole.sample(5000, torch.Generator().manual_seed(0)))
+    assert np.median(d_whole) > np.median(d)

@@ -66,6 +66,8 @@ class WangOptions(IDROptions):
     semantic_from: float = option(1 / 3, "share of the run after which the semantic term is on")
     orientation_from: float = option(2 / 3, "share of the run after which the orientation term is on")
     proxy_points: int = option(1024, "points drawn on the proxy face per iteration")
+    proxy_radius: Optional[float] = option(70.0, "keep the proxy face within this many mm of the fitted nose tip "
+                                                 "(none: the whole face mesh, forehead and face outline included)")
     orient_points: int = option(512, "at most this many hair pixels per iteration for the orientation term")
     orient_min_confidence: float = option(0.2, "hair pixels whose Gabor confidence is lower are left out")
     gabor_wavelength: float = option(4.0, "strand period (pixels of the full-resolution photo) the Gabor bank "
@@ -76,7 +78,7 @@ class WangOptions(IDROptions):
     def validate(self, cfg) -> List[str]:
         errs = super().validate(cfg)
         errs += self.check(positive=("sem_hidden", "sem_layers", "proxy_points", "orient_points",
-                                     "gabor_wavelength"),
+                                     "gabor_wavelength", "proxy_radius"),
                            non_negative=("proxy_weight", "semantic_weight", "orientation_weight", "sem_freqs",
                                          "orient_rgb_factor", "orient_eikonal_factor", "orient_min_confidence"))
         if not 0 <= self.semantic_from <= 1 or not 0 <= self.orientation_from <= 1:
@@ -141,7 +143,7 @@ class WangMethod(IDRMethod):
         from ..photos.proxy import FaceProxy, face_proxy
 
         try:
-            p = face_proxy(scene)
+            p = face_proxy(scene, radius_mm=self.cfg.options.proxy_radius)
         except (ValueError, ImportError) as exc:
             self._info["proxy"] = {"source": None, "why_not": str(exc)}
             return

@@ -55,8 +55,9 @@ def principal_direction(sdf_fn, x: torch.Tensor, create_graph: bool = False, ret
     pi/2``; the one of smaller ``|eigenvalue|`` is the second exactly when ``a + c >= 0``. Where the two curvatures
     are equal (an umbilic point: a sphere, a plane) the direction is undefined and the angle's derivative grows as
     ``1 / |u|``, ``u = (a - c, 2b)``. With ``return_weight`` it also returns the anisotropy weight ``|u|^2 /
-    (|u|^2 + (eps (|a| + |c|))^2 + 1e-12)`` [N] (0 at umbilic points, near 1 where the direction is well defined);
-    a loss multiplied by it has bounded gradients.
+    (|u|^2 + (eps (|a| + |c|))^2 + 1e-12)`` [N] (0 at umbilic points, near 1 where the direction is well defined),
+    without gradient: a loss multiplied by it has bounded gradients, and cannot be lowered by making the curvature
+    isotropic (a weight with gradient rewarded exactly that: the fitted head grew bumps).
     """
     T, a, b, c = _tangent_hessian(sdf_fn, x, create_graph)
     u0, u1 = a - c, 2.0 * b
@@ -67,6 +68,6 @@ def principal_direction(sdf_fn, x: torch.Tensor, create_graph: bool = False, ret
     d = torch.nn.functional.normalize((T @ v[..., None])[..., 0], dim=-1)
     if not return_weight:
         return d
-    u2 = u0 * u0 + u1 * u1
+    u2 = (u0 * u0 + u1 * u1).detach()
     scale = (eps * (a.abs() + c.abs())).detach()
     return d, u2 / (u2 + scale * scale + 1e-12)

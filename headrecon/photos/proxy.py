@@ -55,9 +55,11 @@ class FaceProxy:
         return v[:, 0] + r[:, :1] * (v[:, 1] - v[:, 0]) + r[:, 1:] * (v[:, 2] - v[:, 0])
 
 
-def face_proxy(scene) -> FaceProxy:
+def face_proxy(scene, radius_mm: float | None = None) -> FaceProxy:
     """The fitted face of ``scene`` (loaded images and cameras) as a :class:`FaceProxy`; ValueError saying why when
-    no face can be fitted (no face found in any view; ImportError without MediaPipe)."""
+    no face can be fitted (no face found in any view; ImportError without MediaPipe). ``radius_mm``: keep only the
+    triangles within that distance of the fitted nose tip (in the model's millimetres; None = the whole face
+    mesh)."""
     from .model import load_landmark_model
 
     model = load_landmark_model()
@@ -75,6 +77,13 @@ def face_proxy(scene) -> FaceProxy:
     tri = tessellation_triangles()
     n = int(tri.max()) + 1
     P = model.points(w[:model.n_modes], idx=np.arange(n))
+    if radius_mm is not None:
+        from .detect import H3DS_MEDIAPIPE
+
+        near = np.linalg.norm(P - P[H3DS_MEDIAPIPE["nose_tip"]], axis=1) <= float(radius_mm)
+        tri = tri[near[tri].all(axis=1)]
+        if len(tri) == 0:
+            raise ValueError(f"no face-mesh triangle lies within {radius_mm} mm of the nose tip")
     V = P @ T[:3, :3].T + T[:3, 3]
-    report.update(vertices=n, triangles=int(len(tri)))
+    report.update(vertices=n, triangles=int(len(tri)), radius_mm=radius_mm)
     return FaceProxy(V, tri, report)
