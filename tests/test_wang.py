@@ -174,6 +174,20 @@ def test_ablation_switches(tiny_scene):
         make_trainer(tiny_scene, semantics_source="nowhere")
 
 
+def test_every_network_trains_in_every_preset(tiny_scene):
+    for preset in ("fast", "instant"):
+        from headrecon.data import load_scene
+        from headrecon.recon.config import make_config
+        from headrecon.recon.trainer import Trainer
+
+        cfg = make_config(preset, method="wang", **{**TINY, "iterations": 3, "semantic_from": 0.0, "hash_levels": 4,
+                                                   "hash_log2_size": 10})
+        tr = Trainer(cfg, load_scene(tiny_scene, views="3"), device="cpu")
+        tr.train()
+        trained = {id(p) for g in tr.optimizer.param_groups for p in g["params"]}
+        assert all(id(p) in trained for p in tr.model.parameters()), preset
+
+
 def test_wang_reconstructs_end_to_end(tiny_scene, tmp_path):
     from headrecon.recon.config import make_config
     from headrecon.recon.pipeline import reconstruct

@@ -139,6 +139,12 @@ class WangMethod(IDRMethod):
                                 "orientation": o.orientation_from if o.use_orientation else None}
         return model
 
+    def param_groups(self, model: nn.Module, phase) -> List[dict]:
+        groups = super().param_groups(model, phase)
+        if self.cfg.detail == "hashgrid":  # IDR's groups name the geometry and rendering networks only
+            groups.append({"params": list(model.semantic.parameters()), "lr": self.cfg.lr, "name": "semantic"})
+        return groups
+
     def _build_proxy(self, scene, S_inv) -> None:
         from ..photos.proxy import FaceProxy, face_proxy
 
