@@ -1,4 +1,5 @@
-"""Shared pytest fixtures: the shared-data folder (skips with a reason when absent) and CUDA availability."""
+"""Shared pytest fixtures: the shared-data folder (skips with a reason when absent), CUDA availability, and one torch
+thread for modules that train small networks."""
 import os
 
 import pytest
@@ -29,3 +30,13 @@ def shared_data():
     if root is None:
         pytest.skip("shared data absent: set HEADRECON_SHARED or place shared/ beside the checkout")
     return root / "data"
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a module (``pytestmark = pytest.mark.usefixtures("one_thread")``): small networks train
+    several times faster with one thread on a busy machine (no OpenMP contention)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -37,12 +37,7 @@ TINY = dict(def_hidden=32, def_layers=2, def_freqs=2, ref_hidden=48, ref_layers=
 AXES = [(70.0, 90.0, 80.0), (62.0, 84.0, 88.0), (76.0, 96.0, 74.0)]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def coloured_ellipsoid(axes, phase: float = 0.0):

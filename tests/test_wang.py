@@ -18,12 +18,7 @@ from headrecon.photos.orientation import reduce_orientation
 L = {n: i for i, n in enumerate(SEMANTIC_CLASSES)}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _row_labels(mask: np.ndarray) -> np.ndarray:

@@ -270,14 +270,18 @@ class WangMethod(IDRMethod):
         cos = (d2 * self.orient_dir[pix]).sum(-1).abs()
         return (aw * (1.0 - cos)).mean()
 
-    @staticmethod
-    def _view_cameras(trainer, like: torch.Tensor):
+    def _view_cameras(self, trainer, like: torch.Tensor):
         """Per view: world->camera rotation [V,3,3], translation [V,3] and focal lengths [V,2] of the unit-frame
-        training cameras (as refined so far when ``refine_cameras``; no gradient to the corrections here)."""
+        training cameras (as refined so far when ``refine_cameras``; no gradient to the corrections here). Fixed
+        cameras are converted once."""
+        if trainer.cameras is None and getattr(self, "_fixed_cams", None) is not None:
+            return self._fixed_cams
         cams = trainer.bank.cameras if trainer.cameras is None else trainer.cameras.corrected(trainer.bank.cameras)
         R = torch.tensor(np.stack([c.R for c in cams]), dtype=like.dtype, device=like.device)
         t = torch.tensor(np.stack([c.t for c in cams]), dtype=like.dtype, device=like.device)
         f = torch.tensor([[c.K[0, 0], c.K[1, 1]] for c in cams], dtype=like.dtype, device=like.device)
+        if trainer.cameras is None:
+            self._fixed_cams = (R, t, f)
         return R, t, f
 
     def info(self) -> dict:
