@@ -6,10 +6,11 @@ rounds interleaved. IDR: benches/idr_tracer.py (its training-mode algorithm: 10 
 100-sample search and 8 secant steps for the rest, 100-sample minimal-SDF points for the silhouette loss). The
 engine: ``RayTracer(strategy="sphere")`` as reconstruction uses it on the CPU (minimal-SDF points from the walk),
 with back walkers from the start (IDR's walkers, the engine's behaviour before ``back_after``), from step 15 for
-the rays still marching (its CPU default), never, and the default with one torch thread for network calls under
-4096 points (``single_thread_below``).
+the rays still marching (its CPU default), never; and its default with other thread rules for small network calls
+(``single_thread_below``; the default runs calls under 1024 points on one torch thread).
 
-    python benches/bench_tracer_idr.py [--rounds 3] [--rays 4096] [--threads N] [--json out.json]
+    python benches/bench_tracer_idr.py [--rounds 3] [--rays 4096] [--threads N] [--configs SUBSTR ...]
+        [--single-thread-below 0 4096 ...] [--json out.json]
 
 Prints per configuration: seconds per batch (median), ratio to IDR, network evaluations per ray, network calls
 per batch, microseconds per evaluated point, and agreement of the hit masks with IDR's. The per-point cost by
@@ -58,6 +59,9 @@ def main(argv=None):
     ap.add_argument("--rays", type=int, default=4096)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     ap.add_argument("--configs", nargs="*", default=None, help="engine configurations to run (default: all)")
+    ap.add_argument("--single-thread-below", type=int, nargs="*", default=[0, 4096],
+                    help="also run the CPU default with one torch thread for network calls under each of these "
+                         "sizes (0: torch's thread count for every call)")
     ap.add_argument("--json", default=None)
     a = ap.parse_args(argv)
     if a.threads:
@@ -68,11 +72,14 @@ def main(argv=None):
         p.requires_grad_(False)
     engines = {
         "engine, back walkers from the start (IDR's; before)": dict(strategy="sphere", backend="cpp", back_after=0),
-        "engine, back walkers after 15 steps (CPU default)": dict(strategy="sphere", backend="cpp"),
+        "engine, CPU default (back walkers after 15 steps, 1 thread below 1024 points)":
+            dict(strategy="sphere", backend="cpp"),
         "engine, no back walkers (back_after=30)": dict(strategy="sphere", backend="cpp", back_after=30),
-        "engine, back walkers after 15 steps, 1 thread below 4096 points": dict(strategy="sphere", backend="cpp",
-                                                                                single_thread_below=4096),
     }
+    for n in a.single_thread_below:
+        label = "torch's threads for every call" if n == 0 else f"1 thread below {n} points"
+        engines[f"engine, back walkers after 15 steps, {label}"] = dict(strategy="sphere", backend="cpp",
+                                                                         single_thread_below=n)
     if a.configs:
         engines = {k: v for k, v in engines.items() if any(c in k for c in a.configs)}
     tracers = {name: RayTracer(**kw) for name, kw in engines.items()}

@@ -388,7 +388,14 @@ def test_small_network_calls_run_on_one_thread_and_threads_are_restored():
             RayTracer(strategy="sphere", single_thread_below=10 ** 6)(bad, o, d)
         assert torch.get_num_threads() == 2
         seen.clear()
-        RayTracer(strategy="sphere")(shape, o, d)  # default: torch's setting for every call
+        RayTracer(strategy="sphere", single_thread_below=0)(shape, o, d)  # 0: torch's setting for every call
         assert {th for _, th in seen} == {2}
+        seen.clear()
+        o2, d2 = camera_rays(2000, seed=5)
+        ref = RayTracer(strategy="sphere", single_thread_below=0)(SHAPES["sphere"], o2, d2)
+        res = RayTracer(strategy="sphere")(shape, o2, d2)  # default: one thread below 1024 points
+        assert all(th == (1 if n < 1024 else 2) for n, th in seen) and {th for _, th in seen} == {1, 2}
+        assert torch.equal(res.hit, ref.hit)  # the thread rule changes the time, not the hits
+        torch.testing.assert_close(res.t, ref.t, rtol=0, atol=1e-5)
     finally:
         torch.set_num_threads(before)

@@ -141,10 +141,10 @@ class ReconConfig:
     max_steps: int = _f(30, "tracer: sphere-tracing steps (IDR: 10; the engine's default 30 sends fewer rays "
                                   "to the costlier search)", group="data")
     sdf_cache: bool = _f(False, "answer far-from-surface tracer lookups from an SDF voxel cache", group="data")
-    tracer_single_thread_below: int = _f(0, "CPU: the tracer's network calls of fewer points run on one torch "
-                                            "thread (0 = torch's thread count). 4096 pays on a busy, oversubscribed "
-                                            "machine (its small multi-threaded calls stall) and costs on a quiet one "
-                                            "(docs/results/engine-benchmarks.md)", group="data")
+    tracer_single_thread_below: int = _f(1024, "CPU: the tracer's network calls of fewer points run on one torch "
+                                               "thread (0 = always torch's thread count): small multi-threaded "
+                                               "calls stall on a busy machine "
+                                               "(docs/results/engine-benchmarks.md)", group="data")
     frame: str = _f("auto", "where a prior method places its prior in the scene: auto (the scene's "
                             "scene_info.json prior_scale_mat if given, else from the images: face landmarks "
                             "detected and triangulated, morphable-model fit; else the scene centre in the ICT "

@@ -88,12 +88,12 @@ class RayTracer:
             for nothing while its front walker converges; started late, back walkers still narrow the search
             bracket of the slow, grazing rays); ``>= max_steps``: never.
         single_thread_below: on the CPU, network calls of fewer points than this run on one torch thread (torch's
-            setting is restored after each call; 0, the default = always torch's setting). Sphere tracing sends
-            many calls of a few hundred to a few thousand points; on a busy machine a multi-threaded GEMM that
-            small stalls waiting for its other threads, on a quiet one the threads halve its time
-            (docs/results/engine-benchmarks.md): set it for a machine you know to be oversubscribed. A fixed
-            rule, never a measured choice: one thread and several can round differently, and the same command
-            must give the same mesh.
+            setting is restored after each call; 0 = always torch's setting). Sphere tracing sends many calls of a
+            few hundred to a few thousand points; on a busy machine a multi-threaded GEMM that small stalls
+            waiting for its other threads, on a quiet one the threads still shorten it. The default, 1024, keeps
+            the engine within a third of IDR's time in both conditions (docs/results/engine-benchmarks.md). A
+            fixed rule, never a measured choice: one thread and several can round differently, and the same
+            command must give the same mesh.
         profile: synchronise CUDA around network calls so that ``stats["network_s"]`` is exact.
     """
 
@@ -102,7 +102,7 @@ class RayTracer:
                  sdf_threshold: float = 1e-5, max_steps: int = 30, step_scale: float = 1.0,
                  chunk_size: int = 65536, amp: bool = False, compute_min_sdf: bool = True,
                  min_sdf_mode: str = "walk", coarse_chunks: int = 4, fine_chunks: int = 5,
-                 cache_step_factor: int = 4, back_after: int | None = None, single_thread_below: int = 0,
+                 cache_step_factor: int = 4, back_after: int | None = None, single_thread_below: int = 1024,
                  profile: bool = False):
         if strategy not in ("auto", "sphere", "search"):
             raise ValueError(f"strategy must be 'auto', 'sphere' or 'search', got {strategy!r}")
