@@ -35,6 +35,38 @@ def test_eikonal_gradient_reaches_table_and_inactive_levels_get_none():
     assert (per_level[:2] > 0).all() and (per_level[2:] == 0).all()
 
 
+def test_fd_normals_are_central_differences_of_the_detail_over_the_base_gradient():
+    """``normals="fd"``: same SDF and features as ``forward``; the gradient is the base's (analytic) plus central
+    differences of the detail with a step of one cell of the finest active level; the Eikonal term reaches the
+    table without a double backward; without a detail the two kinds of normals agree."""
+    torch.manual_seed(0)
+    kw = dict(levels=4, log2_size=10, start_levels=2, finest_res=64)
+    fd = HashGridSDF(sphere_sdf(0.6), normals="fd", **kw)
+    an = HashGridSDF(sphere_sdf(0.6), normals="analytic", **kw)
+    x = torch.rand(300, 3) * 1.6 - 0.8
+    torch.testing.assert_close(fd.forward_with_gradient(x, create_graph=False)[2],
+                               an.forward_with_gradient(x, create_graph=False)[2])
+    with torch.no_grad():
+        fd.mlp[-1].weight.normal_(0, 0.1)
+    h = fd.fd_step()
+    assert h == pytest.approx(2.0 / fd.resolutions[1])
+    sdf, feat, g = fd.forward_with_gradient(x, create_graph=True)
+    s0, f0 = fd(x)
+    torch.testing.assert_close(sdf, s0)
+    torch.testing.assert_close(feat, f0)
+    eye = torch.eye(3) * h
+    cd = torch.stack([(fd.sdf(x + e) - fd.sdf(x - e)) / (2 * h) for e in eye], dim=1)
+    base = torch.stack([((x + e).norm(dim=1) - (x - e).norm(dim=1)) / (2 * h) for e in eye], dim=1)
+    torch.testing.assert_close(g, cd - base + x / x.norm(dim=1, keepdim=True), atol=2e-4, rtol=1e-4)
+    ((g.norm(dim=1) - 1) ** 2).mean().backward()
+    per_level = fd.table.grad.abs().sum(dim=(1, 2))
+    assert (per_level[:2] > 0).all() and (per_level[2:] == 0).all()
+    fd.set_training_progress(1.0)
+    assert fd.fd_step() == pytest.approx(2.0 / 64)
+    with pytest.raises(ValueError, match="normals"):
+        HashGridSDF(sphere_sdf(0.6), normals="sobel")
+
+
 def _tiny_scene(tmp_path_factory):
     from test_recon import ellipsoid_mesh
 
@@ -73,12 +105,13 @@ def test_idr_with_hashgrid_improves_on_the_sphere(tiny_scene):
     assert tr.model.geometry.active_levels == 6
 
 
-def test_hashgrid_resume_is_exact(tiny_scene, tmp_path):
+@pytest.mark.parametrize("normals", ["analytic", "fd"])
+def test_hashgrid_resume_is_exact(tiny_scene, tmp_path, normals):
     from headrecon.data import load_scene
     from headrecon.recon.trainer import Trainer
 
     scene = load_scene(tiny_scene, views="3")
-    cfg = make_config("fast", iterations=6, **dict(TINY, batch_rays=256, hash_full_at=0.5))
+    cfg = make_config("fast", iterations=6, **dict(TINY, batch_rays=256, hash_full_at=0.5, hash_normals=normals))
     straight = Trainer(cfg, scene, device="cpu")
     straight.train()
     ckpt = tmp_path / "ckpt.pt"
@@ -96,6 +129,8 @@ def test_config_checks_hash_settings():
         make_config("fast", detail="voxels")
     with pytest.raises(ValueError, match="hash grid settings"):
         make_config("fast", detail="hashgrid", hash_start_levels=20, hash_levels=8)
+    with pytest.raises(ValueError, match="hash_normals"):
+        make_config("fast", detail="hashgrid", hash_normals="sobel")
 
 
 @pytest.mark.parametrize("method", ["h3dnet", "sira"])

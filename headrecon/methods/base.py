@@ -86,7 +86,7 @@ def hashgrid_field(cfg, base, d_feature: int) -> nn.Module:
     return HashGridSDF(base, levels=cfg.hash_levels, log2_size=cfg.hash_log2_size, feats=cfg.hash_feats,
                        base_res=cfg.hash_base_res, finest_res=cfg.hash_finest_res, hidden=cfg.hash_hidden,
                        d_feature=d_feature, radius=cfg.scene_radius, start_levels=cfg.hash_start_levels,
-                       full_at=cfg.hash_full_at, seed=cfg.seed)
+                       full_at=cfg.hash_full_at, seed=cfg.seed, normals=cfg.hash_normals)
 
 
 def split_detail(geometry: nn.Module):

@@ -13,8 +13,11 @@ until ``full_at`` of the run (``set_training_progress``, called by the trainer),
 levels feed zeros (and get no gradient).
 
 Interface: like :class:`headrecon.models.GeometryNetwork` (``forward``, ``sdf``, ``forward_with_gradient``).
-Normals are analytic (the op's points gradient); the Eikonal term's gradient to the table is exact (see
-:mod:`headrecon.ops.hash_grid` for the second-order limits).
+Normals (``normals``): ``"analytic"`` takes the op's points gradient, so the Eikonal term's gradient to the table
+is a double backward through the op (exact; see :mod:`headrecon.ops.hash_grid` for the second-order limits);
+``"fd"`` takes the base's gradient by autograd and the detail's by central differences with a step of one cell of
+the finest active level (Neuralangelo, Li et al. 2023): six more evaluations of the detail field and no double
+backward, and a gradient that spans neighbouring cells, so the Eikonal term smooths the table across them.
 """
 from __future__ import annotations
 
@@ -47,14 +50,18 @@ class HashGridSDF(nn.Module):
             of the coarsest and finest level over [-radius, radius]^3.
         hidden, layers: the MLP; d_feature: feature size for the rendering network.
         start_levels, full_at: coarse-to-fine schedule.
+        normals: ``"analytic"`` or ``"fd"`` (finite differences of the detail field; module docstring).
         init_scale: tables start uniform in [-init_scale, init_scale] (Instant-NGP: 1e-4).
     """
 
     def __init__(self, base: Callable[[torch.Tensor], torch.Tensor], levels: int = 12, log2_size: int = 17,
                  feats: int = 2, base_res: int = 16, finest_res: int = 512, hidden: int = 64, layers: int = 2,
                  d_feature: int = 64, radius: float = 1.0, start_levels: int = 4, full_at: float = 0.5,
-                 init_scale: float = 1e-4, seed: int = 0):
+                 init_scale: float = 1e-4, seed: int = 0, normals: str = "analytic"):
         super().__init__()
+        if normals not in ("analytic", "fd"):
+            raise ValueError(f"normals must be analytic or fd, got {normals!r}")
+        self.normals = normals
         if not 1 <= start_levels <= levels:
             raise ValueError(f"start_levels must be in [1, levels={levels}], got {start_levels}")
         if not 0 < full_at <= 1:
@@ -123,7 +130,37 @@ class HashGridSDF(nn.Module):
                               create_graph: Optional[bool] = None):
         if create_graph is None:
             create_graph = self.training
-        return sdf_with_gradient(lambda p: self.forward(p), x, create_graph)
+        if self.normals == "analytic":
+            return sdf_with_gradient(lambda p: self.forward(p), x, create_graph)
+        return self._forward_with_fd_gradient(x, create_graph)
+
+    def fd_step(self) -> float:
+        """The central-difference step of ``normals="fd"``: one cell of the finest active level."""
+        return 2.0 * self.radius / self.resolutions[self.active_levels - 1]
+
+    def _forward_with_fd_gradient(self, x: torch.Tensor, create_graph: bool):
+        """``(sdf, feature, grad)``: the base's gradient by autograd, the detail's by central differences."""
+        if isinstance(self.base, nn.Module):
+            sdf_b, feat_b, g_b = self.base.forward_with_gradient(x, create_graph=create_graph)
+        else:
+            sdf_b, _, g_b = sdf_with_gradient(lambda p: (self.base(p), p.new_zeros(p.shape[:-1] + (0,))), x,
+                                              create_graph)
+        with torch.set_grad_enabled(create_graph or torch.is_grad_enabled()):
+            h = self.fd_step()
+            offs = torch.eye(3, dtype=x.dtype, device=x.device) * h
+            xs = torch.cat([x[..., None, :] + offs, x[..., None, :] - offs], dim=-2)  # [..., 6, 3]
+            out = self.detail(torch.cat([x[..., None, :], xs], dim=-2))  # [..., 7, 1 + F]
+            d = out[..., 1:, 0]
+            grad = g_b + ((d[..., :3] - d[..., 3:]) / (2.0 * h)).to(g_b.dtype)
+            out = out[..., 0, :]
+            if isinstance(self.base, nn.Module):
+                feat = feat_b if out.shape[-1] == 1 else feat_b + out[..., 1:].to(feat_b.dtype)
+                sdf = sdf_b + out[..., 0].to(sdf_b.dtype)
+            else:
+                sdf, feat = sdf_b + out[..., 0], out[..., 1:]
+        if not create_graph:
+            sdf, feat, grad = sdf.detach(), feat.detach(), grad.detach()
+        return sdf, feat, grad
 
     def detail_magnitude(self, x: torch.Tensor) -> torch.Tensor:
         """Mean squared SDF correction at ``x`` (the small-magnitude regulariser of a prior's detail field)."""

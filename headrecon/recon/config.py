@@ -124,6 +124,10 @@ class ReconConfig:
     hash_hidden: int = _f(64, "hash grid: width of the tiny MLP (2 hidden layers)", group="detail")
     hash_start_levels: int = _f(4, "hash grid: levels active at the start (coarse to fine)", group="detail")
     hash_full_at: float = _f(0.5, "hash grid: share of the run after which every level is active", group="detail")
+    hash_normals: str = _f("analytic", "hash grid: normals and the Eikonal term's gradient: analytic (double "
+                                       "backward through the op) or fd (central differences of the detail field, "
+                                       "step one cell of the finest active level, as Neuralangelo)",
+                           group="detail")
     hash_lr: float = _f(1e-2, "hash grid: Adam learning rate of the table and its MLP", group="detail")
     detail_weight: float = _f(0.0, "weight of the detail field's mean squared SDF correction (keeps a prior's "
                                    "detail small; 0 = off)", group="detail")
@@ -259,6 +263,8 @@ class ReconConfig:
                         f"{self.camera_start}")
         if self.detail not in ("none", "hashgrid"):
             errs.append(f"detail must be none or hashgrid, got {self.detail!r}")
+        if self.hash_normals not in ("analytic", "fd"):
+            errs.append(f"hash_normals must be analytic or fd, got {self.hash_normals!r}")
         if min(self.hash_levels, self.hash_feats, self.hash_base_res, self.hash_hidden, self.hash_start_levels) < 1 \
                 or not 1 <= self.hash_log2_size <= 24 or self.hash_finest_res < self.hash_base_res \
                 or self.hash_start_levels > self.hash_levels or not 0 < self.hash_full_at <= 1 \
@@ -394,7 +400,7 @@ def _arg_type(cls, f):
 # options that the command line defines itself (fixed choices)
 _CLI_CHOICES = {"method": None, "preset": sorted(PRESETS), "device": None,
                 "frame": ["auto", "images", "gt", "centre"], "frame_depth": ["model", "sphere"],
-                "detail": ["none", "hashgrid"]}
+                "detail": ["none", "hashgrid"], "hash_normals": ["analytic", "fd"]}
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, method: str = "idr", skip=()) -> None:
