@@ -29,6 +29,7 @@ import json
 import math
 import os
 import platform
+import re
 import sys
 from pathlib import Path
 
@@ -212,7 +213,9 @@ def report(paths, metrics=("face_gt2pred_mm", "head_gt2pred_mm", "face_gt2pred_o
            baseline=None) -> str:
     """Markdown tables from result JSON files: final errors and times, then the convergence curves (error at each
     evaluation, with its training seconds) and, when ``baseline`` names a variant, the first evaluation at which
-    each variant is at least as good as the baseline's *final* face and head error (``gt2pred``)."""
+    each variant is at least as good as the baseline's *final* face and head error (``gt2pred``), with its training
+    seconds as a fraction of the baseline's whole run. ``baseline``: one label, or several (a row is then compared
+    with the baseline of its own method, e.g. ``idr_fast sira_fast`` for ``idr_instant`` and ``sira_instant``)."""
     rows = [r for p in paths for r in json.loads(Path(p).read_text())["rows"]]
     if any(isinstance(r.get("hair_gt2pred_mm"), (int, float)) for r in rows):  # scenes with regions/hair.txt
         metrics = tuple(metrics[:2]) + ("hair_gt2pred_mm",) + tuple(metrics[2:])
@@ -234,15 +237,19 @@ def report(paths, metrics=("face_gt2pred_mm", "head_gt2pred_mm", "face_gt2pred_o
                      f"{fmt(c.get('head_gt2pred_mm'))}" for c in r.get("curve", [])]
             line = f"| {r['scene']} | {r['views']} | {r['label']} | " + "; ".join(cells) + " |"
             if baseline:
-                base = next((b for b in rows if b["scene"] == r["scene"] and b["views"] == r["views"]
-                             and b["label"] == baseline), None)
+                labels = [baseline] if isinstance(baseline, str) else list(baseline)
+                same = lambda b: b["scene"] == r["scene"] and b["views"] == r["views"]
+                cands = [b for b in rows if same(b) and b["label"] in labels]
+                base = next((b for b in cands if b["method"] == r["method"]), cands[0] if cands else None)
                 hit = None
                 finite = lambda x: isinstance(x, (int, float)) and math.isfinite(x)
                 keys = [k for k in ("face_gt2pred_mm", "head_gt2pred_mm") if base is not None and finite(base.get(k))]
                 if keys:  # NaN metrics (no face region in the scene) are left out of the comparison
                     hit = next((c for c in r.get("curve", []) if all(
                         finite(c.get(k)) and c[k] <= base[k] for k in keys)), None)
-                line += (f" it {hit['iteration']}, {hit['train_seconds']:.0f} s |" if hit else " not reached |")
+                frac = (f" ({hit['train_seconds'] / base['train_seconds']:.2f}x)"
+                        if hit and base.get("train_seconds") else "")
+                line += (f" it {hit['iteration']}, {hit['train_seconds']:.0f} s{frac} |" if hit else " not reached |")
             out.append(line)
     return "\n".join(out)
 
@@ -252,7 +259,9 @@ def build_parser():
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("--scenes", nargs="+", help="scene folders with a ground-truth mesh")
     ap.add_argument("--report", nargs="+", metavar="JSON", help="print markdown tables of earlier results and exit")
-    ap.add_argument("--baseline", default=None, help="--report: variant label whose final errors are the bar")
+    ap.add_argument("--baseline", nargs="+", default=None,
+                    help="--report: variant label(s) whose final errors are the bar (several: each row against "
+                         "the one of its own method)")
     ap.add_argument("--rescore", nargs=2, metavar=("JSON", "MESH_DIR"),
                     help="re-evaluate the saved final meshes of a result file (current metrics) and exit")
     ap.add_argument("--methods", nargs="+", default=["idr", "h3dnet", "sira"],
@@ -318,6 +327,9 @@ def test_compare_smoke(tmp_path):
     assert json.loads(out.read_text())["rows"][0]["curve"][1]["train_seconds"] >= rows[0]["curve"][0]["train_seconds"]
     lines = [ln for ln in report([out], baseline="idr").splitlines() if ln.startswith("| s | 3 | idr |")]
     assert len(lines) == 2 and " it " in lines[1]  # final table + curve; the baseline reaches its own final
+    assert re.search(r"s \(\d+\.\d\dx\) \|$", lines[1])  # ... in a fraction of its own time (at most 1.00x)
+    assert float(re.search(r"\((\d+\.\d\d)x\)", lines[1]).group(1)) <= 1.0
+    assert report([out], baseline=["slow", "idr"]).count(" it ") >= 1  # several baselines: each row's own method
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .. import _sync
 from .base import ReconModel, SurfaceBatch, option, register_method
 from .idr import IDRMethod, IDROptions
 
@@ -244,13 +245,13 @@ class WangMethod(IDRMethod):
             return out
         if o.use_semantics and self.sem_target is not None and self._stage(trainer, "semantics"):
             t = self.sem_target[batch.pixels]
-            keep = (t >= 0).nonzero()[:, 0]
+            keep = _sync.nonzero(t >= 0)
             if keep.numel():
                 logits = trainer.model.semantic(batch.points[keep])
                 ce = nn.functional.cross_entropy(logits, t[keep])
                 out["semantic_loss"] = o.semantic_weight * ce
         if o.use_orientation and self.hair_pixel is not None and self._stage(trainer, "orientation"):
-            sel = self.hair_pixel[batch.pixels].nonzero()[:, 0]
+            sel = _sync.nonzero(self.hair_pixel[batch.pixels])
             if sel.numel() > o.orient_points:
                 g = torch.Generator().manual_seed(int(self.cfg.seed) * 1000003 + 104729 + int(it))
                 sel = sel[torch.randperm(sel.numel(), generator=g)[:o.orient_points].to(sel.device)]
