@@ -174,3 +174,12 @@ def test_prior_methods_default_to_a_detail_field_except_the_paper_preset():
         assert make_config("paper", method=method).detail == "none"  # the paper's fine-tuning
         assert make_config("fast", method=method, detail="none").detail == "none"
     assert make_config("fast", method="idr").detail == "none"
+
+
+def test_active_levels_follow_a_loaded_state():
+    """The host-side count of active levels (read by ``fd_step`` every call) follows ``load_state_dict``."""
+    a = HashGridSDF(sphere_sdf(0.6), levels=6, log2_size=10, start_levels=2, normals="fd")
+    b = HashGridSDF(sphere_sdf(0.6), levels=6, log2_size=10, start_levels=2, normals="fd")
+    a.set_training_progress(1.0)
+    b.load_state_dict(a.state_dict())
+    assert b.active_levels == 6 and b.fd_step() == a.fd_step()

@@ -96,10 +96,15 @@ class HashGridSDF(nn.Module):
         m = torch.zeros(self.levels)
         m[:active] = 1.0
         self.level_mask.copy_(m)
+        self._active = active  # kept on the host: fd_step reads it every call without a device sync
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        self._active = int(self.level_mask.sum())  # a loaded schedule (one sync at load time)
 
     @property
     def active_levels(self) -> int:
-        return int(self.level_mask.sum())
+        return self._active
 
     def detail(self, x: torch.Tensor) -> torch.Tensor:
         """The MLP's raw output [N, 1 + d_feature] (the SDF correction and the feature vector)."""
@@ -115,8 +120,12 @@ class HashGridSDF(nn.Module):
         return self.mlp[-1](h).reshape(*shape, -1)
 
     def forward(self, x: torch.Tensor, latent: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
-        out = self.detail(x)
-        b = self.base(x)
+        return self._combine(self.base(x), self.detail(x))
+
+    @staticmethod
+    def _combine(b, out: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """``(sdf, feature)`` from the base's output (``sdf`` or, for a geometry module, ``(sdf, feature)``) and
+        the MLP's output ``out [..., 1 + F]``."""
         if isinstance(b, tuple):  # a geometry module: (sdf, feature)
             sdf_b, feat_b = b
             feat = feat_b if out.shape[-1] == 1 else feat_b + out[..., 1:].to(feat_b.dtype)
@@ -142,22 +151,17 @@ class HashGridSDF(nn.Module):
         """``(sdf, feature, grad)``: the base's gradient by autograd, the detail's by central differences."""
         if isinstance(self.base, nn.Module):
             sdf_b, feat_b, g_b = self.base.forward_with_gradient(x, create_graph=create_graph)
+            b = (sdf_b, feat_b)
         else:
-            sdf_b, _, g_b = sdf_with_gradient(lambda p: (self.base(p), p.new_zeros(p.shape[:-1] + (0,))), x,
-                                              create_graph)
+            b, _, g_b = sdf_with_gradient(lambda p: (self.base(p), p[..., :0]), x, create_graph)
         with torch.set_grad_enabled(create_graph or torch.is_grad_enabled()):
             h = self.fd_step()
             offs = torch.eye(3, dtype=x.dtype, device=x.device) * h
-            xs = torch.cat([x[..., None, :] + offs, x[..., None, :] - offs], dim=-2)  # [..., 6, 3]
-            out = self.detail(torch.cat([x[..., None, :], xs], dim=-2))  # [..., 7, 1 + F]
+            xs = torch.cat([x[..., None, :], x[..., None, :] + offs, x[..., None, :] - offs], dim=-2)  # [..., 7, 3]
+            out = self.detail(xs)  # [..., 7, 1 + F]: at x, then +h and -h along each axis
             d = out[..., 1:, 0]
             grad = g_b + ((d[..., :3] - d[..., 3:]) / (2.0 * h)).to(g_b.dtype)
-            out = out[..., 0, :]
-            if isinstance(self.base, nn.Module):
-                feat = feat_b if out.shape[-1] == 1 else feat_b + out[..., 1:].to(feat_b.dtype)
-                sdf = sdf_b + out[..., 0].to(sdf_b.dtype)
-            else:
-                sdf, feat = sdf_b + out[..., 0], out[..., 1:]
+            sdf, feat = self._combine(b, out[..., 0, :])
         if not create_graph:
             sdf, feat, grad = sdf.detach(), feat.detach(), grad.detach()
         return sdf, feat, grad
