@@ -35,6 +35,40 @@ def test_eikonal_gradient_reaches_table_and_inactive_levels_get_none():
     assert (per_level[:2] > 0).all() and (per_level[2:] == 0).all()
 
 
+def test_inactive_levels_skipped_equal_the_masked_encoding():
+    """Inactive levels are not encoded: the field, its gradient and the table's gradient (Eikonal term, double
+    backward) equal those of encoding every level and zeroing the inactive ones."""
+    from headrecon import ops
+
+    torch.manual_seed(0)
+    m = HashGridSDF(sphere_sdf(0.6), levels=5, log2_size=10, start_levels=2, init_scale=0.1)
+    with torch.no_grad():
+        m.mlp[-1].weight.normal_(0, 0.1)
+    m.set_training_progress(0.1)
+    assert m.active_levels == 2
+
+    def masked(x):  # the reference: all levels encoded, the inactive ones multiplied by zero
+        mask = (torch.arange(m.levels) < m.active_levels).to(x.dtype).repeat_interleave(m.feats)
+        h = torch.cat([ops.hash_encode(x, m.table, m.res_t, m.radius) * mask, x], dim=-1)
+        for lin in m.mlp[:-1]:
+            h = m.act(lin(h))
+        out = m.mlp[-1](h)
+        return x.norm(dim=-1) - 0.6 + out[:, 0], out[:, 1:]
+
+    x = torch.rand(300, 3) * 1.8 - 0.9
+    grads = []
+    for fn in (m, masked):
+        xx = x.clone().requires_grad_(True)
+        sdf, feat = fn(xx)
+        g = torch.autograd.grad(sdf.sum(), xx, create_graph=True)[0]
+        m.table.grad = None
+        (((g.norm(dim=1) - 1) ** 2).mean() + feat.square().mean()).backward()
+        grads.append((sdf.detach(), feat.detach(), g.detach(), m.table.grad.clone()))
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+    assert (grads[0][3][2:] == 0).all() and (grads[0][3][:2] != 0).any()
+
+
 def test_fd_normals_are_central_differences_of_the_detail_over_the_base_gradient():
     """``normals="fd"``: same SDF and features as ``forward``; the gradient is the base's (analytic) plus central
     differences of the detail with a step of one cell of the finest active level; the Eikonal term reaches the

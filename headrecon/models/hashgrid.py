@@ -10,7 +10,7 @@ unchanged). The MLP's last layer starts at zero, so the field starts as its base
 
 Coarse to fine: only the first ``start_levels`` levels are active at the start; the others switch on one by one
 until ``full_at`` of the run (``set_training_progress``, called by the trainer), as Neuralangelo does; inactive
-levels feed zeros (and get no gradient).
+levels feed zeros (and get no gradient); they are not encoded, so the first part of a run costs less.
 
 Interface: like :class:`headrecon.models.GeometryNetwork` (``forward``, ``sdf``, ``forward_with_gradient``).
 Normals (``normals``): ``"analytic"`` takes the op's points gradient, so the Eikonal term's gradient to the table
@@ -112,9 +112,13 @@ class HashGridSDF(nn.Module):
         x2 = x.reshape(-1, 3)
         if not x2.is_contiguous():
             x2 = x2.contiguous()
-        enc = ops.hash_encode(x2, self.table.to(x2.dtype), self.res_t, self.radius)
-        enc = enc * self.level_mask.to(enc.dtype).repeat_interleave(self.feats)
-        h = torch.cat([enc, x2], dim=-1)
+        a = self._active  # inactive levels are not encoded at all: they feed zeros (and get no gradient)
+        if a == self.levels:
+            enc = ops.hash_encode(x2, self.table.to(x2.dtype), self.res_t, self.radius)
+            h = torch.cat([enc, x2], dim=-1)
+        else:
+            enc = ops.hash_encode(x2, self.table[:a].to(x2.dtype), self.res_t[:a], self.radius)
+            h = torch.cat([enc, enc.new_zeros(enc.shape[0], (self.levels - a) * self.feats), x2], dim=-1)
         for lin in self.mlp[:-1]:
             h = self.act(lin(h))
         return self.mlp[-1](h).reshape(*shape, -1)
