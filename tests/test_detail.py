@@ -69,6 +69,23 @@ def test_inactive_levels_skipped_equal_the_masked_encoding():
     assert (grads[0][3][2:] == 0).all() and (grads[0][3][:2] != 0).any()
 
 
+def test_sdf_alone_equals_the_forward_sdf():
+    """``sdf`` (the tracer's and marching cubes' call: the base's SDF alone and the MLP's SDF row) equals the SDF
+    of ``forward`` for a function base and for a geometry-module base (whose features it skips)."""
+    from headrecon.models import GeometryNetwork
+
+    torch.manual_seed(0)
+    x = torch.rand(700, 3) * 1.8 - 0.9
+    net = GeometryNetwork(d_hidden=32, n_layers=3, skip_in=(2,), n_freqs=0, d_feature=8)
+    for base, d_feature in ((sphere_sdf(0.6), 16), (net, 0), (net, 8)):
+        m = HashGridSDF(base, levels=4, log2_size=10, start_levels=3, d_feature=d_feature, init_scale=0.1)
+        with torch.no_grad():
+            m.mlp[-1].weight.normal_(0, 0.1)
+            m.mlp[-1].bias.normal_(0, 0.1)
+        torch.testing.assert_close(m.sdf(x), m(x)[0])
+        torch.testing.assert_close(m.sdf(x.view(7, 100, 3)), m(x)[0].view(7, 100))
+
+
 def test_fd_normals_are_central_differences_of_the_detail_over_the_base_gradient():
     """``normals="fd"``: same SDF and features as ``forward``; the gradient is the base's (analytic) plus central
     differences of the detail with a step of one cell of the finest active level; the Eikonal term reaches the

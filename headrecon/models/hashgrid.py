@@ -25,6 +25,7 @@ import math
 from typing import Callable, Optional, Tuple
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .. import ops
@@ -108,7 +109,10 @@ class HashGridSDF(nn.Module):
 
     def detail(self, x: torch.Tensor) -> torch.Tensor:
         """The MLP's raw output [N, 1 + d_feature] (the SDF correction and the feature vector)."""
-        shape = x.shape[:-1]
+        return self.mlp[-1](self._hidden(x)).reshape(*x.shape[:-1], -1)
+
+    def _hidden(self, x: torch.Tensor) -> torch.Tensor:
+        """The MLP's last hidden activations [N', hidden] at ``x [..., 3]`` (flattened)."""
         x2 = x.reshape(-1, 3)
         if not x2.is_contiguous():
             x2 = x2.contiguous()
@@ -121,7 +125,7 @@ class HashGridSDF(nn.Module):
             h = torch.cat([enc, enc.new_zeros(enc.shape[0], (self.levels - a) * self.feats), x2], dim=-1)
         for lin in self.mlp[:-1]:
             h = self.act(lin(h))
-        return self.mlp[-1](h).reshape(*shape, -1)
+        return h
 
     def forward(self, x: torch.Tensor, latent: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
         return self._combine(self.base(x), self.detail(x))
@@ -137,7 +141,14 @@ class HashGridSDF(nn.Module):
         return b + out[..., 0], out[..., 1:]
 
     def sdf(self, x: torch.Tensor, latent: Optional[torch.Tensor] = None) -> torch.Tensor:
-        return self.forward(x)[0]
+        """Signed distance only, ``[...]`` (what the tracer and marching cubes call): the base's SDF alone (a
+        geometry module's ``sdf``, without its features) plus the SDF row of the MLP's last layer."""
+        last = self.mlp[-1]
+        corr = F.linear(self._hidden(x), last.weight[:1], last.bias[:1]).reshape(x.shape[:-1])
+        b = self.base.sdf(x) if isinstance(self.base, nn.Module) and hasattr(self.base, "sdf") else self.base(x)
+        if isinstance(b, tuple):
+            b = b[0]
+        return b + corr.to(b.dtype)
 
     def forward_with_gradient(self, x: torch.Tensor, latent: Optional[torch.Tensor] = None,
                               create_graph: Optional[bool] = None):
