@@ -154,7 +154,9 @@ def run_variant(scene_dir, seen, scene, views, label, method, over, args) -> dic
     return {"scene": Path(scene_dir).name, "views": views, "label": label, "method": method,
             "overrides": {k: v for k, v in over.items() if k != "mesh_resolution"}, "iterations": tr.iteration,
             "train_seconds": round(tr.elapsed, 1), "cpu_seconds": round(tr.cpu_elapsed, 1),
-            "phases": [p.name for p in tr.phases], **res, "curve": curve}
+            "phases": [p.name for p in tr.phases], **res, "curve": curve,
+            **({"prior_pose_correction": tr.prior_pose_summary()} if getattr(tr, "prior_pose", None) is not None
+               else {})}
 
 
 def compare(args) -> list:

@@ -15,17 +15,9 @@ import torch
 from torch import nn
 
 from ..data.camera import Camera
+from ..models.pose import so3_exp
 
 __all__ = ["CameraRefinement", "so3_exp"]
-
-
-def so3_exp(omega: torch.Tensor) -> torch.Tensor:
-    """Rotation matrices [..., 3, 3] of rotation vectors [..., 3] (matrix exponential of the skew matrix)."""
-    z = torch.zeros_like(omega[..., 0])
-    K = torch.stack([torch.stack([z, -omega[..., 2], omega[..., 1]], -1),
-                     torch.stack([omega[..., 2], z, -omega[..., 0]], -1),
-                     torch.stack([-omega[..., 1], omega[..., 0], z], -1)], -2)
-    return torch.linalg.matrix_exp(K)
 
 
 class CameraRefinement(nn.Module):

@@ -158,6 +158,11 @@ class ReconConfig:
                                    "average size (model) or from the scene's unit-sphere centre (sphere: the "
                                    "scale_mat given with the cameras), the prior scaled to keep its image",
                           group="data")
+    frame_refine: str = _f("off", "prior methods: refine the prior's placement (one rigid correction after --frame, "
+                                  "trained by the images' losses): off, latent (during the latent phase) or all "
+                                  "(the whole run)", group="data")
+    frame_refine_lr: float = _f(1e-3, "Adam learning rate of --frame-refine (radians and unit-sphere radii of the "
+                                      "prior frame)", group="data")
     refine_cameras: bool = _f(False, "refine each view's camera pose during the fit (a rigid correction per view, "
                                      "applied to the rays; written to the run folder's cameras_refined.npz)",
                               group="data")
@@ -256,6 +261,10 @@ class ReconConfig:
             errs.append(f"tracer_single_thread_below must be >= 0, got {self.tracer_single_thread_below}")
         if self.frame not in ("auto", "images", "gt", "centre"):
             errs.append(f"frame must be auto, images, gt or centre, got {self.frame!r}")
+        if self.frame_refine not in ("off", "latent", "all"):
+            errs.append(f"frame_refine must be off, latent or all, got {self.frame_refine!r}")
+        if not self.frame_refine_lr > 0:
+            errs.append(f"frame_refine_lr must be positive, got {self.frame_refine_lr}")
         if self.frame_depth not in ("model", "sphere"):
             errs.append(f"frame_depth must be model or sphere, got {self.frame_depth!r}")
         if not self.camera_lr > 0 or not 0.0 <= self.camera_start < 1.0:
@@ -400,6 +409,7 @@ def _arg_type(cls, f):
 # options that the command line defines itself (fixed choices)
 _CLI_CHOICES = {"method": None, "preset": sorted(PRESETS), "device": None,
                 "frame": ["auto", "images", "gt", "centre"], "frame_depth": ["model", "sphere"],
+                "frame_refine": ["off", "latent", "all"],
                 "detail": ["none", "hashgrid"], "hash_normals": ["analytic", "fd"]}
 
 

@@ -267,6 +267,8 @@ def write_results(trainer: Trainer, full, scene, run_dir: Path, log=print) -> Di
     metrics["mesh_seconds"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     tracer = trainer.render_tracer()
+    if trainer.prior_pose is not None:
+        metrics["prior_pose_correction"] = trainer.prior_pose_summary()
     if trainer.cameras is not None:
         metrics["camera_corrections"] = trainer.save_cameras(run_dir / "cameras_refined.npz")
     rows = []

@@ -86,6 +86,7 @@ class Trainer:
         self.method = get_method(cfg.method, cfg)
         torch.manual_seed(cfg.seed)
         self.model = self.method.build(scene, self.device)
+        self.prior_pose = self._enable_frame_refinement() if cfg.frame_refine != "off" else None
         self.bank = RayBank.from_scene(scene, cfg.image_size, self.device)
         if self.bank.n_foreground == 0:
             raise ValueError("the masks of the chosen views contain no foreground pixel")
@@ -140,6 +141,12 @@ class Trainer:
         if self.cameras is not None:
             groups.append({"params": list(self.cameras.parameters()), "lr": float(self.cfg.camera_lr),
                            "name": "cameras"})
+        if self.prior_pose is not None:  # --frame-refine: in the latent phase, or the whole run with "all"
+            on = phase.name == "latent" or self.cfg.frame_refine == "all"
+            self.prior_pose.requires_grad_(on)
+            if on:
+                groups.append({"params": list(self.prior_pose.parameters()), "lr": float(self.cfg.frame_refine_lr),
+                               "name": "prior_pose"})
         for g in groups:
             g.setdefault("base_lr", g["lr"])
         self.optimizer = torch.optim.Adam(groups)
@@ -426,6 +433,31 @@ class Trainer:
         return RayTracer(radius=c.scene_radius, n_coarse=c.n_coarse, n_fine=c.n_fine, n_secant=c.n_secant,
                          max_steps=c.max_steps, strategy=strategy, compute_min_sdf=False,
                          single_thread_below=c.tracer_single_thread_below)
+
+    def _enable_frame_refinement(self):
+        """``--frame-refine``: the prior geometry's rigid correction (:mod:`headrecon.models.pose`)."""
+        from ..methods.base import split_detail
+
+        geo = split_detail(self.model.geometry)[0]
+        if not hasattr(geo, "enable_pose_refinement"):
+            raise ValueError(f"--frame-refine {self.cfg.frame_refine}: method {self.cfg.method!r} places no prior "
+                             "(only the prior methods, h3dnet and sira, have a placement to refine)")
+        geo.enable_pose_refinement()
+        return geo.pose
+
+    def prior_pose_summary(self) -> dict | None:
+        """The ``--frame-refine`` correction's size (rotation degrees, translation mm of the prior frame)."""
+        if self.prior_pose is None:
+            return None
+        from ..methods.base import split_detail
+
+        geo = split_detail(self.model.geometry)[0]
+        S = self.scene.scale_mat
+        import numpy as np
+
+        # prior units -> scene units (1 / frame scale) -> mm (the scene's scale_mat)
+        mm = float(np.cbrt(np.linalg.det(np.asarray(S, dtype=np.float64)[:3, :3]))) / float(geo.frame_scale)
+        return self.prior_pose.summary(mm_per_unit=mm)
 
     def training_cameras(self) -> list:
         """Unit-frame cameras of the training views at full resolution: as refined when ``refine_cameras``."""

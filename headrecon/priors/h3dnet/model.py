@@ -241,6 +241,19 @@ class LatentGeometry(nn.Module):
         self.register_buffer("frame_b", torch.as_tensor(F[:3, 3], dtype=torch.float32))
         self.frame_scale = s
         self._identity = frame is None or np.allclose(F, np.eye(4))
+        self.pose = None  # RigidCorrection after the fixed frame (enable_pose_refinement)
+
+    def enable_pose_refinement(self) -> None:
+        """Add a trainable rigid correction after the fixed frame (:class:`headrecon.models.pose.RigidCorrection`,
+        identity at the start; ``--frame-refine``)."""
+        from ...models.pose import RigidCorrection
+
+        if self.pose is None:
+            self.pose = RigidCorrection().to(self.frame_A.device)
+            self._identity = False
+
+    def pose_parameters(self) -> list:
+        return [] if self.pose is None else list(self.pose.parameters())
 
     # GeometryNetwork-like attributes used by reconstruction code
     @property
@@ -281,7 +294,8 @@ class LatentGeometry(nn.Module):
     def _to_prior(self, x: torch.Tensor) -> torch.Tensor:
         if self._identity:
             return x
-        return x @ self.frame_A.to(x.dtype).T + self.frame_b.to(x.dtype)
+        xp = x @ self.frame_A.to(x.dtype).T + self.frame_b.to(x.dtype)
+        return xp if self.pose is None else self.pose(xp)
 
     def forward(self, x: torch.Tensor, latent: Optional[torch.Tensor] = None):
         """``x [..., 3] -> (sdf [...], feature [..., d_feature])``; ``latent`` overrides the parameter."""

@@ -462,9 +462,21 @@ class SiraGeometry(nn.Module):
         self.register_buffer("frame_A", torch.as_tensor(Fm[:3, :3], dtype=torch.float32))
         self.register_buffer("frame_b", torch.as_tensor(Fm[:3, 3], dtype=torch.float32))
         self.frame_scale = s
+        self.pose = None  # RigidCorrection after the fixed frame (enable_pose_refinement)
         self.set_phase("latent")
 
     d_in = 3
+
+    def enable_pose_refinement(self) -> None:
+        """Add a trainable rigid correction after the fixed frame (:class:`headrecon.models.pose.RigidCorrection`,
+        identity at the start; ``--frame-refine``). :class:`SiraRendering` built on this geometry follows it."""
+        from ...models.pose import RigidCorrection
+
+        if self.pose is None:
+            self.pose = RigidCorrection().to(self.frame_A.device)
+
+    def pose_parameters(self) -> list:
+        return [] if self.pose is None else list(self.pose.parameters())
 
     @property
     def d_feature(self) -> int:
@@ -493,7 +505,8 @@ class SiraGeometry(nn.Module):
         return self.latent_reg * (self.latent - self.latent_mean).pow(2).sum()
 
     def to_prior(self, x: torch.Tensor) -> torch.Tensor:
-        return x @ self.frame_A.to(x.dtype).T + self.frame_b.to(x.dtype)
+        xp = x @ self.frame_A.to(x.dtype).T + self.frame_b.to(x.dtype)
+        return xp if self.pose is None else self.pose(xp)
 
     def forward(self, x: torch.Tensor):
         xp = self.to_prior(x)
@@ -531,6 +544,9 @@ class SiraRendering(nn.Module):
         self.latent_reg = float(latent_reg)
         R = torch.eye(3) if geometry is None else geometry.frame_A.detach().cpu() / geometry.frame_scale
         self.register_buffer("rot", R.float())
+        # the geometry (not a submodule: its parameters are the geometry's): its pose refinement, if enabled
+        # later, turns normals and view directions too
+        self.__dict__["_geometry"] = geometry
         self.set_phase("latent")
 
     def set_phase(self, phase: str) -> None:
@@ -547,6 +563,9 @@ class SiraRendering(nn.Module):
     def forward(self, points, normals, view_dirs, features):
         x_ref, gamma = features[..., :3], features[..., 3:]
         R = self.rot.to(features.dtype)
+        pose = getattr(self.__dict__.get("_geometry"), "pose", None)
+        if pose is not None:
+            R = pose.matrix().to(features.dtype) @ R
         n = normals @ R.T  # caller-frame SDF gradient = R^T (prior-frame gradient)
         v = view_dirs @ R.T
         z = self.latent.to(gamma.dtype).expand(*gamma.shape[:-1], self.latent.shape[-1])

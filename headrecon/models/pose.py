@@ -1,0 +1,54 @@
+"""A learnable rigid correction of a fixed frame: the prior's placement refined from the photos (``--frame-refine``).
+
+A prior method places its prior in the scene with a similarity estimated from the photos
+(:func:`headrecon.photos.frame.scene_prior_frame`): face landmarks, a morphable-model fit. Its error (about 10-25 mm
+and a few degrees on a real scan seen from 3-4 views) is an error of the whole reconstructed head that neither the
+latent nor a detail field can undo cheaply. :class:`RigidCorrection` adds a rotation vector ``omega`` and a
+translation ``t`` (prior units, zero at the start) after the fixed map: ``x_p -> R(omega) x_p + t``, the rotation
+about the prior frame's origin. The prior geometries (:class:`headrecon.priors.h3dnet.model.LatentGeometry`,
+:class:`headrecon.priors.sira.model.SiraGeometry`) apply it when enabled; the mask and colour losses train it through
+their SDF like any other parameter.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+__all__ = ["RigidCorrection", "so3_exp"]
+
+
+def so3_exp(omega: torch.Tensor) -> torch.Tensor:
+    """Rotation matrices [..., 3, 3] of rotation vectors [..., 3] (matrix exponential of the skew matrix)."""
+    z = torch.zeros_like(omega[..., 0])
+    K = torch.stack([torch.stack([z, -omega[..., 2], omega[..., 1]], -1),
+                     torch.stack([omega[..., 2], z, -omega[..., 0]], -1),
+                     torch.stack([-omega[..., 1], omega[..., 0], z], -1)], -2)
+    return torch.linalg.matrix_exp(K)
+
+
+class RigidCorrection(nn.Module):
+    """``x -> R(rotation) x + translation`` with both parameters zero at the start (identity)."""
+
+    def __init__(self):
+        super().__init__()
+        self.rotation = nn.Parameter(torch.zeros(3))
+        self.translation = nn.Parameter(torch.zeros(3))
+
+    def matrix(self) -> torch.Tensor:
+        """The current rotation [3, 3]."""
+        return so3_exp(self.rotation)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        R = self.matrix().to(x.dtype)
+        return x @ R.T + self.translation.to(x.dtype)
+
+    @torch.no_grad()
+    def summary(self, mm_per_unit: float) -> dict:
+        """The correction's size: rotation (degrees), translation (mm) and the rotation vector / translation."""
+        w = self.rotation.detach().double().cpu()
+        t = self.translation.detach().double().cpu()
+        return {"rotation_deg": round(float(np.degrees(float(w.norm()))), 4),
+                "translation_mm": round(float(t.norm()) * float(mm_per_unit), 3),
+                "rotation_vector": [round(float(v), 6) for v in w],
+                "translation_unit": [round(float(v), 6) for v in t]}
