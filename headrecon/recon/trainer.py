@@ -446,15 +446,16 @@ class Trainer:
         return geo.pose
 
     def prior_pose_summary(self) -> dict | None:
-        """The ``--frame-refine`` correction's size (rotation degrees, translation mm of the prior frame)."""
+        """The ``--frame-refine`` correction's size (rotation degrees; translation in scene units, mm for a metric
+        scene)."""
         if self.prior_pose is None:
             return None
+        import numpy as np
+
         from ..methods.base import split_detail
 
         geo = split_detail(self.model.geometry)[0]
         S = self.scene.scale_mat
-        import numpy as np
-
         # prior units -> scene units (1 / frame scale) -> mm (the scene's scale_mat)
         mm = float(np.cbrt(np.linalg.det(np.asarray(S, dtype=np.float64)[:3, :3]))) / float(geo.frame_scale)
         return self.prior_pose.summary(mm_per_unit=mm)
