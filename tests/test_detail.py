@@ -4,6 +4,7 @@ end to end on a tiny scene, improves on the initial sphere, and resumes exactly.
 import pytest
 import torch
 
+from exact_resume import assert_resume_is_exact
 from headrecon.models.hashgrid import HashGridSDF, sphere_sdf
 from headrecon.recon.config import make_config
 
@@ -163,16 +164,7 @@ def test_hashgrid_resume_is_exact(tiny_scene, tmp_path, normals):
 
     scene = load_scene(tiny_scene, views="3")
     cfg = make_config("fast", iterations=6, **dict(TINY, batch_rays=256, hash_full_at=0.5, hash_normals=normals))
-    straight = Trainer(cfg, scene, device="cpu")
-    straight.train()
-    ckpt = tmp_path / "ckpt.pt"
-    first = Trainer(cfg, scene, device="cpu")
-    first.train(checkpoint_path=ckpt, stop_after=4)
-    second = Trainer(cfg, scene, device="cpu")
-    second.load_checkpoint(ckpt)
-    second.train()
-    for k, v in straight.model.state_dict().items():
-        assert torch.equal(v, second.model.state_dict()[k]), k
+    assert_resume_is_exact(lambda: Trainer(cfg, scene, device="cpu"), tmp_path / "ckpt.pt", stop_after=4)
 
 
 def test_config_checks_hash_settings():

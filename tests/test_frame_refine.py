@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from exact_resume import assert_resume_is_exact
 from headrecon.models.pose import RigidCorrection, so3_exp
 from headrecon.recon.config import make_config
 
@@ -132,14 +133,8 @@ def test_the_correction_trains_all_run_with_all_and_resumes_exactly(tiny_scene, 
     mid = straight.prior_pose.translation.detach().clone()
     straight.train()
     assert not torch.equal(straight.prior_pose.translation.detach(), mid)  # phase 2 trained it too
-    ckpt = tmp_path / "ckpt.pt"
-    first = Trainer(cfg, scene, device="cpu")
-    first.train(checkpoint_path=ckpt, stop_after=4)
-    second = Trainer(cfg, scene, device="cpu")
-    second.load_checkpoint(ckpt)
-    second.train()
-    for k, v in straight.model.state_dict().items():
-        assert torch.equal(v, second.model.state_dict()[k]), k
+    assert_resume_is_exact(lambda: Trainer(cfg, scene, device="cpu"), tmp_path / "ckpt.pt", stop_after=4,
+                           straight=straight)
 
 
 def test_the_correction_needs_a_prior_method(tiny_scene):

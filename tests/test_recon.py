@@ -9,6 +9,7 @@ import pytest
 import torch
 import trimesh
 
+from exact_resume import assert_resume_is_exact
 from headrecon.data import load_scene
 from headrecon.methods import METHODS, Phase, get_method, register_method
 from headrecon.methods.idr import IDRMethod
@@ -117,19 +118,8 @@ def _params(model):
 def test_resume_is_exact(tiny_scene_dir, tmp_path):
     scene = load_scene(tiny_scene_dir, views="3")
     cfg = make_config("fast", iterations=6, strategy="search", ss_every=50, **dict(TINY, batch_rays=256))
-    straight = Trainer(cfg, scene, device="cpu")
-    straight.train()
-    ckpt = tmp_path / "ckpt.pt"
-    first = Trainer(cfg, scene, device="cpu")
-    first.train(checkpoint_path=ckpt, stop_after=5)
-    assert first.iteration == 5 and not first.finished
-    second = Trainer(cfg, scene, device="cpu")
-    second.load_checkpoint(ckpt)
-    assert second.iteration == 5
-    second.train()
-    a, b = _params(straight.model), _params(second.model)
-    for k in a:
-        assert torch.equal(a[k], b[k]), k
+    straight, second = assert_resume_is_exact(lambda: Trainer(cfg, scene, device="cpu"), tmp_path / "ckpt.pt",
+                                              stop_after=5)
     assert [h["loss"] for h in straight.history] == [h["loss"] for h in second.history]
     assert straight.sampler.steps == second.sampler.steps > 0
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from exact_resume import assert_resume_is_exact
 from headrecon.priors.normalization import Normalization
 from headrecon.priors.xu.model import XuPrior, load_xu, xu_network_config
 from headrecon.priors.xu.train import XuTrainConfig, _objective, train_xu, xu_mesh_data
@@ -165,15 +166,9 @@ def test_masks_off_uses_colour_only(trained, scene_dir):
 
 
 def test_xu_resume_is_exact(trained, scene_dir, tmp_path):
-    a = make_trainer(trained, scene_dir, xu_grid_every=3)
-    a.train()
-    b = make_trainer(trained, scene_dir, xu_grid_every=3)
-    b.train(checkpoint_path=tmp_path / "ck.pt", stop_after=5)  # mid-way between grid refreshes, in stage 2
-    c = make_trainer(trained, scene_dir, xu_grid_every=3)
-    c.load_checkpoint(tmp_path / "ck.pt")
-    c.train()
-    for (k, va), vc in zip(a.model.state_dict().items(), c.model.state_dict().values()):
-        assert torch.equal(va, vc), k
+    # stopped mid-way between grid refreshes, in stage 2
+    assert_resume_is_exact(lambda: make_trainer(trained, scene_dir, xu_grid_every=3), tmp_path / "ck.pt",
+                           stop_after=5)
 
 
 def test_xu_reconstructs_end_to_end(trained, scene_dir, tmp_path):

@@ -7,15 +7,17 @@ latent nor a detail field can undo cheaply. :class:`RigidCorrection` adds a rota
 translation ``t`` (prior units, zero at the start) after the fixed map: ``x_p -> R(omega) x_p + t``, the rotation
 about the prior frame's origin. The prior geometries (:class:`headrecon.priors.h3dnet.model.LatentGeometry`,
 :class:`headrecon.priors.sira.model.SiraGeometry`) apply it when enabled; the mask and colour losses train it through
-their SDF like any other parameter.
+their SDF like any other parameter; both take :class:`FramedPrior` for the fixed map and its correction.
 """
 from __future__ import annotations
+
+from typing import Optional
 
 import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["RigidCorrection", "so3_exp"]
+__all__ = ["FramedPrior", "RigidCorrection", "so3_exp"]
 
 
 def so3_exp(omega: torch.Tensor) -> torch.Tensor:
@@ -52,3 +54,24 @@ class RigidCorrection(nn.Module):
                 "translation_mm": round(float(t.norm()) * float(mm_per_unit), 3),
                 "rotation_vector": [round(float(v), 6) for v in w],
                 "translation_unit": [round(float(v), 6) for v in t]}
+
+
+class FramedPrior:
+    """Mixin for a prior geometry placed in the scene by a fixed similarity (buffers ``frame_A`` [3, 3], ``frame_b``
+    [3]: ``x_p = A x + b``) with an optional :class:`RigidCorrection` after it (``--frame-refine``)."""
+
+    pose: Optional[RigidCorrection]  # set to None by the geometry's __init__ (a class default would hide the module)
+
+    def enable_pose_refinement(self) -> None:
+        """Add a trainable rigid correction after the fixed frame (identity at the start)."""
+        if self.pose is None:
+            self.pose = RigidCorrection().to(self.frame_A.device)
+
+    def pose_parameters(self) -> list:
+        """The correction's parameters (none until :meth:`enable_pose_refinement`)."""
+        return [] if self.pose is None else list(self.pose.parameters())
+
+    def _framed(self, x: torch.Tensor) -> torch.Tensor:
+        """Scene points [..., 3] to prior coordinates: the fixed frame, then the correction if enabled."""
+        xp = x @ self.frame_A.to(x.dtype).T + self.frame_b.to(x.dtype)
+        return xp if self.pose is None else self.pose(xp)

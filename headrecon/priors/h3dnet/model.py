@@ -25,6 +25,7 @@ from torch import nn
 
 from ...models import GeometryNetwork
 from ...models.geometry import sdf_with_gradient
+from ...models.pose import FramedPrior
 from ...weights import load_weights, save_weights
 from ..normalization import Normalization
 from .config import PriorConfig
@@ -214,7 +215,7 @@ def load_prior(path=None, device="cpu") -> ShapePrior:
     return ShapePrior.load(path, map_location=device).eval()
 
 
-class LatentGeometry(nn.Module):
+class LatentGeometry(FramedPrior, nn.Module):
     """Latent-conditioned SDF with the ``GeometryNetwork`` interface and a trainable latent.
 
     ``x`` is in the caller's unit frame; with ``frame`` (4x4 similarity ``A = s R``, ``b``) the decoder sees
@@ -242,18 +243,6 @@ class LatentGeometry(nn.Module):
         self.frame_scale = s
         self._identity = frame is None or np.allclose(F, np.eye(4))
         self.pose = None  # RigidCorrection after the fixed frame (enable_pose_refinement)
-
-    def enable_pose_refinement(self) -> None:
-        """Add a trainable rigid correction after the fixed frame (:class:`headrecon.models.pose.RigidCorrection`,
-        identity at the start; ``--frame-refine``)."""
-        from ...models.pose import RigidCorrection
-
-        if self.pose is None:
-            self.pose = RigidCorrection().to(self.frame_A.device)
-            self._identity = False
-
-    def pose_parameters(self) -> list:
-        return [] if self.pose is None else list(self.pose.parameters())
 
     # GeometryNetwork-like attributes used by reconstruction code
     @property
@@ -292,10 +281,7 @@ class LatentGeometry(nn.Module):
         return self.latent_reg * (self.latent - self.latent_mean).pow(2).sum()
 
     def _to_prior(self, x: torch.Tensor) -> torch.Tensor:
-        if self._identity:
-            return x
-        xp = x @ self.frame_A.to(x.dtype).T + self.frame_b.to(x.dtype)
-        return xp if self.pose is None else self.pose(xp)
+        return x if self._identity and self.pose is None else self._framed(x)
 
     def forward(self, x: torch.Tensor, latent: Optional[torch.Tensor] = None):
         """``x [..., 3] -> (sdf [...], feature [..., d_feature])``; ``latent`` overrides the parameter."""

@@ -44,6 +44,7 @@ from torch.nn import functional as F
 
 from ...models import GeometryNetwork, PositionalEncoding, RenderingNetwork
 from ...models.geometry import sdf_with_gradient
+from ...models.pose import FramedPrior
 from ...weights import load_weights, save_weights
 from ..normalization import Normalization
 
@@ -436,7 +437,7 @@ def sira_losses(cfg: SiraConfig, sdf_surf, sdf_vol_grad, delta, ref_landmarks, r
 
 
 # ============================================================================================== reconstruction
-class SiraGeometry(nn.Module):
+class SiraGeometry(FramedPrior, nn.Module):
     """Reconstruction-side SDF of SIRA++ with the ``GeometryNetwork`` interface: ``forward(x) -> (sdf,
     feature)`` where ``feature = [x_ref (prior frame), gamma]`` feeds :class:`SiraRendering`.
 
@@ -467,17 +468,6 @@ class SiraGeometry(nn.Module):
 
     d_in = 3
 
-    def enable_pose_refinement(self) -> None:
-        """Add a trainable rigid correction after the fixed frame (:class:`headrecon.models.pose.RigidCorrection`,
-        identity at the start; ``--frame-refine``). :class:`SiraRendering` built on this geometry follows it."""
-        from ...models.pose import RigidCorrection
-
-        if self.pose is None:
-            self.pose = RigidCorrection().to(self.frame_A.device)
-
-    def pose_parameters(self) -> list:
-        return [] if self.pose is None else list(self.pose.parameters())
-
     @property
     def d_feature(self) -> int:
         return 3 + self.deform.d_gamma
@@ -505,8 +495,7 @@ class SiraGeometry(nn.Module):
         return self.latent_reg * (self.latent - self.latent_mean).pow(2).sum()
 
     def to_prior(self, x: torch.Tensor) -> torch.Tensor:
-        xp = x @ self.frame_A.to(x.dtype).T + self.frame_b.to(x.dtype)
-        return xp if self.pose is None else self.pose(xp)
+        return self._framed(x)
 
     def forward(self, x: torch.Tensor):
         xp = self.to_prior(x)
