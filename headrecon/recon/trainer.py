@@ -26,12 +26,14 @@ import time
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
+import numpy as np
 import torch
 from torch.nn.utils import parametrize
 
 from .. import _sync
 from ..methods import Phase, get_method
-from ..methods.base import SurfaceBatch
+from ..methods.base import SurfaceBatch, split_detail
+from ..models.pose import FramedPrior
 from ..render import RayTracer, SDFCache, surface_points
 from ..weights import load_weights, save_weights
 from .cameras import CameraRefinement
@@ -436,10 +438,8 @@ class Trainer:
 
     def _enable_frame_refinement(self):
         """``--frame-refine``: the prior geometry's rigid correction (:mod:`headrecon.models.pose`)."""
-        from ..methods.base import split_detail
-
         geo = split_detail(self.model.geometry)[0]
-        if not hasattr(geo, "enable_pose_refinement"):
+        if not isinstance(geo, FramedPrior):
             raise ValueError(f"--frame-refine {self.cfg.frame_refine}: method {self.cfg.method!r} places no prior "
                              "(only the prior methods, h3dnet and sira, have a placement to refine)")
         geo.enable_pose_refinement()
@@ -450,10 +450,6 @@ class Trainer:
         scene)."""
         if self.prior_pose is None:
             return None
-        import numpy as np
-
-        from ..methods.base import split_detail
-
         geo = split_detail(self.model.geometry)[0]
         S = self.scene.scale_mat
         # prior units -> scene units (1 / frame scale) -> mm (the scene's scale_mat)
@@ -468,8 +464,6 @@ class Trainer:
     def save_cameras(self, path) -> dict:
         """Write the refined cameras of the training views (scene units, IDR layout ``world_mat_i`` /
         ``scale_mat_i``, i = position in the run's views) to ``path``; returns the corrections' sizes."""
-        import numpy as np
-
         S = np.asarray(self.scene.scale_mat, dtype=np.float64)
         arrays = {}
         for k, cam in enumerate(self.training_cameras()):
