@@ -28,11 +28,32 @@ def _check_bust(m, norm):
     r = np.linalg.norm(norm.to_unit(V), axis=1)
     assert r.max() < 1.0                                             # inside the bust prior's unit sphere
     assert m.visual.vertex_colors.shape == (len(V), 4)
-    # one connected surface, open only at the bottom cut (and nowhere above the shoulders)
-    assert len(m.split(only_watertight=False)) == 1
+    # one connected surface, open only at the bottom cut (and nowhere above the shoulders); Anny busts add two
+    # closed eyeballs after the body's vertices
+    n = m.metadata.get("n_body_vertices", len(V))
+    body = trimesh.Trimesh(V[:n], m.faces[(m.faces < n).all(1)], process=False)
+    assert len(body.split(only_watertight=False)) == 1
+    assert len(m.split(only_watertight=False)) == (1 if n == len(V) else 3)
     edges = trimesh.grouping.group_rows(m.edges_sorted, require_count=1)
     open_v = np.unique(m.edges_sorted[edges])
     assert np.all(V[open_v, 1] < mouth_y - 120)
+    return body
+
+
+def _check_eyeballs(m, body):
+    """The eyeballs fill Anny's open eye sockets: a ray from the front through each eye centre meets the eye a few
+    mm behind the inner eye corners (the body alone: a socket over 2 cm deep), and no eyeball reaches the body."""
+    V = np.asarray(m.vertices)
+    n, c, r = m.metadata["n_body_vertices"], np.asarray(m.metadata["eye_centres"]), m.metadata["eyeball_radius_mm"]
+    assert len(V) > n and 8 < r < 20
+    lm = m.metadata["landmarks"]
+    corner_z = (V[lm["right_eye"], 2] + V[lm["left_eye"], 2]) / 2
+    o, d = c + [0.0, 0.0, 300.0], np.tile([0.0, 0.0, -1.0], (2, 1))
+    z_eye = m.ray.intersects_location(o, d, multiple_hits=False)[0][:, 2]
+    z_body = body.ray.intersects_location(o, d, multiple_hits=False)[0][:, 2]
+    assert len(z_eye) == 2 and np.all(corner_z - z_eye < 6.0) and np.all(corner_z - z_body > 15.0)
+    d_body, _ = cKDTree(V[:n]).query(V[n:])
+    assert d_body.min() > 0.2
 
 
 def test_anny_and_composite_busts(shared_data):
@@ -43,7 +64,7 @@ def test_anny_and_composite_busts(shared_data):
     norm = bust_normalization()
     for seed in (0, 100000):
         a = anny_bust(seed)
-        _check_bust(a, norm)
+        _check_eyeballs(a, _check_bust(a, norm))
         c = composite_bust(seed)
         _check_bust(c, norm)
         # the composite's face and scalp are the ICT head's, vertex for vertex

@@ -10,7 +10,9 @@ left), with vertex colours and ``mesh.metadata["landmarks"]`` (the six H3DS land
   (:data:`ANNY_LANDMARKS`, vertex indices on Anny's default topology, found by ``tools/make_anny_landmarks.py``)
   rigidly onto the mean ICT head's, and cut by a horizontal plane below the shoulders (:data:`BUST_DEPTH_MM` below
   the mouth corners). Procedural skin albedo (:func:`headrecon.data.ict.procedural_albedo`) on the head, a
-  garment below a random neckline.
+  garment below a random neckline. Anny's mesh has open eye sockets (MakeHuman's eyes are separate meshes): two
+  eyeballs, spheres at Anny's ``eye.R`` / ``eye.L`` bones just inside the socket walls, fill them (two closed
+  components after the body's vertices; ``metadata["n_body_vertices"]``).
 * :func:`composite_bust` — ICT head ``seed`` on Anny bust ``seed``: the Anny body is scaled and placed by a
   similarity of its landmarks onto the ICT head's, its neck is reshaped over 60 mm so that its cross-section
   matches the ICT neck's at the junction (:data:`JUNCTION_BELOW_MOUTH_MM` below the mouth corners), the ICT head is
@@ -32,7 +34,7 @@ from scipy.spatial import cKDTree
 from .errors import SceneError
 from .geometry import apply_transform, umeyama
 
-__all__ = ["ANNY_LANDMARKS", "ANNY_TO_ICT", "BUST_DEPTH_MM", "JUNCTION_BELOW_MOUTH_MM", "anny_available",
+__all__ = ["ANNY_LANDMARKS", "ANNY_TO_ICT", "BUST_DEPTH_MM", "EYEBALL_GAP_MM", "JUNCTION_BELOW_MOUTH_MM", "anny_available",
            "anny_model", "anny_phenotype", "anny_body", "anny_bust", "composite_bust", "bust_mesh", "BUST_SOURCES"]
 
 # Anny (metres, +Z up, -Y front, +X = the subject's left) -> ICT axes (mm): x' = x, y' = z, z' = -y.
@@ -47,6 +49,9 @@ BUST_DEPTH_MM = (190.0, 250.0)
 # Where an ICT head meets an Anny bust: below the chin and above the ICT neck's own (slanted) cut.
 JUNCTION_BELOW_MOUTH_MM = 80.0
 BUST_SOURCES = ("anny", "composite")
+# Anny's mesh has open eye sockets; an eyeball (a sphere at the eye bone) fills each, this far from the lids.
+EYEBALL_GAP_MM = 0.5
+_IRISES = np.array([[0.30, 0.18, 0.10], [0.18, 0.10, 0.06], [0.25, 0.35, 0.50], [0.30, 0.38, 0.25]])
 _ARM_DROP_DEG = (35.0, 50.0)  # arms lowered from Anny's rest A-pose (about 45 deg from the body)
 _GARMENTS = np.array([[0.12, 0.12, 0.14], [0.85, 0.85, 0.83], [0.20, 0.28, 0.45], [0.45, 0.12, 0.12],
                       [0.30, 0.35, 0.25], [0.55, 0.55, 0.58], [0.65, 0.55, 0.40]])
@@ -82,9 +87,10 @@ def anny_phenotype(seed: int) -> dict:
             "height": float(rng.uniform(0.2, 0.9)), "proportions": float(rng.uniform(0.2, 0.8))}
 
 
-def anny_body(phenotype: dict, arm_drop_deg: float = 40.0):
+def anny_body(phenotype: dict, arm_drop_deg: float = 40.0, return_eyes: bool = False):
     """(vertices [V, 3] in mm, ICT axes, not yet placed; faces [F, 3]) of an Anny body with the arms lowered by
-    ``arm_drop_deg`` from the rest A-pose."""
+    ``arm_drop_deg`` from the rest A-pose; with ``return_eyes`` also the eyeball centres [2, 3] (right, left: the
+    heads of Anny's ``eye.R`` / ``eye.L`` bones, same frame)."""
     import roma
     import torch
 
@@ -99,9 +105,14 @@ def anny_body(phenotype: dict, arm_drop_deg: float = 40.0):
     pose = {"upperarm01.L": rot_z(-arm_drop_deg), "upperarm01.R": rot_z(arm_drop_deg)}
     ph = {k: torch.tensor([float(phenotype[k])], dtype=dt) for k in m.phenotype_labels}
     with torch.no_grad():
-        V = m(pose_parameters=pose, phenotype_kwargs=ph)["vertices"][0].double().numpy()
+        out = m(pose_parameters=pose, phenotype_kwargs=ph)
+    V = out["vertices"][0].double().numpy()
     F = m.get_triangular_faces().numpy().astype(np.int64)
-    return V @ ANNY_TO_ICT.T, F
+    if not return_eyes:
+        return V @ ANNY_TO_ICT.T, F
+    B = out["bone_poses"][0].double().numpy()
+    eyes = np.stack([B[list(m.bone_labels).index(b), :3, 3] for b in ("eye.R", "eye.L")])
+    return V @ ANNY_TO_ICT.T, F, eyes @ ANNY_TO_ICT.T
 
 
 def _ict_mean_landmarks() -> dict:
@@ -220,7 +231,7 @@ def _placed_anny(seed: int, target_landmarks: dict, scale: bool):
     rng = np.random.default_rng([int(seed), 37])
     ph = anny_phenotype(seed)
     drop = float(rng.uniform(*_ARM_DROP_DEG))
-    V, F = anny_body(ph, drop)
+    V, F, eyes = anny_body(ph, drop, return_eyes=True)
     names = list(ANNY_LANDMARKS)
     T = umeyama(_landmark_array(V, ANNY_LANDMARKS, names), np.stack([target_landmarks[k] for k in names]),
                 scale=scale)
@@ -229,7 +240,8 @@ def _placed_anny(seed: int, target_landmarks: dict, scale: bool):
         T[:3, :3] *= np.clip(s, 0.85, 1.15) / s
         c_src = _landmark_array(V, ANNY_LANDMARKS, names).mean(0)
         T[:3, 3] = np.mean([target_landmarks[k] for k in names], 0) - T[:3, :3] @ c_src
-    return apply_transform(T, V), F, {"phenotype": ph, "arm_drop_deg": drop, "scale": float(np.cbrt(np.linalg.det(T[:3, :3])))}
+    drawn = {"phenotype": ph, "arm_drop_deg": drop, "scale": float(np.cbrt(np.linalg.det(T[:3, :3])))}
+    return apply_transform(T, V), F, apply_transform(T, eyes), drawn
 
 
 def _mouth_y(V, lm) -> float:
@@ -240,7 +252,7 @@ def anny_bust(seed: int) -> trimesh.Trimesh:
     """Anny bust ``seed`` (see the module docstring): mm, ICT frame, vertex colours, six landmarks."""
     from .ict import procedural_albedo
 
-    V, F, drawn = _placed_anny(seed, _ict_mean_landmarks(), scale=False)
+    V, F, eye_centres, drawn = _placed_anny(seed, _ict_mean_landmarks(), scale=False)
     rng = np.random.default_rng([int(seed), 43])
     depth = float(rng.uniform(*BUST_DEPTH_MM))
     y_cut = _mouth_y(V, ANNY_LANDMARKS) - depth
@@ -261,9 +273,40 @@ def anny_bust(seed: int) -> trimesh.Trimesh:
         else np.median(face_albedo, 0)
     col = _bust_albedo(Vb, skin, seed, neckline_y=mouth_y - 110.0, front_z=float(Vb[lm["nose_tip"], 2]) - 150.0)
     col[head] = face_albedo
-    mesh.visual = trimesh.visual.ColorVisuals(mesh, vertex_colors=_rgba(col))
-    mesh.metadata.update(landmarks=lm, seed=int(seed), source=f"Anny bust seed={seed}", cut_y=y_cut, **drawn)
+    Ve, Fe, col_e, radius = _eyeballs(mesh, eye_centres, seed)
+    mesh = trimesh.Trimesh(np.concatenate([Vb, Ve]), np.concatenate([np.asarray(mesh.faces), Fe + len(Vb)]),
+                           process=False)
+    mesh.visual = trimesh.visual.ColorVisuals(mesh, vertex_colors=_rgba(np.concatenate([col, col_e])))
+    mesh.metadata.update(landmarks=lm, seed=int(seed), source=f"Anny bust seed={seed}", cut_y=y_cut,
+                         eye_centres=eye_centres.tolist(), eyeball_radius_mm=radius, n_body_vertices=len(Vb), **drawn)
     return mesh
+
+
+def _eyeballs(body: trimesh.Trimesh, centres, seed: int):
+    """Two eyeballs for an Anny body (whose mesh has open eye sockets; MakeHuman's eyes are separate meshes):
+    spheres at ``centres`` [2, 3], of the radius that leaves :data:`EYEBALL_GAP_MM` to the nearest point of the
+    body's surface (the socket wall and the lids; 11-15 mm on adult bodies), white with an iris and a pupil
+    facing +Z. Returns (vertices, faces, colours [V, 3], radius)."""
+    tri = np.asarray(body.triangles)
+    dist = []
+    for c in centres:  # nearest point of the faces around each centre
+        t = tri[np.linalg.norm(tri.mean(1) - c, axis=1) < 40.0]
+        q = trimesh.triangles.closest_point(t, np.broadcast_to(c, (len(t), 3)))
+        dist.append(np.linalg.norm(q - c, axis=1).min())
+    radius = float(min(dist)) - EYEBALL_GAP_MM
+    if not 8.0 < radius < 20.0:
+        raise SceneError(None, f"Anny bust {seed}: eye socket radius {radius + EYEBALL_GAP_MM:.1f} mm is implausible")
+    rng = np.random.default_rng([int(seed), 47])
+    iris = _IRISES[rng.integers(len(_IRISES))] * rng.uniform(0.8, 1.15)
+    sphere = trimesh.creation.icosphere(subdivisions=3, radius=radius)
+    S = np.asarray(sphere.vertices)
+    front = S[:, 2] / radius  # cosine of the angle to +Z
+    col = np.tile(np.array([0.86, 0.83, 0.78]), (len(S), 1))
+    col[front > np.cos(np.arcsin(min(1.0, 6.0 / radius)))] = iris           # iris: about 12 mm across
+    col[front > np.cos(np.arcsin(min(1.0, 2.0 / radius)))] = (0.03, 0.03, 0.03)  # pupil: about 4 mm
+    F = np.asarray(sphere.faces)
+    V = np.concatenate([S + c for c in centres])
+    return V, np.concatenate([F, F + len(S)]), np.concatenate([col, col]), radius
 
 
 def _largest_component(mesh: trimesh.Trimesh) -> trimesh.Trimesh:
@@ -283,7 +326,7 @@ def composite_bust(seed: int, clip: float = 2.5) -> trimesh.Trimesh:
     lm_ict = {k: H[int(i)] for k, i in head.metadata["landmarks"].items()}
     y_j = _mouth_y(H, head.metadata["landmarks"]) - JUNCTION_BELOW_MOUTH_MM
     y_b = y_j - 10.0  # the Anny side of the joining band
-    V, F, drawn = _placed_anny(seed, lm_ict, scale=True)
+    V, F, _, drawn = _placed_anny(seed, lm_ict, scale=True)
     c_h, r_h = _section(H, y_j)
     c_a, r_a = _section(V[V[:, 1] < y_j], y_b)
     # reshape the Anny neck (60 mm below the band) towards the ICT neck's cross-section
