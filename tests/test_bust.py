@@ -29,13 +29,16 @@ def _check_bust(m, norm):
     assert r.max() < 1.0                                             # inside the bust prior's unit sphere
     assert m.visual.vertex_colors.shape == (len(V), 4)
     # one connected surface, open only at the bottom cut (and nowhere above the shoulders); Anny busts add two
-    # closed eyeballs after the body's vertices
+    # eyeballs after the body's vertices, and are open where nothing can be seen (behind the eyeballs)
     n = m.metadata.get("n_body_vertices", len(V))
     body = trimesh.Trimesh(V[:n], m.faces[(m.faces < n).all(1)], process=False)
     assert len(body.split(only_watertight=False)) == 1
     assert len(m.split(only_watertight=False)) == (1 if n == len(V) else 3)
     edges = trimesh.grouping.group_rows(m.edges_sorted, require_count=1)
     open_v = np.unique(m.edges_sorted[edges])
+    if n < len(V):
+        c, r = np.asarray(m.metadata["eye_centres"]), m.metadata["eyeball_radius_mm"]
+        open_v = open_v[np.linalg.norm(V[open_v, None] - c[None], axis=2).min(1) > 2.0 * r]
     assert np.all(V[open_v, 1] < mouth_y - 120)
     return body
 
@@ -54,6 +57,11 @@ def _check_eyeballs(m, body):
     assert len(z_eye) == 2 and np.all(corner_z - z_eye < 6.0) and np.all(corner_z - z_body > 15.0)
     d_body, _ = cKDTree(V[:n]).query(V[n:])
     assert d_body.min() > 0.2
+    # nothing hidden is left: every face can be seen from some direction outside
+    from headrecon.data.geometry import outer_faces
+
+    near = (np.linalg.norm(m.triangles_center[:, None] - c[None], axis=2) < 2.0 * r).any(1)
+    assert outer_faces(m, candidates=near).all()
 
 
 def test_anny_and_composite_busts(shared_data):

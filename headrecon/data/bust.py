@@ -11,8 +11,10 @@ left), with vertex colours and ``mesh.metadata["landmarks"]`` (the six H3DS land
   rigidly onto the mean ICT head's, and cut by a horizontal plane below the shoulders (:data:`BUST_DEPTH_MM` below
   the mouth corners). Procedural skin albedo (:func:`headrecon.data.ict.procedural_albedo`) on the head, a
   garment below a random neckline. Anny's mesh has open eye sockets (MakeHuman's eyes are separate meshes): two
-  eyeballs, spheres at Anny's ``eye.R`` / ``eye.L`` bones just inside the socket walls, fill them (two closed
-  components after the body's vertices; ``metadata["n_body_vertices"]``).
+  eyeballs, spheres at Anny's ``eye.R`` / ``eye.L`` bones just inside the socket walls, fill them (their vertices
+  after the body's, ``metadata["n_body_vertices"]``); what no camera can see then (the eyeballs' backs, the socket
+  walls behind them, and the bits of it seen only through the crevice between lid and eye) is removed: a scan has
+  no such surfaces.
 * :func:`composite_bust` — ICT head ``seed`` on Anny bust ``seed``: the Anny body is scaled and placed by a
   similarity of its landmarks onto the ICT head's, its neck is reshaped over 60 mm so that its cross-section
   matches the ICT neck's at the junction (:data:`JUNCTION_BELOW_MOUTH_MM` below the mouth corners), the ICT head is
@@ -32,7 +34,7 @@ import trimesh
 from scipy.spatial import cKDTree
 
 from .errors import SceneError
-from .geometry import apply_transform, umeyama
+from .geometry import apply_transform, outer_faces, umeyama
 
 __all__ = ["ANNY_LANDMARKS", "ANNY_TO_ICT", "BUST_DEPTH_MM", "EYEBALL_GAP_MM", "JUNCTION_BELOW_MOUTH_MM", "anny_available",
            "anny_model", "anny_phenotype", "anny_body", "anny_bust", "composite_bust", "bust_mesh", "BUST_SOURCES"]
@@ -276,9 +278,28 @@ def anny_bust(seed: int) -> trimesh.Trimesh:
     Ve, Fe, col_e, radius = _eyeballs(mesh, eye_centres, seed)
     mesh = trimesh.Trimesh(np.concatenate([Vb, Ve]), np.concatenate([np.asarray(mesh.faces), Fe + len(Vb)]),
                            process=False)
-    mesh.visual = trimesh.visual.ColorVisuals(mesh, vertex_colors=_rgba(np.concatenate([col, col_e])))
+    # what no camera can see (the eyeballs' backs, the socket walls behind them) is not part of the bust: a scan
+    # has no such surfaces, and the ground truth's nearest-vertex distances would count them
+    near = (np.linalg.norm(mesh.triangles_center[:, None] - eye_centres[None], axis=2) < 2.0 * radius).any(1)
+    mesh.update_faces(outer_faces(mesh, candidates=near))
+    # and the bits of socket wall seen only through the crevice between lid and eyeball (islands): the largest
+    # part of the body and the two eyeballs stay
+    label = trimesh.graph.connected_component_labels(mesh.face_adjacency, node_count=len(mesh.faces))
+    is_eye = (mesh.faces >= len(Vb)).all(1)
+    body_label = np.bincount(label[~is_eye]).argmax()
+    mesh.update_faces(is_eye | (label == body_label))
+    keep = np.zeros(len(mesh.vertices), dtype=bool)
+    keep[mesh.faces] = True
+    new_index = np.cumsum(keep) - 1
+    if not all(keep[i] for i in lm.values()):
+        raise SceneError(None, f"Anny bust {seed}: a landmark lies on a hidden surface")
+    lm = {k: int(new_index[i]) for k, i in lm.items()}
+    n_body = int(keep[:len(Vb)].sum())
+    mesh = trimesh.Trimesh(mesh.vertices[keep], new_index[mesh.faces], process=False)
+    col = np.concatenate([col, col_e])[keep]
+    mesh.visual = trimesh.visual.ColorVisuals(mesh, vertex_colors=_rgba(col))
     mesh.metadata.update(landmarks=lm, seed=int(seed), source=f"Anny bust seed={seed}", cut_y=y_cut,
-                         eye_centres=eye_centres.tolist(), eyeball_radius_mm=radius, n_body_vertices=len(Vb), **drawn)
+                         eye_centres=eye_centres.tolist(), eyeball_radius_mm=radius, n_body_vertices=n_body, **drawn)
     return mesh
 
 
@@ -298,7 +319,7 @@ def _eyeballs(body: trimesh.Trimesh, centres, seed: int):
         raise SceneError(None, f"Anny bust {seed}: eye socket radius {radius + EYEBALL_GAP_MM:.1f} mm is implausible")
     rng = np.random.default_rng([int(seed), 47])
     iris = _IRISES[rng.integers(len(_IRISES))] * rng.uniform(0.8, 1.15)
-    sphere = trimesh.creation.icosphere(subdivisions=3, radius=radius)
+    sphere = trimesh.creation.icosphere(subdivisions=2, radius=radius)  # about 3.5 mm edges, like the face's
     S = np.asarray(sphere.vertices)
     front = S[:, 2] / radius  # cosine of the angle to +Z
     col = np.tile(np.array([0.86, 0.83, 0.78]), (len(S), 1))
