@@ -12,9 +12,9 @@ left), with vertex colours and ``mesh.metadata["landmarks"]`` (the six H3DS land
   the mouth corners). Procedural skin albedo (:func:`headrecon.data.ict.procedural_albedo`) on the head, a
   garment below a random neckline. Anny's mesh has open eye sockets (MakeHuman's eyes are separate meshes): two
   eyeballs, spheres at Anny's ``eye.R`` / ``eye.L`` bones just inside the socket walls, fill them (their vertices
-  after the body's, ``metadata["n_body_vertices"]``); what no camera can see then (the eyeballs' backs, the socket
-  walls behind them, and the bits of it seen only through the crevice between lid and eye) is removed: a scan has
-  no such surfaces.
+  after the body's, ``metadata["n_body_vertices"]``). What no camera can see (the eyeballs' backs, the socket
+  walls behind them, Anny's mouth and nasal cavities, bits of them seen only through a crevice) is removed: a
+  scan has no such surfaces.
 * :func:`composite_bust` — ICT head ``seed`` on Anny bust ``seed``: the Anny body is scaled and placed by a
   similarity of its landmarks onto the ICT head's, its neck is reshaped over 60 mm so that its cross-section
   matches the ICT neck's at the junction (:data:`JUNCTION_BELOW_MOUTH_MM` below the mouth corners), the ICT head is
@@ -278,12 +278,12 @@ def anny_bust(seed: int) -> trimesh.Trimesh:
     Ve, Fe, col_e, radius = _eyeballs(mesh, eye_centres, seed)
     mesh = trimesh.Trimesh(np.concatenate([Vb, Ve]), np.concatenate([np.asarray(mesh.faces), Fe + len(Vb)]),
                            process=False)
-    # what no camera can see (the eyeballs' backs, the socket walls behind them) is not part of the bust: a scan
-    # has no such surfaces, and the ground truth's nearest-vertex distances would count them
-    near = (np.linalg.norm(mesh.triangles_center[:, None] - eye_centres[None], axis=2) < 2.0 * radius).any(1)
-    mesh.update_faces(outer_faces(mesh, candidates=near))
-    # and the bits of socket wall seen only through the crevice between lid and eyeball (islands): the largest
-    # part of the body and the two eyeballs stay
+    # what no camera can see (the eyeballs' backs, the socket walls behind them, Anny's mouth and nasal cavities:
+    # a third of the face region's area) is not part of the bust: a scan has no such surfaces, and the ground
+    # truth's nearest-vertex distances would count them
+    mesh.update_faces(outer_faces(mesh))
+    # and the bits of wall seen only through a crevice (islands): the largest part of the body and the two
+    # eyeballs stay
     label = trimesh.graph.connected_component_labels(mesh.face_adjacency, node_count=len(mesh.faces))
     is_eye = (mesh.faces >= len(Vb)).all(1)
     body_label = np.bincount(label[~is_eye]).argmax()
