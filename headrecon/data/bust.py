@@ -36,8 +36,9 @@ from scipy.spatial import cKDTree
 from .errors import SceneError
 from .geometry import apply_transform, outer_faces, umeyama
 
-__all__ = ["ANNY_LANDMARKS", "ANNY_TO_ICT", "BUST_DEPTH_MM", "EYEBALL_GAP_MM", "JUNCTION_BELOW_MOUTH_MM", "anny_available",
-           "anny_model", "anny_phenotype", "anny_body", "anny_bust", "composite_bust", "bust_mesh", "BUST_SOURCES"]
+__all__ = ["ANNY_LANDMARKS", "ANNY_TO_ICT", "BUST_DEPTH_MM", "EYEBALL_GAP_MM", "JUNCTION_BELOW_MOUTH_MM",
+           "anny_available", "anny_model", "anny_phenotype", "anny_body", "anny_bust", "composite_bust", "bust_mesh",
+           "BUST_SOURCES"]
 
 # Anny (metres, +Z up, -Y front, +X = the subject's left) -> ICT axes (mm): x' = x, y' = z, z' = -y.
 ANNY_TO_ICT = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]]) * 1000.0

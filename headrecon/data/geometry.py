@@ -36,13 +36,11 @@ def apply_transform(T, points) -> np.ndarray:
     return p @ np.asarray(T)[:3, :3].T + np.asarray(T)[:3, 3]
 
 
-def outer_faces(mesh, n_directions: int = 256, distance: float | None = None,
-                candidates: np.ndarray | None = None) -> np.ndarray:
+def outer_faces(mesh, n_directions: int = 256, distance: float | None = None) -> np.ndarray:
     """Bool mask [F] of the faces of ``mesh`` that can be seen from outside: a ray from far away in one of
     ``n_directions`` directions (a Fibonacci sphere) towards the face's centroid hits that face first. Interior
     surfaces (a scan's mouth bag, eye sockets behind closed lids) are never seen by any camera, so they are not
-    part of what a reconstruction from photographs can be compared with. With ``candidates`` (bool [F]) only those
-    faces are tested; the others are returned as seen."""
+    part of what a reconstruction from photographs can be compared with."""
     import trimesh
 
     F = np.asarray(mesh.faces)
@@ -57,7 +55,7 @@ def outer_faces(mesh, n_directions: int = 256, distance: float | None = None,
         inter = trimesh.ray.ray_pyembree.RayMeshIntersector(mesh)
     except Exception:  # no embree: trimesh's slower intersector
         inter = mesh.ray
-    seen = np.zeros(len(F), dtype=bool) if candidates is None else ~np.asarray(candidates, dtype=bool)
+    seen = np.zeros(len(F), dtype=bool)
     for d in D:
         todo = np.nonzero(~seen & (N @ d > 0.0))[0]  # only faces turned towards that side can be seen from it
         if len(todo) == 0:
