@@ -34,7 +34,7 @@ import trimesh
 from scipy.spatial import cKDTree
 
 from .errors import SceneError
-from .geometry import apply_transform, outer_faces, umeyama
+from .geometry import apply_transform, keep_faces, outer_faces, umeyama
 
 __all__ = ["ANNY_LANDMARKS", "ANNY_TO_ICT", "BUST_DEPTH_MM", "EYEBALL_GAP_MM", "JUNCTION_BELOW_MOUTH_MM",
            "anny_available", "anny_model", "anny_phenotype", "anny_body", "anny_bust", "composite_bust", "bust_mesh",
@@ -287,18 +287,12 @@ def anny_bust(seed: int) -> trimesh.Trimesh:
     # eyeballs stay
     label = trimesh.graph.connected_component_labels(mesh.face_adjacency, node_count=len(mesh.faces))
     is_eye = (mesh.faces >= len(Vb)).all(1)
-    body_label = np.bincount(label[~is_eye]).argmax()
-    mesh.update_faces(is_eye | (label == body_label))
-    keep = np.zeros(len(mesh.vertices), dtype=bool)
-    keep[mesh.faces] = True
-    new_index = np.cumsum(keep) - 1
-    if not all(keep[i] for i in lm.values()):
+    F, used, lm = keep_faces(mesh.faces, is_eye | (label == np.bincount(label[~is_eye]).argmax()), lm)
+    if lm is None:
         raise SceneError(None, f"Anny bust {seed}: a landmark lies on a hidden surface")
-    lm = {k: int(new_index[i]) for k, i in lm.items()}
-    n_body = int(keep[:len(Vb)].sum())
-    mesh = trimesh.Trimesh(mesh.vertices[keep], new_index[mesh.faces], process=False)
-    col = np.concatenate([col, col_e])[keep]
-    mesh.visual = trimesh.visual.ColorVisuals(mesh, vertex_colors=_rgba(col))
+    n_body = int(np.searchsorted(used, len(Vb)))
+    mesh = trimesh.Trimesh(mesh.vertices[used], F, process=False)
+    mesh.visual = trimesh.visual.ColorVisuals(mesh, vertex_colors=_rgba(np.concatenate([col, col_e])[used]))
     mesh.metadata.update(landmarks=lm, seed=int(seed), source=f"Anny bust seed={seed}", cut_y=y_cut,
                          eye_centres=eye_centres.tolist(), eyeball_radius_mm=radius, n_body_vertices=n_body, **drawn)
     return mesh

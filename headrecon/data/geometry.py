@@ -36,6 +36,20 @@ def apply_transform(T, points) -> np.ndarray:
     return p @ np.asarray(T)[:3, :3].T + np.asarray(T)[:3, 3]
 
 
+def keep_faces(faces, keep, landmarks: dict | None = None):
+    """The faces ``faces[keep]`` re-indexed onto the vertices they use: (faces [K, 3], used vertex indices [U] (the
+    old index of each new vertex, ascending), ``landmarks`` (name -> vertex index) re-indexed, or None when one
+    of them lies on a dropped vertex (the caller says which file or mesh that was))."""
+    F = np.asarray(faces)[np.asarray(keep, dtype=bool)]
+    used = np.unique(F)
+    new = np.full(int(np.max(faces)) + 1 if len(faces) else 0, -1, dtype=np.int64)
+    new[used] = np.arange(len(used))
+    lm = None
+    if landmarks is not None and all(int(v) < len(new) and new[int(v)] >= 0 for v in landmarks.values()):
+        lm = {k: int(new[int(v)]) for k, v in landmarks.items()}
+    return new[F], used, lm
+
+
 def outer_faces(mesh, n_directions: int = 256, distance: float | None = None) -> np.ndarray:
     """Bool mask [F] of the faces of ``mesh`` that can be seen from outside: a ray from far away in one of
     ``n_directions`` directions (a Fibonacci sphere) towards the face's centroid hits that face first. Interior

@@ -67,18 +67,14 @@ def load_lee_perry_smith(folder=None, mm: bool = True, outer_only: bool = True) 
     lm = folder / "landmarks.json"
     landmarks = {k: int(v) for k, v in json.loads(lm.read_text()).items()} if lm.is_file() else None
     if outer_only:
-        from .geometry import outer_faces
+        from .geometry import keep_faces, outer_faces
 
-        F = np.asarray(mesh.faces)[outer_faces(mesh)]
-        used = np.unique(F)
-        new = np.full(len(mesh.vertices), -1, dtype=np.int64)
-        new[used] = np.arange(len(used))
-        mesh = trimesh.Trimesh(np.asarray(mesh.vertices)[used], new[F], process=False,
+        F, used, kept = keep_faces(mesh.faces, outer_faces(mesh), landmarks)
+        mesh = trimesh.Trimesh(np.asarray(mesh.vertices)[used], F, process=False,
                                visual=trimesh.visual.TextureVisuals(uv=uv[used], material=material))
-        if landmarks is not None:
-            if any(new[v] < 0 for v in landmarks.values()):
-                raise SceneError(lm, "a landmark lies on a hidden (interior) part of the scan")
-            landmarks = {k: int(new[v]) for k, v in landmarks.items()}
+        if landmarks is not None and kept is None:
+            raise SceneError(lm, "a landmark lies on a hidden (interior) part of the scan")
+        landmarks = kept
     if landmarks is not None:
         mesh.metadata["landmarks"] = landmarks
     mesh.metadata["source"] = "Lee Perry-Smith head scan (CC BY 3.0)"
