@@ -313,13 +313,30 @@ def test_surface_points_gradient_reaches_network_parameters():
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in net.parameters())
 
 
-@requires_cuda
-@pytest.mark.parametrize("strategy", STRATEGIES)
-def test_cuda_matches_cpu(strategy):
+@pytest.mark.parametrize("cache", [False, True])
+def test_back_after_changes_only_misses(cache):
+    """When the back walkers start (CUDA's default 0, the CPU's ``max_steps // 2``, never) changes the work, not the
+    hits: same hit mask and the same t on hits; only the closest approach of missing rays may differ."""
     shape = SHAPES["union"]
     o, d = camera_rays(3000, seed=8)
-    a = RayTracer(strategy=strategy, cache=SDFCache())
-    b = RayTracer(strategy=strategy, cache=SDFCache())
+    runs = [RayTracer(strategy="sphere", cache=SDFCache() if cache else None, back_after=b)(shape, o, d)
+            for b in (0, 15, 30)]
+    for r in runs[1:]:
+        assert torch.equal(r.hit, runs[0].hit)
+        torch.testing.assert_close(r.t[r.hit], runs[0].t[r.hit], atol=1e-5, rtol=0)
+    assert runs[0].num_sdf_evals != runs[1].num_sdf_evals  # the setting is live
+
+
+@requires_cuda
+@pytest.mark.parametrize("back_after", [0, 15])
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_cuda_matches_cpu(strategy, back_after):
+    """Same rays, same settings: the same hits, t and cache decisions on both devices. ``back_after`` is set on both:
+    its default differs per device (0 on CUDA, ``max_steps // 2`` on the CPU), which changes the walkers' paths and
+    so the closest approach reported for rays that miss (the hits themselves do not change)."""
+    shape = SHAPES["union"]
+    a = RayTracer(strategy=strategy, cache=SDFCache(), back_after=back_after)
+    b = RayTracer(strategy=strategy, cache=SDFCache(), back_after=back_after)
     for it in range(3):
         o, d = camera_rays(3000, seed=8 + it)
         ra, rb = a(shape, o, d), b(shape, o.cuda(), d.cuda())

@@ -1,8 +1,10 @@
 """The GPU check: everything tools/gpu_check.sh measures once the package is built, written to one JSON.
 
-    python tools/gpu_check.py --out gpu_check.json [--device cuda] [--iterations N] [--rounds R]
+    python tools/gpu_check.py --out gpu_check.json [--device cuda] [--iterations N] [--rounds R] [--methods ...]
 
 1. ``env``: torch, CUDA, the GPU, ``headrecon.build_info()``;
+   ``errors``: bad input through the extension (and torch's own errors) in child processes: each must raise a Python
+   exception, never crash the process;
 2. ``tests``: the CUDA tests (``HEADRECON_REQUIRE_CUDA=1``: they fail instead of skipping without CUDA), the
    engine's op and tracer tests and the host-sync bound, with pytest's summary line;
 3. ``tracer``: one training batch (2048 rays of three cameras) through the paper-size 8x512 SDF network, every
@@ -42,11 +44,22 @@ def _sync(device):
         torch.cuda.synchronize(device)
 
 
+def _first_line(cmd, last=False):
+    try:
+        lines = subprocess.run(cmd, capture_output=True, text=True, timeout=30).stdout.strip().splitlines()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return (lines[-1] if last else lines[0]) if lines else None
+
+
 def env(device) -> dict:
     import headrecon
 
     out = {"python": platform.python_version(), "torch": torch.__version__, "torch_cuda": torch.version.cuda,
-           "build_info": headrecon.build_info(), "device": str(device), "cpu_count": os.cpu_count()}
+           "build_info": headrecon.build_info(), "device": str(device), "cpu_count": os.cpu_count(),
+           "torch_built_with": next((ln.strip() for ln in torch.__config__.show().splitlines() if "GCC" in ln
+                                     or "compiler" in ln.lower()), None),
+           "host_cxx": _first_line(["c++", "--version"]), "nvcc": _first_line(["nvcc", "--version"], last=True)}
     if torch.device(device).type == "cuda":
         p = torch.cuda.get_device_properties(device)
         out.update(gpu=p.name, gpu_memory_gib=round(p.total_memory / 2 ** 30, 1), sm_count=p.multi_processor_count,
@@ -59,13 +72,45 @@ def tests(device) -> dict:
     if torch.device(device).type == "cuda":
         envv["HEADRECON_REQUIRE_CUDA"] = "1"
     t0 = time.time()
-    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_ops.py",
+    r = subprocess.run([sys.executable, "-X", "faulthandler", "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                        "tests/test_ops.py",
                         "tests/test_hash_grid.py", "tests/test_composite.py", "tests/test_tracer.py",
                         "tests/test_host_syncs.py"], cwd=REPO, env=envv,
                        capture_output=True, text=True)
     lines = [ln for ln in r.stdout.splitlines() if ln.strip()]
     return {"returncode": r.returncode, "summary": lines[-1] if lines else "", "seconds": round(time.time() - t0, 1),
-            "failures": [ln for ln in lines if ln.startswith(("FAILED", "ERROR"))][:20]}
+            "failures": [ln for ln in lines if ln.startswith(("FAILED", "ERROR"))][:20],
+            # a crash (negative return code): faulthandler's traceback names the test that was running
+            "crash": [ln.strip() for ln in r.stderr.splitlines() if "tests/" in ln][:5] if r.returncode < 0 else []}
+
+
+# Each snippet raises from C++ (TORCH_CHECK) or from torch; run in its own process so that a crash is recorded
+# (return code -11: the process died on the exception) instead of ending the check.
+ERROR_CASES = {
+    "torch_own_error": "import torch; torch.zeros(3).view(2)",
+    "extension_type_error": "import torch, headrecon._C as C; C.ray_sphere_intersect(torch.zeros(4, 3).int(), "
+                            "torch.zeros(4, 3), 1.0)",
+    "extension_value_error": "import torch, headrecon._C as C; C.ray_points(torch.zeros(4, 3), torch.zeros(4, 3), "
+                             "torch.tensor([9]), torch.zeros(1, 1))",
+    "torch_error_after_extension_import": "import torch, headrecon._C; torch.zeros(3).view(2)",
+    "extension_error_on_cuda_tensors": "import torch, headrecon._C as C; C.ray_sphere_intersect(torch.zeros(4, 3, "
+                                       "device='cuda').int(), torch.zeros(4, 3, device='cuda'), 1.0)",
+}
+
+
+def errors(device) -> dict:
+    """Bad input must raise a Python exception, never crash: return code and last stderr line per case."""
+    out = {}
+    for name, code in ERROR_CASES.items():
+        if "cuda" in code and torch.device(device).type != "cuda":
+            continue
+        r = subprocess.run([sys.executable, "-X", "faulthandler", "-c", code], cwd=REPO, capture_output=True,
+                           text=True, timeout=120)
+        lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+        out[name] = {"returncode": r.returncode, "raised": r.returncode == 1 and any(
+            ln.startswith(("TypeError", "ValueError", "RuntimeError")) for ln in lines[-3:]),
+            "last_line": lines[-1][:300] if lines else ""}
+    return out
 
 
 def tracer(device, rounds: int, n_rays: int = 2048) -> list:
@@ -79,22 +124,26 @@ def tracer(device, rounds: int, n_rays: int = 2048) -> list:
     for p in base.parameters():
         p.requires_grad_(False)
     on_gpu = torch.device(device).type == "cuda"
-    configs = [("cpu", "sphere", False, False), ("cpu", "search", False, False), ("cpu", "search", True, False)]
+    # (device, strategy, cache, amp, back_after); back_after None: the per-device default (0 on CUDA, 15 on the CPU)
+    configs = [("cpu", "sphere", False, False, None), ("cpu", "search", False, False, None),
+               ("cpu", "search", True, False, None)]
     if on_gpu:
-        configs += [(device, s, c, a) for s in ("sphere", "search") for c in (False, True) for a in (False, True)]
+        configs += [(device, s, c, a, None) for s in ("sphere", "search") for c in (False, True) for a in (False, True)]
+        configs += [(device, "sphere", c, False, 15) for c in (False, True)]  # the CPU's default, for comparison
     nets = {"cpu": base}
     if on_gpu:
         nets[device] = GeometryNetwork.paper().to(device).eval()
         nets[device].load_state_dict(base.state_dict())
     cases = []
-    for dev, strategy, cache, amp in configs:
-        tr = RayTracer(strategy=strategy, cache=SDFCache(seed=0) if cache else None, amp=amp)
+    for dev, strategy, cache, amp, back_after in configs:
+        tr = RayTracer(strategy=strategy, cache=SDFCache(seed=0) if cache else None, amp=amp, back_after=back_after)
         net = nets[dev]
         for s in range(3):  # warm-up batches (the cache reaches its steady state)
             o, d = camera_rays(n_rays, 1000 + s)
             with torch.no_grad():
                 tr(net.sdf, o.to(dev), d.to(dev))
-        cases.append({"device": str(dev), "strategy": strategy, "cache": cache, "amp": amp, "tracer": tr,
+        cases.append({"device": str(dev), "strategy": strategy, "cache": cache, "amp": amp,
+                      "back_after": tr.resolved_back_after(torch.device(dev)), "tracer": tr,
                       "net": net, "seconds": [], "evals": [], "agree": []})
     for r in range(rounds):
         o, d = camera_rays(n_rays, 10 + r)
@@ -114,6 +163,7 @@ def tracer(device, rounds: int, n_rays: int = 2048) -> list:
             c["agree"].append(float((hit == ref).float().mean()))
     cpu0 = statistics.median(cases[0]["seconds"])
     return [{"device": c["device"], "strategy": c["strategy"], "cache": c["cache"], "amp": c["amp"],
+             "back_after": c["back_after"],
              "seconds_per_batch": statistics.median(c["seconds"]),
              "rays_per_second": n_rays / statistics.median(c["seconds"]),
              "speedup_vs_cpu_sphere": cpu0 / statistics.median(c["seconds"]),
@@ -161,12 +211,15 @@ def host_syncs(device, scene_dir) -> dict:
     return out
 
 
-def recon(device, scene_dir, iterations, root: Path) -> list:
+METHODS = ("idr", "h3dnet", "sira", "xu")
+
+
+def recon(device, scene_dir, iterations, root: Path, methods=METHODS) -> list:
     from headrecon.recon.config import make_config
     from headrecon.recon.pipeline import reconstruct
 
     rows = []
-    for method in ("idr", "h3dnet", "sira", "xu"):
+    for method in methods:
         over = {"iterations": iterations} if iterations else {}
         cfg = make_config("fast", method=method, device=str(device), views="3", threads=0, **over)
         if torch.device(device).type == "cuda":
@@ -191,7 +244,9 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--iterations", type=int, default=None, help="reconstruction iterations (fast preset: 1500)")
     ap.add_argument("--rounds", type=int, default=5, help="tracer benchmark rounds")
-    ap.add_argument("--skip", nargs="*", default=[], choices=["tests", "tracer", "host_syncs", "recon"])
+    ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS,
+                    help="methods reconstructed in the recon step")
+    ap.add_argument("--skip", nargs="*", default=[], choices=["errors", "tests", "tracer", "host_syncs", "recon"])
     args = ap.parse_args(argv)
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -205,9 +260,10 @@ def main(argv=None) -> int:
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        steps = [("tests", lambda: tests(device)), ("tracer", lambda: tracer(device, args.rounds)),
+        steps = [("errors", lambda: errors(device)), ("tests", lambda: tests(device)),
+                 ("tracer", lambda: tracer(device, args.rounds)),
                  ("host_syncs", lambda: host_syncs(device, _demo_scene(root))),
-                 ("recon", lambda: recon(device, _demo_scene(root), args.iterations, root))]
+                 ("recon", lambda: recon(device, _demo_scene(root), args.iterations, root, args.methods))]
         for name, fn in steps:
             if name in args.skip:
                 continue
@@ -221,6 +277,7 @@ def main(argv=None) -> int:
             save()
     ok = all(not (isinstance(result.get(k), dict) and "error" in result[k]) for k in ("tracer", "host_syncs", "recon"))
     ok = ok and result.get("tests", {}).get("returncode", 0) == 0
+    ok = ok and all(c.get("raised", True) for c in result.get("errors", {}).values() if isinstance(c, dict))
     print(f"wrote {args.out}; {'ok' if ok else 'FAILED parts, see the JSON'}")
     return 0 if ok else 1
 

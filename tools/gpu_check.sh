@@ -5,7 +5,8 @@
 # Uses the python3 that holds a CUDA torch. Without network access, carry the pure-Python dependencies that
 # machine lacks as wheels in .whl/ (prepared elsewhere with
 #   python3 -m pip download --no-deps --only-binary=:all: -d .whl trimesh==5.2.0 );
-# they are installed into /tmp/site first. HEADRECON_GPU_CHECK_ITERATIONS shortens the reconstructions.
+# they are installed into /tmp/site first. HEADRECON_GPU_CHECK_ITERATIONS shortens the reconstructions;
+# HEADRECON_GPU_CHECK_ARGS passes more options to tools/gpu_check.py (e.g. "--methods idr sira").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT_DIR=${1:-${OUT:-.}}
@@ -24,4 +25,4 @@ TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-$arch} MAX_JOBS=${MAX_JOBS:-8} \
 echo "build: $(( $(date +%s) - t0 )) s"
 $PY -c 'import headrecon; i = headrecon.build_info(); print(i); assert i["cuda"], i'
 $PY tools/gpu_check.py --device cuda --out "$OUT_DIR/gpu_check.json" \
-  ${HEADRECON_GPU_CHECK_ITERATIONS:+--iterations $HEADRECON_GPU_CHECK_ITERATIONS}
+  ${HEADRECON_GPU_CHECK_ITERATIONS:+--iterations $HEADRECON_GPU_CHECK_ITERATIONS} ${HEADRECON_GPU_CHECK_ARGS:-}
