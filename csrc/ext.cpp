@@ -2,7 +2,9 @@
 // to the CPU backends (*_cpu.cpp) or the pure-CUDA backends (*.cu). Shapes are documented in each op's header.
 // The Python layer (headrecon/ops) validates arguments first with friendlier messages; the checks here make sure
 // that a direct call of headrecon._C with bad input raises a Python exception instead of crashing.
+#include <algorithm>
 #include <cstdlib>
+#include <utility>
 #include <string>
 #include <vector>
 #include <torch/extension.h>
@@ -50,14 +52,49 @@ bool check_cuda_indices() {
   return on;
 }
 
+// Smallest and largest value of a non-empty contiguous int64 tensor (a CUDA one is copied to the host first), read
+// as plain numbers: the checks below throw with no tensor alive in the throwing frame. (The same check written
+// with at::aminmax and its result alive at the throw crashed a GCC 13.3 build with torch 2.11 on an x86-64 GPU
+// machine, while every other failed check there raised; see docs/development.md.)
+std::pair<int64_t, int64_t> int64_range(const Tensor& t) {
+  const Tensor h = t.is_cuda() ? t.cpu() : t;
+  const int64_t* p = h.data_ptr<int64_t>();
+  int64_t lo = p[0], hi = p[0];
+  for (int64_t i = 1, n = h.numel(); i < n; ++i) {
+    lo = std::min(lo, p[i]);
+    hi = std::max(hi, p[i]);
+  }
+  return {lo, hi};
+}
+
+// True when every row (start, count) of a contiguous int64 [R,2] tensor lies within [0, S].
+bool packed_in_range(const Tensor& packed, int64_t S) {
+  const Tensor h = packed.is_cuda() ? packed.cpu() : packed;
+  const int64_t* p = h.data_ptr<int64_t>();
+  for (int64_t i = 0, n = h.size(0); i < n; ++i) {
+    const int64_t start = p[2 * i], count = p[2 * i + 1];
+    if (start < 0 || count < 0 || start > S - count) return false;
+  }
+  return true;
+}
+
+// The first value of w[0..m) (all in [0, n)) that occurs twice, or -1.
+int64_t first_duplicate(const int64_t* w, int64_t m, int64_t n) {
+  std::vector<uint8_t> seen(n, 0);
+  for (int64_t i = 0; i < m; ++i) {
+    if (seen[w[i]]) return w[i];
+    seen[w[i]] = 1;
+  }
+  return -1;
+}
+
 void check_index(const Tensor& t, const char* name, const Tensor& ref, int64_t bound) {
   check_tensor(t, name, ref);
   TORCH_CHECK_TYPE(t.scalar_type() == at::kLong, name, " must be int64, got ", t.scalar_type());
   TORCH_CHECK_VALUE(t.dim() == 1, name, " must be 1-D, got shape ", t.sizes());
   if (t.numel() > 0 && (!t.is_cuda() || check_cuda_indices())) {
-    const auto mm = at::aminmax(t);
-    TORCH_CHECK_VALUE(std::get<0>(mm).item<int64_t>() >= 0 && std::get<1>(mm).item<int64_t>() < bound, name,
-                      " has indices outside [0, ", bound, ")");
+    const std::pair<int64_t, int64_t> r = int64_range(t);
+    TORCH_CHECK_VALUE(r.first >= 0 && r.second < bound, name, " has indices outside [0, ", bound, ")");
   }
 }
 
@@ -132,12 +169,8 @@ void sphere_trace_step(Tensor t, Tensor dt, Tensor cap, Tensor status, Tensor wm
   TORCH_CHECK_VALUE(status.dim() == 1 && status.size(0) == n2, "status must be [", n2, "], got ", status.sizes());
   check_index(walkers, "walkers", t, n2);
   if (!walkers.is_cuda() && m > 0) {  // each walker once (on CUDA: the caller's contract, unchecked: no host sync)
-    std::vector<uint8_t> seen(n2, 0);
-    const int64_t* w = walkers.data_ptr<int64_t>();
-    for (int64_t i = 0; i < m; ++i) {
-      TORCH_CHECK_VALUE(!seen[w[i]], "walkers has duplicate index ", w[i], " (each active walker once)");
-      seen[w[i]] = 1;
-    }
+    const int64_t dup = first_duplicate(walkers.data_ptr<int64_t>(), m, n2);
+    TORCH_CHECK_VALUE(dup < 0, "walkers has duplicate index ", dup, " (each active walker once)");
   }
   check_1d(sdf, "sdf", t, m);
   TORCH_CHECK_VALUE(threshold > 0 && step_scale > 0, "threshold and step_scale must be positive");
@@ -316,9 +349,8 @@ void check_hash(const Tensor& points, const Tensor& table, const Tensor& res, co
   TORCH_CHECK_VALUE(res.dim() == 1 && res.size(0) == table.size(0), "res must be [L] = [", table.size(0), "], got ",
                     res.sizes());
   if (!res.is_cuda() && res.numel()) {
-    const auto mm = at::aminmax(res);
-    TORCH_CHECK_VALUE(std::get<0>(mm).item<int64_t>() >= 1 && std::get<1>(mm).item<int64_t>() <= (int64_t(1) << 20),
-                      "res values must be in [1, 2^20]");
+    const std::pair<int64_t, int64_t> r = int64_range(res);
+    TORCH_CHECK_VALUE(r.first >= 1 && r.second <= (int64_t(1) << 20), "res values must be in [1, 2^20]");
   }
   if (dirs.defined()) {
     check_float(dirs, "dirs", points);
@@ -401,10 +433,8 @@ void check_packed(const Tensor& packed, const Tensor& sigmas, const Tensor& delt
   TORCH_CHECK_TYPE(packed.scalar_type() == at::kLong, "packed must be int64, got ", packed.scalar_type());
   TORCH_CHECK_VALUE(packed.dim() == 2 && packed.size(1) == 2, "packed must be [R,2], got ", packed.sizes());
   if (packed.numel() && (!packed.is_cuda() || check_cuda_indices())) {
-    const Tensor start = packed.select(1, 0), count = packed.select(1, 1);
-    TORCH_CHECK_VALUE(at::all(start >= 0).item<bool>() && at::all(count >= 0).item<bool>() &&
-                          at::all(start + count <= S).item<bool>(),
-                      "packed has rays outside the ", S, " samples (need 0 <= start, 0 <= count, start + count <= S)");
+    TORCH_CHECK_VALUE(packed_in_range(packed, S), "packed has rays outside the ", S,
+                      " samples (need 0 <= start, 0 <= count, start + count <= S)");
   }
 }
 

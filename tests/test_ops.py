@@ -280,6 +280,17 @@ def test_extension_rejects_bad_input_directly():
     with pytest.raises(ValueError):
         C.sphere_trace_step(torch.zeros(3), torch.zeros(3), torch.zeros(3), torch.zeros(3, dtype=torch.int32),
                             torch.zeros(3), torch.zeros(3), torch.tensor([0]), torch.zeros(1), 1e-5, 1.0)
+    # each value check that reads an index tensor on the host: out of range, negative, duplicate, packed rows
+    with pytest.raises(ValueError, match="outside"):
+        C.ray_points(o, o, torch.tensor([0, -1]), torch.zeros(2, 1))
+    z4 = torch.zeros(4)
+    with pytest.raises(ValueError, match="duplicate index 1"):
+        C.sphere_trace_step(z4, z4, z4, torch.zeros(4, dtype=torch.int32), z4, z4, torch.tensor([1, 0, 1]),
+                            torch.zeros(3), 1e-5, 1.0)
+    with pytest.raises(ValueError, match="outside the 4 samples"):
+        C.composite_fwd(torch.tensor([[0, 2], [2, 3]]), z4, z4, torch.zeros(4, 3))
+    with pytest.raises(ValueError, match="res values"):
+        C.hash_encode_fwd(torch.zeros(2, 3), torch.zeros(2, 8, 2), torch.tensor([4, 2 ** 21]), None, 1.0)
 
 
 def test_cuda_tensor_on_cpu_build_names_the_fix(monkeypatch):
