@@ -6,7 +6,8 @@
    ``errors``: bad input through the extension (and torch's own errors) in child processes: each must raise a Python
    exception, never crash the process;
 2. ``tests``: the CUDA tests (``HEADRECON_REQUIRE_CUDA=1``: they fail instead of skipping without CUDA), the
-   engine's op and tracer tests and the host-sync bound, with pytest's summary line;
+   engine's op and tracer tests and the host-sync bound, with pytest's summary line; a test that crashes the
+   process is named (faulthandler), deselected, and the rest run again;
 3. ``tracer``: one training batch (2048 rays of three cameras) through the paper-size 8x512 SDF network, every
    configuration traced on the same rays, interleaved over rounds (median seconds per batch, network evaluations
    per ray, hits equal to the CPU run): CPU vs the device, sphere tracing vs the coarse/fine search, with and
@@ -25,6 +26,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -67,21 +69,38 @@ def env(device) -> dict:
     return out
 
 
-def tests(device) -> dict:
+TEST_FILES = ["tests/test_ops.py", "tests/test_hash_grid.py", "tests/test_composite.py", "tests/test_tracer.py",
+              "tests/test_host_syncs.py"]
+
+
+def tests(device, max_crashes: int = 5) -> dict:
+    """The engine's tests; a test that crashes the process is recorded and deselected, and the rest run again, so
+    that one crash does not hide the other tests' results."""
     envv = dict(os.environ)
     if torch.device(device).type == "cuda":
         envv["HEADRECON_REQUIRE_CUDA"] = "1"
     t0 = time.time()
-    r = subprocess.run([sys.executable, "-X", "faulthandler", "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                        "tests/test_ops.py",
-                        "tests/test_hash_grid.py", "tests/test_composite.py", "tests/test_tracer.py",
-                        "tests/test_host_syncs.py"], cwd=REPO, env=envv,
-                       capture_output=True, text=True)
-    lines = [ln for ln in r.stdout.splitlines() if ln.strip()]
-    return {"returncode": r.returncode, "summary": lines[-1] if lines else "", "seconds": round(time.time() - t0, 1),
-            "failures": [ln for ln in lines if ln.startswith(("FAILED", "ERROR"))][:20],
-            # a crash (negative return code): faulthandler's traceback names the test that was running
-            "crash": [ln.strip() for ln in r.stderr.splitlines() if "tests/" in ln][:5] if r.returncode < 0 else []}
+    crashed, runs = [], []
+    while True:
+        cmd = [sys.executable, "-X", "faulthandler", "-m", "pytest", "-q", "-p", "no:cacheprovider", *TEST_FILES]
+        for c in crashed:
+            cmd += ["--deselect", c]
+        r = subprocess.run(cmd, cwd=REPO, env=envv, capture_output=True, text=True)
+        lines = [ln for ln in r.stdout.splitlines() if ln.strip()]
+        runs.append({"returncode": r.returncode, "summary": lines[-1] if lines else "",
+                     "failures": [ln for ln in lines if ln.startswith(("FAILED", "ERROR"))][:20]})
+        # faulthandler's traceback names the file, line and test function that was running
+        where = [m for m in (re.search(r'File "[^"]*/(tests/[^"]+\.py)", line \d+ in (test_\w+)', ln)
+                             for ln in r.stderr.splitlines()) if m]
+        if r.returncode >= 0 or not where or len(crashed) >= max_crashes:
+            break
+        node = f"{where[-1].group(1)}::{where[-1].group(2)}"
+        if node in crashed:
+            break
+        crashed.append(node)
+    return {"returncode": r.returncode if not crashed else -abs(r.returncode or 11), "summary": runs[-1]["summary"],
+            "seconds": round(time.time() - t0, 1), "failures": runs[-1]["failures"], "crashed": crashed,
+            "runs": runs}
 
 
 # Each snippet raises from C++ (TORCH_CHECK) or from torch; run in its own process so that a crash is recorded
