@@ -119,6 +119,30 @@ def test_make_scene_roundtrip_and_pose_noise(tmp_path):
     assert abs(un.meta["pose_noise"]["pos_mm"] - 0.01 * un.scale_mat[0, 0]) < 1e-9
 
 
+def test_make_scene_gt_outer_only(tmp_path):
+    """A hidden surface (a small closed shell inside the head, like a mouth bag) is dropped from the ground truth
+    with gt_outer_only; the images, masks, cameras and landmark positions stay the same."""
+    head = head_like_mesh()
+    inner = trimesh.creation.icosphere(subdivisions=2, radius=12.0)
+    inner.apply_translation([0.0, -40.0, 40.0])  # inside the head, behind the "mouth"
+    n = len(head.vertices)
+    both = trimesh.Trimesh(np.concatenate([head.vertices, inner.vertices]),
+                           np.concatenate([head.faces, inner.faces + n]), process=False)
+    cols = np.concatenate([head.visual.vertex_colors, np.tile([255, 0, 0, 255], (len(inner.vertices), 1))])
+    both.visual = trimesh.visual.ColorVisuals(both, vertex_colors=cols.astype(np.uint8))
+    both.metadata["landmarks"] = dict(head.metadata["landmarks"])
+    a = make_scene(both, tmp_path / "all", views=[0, 45, -45], size=48, progress=False)
+    o = make_scene(both, tmp_path / "outer", views=[0, 45, -45], size=48, progress=False, gt_outer_only=True)
+    assert len(a.gt_mesh.vertices) == n + len(inner.vertices) and len(o.gt_mesh.vertices) == n
+    for va, vo in zip(a.views, o.views):
+        assert np.array_equal(va.image, vo.image) and np.array_equal(va.mask, vo.mask)
+    np.testing.assert_array_equal(a.scale_mat, o.scale_mat)
+    for k in a.landmarks:
+        np.testing.assert_array_equal(a.gt_mesh.vertices[a.landmarks[k]], o.gt_mesh.vertices[o.landmarks[k]])
+    # the inner shell lay within 95 mm of the nose tip: the face region loses exactly its vertices
+    assert len(a.face_sphere.vertex_indices) - len(o.face_sphere.vertex_indices) == len(inner.vertices)
+
+
 def test_make_scene_cli(tmp_path):
     from headrecon.data.make_scene import main
     mesh = head_like_mesh()
@@ -186,6 +210,21 @@ def test_ict_scene_renders(shared_data, tmp_path):
     skin = img[m].mean(axis=0)
     assert skin[0] > skin[2] and skin.mean() > 0.2  # a skin colour, not grey or black
     assert loaded.gt_mesh.is_watertight and len(sc.gt_mesh.vertices) == len(loaded.gt_mesh.vertices)
+
+
+def test_ict_scene_cli_ground_truth_is_the_outer_surface(shared_data, tmp_path):
+    """headrecon-make-scene --ict keeps only what a camera sees in the ground truth (the inner lips, mouth and eye
+    caps go); --gt-surfaces all keeps them; the images are identical."""
+    from headrecon.data.make_scene import main
+    for g in ("auto", "all"):
+        assert main(["--ict", "100000", "--out", str(tmp_path / g), "--views", "0,45,-45", "--size", "48", "--quiet",
+                     "--gt-surfaces", g]) == 0
+    o, a = load_scene(tmp_path / "auto"), load_scene(tmp_path / "all")
+    assert o.meta["gt_surfaces"] == "outer" and a.meta["gt_surfaces"] == "all"
+    lost = len(a.face_sphere.vertex_indices) - len(o.face_sphere.vertex_indices)
+    assert 0.03 * len(a.face_sphere.vertex_indices) < lost < 0.3 * len(a.face_sphere.vertex_indices)
+    for vo, va in zip(o.views, a.views):
+        assert np.array_equal(vo.image, va.image)
 
 
 # ---------------------------------------------------------------------------------------------- Lee Perry-Smith

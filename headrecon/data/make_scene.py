@@ -44,6 +44,11 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--fringe", action="store_true", help="--hair: a fringe down to just above the brows")
     ap.add_argument("--hair-seed", type=int, default=0, help="--hair: seed of the hair colour and stripes")
     ap.add_argument("--hair-voxel", type=float, default=1.5, help="--hair: grid step of the hair surface (mm)")
+    ap.add_argument("--gt-surfaces", choices=["auto", "outer", "all"], default="auto",
+                    help="ground truth: 'outer' keeps only the surfaces a camera can see from outside (a scan has "
+                         "no others: an ICT head's inner lips, mouth and eye caps are dropped), 'all' keeps "
+                         "every surface; 'auto': outer for --ict/--bust/--lps, all for --mesh. The images are "
+                         "the same either way")
     ap.add_argument("--out", type=Path, required=True, help="output scene folder (new or empty)")
     ap.add_argument("--overwrite", action="store_true",
                     help="replace the scene in --out whole (no file of the old scene is left)")
@@ -111,6 +116,7 @@ def _main(args) -> int:
         source += f" + hair:{args.hair}" + (" fringe" if args.fringe else "")
     elif args.fringe:
         raise ValueError("--fringe needs --hair STYLE")
+    gt_surfaces = args.gt_surfaces if args.gt_surfaces != "auto" else ("all" if args.mesh is not None else "outer")
     size = args.size[0] if len(args.size) == 1 else tuple(args.size[:2])
     if len(args.background) != 3:
         raise ValueError("--background needs three numbers R,G,B")
@@ -119,7 +125,8 @@ def _main(args) -> int:
                        background=args.background, flip_v=flip_v, ssaa=args.ssaa, shadows=args.shadows,
                        pose_noise_rot_deg=args.pose_noise_rot, pose_noise_pos_mm=args.pose_noise_pos,
                        pose_noise=args.pose_noise, seed=args.seed, image_format=args.format,
-                       progress=not args.quiet, meta={"source": source}, overwrite=args.overwrite, hair=hair)
+                       progress=not args.quiet, meta={"source": source, "gt_surfaces": gt_surfaces},
+                       overwrite=args.overwrite, hair=hair, gt_outer_only=gt_surfaces == "outer")
     print(f"wrote {len(scene)} views to {args.out} in {time.time() - t0:.1f} s "
           f"(unit sphere radius {scene.scale_mat[0, 0]:.1f} mm)")
     return 0

@@ -369,7 +369,7 @@ def make_scene(mesh: trimesh.Trimesh, out_dir=None, *, views=32, pitch: Sequence
                flip_v: bool = False, ssaa: int = 1, shadows: bool = False, pose_noise_rot_deg: float = 0.0,
                pose_noise_pos_mm: float = 0.0, pose_noise: float | None = None, seed: int = 0,
                margin: float = 1.1, image_format: str = "png", progress: bool = True, meta: dict | None = None,
-               overwrite: bool = False, hair=None) -> Scene:
+               overwrite: bool = False, hair=None, gt_outer_only: bool = False) -> Scene:
     """Render ``mesh`` from an orbit of cameras and (when ``out_dir`` is given) write an IDR/H3DS scene.
 
     * ``mesh`` in its own units, +Y up, +Z out of the face; ``mm_per_unit`` converts to mm (ICT: 10, Lee
@@ -389,6 +389,12 @@ def make_scene(mesh: trimesh.Trimesh, out_dir=None, *, views=32, pitch: Sequence
       ``orientation_gt/orient_XXXX.npy`` (the true 2D strand angle of every hair pixel, NaN elsewhere); the
       hair is left out of ``regions/face.txt``.
 
+    * ``gt_outer_only``: the ground truth keeps only the faces a camera can see from outside
+      (:func:`~headrecon.data.geometry.outer_faces`); the images are rendered from the whole mesh either way. A
+      scan has no surfaces no camera sees (an ICT head's inner lips and mouth and eye caps: 7-14 % of its face
+      region's vertices, 1-3 cm behind the nose tip), and the nearest-vertex distances from the ground truth
+      would count them.
+
     Returns the :class:`Scene` (in memory, cameras as written). The ground-truth mesh is the geometry merged at
     seams, in mm, with landmarks re-indexed onto it.
     """
@@ -403,6 +409,17 @@ def make_scene(mesh: trimesh.Trimesh, out_dir=None, *, views=32, pitch: Sequence
         if mm_per_unit != 1.0:
             raise ValueError("make_scene(hair=...): the head must be in mm (mm_per_unit 1)")
         gt_src, landmarks = hair.gt, hair.gt_landmarks
+    hair_labels = None if hair is None else np.asarray(hair.gt_labels)
+    if gt_outer_only:
+        from .geometry import keep_faces, outer_faces
+
+        F, used, kept = keep_faces(gt_src.faces, outer_faces(gt_src), landmarks or None)
+        if landmarks and kept is None:
+            raise ValueError("make_scene(gt_outer_only=True): a landmark lies on a surface no camera sees")
+        gt_src = trimesh.Trimesh(np.asarray(gt_src.vertices)[used], F, process=False)
+        landmarks = kept
+        if hair_labels is not None:
+            hair_labels = hair_labels[used]
     # ground truth: geometry only, merged at seams so that it is watertight where the source is
     gt_v, inverse = merge_by_position(gt_src.vertices)
     gt_faces = inverse[np.asarray(gt_src.faces)]
@@ -460,7 +477,7 @@ def make_scene(mesh: trimesh.Trimesh, out_dir=None, *, views=32, pitch: Sequence
     scene = Scene.from_arrays(images, masks, written, S, gt_mesh=gt, landmarks=gt_landmarks, meta=info)
     if hair is not None:
         gt_labels = np.zeros(len(gt.vertices), dtype=np.uint8)
-        gt_labels[inverse] = hair.gt_labels
+        gt_labels[inverse] = hair_labels
         scene.meta["gt_hair_vertices"] = int((gt_labels == SEMANTIC_CLASSES.index("hair")).sum())
         if scene.face_region is not None:
             scene.face_region = scene.face_region[gt_labels[scene.face_region] != SEMANTIC_CLASSES.index("hair")]
