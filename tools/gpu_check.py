@@ -237,16 +237,20 @@ def recon(device, scene_dir, iterations, root: Path, methods=METHODS) -> list:
     from headrecon.recon.config import make_config
     from headrecon.recon.pipeline import reconstruct
 
+    from bench_methods import parse_variant
+
     rows = []
-    for method in methods:
-        over = {"iterations": iterations} if iterations else {}
+    for spec in methods:
+        label, method, over = parse_variant(spec)
+        if iterations:
+            over["iterations"] = iterations
         cfg = make_config("fast", method=method, device=str(device), views="3", threads=0, **over)
         if torch.device(device).type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         t0 = time.perf_counter()
-        res = reconstruct(scene_dir, cfg, root / f"run_{method}", progress=False, log=lambda *a: None)
+        res = reconstruct(scene_dir, cfg, root / f"run_{label}", progress=False, log=lambda *a: None)
         m = res.metrics
-        row = {"method": method, "iterations": m["iterations"], "train_seconds": round(m["train_seconds"], 2),
+        row = {"method": method, "label": label, "overrides": over, "iterations": m["iterations"], "train_seconds": round(m["train_seconds"], 2),
                "seconds_per_iteration": m["seconds_per_iteration"], "scene_seconds": round(time.perf_counter() - t0, 1),
                "face_gt2pred_mm": m.get("h3ds", {}).get("face_gt2pred_mm"),
                "head_gt2pred_mm": m.get("h3ds", {}).get("head_gt2pred_mm")}
@@ -263,8 +267,9 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--iterations", type=int, default=None, help="reconstruction iterations (fast preset: 1500)")
     ap.add_argument("--rounds", type=int, default=5, help="tracer benchmark rounds")
-    ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS,
-                    help="methods reconstructed in the recon step")
+    ap.add_argument("--methods", nargs="+", default=list(METHODS),
+                    help="what the recon step reconstructs: method | label=method:field=value,... (as "
+                         "benches/bench_methods.py), e.g. sira_fp32=sira:sira_accel=false")
     ap.add_argument("--skip", nargs="*", default=[], choices=["errors", "tests", "tracer", "host_syncs", "recon"])
     args = ap.parse_args(argv)
     device = torch.device(args.device)
