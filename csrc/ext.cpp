@@ -4,8 +4,8 @@
 // that a direct call of headrecon._C with bad input raises a Python exception instead of crashing.
 #include <algorithm>
 #include <cstdlib>
-#include <utility>
 #include <string>
+#include <utility>
 #include <vector>
 #include <torch/extension.h>
 
@@ -55,7 +55,7 @@ bool check_cuda_indices() {
 // Smallest and largest value of a non-empty contiguous int64 tensor (a CUDA one is copied to the host first), read
 // as plain numbers: the checks below throw with no tensor alive in the throwing frame. (The same check written
 // with at::aminmax and its result alive at the throw crashed a GCC 13.3 build with torch 2.11 on an x86-64 GPU
-// machine, while every other failed check there raised; see docs/development.md.)
+// machine, while every other failed check there raised; docs/results/gpu-check.md.)
 std::pair<int64_t, int64_t> int64_range(const Tensor& t) {
   const Tensor h = t.is_cuda() ? t.cpu() : t;
   const int64_t* p = h.data_ptr<int64_t>();

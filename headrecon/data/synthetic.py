@@ -410,6 +410,8 @@ def make_scene(mesh: trimesh.Trimesh, out_dir=None, *, views=32, pitch: Sequence
             raise ValueError("make_scene(hair=...): the head must be in mm (mm_per_unit 1)")
         gt_src, landmarks = hair.gt, hair.gt_landmarks
     hair_labels = None if hair is None else np.asarray(hair.gt_labels)
+    # the unit sphere encloses the whole source, so the cameras do not depend on gt_outer_only
+    S = fit_scale_mat(gt_src.vertices, margin=margin)
     if gt_outer_only:
         from .geometry import keep_faces, outer_faces
 
@@ -431,7 +433,6 @@ def make_scene(mesh: trimesh.Trimesh, out_dir=None, *, views=32, pitch: Sequence
         tree = cKDTree(gt.vertices)
         gt_landmarks = {k: int(tree.query(gt_src.vertices[int(i)])[1]) for k, i in landmarks.items()}
 
-    S = fit_scale_mat(gt.vertices, margin=margin)
     radius_unit = S[0, 0]
     distance, focal = default_distance_focal(radius_unit, min(width, height), distance, focal)
     yaws = orbit_yaws(views)
