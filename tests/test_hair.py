@@ -32,6 +32,12 @@ def test_hair_surface_lies_its_thickness_outside_the_scalp(head, style):
         assert h.gt_labels[h.gt_landmarks[name]] != hair
     assert np.linalg.norm(h.gt.vertices[h.gt_landmarks["nose_tip"]]
                           - head.vertices[head.metadata["landmarks"]["nose_tip"]]) < 1e-6
+    # the hair's normals point away from the scalp (the visibility test and shading read them): a point a little
+    # along the normal of a hair face is farther from the head than the face itself
+    c, n = shell.triangles_center, shell.face_normals
+    tree = cKDTree(head.sample(200000, seed=1))
+    out = tree.query(c + 1.0 * n)[0] > tree.query(c)[0]
+    assert out.mean() > 0.9
 
 
 def test_head_labels_put_each_class_where_it_belongs(head):

@@ -47,8 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--gt-surfaces", choices=["auto", "outer", "all"], default="auto",
                     help="ground truth: 'outer' keeps only the surfaces a camera can see from outside (a scan has "
                          "no others: an ICT head's inner lips, mouth and eye caps are dropped), 'all' keeps "
-                         "every surface; 'auto': outer for --ict/--bust/--lps without --hair, all for --mesh and "
-                         "with --hair. The images and cameras are the same either way")
+                         "every surface; 'auto': outer for --ict/--bust/--lps, all for --mesh. The images and "
+                         "cameras are the same either way")
     ap.add_argument("--out", type=Path, required=True, help="output scene folder (new or empty)")
     ap.add_argument("--overwrite", action="store_true",
                     help="replace the scene in --out whole (no file of the old scene is left)")
@@ -116,10 +116,7 @@ def _main(args) -> int:
         source += f" + hair:{args.hair}" + (" fringe" if args.fringe else "")
     elif args.fringe:
         raise ValueError("--fringe needs --hair STYLE")
-    # auto: outer for the generated heads without hair; with --hair the visibility test drops about a quarter of the
-    # hair surface's vertices, not only its hidden ones (docs/data.md), so hair scenes keep every surface
-    gt_surfaces = args.gt_surfaces if args.gt_surfaces != "auto" else (
-        "all" if args.mesh is not None or hair is not None else "outer")
+    gt_surfaces = args.gt_surfaces if args.gt_surfaces != "auto" else ("all" if args.mesh is not None else "outer")
     size = args.size[0] if len(args.size) == 1 else tuple(args.size[:2])
     if len(args.background) != 3:
         raise ValueError("--background needs three numbers R,G,B")
