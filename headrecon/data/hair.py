@@ -275,7 +275,7 @@ def add_hair(mesh: trimesh.Trimesh, style: str = "medium", fringe: bool = False,
     mv, mf, _, _ = marching_cubes(field, level=0.0, spacing=(voxel_mm,) * 3)
     mv = mv + lo
     # skimage's own winding gives outward normals here (the field d - t grows outwards); reversing it, as before
-    # 9aa01ad, turned 96 % of the hair's normals inwards (tests/test_hair.py checks the orientation)
+    # 46f196c, turned 96 % of the hair's normals inwards (tests/test_hair.py checks the orientation)
     shell = trimesh.Trimesh(mv, mf, process=False)
     keep = _thickness(fr, shell.triangles_center, st, fringe) > 0.5
     shell.update_faces(keep)
