@@ -98,9 +98,8 @@ def tests(device, max_crashes: int = 5) -> dict:
         if node in crashed:
             break
         crashed.append(node)
-    return {"returncode": r.returncode if not crashed else -abs(r.returncode or 11), "summary": runs[-1]["summary"],
-            "seconds": round(time.time() - t0, 1), "failures": runs[-1]["failures"], "crashed": crashed,
-            "runs": runs}
+    return {"returncode": r.returncode, "summary": runs[-1]["summary"], "seconds": round(time.time() - t0, 1),
+            "failures": runs[-1]["failures"], "crashed": crashed, "runs": runs}
 
 
 # Each snippet raises from C++ (TORCH_CHECK) or from torch; run in its own process so that a crash is recorded
@@ -300,7 +299,7 @@ def main(argv=None) -> int:
             print(f"== {name}: {json.dumps(result[name], default=str)[:2000]}", flush=True)
             save()
     ok = all(not (isinstance(result.get(k), dict) and "error" in result[k]) for k in ("tracer", "host_syncs", "recon"))
-    ok = ok and result.get("tests", {}).get("returncode", 0) == 0
+    ok = ok and result.get("tests", {}).get("returncode", 0) == 0 and not result.get("tests", {}).get("crashed")
     ok = ok and all(c.get("raised", True) for c in result.get("errors", {}).values() if isinstance(c, dict))
     print(f"wrote {args.out}; {'ok' if ok else 'FAILED parts, see the JSON'}")
     return 0 if ok else 1
