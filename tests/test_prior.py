@@ -122,6 +122,38 @@ def test_raw_scan_incompleteness_and_noise():
     assert np.array_equal(again.points, scan.points)
 
 
+def test_closed_bottom_caps_the_cut_at_the_surface_density():
+    """--closed-bottom: a flat cap on the open cut, sampled like the rest of the surface, inside the cut loops only
+    (a tube's cut has two loops: the cap is the ring between them, even-odd), normals -Y; the open default keeps
+    no cap."""
+    from headrecon.priors.scans import closed_bottom_options
+
+    outer = trimesh.creation.cylinder(radius=60.0, height=100.0, sections=64)
+    inner = trimesh.creation.cylinder(radius=30.0, height=100.0, sections=64)
+    inner.invert()
+    tube = trimesh.util.concatenate([outer, inner])
+    # keep the part above y = 0 (the cylinders' axis is Z: turn it to Y first), leaving two open loops at y = 0
+    tube.apply_transform(trimesh.transformations.rotation_matrix(-np.pi / 2, [1, 0, 0]))
+    V, F = trimesh.intersections.slice_faces_plane(tube.vertices, tube.faces, np.array([0.0, 1.0, 0.0]),
+                                                   np.zeros(3))[:2]
+    mesh = trimesh.Trimesh(V, F)
+    mesh.metadata["cut_y"] = 0.0
+    plain = dict(back_cut=(0, 0), n_holes=(0, 0), noise_mm=0.0, normal_noise_deg=0.0)
+    sim, keep = closed_bottom_options(mesh, dict(plain, closed_bottom=True))
+    assert sim["bottom_cap_y"] == 0.0 and "closed_bottom" not in sim and keep is None
+    scan = simulate_raw_scan(mesh, n_points=20000, seed=3, **sim)
+    cap = (scan.normals[:, 1] < -0.99) & (scan.points[:, 1] < 1.0)  # (the inverted inner tube's top faces down)
+    assert cap.sum() == scan.meta["n_cap"] > 0
+    ring = np.pi * (60.0 ** 2 - 30.0 ** 2)
+    assert scan.meta["n_cap"] / len(scan) == pytest.approx(ring / (mesh.area + ring), rel=0.05)
+    r = np.linalg.norm(scan.points[cap][:, [0, 2]], axis=1)
+    assert np.all(scan.points[cap, 1] == 0.0) and r.min() > 29.0 and r.max() < 60.5  # the ring, not the hole
+    open_scan = simulate_raw_scan(mesh, n_points=20000, seed=3, **closed_bottom_options(mesh, plain)[0])
+    assert "n_cap" not in open_scan.meta and len(open_scan) == 20000
+    with pytest.raises(ValueError, match="no open boundary"):
+        simulate_raw_scan(trimesh.creation.icosphere(radius=50.0), n_points=1000, bottom_cap_y=0.0, **plain)
+
+
 def test_ict_raw_scan(shared_data):
     from headrecon.priors.scans import ict_raw_scan
 

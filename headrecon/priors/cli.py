@@ -51,6 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--normal-weight", type=float, default=None, help="IGR normal term weight (0 = paper)")
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--scan-points", type=int, default=None, help="points drawn per ICT head / mesh scan")
+    ap.add_argument("--closed-bottom", action="store_true",
+                    help="simulated shapes: the scans are closed at the bottom (a flat cap on a bust's cut, an ICT "
+                         "head's neck cap), so the prior learns where the shape ends; without it the bottom is open "
+                         "like a real scan's and the prior closes it anywhere inside its frame")
     ap.add_argument("--units", choices=["mm", "cm", "m"], default="mm", help="units of the scan folder's files")
     ap.add_argument("--align", choices=["auto", "landmarks", "bbox", "fixed"], default="auto",
                     help="how folder scans are placed in the prior frame (see headrecon.priors.scans.folder_scanset)")
@@ -120,18 +124,23 @@ def _main(args, argv) -> int:
 
         return main_from_args(args, argv)
     cfg = _config(args)
+    sim = {"closed_bottom": True} if args.closed_bottom else None
+    if sim and not is_shape_source(args.scans):
+        raise ValueError("--closed-bottom applies to simulated shapes (ict, composite, anny or a mix), not to a "
+                         f"scan folder ({args.scans})")
     rank = int(os.environ.get("RANK", "0"))
     progress = not args.no_progress and rank == 0
     if args.scans.lower() == "ict":
         n = 200 if args.shapes is None else args.shapes
         if n < 1:
             raise ValueError("--shapes must be >= 1")
-        scans = ict_scanset(n, seed_start=0, n_points=cfg.scan_points, progress=progress)
+        scans = ict_scanset(n, seed_start=0, n_points=cfg.scan_points, progress=progress, simulation=sim)
     elif is_shape_source(args.scans):
         n = 200 if args.shapes is None else args.shapes
         if n < 1:
             raise ValueError("--shapes must be >= 1")
-        scans = bust_scanset(args.scans.lower(), n, seed_start=0, n_points=cfg.scan_points, progress=progress)
+        scans = bust_scanset(args.scans.lower(), n, seed_start=0, n_points=cfg.scan_points, progress=progress,
+                             simulation=sim)
     else:
         units = {"mm": 1.0, "cm": 10.0, "m": 1000.0}[args.units]
         scans = folder_scanset(args.scans, n_shapes=args.shapes, n_points=cfg.scan_points, units_to_mm=units,

@@ -33,7 +33,8 @@ import trimesh
 from ..data.errors import SceneError
 from .normalization import Normalization, bust_normalization, prior_normalization
 
-__all__ = ["RawScan", "SCAN_EXTENSIONS", "DEFAULT_SIMULATION", "simulate_raw_scan", "ict_raw_scan", "bust_raw_scan",
+__all__ = ["RawScan", "SCAN_EXTENSIONS", "DEFAULT_SIMULATION", "simulate_raw_scan", "closed_bottom_options",
+           "plane_cap_samples", "ict_raw_scan", "bust_raw_scan",
            "bust_scanset", "SHAPE_SOURCES", "parse_sources", "is_shape_source", "source_model",
            "load_scan_file", "load_scan_folder", "ScanSet", "ict_scanset", "folder_scanset"]
 
@@ -77,7 +78,8 @@ def _random_direction_near(axis, max_angle_deg, rng) -> np.ndarray:
 def simulate_raw_scan(mesh: trimesh.Trimesh, n_points: int = 30000, seed: int = 0, back_cut=(0.0, 0.35),
                       back_tilt_deg: float = 35.0, n_holes=(0, 4), hole_radius_mm=(8.0, 25.0),
                       noise_mm: float = 0.3, normal_noise_deg: float = 3.0, keep_faces=None,
-                      back_axis=(0.0, 0.0, -1.0), name: str | None = None) -> RawScan:
+                      back_axis=(0.0, 0.0, -1.0), name: str | None = None,
+                      bottom_cap_y: float | None = None) -> RawScan:
     """A raw, incomplete, noisy scan of ``mesh`` (lengths in the mesh's units, mm for heads).
 
     Args:
@@ -89,6 +91,9 @@ def simulate_raw_scan(mesh: trimesh.Trimesh, n_points: int = 30000, seed: int = 
         noise_mm: standard deviation of the Gaussian displacement along the normal (sensor depth noise).
         normal_noise_deg: about the angular standard deviation of the normal noise.
         keep_faces: optional bool mask [F] of faces that a scanner can see (e.g. not the neck cap).
+        bottom_cap_y: close the mesh's open bottom: the boundary edges on the plane ``Y = bottom_cap_y`` (a bust's
+            cut) bound a flat cap, sampled at the surface's density with normal -Y before the back and the holes
+            are removed (:func:`closed_bottom_options`).
     """
     rng = np.random.default_rng([int(seed), 7])
     if len(mesh.faces) == 0:
@@ -99,6 +104,12 @@ def simulate_raw_scan(mesh: trimesh.Trimesh, n_points: int = 30000, seed: int = 
     if keep_faces is not None:
         keep &= np.asarray(keep_faces, dtype=bool)[fi]
     meta = {"n_sampled": int(n_points), "seed": int(seed)}
+    if bottom_cap_y is not None:
+        cap = plane_cap_samples(mesh, float(bottom_cap_y), int(n_points), rng)
+        pts = np.concatenate([pts, cap])
+        nrm = np.concatenate([nrm, np.tile([0.0, -1.0, 0.0], (len(cap), 1))])
+        keep = np.concatenate([keep, np.ones(len(cap), dtype=bool)])
+        meta["n_cap"] = int(len(cap))
     # missing back of the head
     lo, hi = back_cut
     frac = float(rng.uniform(lo, hi)) if hi > 0 else 0.0
@@ -131,6 +142,58 @@ def simulate_raw_scan(mesh: trimesh.Trimesh, n_points: int = 30000, seed: int = 
     return RawScan(points=pts, normals=nrm, name=name or f"scan{seed}", meta=meta)
 
 
+def _cut_edges(mesh: trimesh.Trimesh, y: float, tol: float = 1e-4) -> np.ndarray:
+    """Boundary edges [E, 2, 2] (x, z of both ends) of ``mesh`` lying on the plane ``Y = y``."""
+    e = np.sort(np.asarray(mesh.edges), axis=1)
+    u, counts = np.unique(e, axis=0, return_counts=True)
+    b = u[counts == 1]
+    V = np.asarray(mesh.vertices)
+    on = np.all(np.abs(V[b][:, :, 1] - y) < tol, axis=1)
+    return V[b[on]][:, :, [0, 2]]
+
+
+def _inside(points_xz, edges) -> np.ndarray:
+    """Even-odd rule: which 2D points lie inside the closed loops made of ``edges`` [E, 2, 2]."""
+    x, z = points_xz[:, :1], points_xz[:, 1:]
+    (x0, z0), (x1, z1) = edges[:, 0].T, edges[:, 1].T
+    crosses = (z0 > z) != (z1 > z)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        xc = x0 + (z - z0) * (x1 - x0) / (z1 - z0)
+    return (crosses & (x < xc)).sum(axis=1) % 2 == 1
+
+
+def plane_cap_samples(mesh: trimesh.Trimesh, y: float, n_points: int, rng) -> np.ndarray:
+    """Points [K, 3] uniform on the flat cap that closes ``mesh``'s boundary loops on ``Y = y`` (even-odd rule),
+    at the density of ``n_points`` area-uniform samples of the surface: ``K = n_points * cap area / mesh area``."""
+    edges = _cut_edges(mesh, y)
+    if len(edges) < 3:
+        raise ValueError(f"{mesh.metadata.get('source', 'mesh')}: no open boundary on the plane Y = {y:.2f} to cap")
+    lo, hi = edges.reshape(-1, 2).min(0), edges.reshape(-1, 2).max(0)
+    probe = rng.uniform(lo, hi, size=(20000, 2))
+    area = float(np.prod(hi - lo)) * float(_inside(probe, edges).mean())
+    k = int(round(n_points * area / float(mesh.area)))
+    out = []
+    while sum(len(o) for o in out) < k:
+        c = rng.uniform(lo, hi, size=(max(2 * k, 256), 2))
+        out.append(c[_inside(c, edges)])
+    xz = np.concatenate(out)[:k] if out else np.zeros((0, 2))
+    return np.stack([xz[:, 0], np.full(len(xz), y), xz[:, 1]], axis=1)
+
+
+def closed_bottom_options(mesh: trimesh.Trimesh, simulation: dict, keep_faces=None):
+    """``(simulation, keep_faces)`` for :func:`simulate_raw_scan` from a simulation dict that may say
+    ``closed_bottom``: then a bust (``metadata["cut_y"]``) gets a flat cap at its cut and a capped ICT head keeps
+    its neck cap (``keep_faces`` None), so the prior learns where the shape ends instead of closing the open
+    bottom anywhere inside its frame (measured: docs/results/priors-busts.md)."""
+    sim = dict(simulation)
+    if not sim.pop("closed_bottom", False):
+        return sim, keep_faces
+    cut = (mesh.metadata or {}).get("cut_y")
+    if cut is not None:
+        sim["bottom_cap_y"] = float(cut)
+    return sim, None
+
+
 def ict_visible_faces(mesh: trimesh.Trimesh, n_skin_faces: int | None = None) -> np.ndarray:
     """Faces of a capped ICT head except the neck cap (cap faces more than 80 mm below the mouth corners)."""
     from ..data.ict import load_ict_basis
@@ -158,8 +221,8 @@ def ict_raw_scan(seed: int, n_points: int = 30000, clip: float = 2.5, simulation
     mesh = sample_ict_head(int(seed), clip=clip, albedo=False)
     sim = dict(DEFAULT_SIMULATION)
     sim.update(simulation or {})
-    scan = simulate_raw_scan(mesh, n_points=n_points, seed=seed, keep_faces=ict_visible_faces(mesh),
-                             name=f"ict{seed}", **sim)
+    sim, keep = closed_bottom_options(mesh, sim, ict_visible_faces(mesh))
+    scan = simulate_raw_scan(mesh, n_points=n_points, seed=seed, keep_faces=keep, name=f"ict{seed}", **sim)
     scan.meta["landmarks_mm"] = {k: mesh.vertices[i].tolist() for k, i in mesh.metadata["landmarks"].items()}
     return (scan, mesh) if return_mesh else scan
 
@@ -191,7 +254,8 @@ BUST_MAX_RADIUS = 0.98  # bust scan points beyond this radius of the bust frame 
 def bust_raw_scan(source: str, seed: int, n_points: int = 30000, simulation: dict | None = None,
                   return_mesh: bool = False):
     """Bust ``seed`` of ``source`` (``anny`` or ``composite``, :func:`headrecon.data.bust.bust_mesh`) as a
-    simulated raw scan (missing back, holes, noise; the bottom is open like a real bust scan), mm, ICT frame.
+    simulated raw scan (missing back, holes, noise; the bottom is open like a real bust scan unless the simulation
+    says ``closed_bottom``, :func:`closed_bottom_options`), mm, ICT frame.
     ``source="ict"`` gives :func:`ict_raw_scan` (a head ending at the neck), for mixes of heads and busts."""
     from ..data.bust import bust_mesh
 
@@ -201,7 +265,8 @@ def bust_raw_scan(source: str, seed: int, n_points: int = 30000, simulation: dic
     mesh = bust_mesh(source, int(seed))
     sim = dict(DEFAULT_SIMULATION)
     sim.update(simulation or {})
-    scan = simulate_raw_scan(mesh, n_points=n_points, seed=seed, name=f"{source}{seed}", **sim)
+    sim, keep = closed_bottom_options(mesh, sim)
+    scan = simulate_raw_scan(mesh, n_points=n_points, seed=seed, keep_faces=keep, name=f"{source}{seed}", **sim)
     scan.meta["landmarks_mm"] = {k: mesh.vertices[i].tolist() for k, i in mesh.metadata["landmarks"].items()}
     return (scan, mesh) if return_mesh else scan
 

@@ -133,13 +133,14 @@ def render_head_samples(mesh_mm, norm: Normalization, n_views: int, size: int, s
 def head_samples(mesh_mm, cfg: SiraConfig, seed: int, norm: Normalization, keep_faces=None, simulation=None):
     """(scan points, scan normals, landmarks [K, 3], colour points, colour dirs, colour rgb) of one vertex-coloured
     head in mm whose ``metadata["landmarks"]`` names the six :data:`LANDMARK_NAMES` (vertex indices)."""
-    from ..scans import DEFAULT_SIMULATION, simulate_raw_scan
+    from ..scans import DEFAULT_SIMULATION, closed_bottom_options, simulate_raw_scan
 
     lm = (mesh_mm.metadata or {}).get("landmarks") or {}
     missing = [k for k in LANDMARK_NAMES if k not in lm]
     if missing:
         raise ValueError(f"head {seed}: mesh.metadata['landmarks'] lacks {missing} (needs {list(LANDMARK_NAMES)})")
-    sim = dict(DEFAULT_SIMULATION if simulation is None else simulation)
+    sim, keep_faces = closed_bottom_options(mesh_mm, DEFAULT_SIMULATION if simulation is None else simulation,
+                                            keep_faces)
     scan = simulate_raw_scan(mesh_mm, n_points=cfg.scan_points, seed=int(seed), keep_faces=keep_faces, **sim)
     app = render_head_samples(mesh_mm, norm, cfg.image_views, cfg.image_size, seed=int(seed))
     if len(app["points"]) == 0:
@@ -178,12 +179,25 @@ def sira_mesh_data(meshes, cfg: SiraConfig, description: dict | None = None, sim
     return SiraData(cols[0], cols[1], torch.stack(cols[2]), cols[3], cols[4], cols[5], desc, norm)
 
 
+def _simulation(overrides: dict | None) -> dict:
+    """The scan simulation: :data:`headrecon.priors.scans.DEFAULT_SIMULATION` updated with ``overrides``."""
+    from ..scans import DEFAULT_SIMULATION
+
+    sim = dict(DEFAULT_SIMULATION)
+    sim.update(overrides or {})
+    return sim
+
+
+def _simulation_record(overrides: dict | None) -> dict:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in _simulation(overrides).items()}
+
+
 def sira_ict_data(n_shapes: int, cfg: SiraConfig, seed_start: int = 0, clip: float = 2.5,
-                  progress: bool = False) -> SiraData:
+                  progress: bool = False, simulation: dict | None = None) -> SiraData:
     """Raw scans, landmarks and rendered appearance samples of ICT heads ``seed_start .. seed_start + n - 1``."""
     from ... import shared_dir
     from ...data.ict import sample_ict_head
-    from ..scans import DEFAULT_SIMULATION, ict_visible_faces
+    from ..scans import ict_visible_faces
 
     if n_shapes < 1:
         raise ValueError("n_shapes must be >= 1")
@@ -191,14 +205,14 @@ def sira_ict_data(n_shapes: int, cfg: SiraConfig, seed_start: int = 0, clip: flo
     desc = {"source": "ict", "model": "ICT-FaceKit head basis (MIT licence), 100 identity modes, procedural albedo",
             "basis_dir": str(shared_dir() / "data" / "ict_facekit") if shared_dir() else None,
             "seeds": [seeds.start, seeds.stop - 1], "clip": float(clip),
-            "simulation": {k: list(v) if isinstance(v, tuple) else v for k, v in DEFAULT_SIMULATION.items()},
-            "n_shapes": int(n_shapes)}
+            "simulation": _simulation_record(simulation), "n_shapes": int(n_shapes)}
     heads = ((s, sample_ict_head(int(s), clip=clip, albedo=True)) for s in seeds)
-    return sira_mesh_data(heads, cfg, description=desc, keep_faces=ict_visible_faces, progress=progress)
+    return sira_mesh_data(heads, cfg, description=desc, keep_faces=ict_visible_faces, progress=progress,
+                          simulation=_simulation(simulation))
 
 
 def sira_bust_data(source: str, n_shapes: int, cfg: SiraConfig, seed_start: int = 0, progress: bool = False,
-                   max_radius: float | None = None) -> SiraData:
+                   max_radius: float | None = None, simulation: dict | None = None) -> SiraData:
     """Raw scans, landmarks and rendered appearance samples of busts (``anny`` / ``composite``,
     :mod:`headrecon.data.bust`, or a mix such as ``composite+ict``: shape k from source k mod 2,
     :func:`headrecon.priors.scans.parse_sources`) ``seed_start .. seed_start + n - 1``, in the bust frame; scan
@@ -206,7 +220,7 @@ def sira_bust_data(source: str, n_shapes: int, cfg: SiraConfig, seed_start: int 
     from ...data.bust import bust_mesh
     from ...data.ict import sample_ict_head
     from ..normalization import bust_normalization
-    from ..scans import BUST_MAX_RADIUS, DEFAULT_SIMULATION, ict_visible_faces, parse_sources, source_model
+    from ..scans import BUST_MAX_RADIUS, ict_visible_faces, parse_sources, source_model
 
     parts = parse_sources(source)
 
@@ -222,11 +236,10 @@ def sira_bust_data(source: str, n_shapes: int, cfg: SiraConfig, seed_start: int 
     seeds = range(int(seed_start), int(seed_start) + int(n_shapes))
     desc = {"source": "+".join(parts), "model": source_model(parts) + "; procedural albedo and garment colours",
             "seeds": [seeds.start, seeds.stop - 1], "max_radius": float(max_radius),
-            "simulation": {k: list(v) if isinstance(v, tuple) else v for k, v in DEFAULT_SIMULATION.items()},
-            "n_shapes": int(n_shapes)}
+            "simulation": _simulation_record(simulation), "n_shapes": int(n_shapes)}
     norm = bust_normalization()
     data = sira_mesh_data((shape(int(s)) for s in seeds), cfg, description=desc,
-                          progress=progress, norm=norm)
+                          progress=progress, norm=norm, simulation=_simulation(simulation))
     for i, p in enumerate(data.points):
         keep = p.norm(dim=1) <= max_radius
         data.points[i], data.normals[i] = p[keep], data.normals[i][keep]
@@ -417,8 +430,9 @@ def main_from_args(args, argv=None) -> int:
                          "posed colour images and the six landmarks of every training head, which a scan folder "
                          "does not provide")
     n = 64 if args.shapes is None else int(args.shapes)
-    data = sira_ict_data(n, cfg, progress=progress) if source == "ict" else \
-        sira_bust_data(source, n, cfg, progress=progress)
+    sim = {"closed_bottom": True} if getattr(args, "closed_bottom", False) else None
+    data = sira_ict_data(n, cfg, progress=progress, simulation=sim) if source == "ict" else \
+        sira_bust_data(source, n, cfg, progress=progress, simulation=sim)
     cmd = "headrecon-train-prior " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     train_sira(cfg, data, args.out, resume=args.resume, checkpoint_every=args.checkpoint_every,
                device=args.device, progress=progress, ddp=True if args.ddp else None,
