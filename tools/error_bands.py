@@ -1,0 +1,84 @@
+"""Where a mesh's head error lies: the official H3DS ``gt->pred`` of every ground-truth vertex, by height band.
+
+    python tools/error_bands.py SCENE MESH [MESH ...] [--bands 8] [--out bands.json] [--heatmaps DIR]
+
+For each mesh (in the scene's mm, as ``headrecon-reconstruct`` writes it): the official protocol's head alignment
+and per-vertex ``gt->pred`` (:func:`headrecon.eval.metrics.evaluate`), then the ground truth's vertices in equal
+height bands (scene +Y up, lowest band first): vertex count, mean error, the band's share of the head's summed
+error and the vertices over 5 mm. Two meshes of one scene compare band by band (same vertices, same bands):
+``head_gt2pred_mm`` is the vertex-weighted mean of the bands' means. ``--heatmaps`` also writes each mesh's error
+heat map (:func:`headrecon.eval.visualize.render_heatmap`).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+
+def bands(scene, mesh, n_bands: int = 8) -> dict:
+    """The per-band figures of one mesh against ``scene`` (module docstring); also ``errors`` (per GT vertex)."""
+    from headrecon.eval.metrics import evaluate
+
+    res, det = evaluate(mesh, scene, return_details=True)
+    y = np.asarray(det.gt_mesh.vertices)[:, 1]
+    d = np.asarray(det.gt2pred)
+    edges = np.linspace(y.min(), y.max(), n_bands + 1)
+    idx = np.clip(np.digitize(y, edges) - 1, 0, n_bands - 1)
+    rows = []
+    for b in range(n_bands):
+        s = idx == b
+        rows.append({"y_mm": [round(float(edges[b]), 1), round(float(edges[b + 1]), 1)], "n": int(s.sum()),
+                     "mean_mm": round(float(d[s].mean()), 3) if s.any() else None,
+                     "share": round(float(d[s].sum() / d.sum()), 4), "over_5mm": int((d[s] > 5.0).sum())})
+    return {"face_gt2pred_mm": round(res["face_gt2pred_mm"], 3), "head_gt2pred_mm": round(res["head_gt2pred_mm"], 3),
+            "bands": rows, "errors": d, "details": det}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("scene", help="scene folder with ground truth (full_head.obj, regions/, landmarks.txt)")
+    ap.add_argument("meshes", nargs="+", help="meshes in the scene's mm (e.g. a run folder's mesh.ply)")
+    ap.add_argument("--bands", type=int, default=8, help="height bands (default 8)")
+    ap.add_argument("--out", default=None, help="write the figures as JSON here")
+    ap.add_argument("--heatmaps", default=None, help="write MESH-NAME_heat.png error heat maps into this folder")
+    args = ap.parse_args(argv)
+    if args.bands < 1:
+        ap.error("--bands must be >= 1")
+    import trimesh
+
+    from headrecon.data import load_scene
+
+    scene = load_scene(args.scene)
+    if scene.gt_mesh is None:
+        ap.error(f"{args.scene}: the scene has no ground truth (full_head.obj)")
+    out = {"scene": Path(args.scene).name, "meshes": {}}
+    for p in args.meshes:
+        mesh = trimesh.load(p, process=False, force="mesh")
+        r = bands(scene, mesh, args.bands)
+        print(f"{Path(p).name}: face {r['face_gt2pred_mm']:.2f}, head {r['head_gt2pred_mm']:.2f} mm (gt->pred)")
+        print("  band y (mm)          n   mean  share  >5mm")
+        for b in r["bands"]:
+            mean = f"{b['mean_mm']:6.2f}" if b["mean_mm"] is not None else "     -"
+            print(f"  {b['y_mm'][0]:7.1f} .. {b['y_mm'][1]:7.1f} {b['n']:6d} {mean} {100 * b['share']:5.1f}% "
+                  f"{b['over_5mm']:5d}")
+        if args.heatmaps:
+            from headrecon.eval.visualize import render_heatmap
+
+            det = r["details"]
+            path = Path(args.heatmaps) / (Path(p).stem + "_heat.png")
+            render_heatmap(det.gt_mesh, r["errors"], det.pred_aligned, det.pred2gt, path=path, size=240, vmax=8.0,
+                           title=f"{Path(p).name} on {Path(args.scene).name}: gt->pred, official alignment")
+        out["meshes"][Path(p).name] = {k: v for k, v in r.items() if k not in ("errors", "details")}
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(out, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
