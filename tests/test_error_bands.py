@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import trimesh
 
 REPO = Path(__file__).resolve().parents[1]
@@ -26,14 +27,9 @@ def test_bands_add_up_to_the_head_error(tmp_path):
     m = json.loads(out.read_text())["meshes"]["pred.ply"]
     b = m["bands"]
     assert sum(x["n"] for x in b) == len(gt.vertices)
-    assert sum(x["share"] for x in b) == pytest_approx(1.0, 1e-3)
+    assert sum(x["share"] for x in b) == pytest.approx(1.0, abs=1e-3)
     mean = sum(x["n"] * x["mean_mm"] for x in b) / sum(x["n"] for x in b)
     assert abs(mean - m["head_gt2pred_mm"]) < 0.01
     # the moved part carries the error (the rest is off only by the alignment that the moved part pulls)
     assert b[0]["mean_mm"] > 2.0 and b[0]["mean_mm"] > 2 * max(x["mean_mm"] for x in b[1:])
 
-
-def pytest_approx(x, tol):
-    import pytest
-
-    return pytest.approx(x, abs=tol)

@@ -33,7 +33,8 @@ import trimesh
 from ..data.errors import SceneError
 from .normalization import Normalization, bust_normalization, prior_normalization
 
-__all__ = ["RawScan", "SCAN_EXTENSIONS", "DEFAULT_SIMULATION", "simulate_raw_scan", "closed_bottom_options",
+__all__ = ["RawScan", "SCAN_EXTENSIONS", "DEFAULT_SIMULATION", "make_simulation", "simulation_record",
+           "simulate_raw_scan", "closed_bottom_options",
            "plane_cap_samples", "ict_raw_scan", "bust_raw_scan",
            "bust_scanset", "SHAPE_SOURCES", "parse_sources", "is_shape_source", "source_model",
            "load_scan_file", "load_scan_folder", "ScanSet", "ict_scanset", "folder_scanset"]
@@ -44,6 +45,18 @@ MIN_SCAN_POINTS = 100
 # Default scan simulation (mm / degrees). See simulate_raw_scan.
 DEFAULT_SIMULATION = dict(back_cut=(0.0, 0.35), back_tilt_deg=35.0, n_holes=(0, 4), hole_radius_mm=(8.0, 25.0),
                           noise_mm=0.3, normal_noise_deg=3.0)
+
+
+def make_simulation(overrides: dict | None = None) -> dict:
+    """:data:`DEFAULT_SIMULATION` updated with ``overrides``."""
+    sim = dict(DEFAULT_SIMULATION)
+    sim.update(overrides or {})
+    return sim
+
+
+def simulation_record(sim: dict) -> dict:
+    """A simulation dict as JSON-friendly data (tuples as lists), for a prior's data description."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in sim.items()}
 
 
 @dataclass
@@ -143,13 +156,14 @@ def simulate_raw_scan(mesh: trimesh.Trimesh, n_points: int = 30000, seed: int = 
 
 
 def _cut_edges(mesh: trimesh.Trimesh, y: float, tol: float = 1e-4) -> np.ndarray:
-    """Boundary edges [E, 2, 2] (x, z of both ends) of ``mesh`` lying on the plane ``Y = y``."""
-    e = np.sort(np.asarray(mesh.edges), axis=1)
-    u, counts = np.unique(e, axis=0, return_counts=True)
-    b = u[counts == 1]
+    """Edges [E, 2, 2] (x, z of both ends) of ``mesh``'s boundary loops that lie on the plane ``Y = y``."""
+    from ..data.ict import boundary_loops
+
     V = np.asarray(mesh.vertices)
-    on = np.all(np.abs(V[b][:, :, 1] - y) < tol, axis=1)
-    return V[b[on]][:, :, [0, 2]]
+    loops = [lp for lp in boundary_loops(mesh.faces) if np.all(np.abs(V[lp, 1] - y) < tol)]
+    if not loops:
+        return np.zeros((0, 2, 2))
+    return np.concatenate([np.stack([V[lp][:, [0, 2]], V[np.roll(lp, -1)][:, [0, 2]]], axis=1) for lp in loops])
 
 
 def _inside(points_xz, edges) -> np.ndarray:
@@ -219,8 +233,7 @@ def ict_raw_scan(seed: int, n_points: int = 30000, clip: float = 2.5, simulation
     from ..data.ict import sample_ict_head
 
     mesh = sample_ict_head(int(seed), clip=clip, albedo=False)
-    sim = dict(DEFAULT_SIMULATION)
-    sim.update(simulation or {})
+    sim = make_simulation(simulation)
     sim, keep = closed_bottom_options(mesh, sim, ict_visible_faces(mesh))
     scan = simulate_raw_scan(mesh, n_points=n_points, seed=seed, keep_faces=keep, name=f"ict{seed}", **sim)
     scan.meta["landmarks_mm"] = {k: mesh.vertices[i].tolist() for k, i in mesh.metadata["landmarks"].items()}
@@ -263,8 +276,7 @@ def bust_raw_scan(source: str, seed: int, n_points: int = 30000, simulation: dic
         return ict_raw_scan(seed, n_points=n_points, simulation=simulation, return_mesh=return_mesh)
 
     mesh = bust_mesh(source, int(seed))
-    sim = dict(DEFAULT_SIMULATION)
-    sim.update(simulation or {})
+    sim = make_simulation(simulation)
     sim, keep = closed_bottom_options(mesh, sim)
     scan = simulate_raw_scan(mesh, n_points=n_points, seed=seed, keep_faces=keep, name=f"{source}{seed}", **sim)
     scan.meta["landmarks_mm"] = {k: mesh.vertices[i].tolist() for k, i in mesh.metadata["landmarks"].items()}
@@ -483,13 +495,12 @@ def ict_scanset(n_shapes: int, seed_start: int = 0, n_points: int = 30000, simul
         from tqdm.auto import tqdm
 
         it = tqdm(seeds, desc="simulating ICT scans", unit="scan")
-    sim = dict(DEFAULT_SIMULATION)
-    sim.update(simulation or {})
+    sim = make_simulation(simulation)
     scans = [ict_raw_scan(s, n_points=n_points, clip=clip, simulation=sim) for s in it]
     desc = {"source": "ict", "model": "ICT-FaceKit head basis (MIT licence), 100 identity modes",
             "basis_dir": str(shared_dir() / "data" / "ict_facekit") if shared_dir() else None,
             "seeds": [seeds.start, seeds.stop - 1], "clip": float(clip), "n_points": int(n_points),
-            "simulation": {k: list(v) if isinstance(v, tuple) else v for k, v in sim.items()},
+            "simulation": simulation_record(sim),
             "n_shapes": int(n_shapes)}
     return ScanSet(scans, align="fixed", description=desc)
 
@@ -511,8 +522,7 @@ def bust_scanset(source: str, n_shapes: int, seed_start: int = 0, n_points: int 
         from tqdm.auto import tqdm
 
         it = tqdm(seeds, desc=f"simulating {source} bust scans", unit="scan")
-    sim = dict(DEFAULT_SIMULATION)
-    sim.update(simulation or {})
+    sim = make_simulation(simulation)
     norm = bust_normalization()
     scans = []
     for s in it:
@@ -524,7 +534,7 @@ def bust_scanset(source: str, n_shapes: int, seed_start: int = 0, n_points: int 
         scans.append(scan)
     desc = {"source": "+".join(parts), "model": source_model(parts), "seeds": [seeds.start, seeds.stop - 1],
             "n_points": int(n_points), "max_radius": float(max_radius),
-            "simulation": {k: list(v) if isinstance(v, tuple) else v for k, v in sim.items()},
+            "simulation": simulation_record(sim),
             "n_shapes": int(n_shapes)}
     return ScanSet(scans, norm=norm, align="fixed", description=desc)
 

@@ -179,25 +179,12 @@ def sira_mesh_data(meshes, cfg: SiraConfig, description: dict | None = None, sim
     return SiraData(cols[0], cols[1], torch.stack(cols[2]), cols[3], cols[4], cols[5], desc, norm)
 
 
-def _simulation(overrides: dict | None) -> dict:
-    """The scan simulation: :data:`headrecon.priors.scans.DEFAULT_SIMULATION` updated with ``overrides``."""
-    from ..scans import DEFAULT_SIMULATION
-
-    sim = dict(DEFAULT_SIMULATION)
-    sim.update(overrides or {})
-    return sim
-
-
-def _simulation_record(overrides: dict | None) -> dict:
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in _simulation(overrides).items()}
-
-
 def sira_ict_data(n_shapes: int, cfg: SiraConfig, seed_start: int = 0, clip: float = 2.5,
                   progress: bool = False, simulation: dict | None = None) -> SiraData:
     """Raw scans, landmarks and rendered appearance samples of ICT heads ``seed_start .. seed_start + n - 1``."""
     from ... import shared_dir
     from ...data.ict import sample_ict_head
-    from ..scans import ict_visible_faces
+    from ..scans import ict_visible_faces, make_simulation, simulation_record
 
     if n_shapes < 1:
         raise ValueError("n_shapes must be >= 1")
@@ -205,10 +192,10 @@ def sira_ict_data(n_shapes: int, cfg: SiraConfig, seed_start: int = 0, clip: flo
     desc = {"source": "ict", "model": "ICT-FaceKit head basis (MIT licence), 100 identity modes, procedural albedo",
             "basis_dir": str(shared_dir() / "data" / "ict_facekit") if shared_dir() else None,
             "seeds": [seeds.start, seeds.stop - 1], "clip": float(clip),
-            "simulation": _simulation_record(simulation), "n_shapes": int(n_shapes)}
+            "simulation": simulation_record(make_simulation(simulation)), "n_shapes": int(n_shapes)}
     heads = ((s, sample_ict_head(int(s), clip=clip, albedo=True)) for s in seeds)
     return sira_mesh_data(heads, cfg, description=desc, keep_faces=ict_visible_faces, progress=progress,
-                          simulation=_simulation(simulation))
+                          simulation=make_simulation(simulation))
 
 
 def sira_bust_data(source: str, n_shapes: int, cfg: SiraConfig, seed_start: int = 0, progress: bool = False,
@@ -220,7 +207,8 @@ def sira_bust_data(source: str, n_shapes: int, cfg: SiraConfig, seed_start: int 
     from ...data.bust import bust_mesh
     from ...data.ict import sample_ict_head
     from ..normalization import bust_normalization
-    from ..scans import BUST_MAX_RADIUS, ict_visible_faces, parse_sources, source_model
+    from ..scans import (BUST_MAX_RADIUS, ict_visible_faces, make_simulation, parse_sources, simulation_record,
+                         source_model)
 
     parts = parse_sources(source)
 
@@ -236,10 +224,10 @@ def sira_bust_data(source: str, n_shapes: int, cfg: SiraConfig, seed_start: int 
     seeds = range(int(seed_start), int(seed_start) + int(n_shapes))
     desc = {"source": "+".join(parts), "model": source_model(parts) + "; procedural albedo and garment colours",
             "seeds": [seeds.start, seeds.stop - 1], "max_radius": float(max_radius),
-            "simulation": _simulation_record(simulation), "n_shapes": int(n_shapes)}
+            "simulation": simulation_record(make_simulation(simulation)), "n_shapes": int(n_shapes)}
     norm = bust_normalization()
     data = sira_mesh_data((shape(int(s)) for s in seeds), cfg, description=desc,
-                          progress=progress, norm=norm, simulation=_simulation(simulation))
+                          progress=progress, norm=norm, simulation=make_simulation(simulation))
     for i, p in enumerate(data.points):
         keep = p.norm(dim=1) <= max_radius
         data.points[i], data.normals[i] = p[keep], data.normals[i][keep]
