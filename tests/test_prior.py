@@ -154,6 +154,29 @@ def test_closed_bottom_caps_the_cut_at_the_surface_density():
         simulate_raw_scan(trimesh.creation.icosphere(radius=50.0), n_points=1000, bottom_cap_y=0.0, **plain)
 
 
+def test_closed_bottom_caps_a_mesh_with_a_non_manifold_boundary():
+    """The cut is capped even where the mesh's boundary elsewhere is not made of simple loops (composite bust 4
+    has faces of opposite winding at its neck join, where ``boundary_loops`` fails): a cylinder cut at y = 0 plus
+    two triangles of opposite winding above it."""
+    from headrecon.data.ict import boundary_loops
+
+    c = trimesh.creation.cylinder(radius=30.0, height=100.0, sections=64)
+    c.apply_transform(trimesh.transformations.rotation_matrix(-np.pi / 2, [1, 0, 0]))
+    V, F = trimesh.intersections.slice_faces_plane(c.vertices, c.faces, np.array([0.0, 1.0, 0.0]), np.zeros(3))[:2]
+    flap = np.array([[0.0, 60.0, 0.0], [10.0, 60.0, 0.0], [5.0, 60.0, 8.0], [5.0, 60.0, -8.0]])
+    n = len(V)
+    mesh = trimesh.Trimesh(np.vstack([V, flap]), np.vstack([F, [[n, n + 1, n + 2], [n, n + 1, n + 3]]]),
+                           process=False)
+    with pytest.raises(ValueError, match="not a closed loop"):
+        boundary_loops(mesh.faces)
+    plain = dict(back_cut=(0, 0), n_holes=(0, 0), noise_mm=0.0, normal_noise_deg=0.0)
+    scan = simulate_raw_scan(mesh, n_points=20000, seed=3, bottom_cap_y=0.0, **plain)
+    disc = np.pi * 30.0 ** 2
+    assert scan.meta["n_cap"] / len(scan) == pytest.approx(disc / (mesh.area + disc), rel=0.05)
+    cap = scan.points[scan.normals[:, 1] < -0.99]
+    assert np.all(np.linalg.norm(cap[:, [0, 2]], axis=1) < 30.5)
+
+
 def test_ict_raw_scan(shared_data):
     from headrecon.priors.scans import ict_raw_scan
 

@@ -96,12 +96,18 @@ def ict_vertices_cm(weights, basis: ICTBasis | None = None) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------------- capping
-def boundary_loops(faces) -> list[np.ndarray]:
-    """Ordered boundary loops; each loop follows the direction of its edges in ``faces``."""
+def boundary_edges(faces) -> np.ndarray:
+    """Directed edges [E, 2] used by one face only, in their faces' direction (any mesh, manifold or not)."""
     faces = np.asarray(faces)
     edges = faces[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2)
-    single = trimesh.grouping.group_rows(np.sort(edges, axis=1), require_count=1)
-    nxt = {int(a): int(b) for a, b in edges[single]}
+    return edges[trimesh.grouping.group_rows(np.sort(edges, axis=1), require_count=1)]
+
+
+def boundary_loops(faces) -> list[np.ndarray]:
+    """Ordered boundary loops; each loop follows the direction of its edges in ``faces``. Raises ValueError where
+    the boundary is not made of simple loops (a vertex on two boundary edges going out); :func:`boundary_edges`
+    takes any mesh."""
+    nxt = {int(a): int(b) for a, b in boundary_edges(faces)}
     loops, seen = [], set()
     for start in nxt:
         if start in seen:

@@ -156,14 +156,15 @@ def simulate_raw_scan(mesh: trimesh.Trimesh, n_points: int = 30000, seed: int = 
 
 
 def _cut_edges(mesh: trimesh.Trimesh, y: float, tol: float = 1e-4) -> np.ndarray:
-    """Edges [E, 2, 2] (x, z of both ends) of ``mesh``'s boundary loops that lie on the plane ``Y = y``."""
-    from ..data.ict import boundary_loops
+    """Boundary edges [E, 2, 2] (x, z of both ends) of ``mesh`` that lie on the plane ``Y = y``. An edge soup, not
+    loops: a cut through a body can leave vertices on two boundary edges going out (a non-manifold boundary), and
+    the even-odd rule of :func:`_inside` needs no order."""
+    from ..data.ict import boundary_edges
 
     V = np.asarray(mesh.vertices)
-    loops = [lp for lp in boundary_loops(mesh.faces) if np.all(np.abs(V[lp, 1] - y) < tol)]
-    if not loops:
-        return np.zeros((0, 2, 2))
-    return np.concatenate([np.stack([V[lp][:, [0, 2]], V[np.roll(lp, -1)][:, [0, 2]]], axis=1) for lp in loops])
+    E = boundary_edges(mesh.faces)
+    E = E[np.all(np.abs(V[E, 1] - y) < tol, axis=1)]
+    return V[E][:, :, [0, 2]]
 
 
 def _inside(points_xz, edges) -> np.ndarray:
