@@ -62,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--focal", type=float, default=None,
                     help="focal length in pixels (default: the head's bounding sphere fills ~90%% of the image)")
     ap.add_argument("--distance", type=float, default=None, help="camera distance in mm (default 3 sphere radii)")
+    ap.add_argument("--crop-bottom", type=float, default=0.0,
+                    help="fraction of image rows cut off at the bottom of every view, so that the frame cuts the "
+                         "body as in a portrait photo (cameras keep their intrinsics; the ground truth stays whole)")
     ap.add_argument("--lights", default="studio",
                     help="preset (studio, front, headlight, none) or 'x,y,z@I;...' world light directions")
     ap.add_argument("--ambient", type=float, default=0.35, help="ambient light")
@@ -126,7 +129,8 @@ def _main(args) -> int:
                        pose_noise_rot_deg=args.pose_noise_rot, pose_noise_pos_mm=args.pose_noise_pos,
                        pose_noise=args.pose_noise, seed=args.seed, image_format=args.format,
                        progress=not args.quiet, meta={"source": source, "gt_surfaces": gt_surfaces},
-                       overwrite=args.overwrite, hair=hair, gt_outer_only=gt_surfaces == "outer")
+                       overwrite=args.overwrite, hair=hair, gt_outer_only=gt_surfaces == "outer",
+                       crop_bottom=args.crop_bottom)
     print(f"wrote {len(scene)} views to {args.out} in {time.time() - t0:.1f} s "
           f"(unit sphere radius {scene.scale_mat[0, 0]:.1f} mm)")
     return 0

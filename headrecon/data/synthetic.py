@@ -369,7 +369,7 @@ def make_scene(mesh: trimesh.Trimesh, out_dir=None, *, views=32, pitch: Sequence
                flip_v: bool = False, ssaa: int = 1, shadows: bool = False, pose_noise_rot_deg: float = 0.0,
                pose_noise_pos_mm: float = 0.0, pose_noise: float | None = None, seed: int = 0,
                margin: float = 1.1, image_format: str = "png", progress: bool = True, meta: dict | None = None,
-               overwrite: bool = False, hair=None, gt_outer_only: bool = False) -> Scene:
+               overwrite: bool = False, hair=None, gt_outer_only: bool = False, crop_bottom: float = 0.0) -> Scene:
     """Render ``mesh`` from an orbit of cameras and (when ``out_dir`` is given) write an IDR/H3DS scene.
 
     * ``mesh`` in its own units, +Y up, +Z out of the face; ``mm_per_unit`` converts to mm (ICT: 10, Lee
@@ -394,11 +394,16 @@ def make_scene(mesh: trimesh.Trimesh, out_dir=None, *, views=32, pitch: Sequence
       scan has no surfaces no camera sees (an ICT head's inner lips and mouth and eye caps: 7-14 % of its face
       region's vertices, 1-3 cm behind the nose tip), and the nearest-vertex distances from the ground truth
       would count them.
+    * ``crop_bottom``: the fraction of image rows cut off at the bottom of every view after rendering (the
+      cameras keep their intrinsics, the images get shorter), so that the frame cuts the body like a portrait
+      photo's; the ground truth stays whole.
 
     Returns the :class:`Scene` (in memory, cameras as written). The ground-truth mesh is the geometry merged at
     seams, in mm, with landmarks re-indexed onto it.
     """
     width, height = (size, size) if np.isscalar(size) else (int(size[0]), int(size[1]))
+    if not 0.0 <= float(crop_bottom) < 0.9:
+        raise ValueError(f"crop_bottom={crop_bottom}: expected a fraction of the image rows in [0, 0.9)")
     if landmarks is None:
         landmarks = mesh.metadata.get("landmarks") if isinstance(mesh.metadata, dict) else None
     # render mesh in mm (visuals kept)
@@ -454,6 +459,15 @@ def make_scene(mesh: trimesh.Trimesh, out_dir=None, *, views=32, pitch: Sequence
         if hair is not None:
             semantic.append(label_map(res, hair.render_labels))
             orientation.append(orientation_map(res, cam, hair, hair.render_labels))
+    if crop_bottom > 0:
+        # the top rows keep their pixel coordinates, so K is unchanged; only the height shrinks
+        rows = height - int(round(crop_bottom * height))
+        images, masks = [im[:rows] for im in images], [m[:rows] for m in masks]
+        semantic, orientation = [x[:rows] for x in semantic], [x[:rows] for x in orientation]
+        cams = [Camera(K=c.K.copy(), R=c.R.copy(), t=c.t.copy(), width=c.width, height=rows, meta=dict(c.meta))
+                for c in cams]
+        if not all(m.any() for m in masks):
+            raise ValueError(f"crop_bottom={crop_bottom}: a view keeps no pixel of the mesh")
 
     if pose_noise is not None:
         pose_noise_rot_deg = float(np.degrees(pose_noise))
@@ -466,7 +480,7 @@ def make_scene(mesh: trimesh.Trimesh, out_dir=None, *, views=32, pitch: Sequence
         "yaws_deg": [c.meta["yaw_deg"] for c in cams], "pitches_deg": [c.meta["pitch_deg"] for c in cams],
         "width": width, "height": height, "focal_px": focal, "distance_mm": distance, "mm_per_unit": mm_per_unit,
         "lights": lights if isinstance(lights, str) else "custom", "ambient": ambient, "ssaa": ssaa,
-        "shadows": shadows, "seed": seed,
+        "shadows": shadows, "seed": seed, "crop_bottom": float(crop_bottom),
         "pose_noise": {"rot_deg": pose_noise_rot_deg, "pos_mm": pose_noise_pos_mm, "clean": "cameras_clean.npz"}
         if noisy else None,
     }
