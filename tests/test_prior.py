@@ -154,6 +154,28 @@ def test_closed_bottom_caps_the_cut_at_the_surface_density():
         simulate_raw_scan(trimesh.creation.icosphere(radius=50.0), n_points=1000, bottom_cap_y=0.0, **plain)
 
 
+def test_closed_bottom_modes():
+    """--closed-bottom all / busts: a bust (``cut_y``) gets its cap either way; a head without a cut keeps the
+    caller's face selection (an ICT head's open neck) with 'busts' and every face with 'all'; no flag: open."""
+    from headrecon.priors.scans import closed_bottom_options, closed_bottom_simulation
+
+    assert closed_bottom_simulation(None) is None
+    assert closed_bottom_simulation("busts") == {"closed_bottom": "busts"}
+    assert closed_bottom_simulation(True) == {"closed_bottom": "all"}
+    with pytest.raises(ValueError, match="closed_bottom"):
+        closed_bottom_simulation("heads")
+    head, bust = trimesh.creation.icosphere(), trimesh.creation.icosphere()
+    bust.metadata["cut_y"] = -0.5
+    keep = np.ones(len(head.faces), bool)
+    keep[:10] = False  # "the neck cap"
+    for mode in ("all", "busts"):
+        sim, kf = closed_bottom_options(bust, {"closed_bottom": mode}, keep)
+        assert sim == {"bottom_cap_y": -0.5} and kf is None
+    assert closed_bottom_options(head, {"closed_bottom": "all"}, keep)[1] is None
+    assert closed_bottom_options(head, {"closed_bottom": "busts"}, keep)[1] is keep
+    assert closed_bottom_options(head, {}, keep) == ({}, keep)
+
+
 def test_closed_bottom_caps_a_mesh_with_a_non_manifold_boundary():
     """The cut is capped even where the mesh's boundary elsewhere is not made of simple loops (composite bust 4
     has faces of opposite winding at its neck join, where ``boundary_loops`` fails): a cylinder cut at y = 0 plus

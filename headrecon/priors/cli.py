@@ -51,10 +51,11 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--normal-weight", type=float, default=None, help="IGR normal term weight (0 = paper)")
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--scan-points", type=int, default=None, help="points drawn per ICT head / mesh scan")
-    ap.add_argument("--closed-bottom", action="store_true",
-                    help="simulated shapes: the scans are closed at the bottom (a flat cap on a bust's cut, an ICT "
-                         "head's neck cap), so the prior learns where the shape ends; without it the bottom is open "
-                         "like a real scan's and the prior closes it anywhere inside its frame")
+    ap.add_argument("--closed-bottom", nargs="?", const="all", default=None, choices=["all", "busts"],
+                    help="simulated shapes: the scans are closed at the bottom (a flat cap on a bust's cut; with "
+                         "'all', the default, an ICT head's neck cap too; with 'busts' ICT heads stay open at the "
+                         "neck), so the prior learns where the shape ends; without it the bottom is open like a "
+                         "real scan's and the prior closes it anywhere inside its frame")
     ap.add_argument("--units", choices=["mm", "cm", "m"], default="mm", help="units of the scan folder's files")
     ap.add_argument("--align", choices=["auto", "landmarks", "bbox", "fixed"], default="auto",
                     help="how folder scans are placed in the prior frame (see headrecon.priors.scans.folder_scanset)")
@@ -111,7 +112,7 @@ def _main(args, argv) -> int:
     import torch
 
     from .h3dnet.train import train_prior
-    from .scans import bust_scanset, folder_scanset, ict_scanset, is_shape_source
+    from .scans import bust_scanset, closed_bottom_simulation, folder_scanset, ict_scanset, is_shape_source
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -124,7 +125,7 @@ def _main(args, argv) -> int:
 
         return main_from_args(args, argv)
     cfg = _config(args)
-    sim = {"closed_bottom": True} if args.closed_bottom else None
+    sim = closed_bottom_simulation(args.closed_bottom)
     if sim and not is_shape_source(args.scans):
         raise ValueError("--closed-bottom applies to simulated shapes (ict, composite, anny or a mix), not to a "
                          f"scan folder ({args.scans})")

@@ -34,7 +34,7 @@ from ..data.errors import SceneError
 from .normalization import Normalization, bust_normalization, prior_normalization
 
 __all__ = ["RawScan", "SCAN_EXTENSIONS", "DEFAULT_SIMULATION", "make_simulation", "simulation_record",
-           "simulate_raw_scan", "closed_bottom_options",
+           "simulate_raw_scan", "closed_bottom_options", "closed_bottom_simulation",
            "plane_cap_samples", "ict_raw_scan", "bust_raw_scan",
            "bust_scanset", "SHAPE_SOURCES", "parse_sources", "is_shape_source", "source_model",
            "load_scan_file", "load_scan_folder", "ScanSet", "ict_scanset", "folder_scanset"]
@@ -195,18 +195,30 @@ def plane_cap_samples(mesh: trimesh.Trimesh, y: float, n_points: int, rng) -> np
     return np.stack([xz[:, 0], np.full(len(xz), y), xz[:, 1]], axis=1)
 
 
+def closed_bottom_simulation(mode) -> dict | None:
+    """The simulation overrides of ``headrecon-train-prior --closed-bottom [all|busts]`` (None: open scans)."""
+    if mode in (None, False):
+        return None
+    if mode not in (True, "all", "busts"):
+        raise ValueError(f"closed_bottom={mode!r}: expected 'all' or 'busts'")
+    return {"closed_bottom": "all" if mode is True else mode}
+
+
 def closed_bottom_options(mesh: trimesh.Trimesh, simulation: dict, keep_faces=None):
     """``(simulation, keep_faces)`` for :func:`simulate_raw_scan` from a simulation dict that may say
-    ``closed_bottom``: then a bust (``metadata["cut_y"]``) gets a flat cap at its cut and a capped ICT head keeps
-    its neck cap (``keep_faces`` None), so the prior learns where the shape ends instead of closing the open
-    bottom anywhere inside its frame (measured: docs/results/priors-busts.md)."""
+    ``closed_bottom``: then a bust (``metadata["cut_y"]``) gets a flat cap at its cut, so the prior learns where the
+    shape ends instead of closing the open bottom anywhere inside its frame (measured:
+    docs/results/priors-busts.md); with ``"all"`` (or True) a capped ICT head keeps its neck cap too
+    (``keep_faces`` None), with ``"busts"`` it stays open at the neck like a scan of a head."""
     sim = dict(simulation)
-    if not sim.pop("closed_bottom", False):
+    mode = sim.pop("closed_bottom", False)
+    if not mode:
         return sim, keep_faces
     cut = (mesh.metadata or {}).get("cut_y")
     if cut is not None:
         sim["bottom_cap_y"] = float(cut)
-    return sim, None
+        return sim, None
+    return sim, (keep_faces if mode == "busts" else None)
 
 
 def ict_visible_faces(mesh: trimesh.Trimesh, n_skin_faces: int | None = None) -> np.ndarray:

@@ -403,7 +403,7 @@ def main_from_args(args, argv=None) -> int:
         over["ref_skip"] = (max(1, args.layers // 2),)
     rank = int(os.environ.get("RANK", "0"))
     progress = not args.no_progress and rank == 0
-    from ..scans import is_shape_source, parse_sources
+    from ..scans import closed_bottom_simulation, is_shape_source, parse_sources
 
     source = args.scans.lower()
     if source != "ict" and is_shape_source(source) and set(parse_sources(source)) - {"ict"}:
@@ -418,7 +418,7 @@ def main_from_args(args, argv=None) -> int:
                          "posed colour images and the six landmarks of every training head, which a scan folder "
                          "does not provide")
     n = 64 if args.shapes is None else int(args.shapes)
-    sim = {"closed_bottom": True} if getattr(args, "closed_bottom", False) else None
+    sim = closed_bottom_simulation(getattr(args, "closed_bottom", None))
     data = sira_ict_data(n, cfg, progress=progress, simulation=sim) if source == "ict" else \
         sira_bust_data(source, n, cfg, progress=progress, simulation=sim)
     cmd = "headrecon-train-prior " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
