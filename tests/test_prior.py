@@ -500,10 +500,16 @@ def test_shipped_prior_is_head_sized():
     assert 150 < w < 230 and 170 < d < 260 and 110 < V[:, 1].max() < 190, (w, d, V[:, 1].max())
     chest = V[np.abs(V[:, 1] + 190.0) < 10.0]  # 190 mm below the ICT origin: shoulders
     assert np.ptp(chest[:, 0]) > 300.0, np.ptp(chest[:, 0])
-    # the head lies well inside the unit sphere (the bust, open at its cut like the scans, runs to the boundary)
+    # the head lies well inside the unit sphere
     assert np.linalg.norm(prior.to_unit(head), axis=1).max() < 0.8
     x = torch.as_tensor(prior.to_unit([[0.0, 0.0, 0.0]]), dtype=torch.float32)  # inside the head
     assert float(prior.sdf(x).detach()) < 0
+    # trained on scans closed at the bottom (--closed-bottom): the bust ends near its training busts' cut (about
+    # 260 mm below the ICT origin) instead of running on to the unit sphere (the open prior: inside at -300 mm)
+    assert prior.data["simulation"].get("closed_bottom")
+    x = torch.as_tensor(prior.to_unit([[0.0, -200.0, 0.0], [0.0, -300.0, 0.0]]), dtype=torch.float32)
+    s = prior.sdf(x).detach().numpy().ravel() * prior.norm.mm_per_unit
+    assert s[0] < -20.0 and s[1] > 20.0, s
 
 
 # ------------------------------------------------------------------------------------------ reconstruction plugin
