@@ -177,9 +177,9 @@ def test_closed_bottom_modes():
 
 
 def test_closed_bottom_caps_a_mesh_with_a_non_manifold_boundary():
-    """The cut is capped even where the mesh's boundary elsewhere is not made of simple loops (composite bust 4
-    has faces of opposite winding at its neck join, where ``boundary_loops`` fails): a cylinder cut at y = 0 plus
-    two triangles of opposite winding above it."""
+    """The cut is capped even where the mesh's boundary elsewhere is not made of simple loops (composite bust 4 has
+    boundary vertices with unequal incoming and outgoing boundary edges 116 mm below the ICT origin, at its neck
+    join, where ``boundary_loops`` fails): a cylinder cut at y = 0 plus two triangles of opposite winding above it."""
     from headrecon.data.ict import boundary_loops
 
     c = trimesh.creation.cylinder(radius=30.0, height=100.0, sections=64)
