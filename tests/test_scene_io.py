@@ -100,6 +100,9 @@ def test_transformed_and_opengl():
     np.testing.assert_allclose(gl[:3, 2], -cam.forward, atol=1e-12)  # OpenGL cameras look down -z
     small = cam.resized(20, 15)
     np.testing.assert_allclose(small.project(x_scene), cam.project(x_scene) / 2, atol=1e-9)
+    win = cam.cropped(5, 3, 12, 10)  # pixels of the window = the full image's minus its corner
+    assert (win.width, win.height) == (12, 10)
+    np.testing.assert_allclose(win.project(x_scene), cam.project(x_scene) - [5, 3], atol=1e-9)
 
 
 # ---------------------------------------------------------------------------------------------- view selection

@@ -257,6 +257,14 @@ class Camera:
         K[1] *= sy
         return Camera(K=K, R=self.R.copy(), t=self.t.copy(), width=width, height=height, meta=dict(self.meta))
 
+    def cropped(self, left: int, top: int, width: int, height: int) -> "Camera":
+        """The camera of the image window ``[top:top + height, left:left + width]`` of this one's image (the
+        principal point moves with the window's corner)."""
+        K = self.K.copy()
+        K[0, 2] -= left
+        K[1, 2] -= top
+        return Camera(K=K, R=self.R.copy(), t=self.t.copy(), width=width, height=height, meta=dict(self.meta))
+
     def copy(self) -> "Camera":
         return Camera(K=self.K.copy(), R=self.R.copy(), t=self.t.copy(), width=self.width, height=self.height,
                       meta=dict(self.meta))

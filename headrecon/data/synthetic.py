@@ -464,8 +464,7 @@ def make_scene(mesh: trimesh.Trimesh, out_dir=None, *, views=32, pitch: Sequence
         rows = height - int(round(crop_bottom * height))
         images, masks = [im[:rows] for im in images], [m[:rows] for m in masks]
         semantic, orientation = [x[:rows] for x in semantic], [x[:rows] for x in orientation]
-        cams = [Camera(K=c.K.copy(), R=c.R.copy(), t=c.t.copy(), width=c.width, height=rows, meta=dict(c.meta))
-                for c in cams]
+        cams = [c.cropped(0, 0, c.width, rows) for c in cams]
         if not all(m.any() for m in masks):
             raise ValueError(f"crop_bottom={crop_bottom}: a view keeps no pixel of the mesh")
 
