@@ -181,6 +181,35 @@ def test_images_resized_without_their_cameras_are_refused(tiny_scene_dir, tmp_pa
         load_scene(scene)
 
 
+def test_images_enlarged_without_their_cameras_are_refused(tiny_scene_dir, tmp_path):
+    """2x larger: the principal point moves to the image's first quarter on both axes (inside the image)."""
+    scene = tmp_path / "s"
+    shutil.copytree(tiny_scene_dir, scene)
+    for sub in ("image", "mask"):
+        for f in (scene / sub).iterdir():
+            with Image.open(f) as im:
+                im.resize((im.width * 2, im.height * 2)).save(f)
+    with pytest.raises(SceneError, match="img_0000.png.*principal point.*far from the centre.*resized"):
+        load_scene(scene)
+
+
+def test_portrait_crop_keeps_its_cameras_and_loads(tiny_scene_dir, tmp_path):
+    """Photos whose bottom 40 % of rows were cut off, cameras unchanged (the principal point now at 0.83 of the
+    height): a crop moves the point on one axis only and is accepted, with the same cameras."""
+    scene = tmp_path / "s"
+    shutil.copytree(tiny_scene_dir, scene)
+    full = load_scene(tiny_scene_dir, load_images=False)
+    for sub in ("image", "mask"):
+        for f in (scene / sub).iterdir():
+            with Image.open(f) as im:
+                im.crop((0, 0, im.width, int(round(0.6 * im.height)))).save(f)
+    cut = load_scene(scene)
+    for a, b in zip(full.cameras, cut.cameras):
+        assert b.height == int(round(0.6 * a.height)) and b.width == a.width
+        np.testing.assert_allclose(b.K, a.K, atol=1e-9)
+        assert b.K[1, 2] / b.height > 0.7
+
+
 def test_transforms_json_with_frames_not_a_list(tmp_path):
     (tmp_path / "transforms.json").write_text(json.dumps({"fl_x": 100, "frames": {"file_path": "a.png"}}))
     with pytest.raises(SceneError, match="transforms.json.*'frames' must be a non-empty list"):

@@ -148,16 +148,16 @@ def test_make_scene_crop_bottom_cuts_the_frame_and_keeps_the_cameras(tmp_path):
     matrix is the full render's; ground-truth points that land in the kept rows still project into the masks."""
     mesh = head_like_mesh()
     full = make_scene(mesh, None, views=[0, 45, -45], size=48, progress=False)
-    make_scene(mesh, tmp_path / "c", views=[0, 45, -45], size=48, progress=False, crop_bottom=0.25)
-    cut = load_scene(tmp_path / "c")
-    assert cut.images[0].shape == (36, 48, 3) and cut.meta["crop_bottom"] == 0.25
+    make_scene(mesh, tmp_path / "c", views=[0, 45, -45], size=48, progress=False, crop_bottom=0.375)
+    cut = load_scene(tmp_path / "c")  # the principal point at 0.8 of the height: a crop, accepted
+    assert cut.images[0].shape == (30, 48, 3) and cut.meta["crop_bottom"] == 0.375
     for a, b, ca, cb in zip(full.views, cut.views, full.cameras, cut.cameras):
-        assert np.array_equal(a.mask[:36], b.mask) and np.abs(a.image[:36] - b.image).max() <= 0.5 / 255 + 1e-6
+        assert np.array_equal(a.mask[:30], b.mask) and np.abs(a.image[:30] - b.image).max() <= 0.5 / 255 + 1e-6
         np.testing.assert_allclose(ca.world_mat(), cb.world_mat(), atol=1e-9)
-        assert (cb.width, cb.height) == (48, 36)
+        assert (cb.width, cb.height) == (48, 30)
     assert cut.masks[0][-1].any()  # the head runs out of the frame
     with pytest.raises(ValueError, match="crop_bottom"):
-        make_scene(mesh, None, views=[0], size=48, progress=False, crop_bottom=0.95)
+        make_scene(mesh, None, views=[0], size=48, progress=False, crop_bottom=0.5)
 
 
 def test_make_scene_cli(tmp_path):

@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--distance", type=float, default=None, help="camera distance in mm (default 3 sphere radii)")
     ap.add_argument("--crop-bottom", type=float, default=0.0,
                     help="fraction of image rows cut off at the bottom of every view, so that the frame cuts the "
-                         "body as in a portrait photo (cameras keep their intrinsics; the ground truth stays whole)")
+                         "body as in a portrait photo, below 0.5 (cameras keep their intrinsics; the ground truth stays whole)")
     ap.add_argument("--lights", default="studio",
                     help="preset (studio, front, headlight, none) or 'x,y,z@I;...' world light directions")
     ap.add_argument("--ambient", type=float, default=0.35, help="ambient light")

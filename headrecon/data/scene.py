@@ -412,20 +412,26 @@ def load_mask(path, allow_empty: bool = False) -> np.ndarray:
     return arr
 
 
-# the principal point of a real camera lies near the image centre; outside this band the image was most likely
-# resized (or cropped) without its camera
+# the principal point of a real camera lies near the image centre; a uniform resize of the image without its camera
+# moves it off-centre by the same fraction on both axes (2x smaller: to the far corner; 2x larger: to the near quarter)
 PRINCIPAL_POINT_BAND = (0.3, 0.7)
 
 
 def _check_principal_point(cam: Camera, image_path, where: str) -> None:
-    """SceneError when the camera's principal point lies far from the centre of its image (fractions of the
-    size outside :data:`PRINCIPAL_POINT_BAND`): an image and mask resized together without scaling the camera."""
+    """SceneError when the camera's principal point says that the image (and mask) were resized without scaling the
+    camera: the point lies outside the image, or outside :data:`PRINCIPAL_POINT_BAND` on both axes towards the same
+    corner, as a uniform resize puts it. A crop moves it on one axis only (a portrait whose bottom rows were cut off:
+    the point moves towards the bottom edge) and is accepted."""
     lo, hi = PRINCIPAL_POINT_BAND
     cx, cy = float(cam.K[0, 2]), float(cam.K[1, 2])
-    if not (lo * cam.width <= cx <= hi * cam.width and lo * cam.height <= cy <= hi * cam.height):
-        raise SceneError(image_path, f"the principal point ({cx:.1f}, {cy:.1f}) px of {where} lies far from the "
-                                     f"centre of this {cam.width}x{cam.height} image: were the image and mask "
-                                     "resized (or cropped) without scaling the camera?")
+    u, v = cx / cam.width, cy / cam.height
+    outside = not (0.0 < u < 1.0 and 0.0 < v < 1.0)
+    resized = (u < lo and v < lo) or (u > hi and v > hi)
+    if outside or resized:
+        raise SceneError(image_path, f"the principal point ({cx:.1f}, {cy:.1f}) px of {where} lies "
+                                     f"{'outside' if outside else 'far from the centre of'} this "
+                                     f"{cam.width}x{cam.height} image: were the image and mask resized without "
+                                     "scaling the camera?")
 
 
 def _image_size(path) -> tuple[int, int]:

@@ -402,8 +402,8 @@ def make_scene(mesh: trimesh.Trimesh, out_dir=None, *, views=32, pitch: Sequence
     seams, in mm, with landmarks re-indexed onto it.
     """
     width, height = (size, size) if np.isscalar(size) else (int(size[0]), int(size[1]))
-    if not 0.0 <= float(crop_bottom) < 0.9:
-        raise ValueError(f"crop_bottom={crop_bottom}: expected a fraction of the image rows in [0, 0.9)")
+    if not 0.0 <= float(crop_bottom) < 0.5:  # from 0.5 the principal point leaves the image (the loader refuses it)
+        raise ValueError(f"crop_bottom={crop_bottom}: expected a fraction of the image rows in [0, 0.5)")
     if landmarks is None:
         landmarks = mesh.metadata.get("landmarks") if isinstance(mesh.metadata, dict) else None
     # render mesh in mm (visuals kept)
