@@ -472,6 +472,11 @@ def test_shipped_sira_model():
         outside = m.norm.to_unit(np.array([[0.0, 220.0, 0.0], [150.0, 30.0, 0.0], [0.0, 30.0, 200.0]]))
         assert float(m.sdf(torch.as_tensor(inside, dtype=torch.float32), z).max()) < 0
         assert float(m.sdf(torch.as_tensor(outside, dtype=torch.float32), z).min()) > 0
+        # closed at the bottom (--closed-bottom busts): the bust ends at its training cut, about 255 mm below the
+        # origin; 45 mm below it the mean shape is well outside (the open-bottom model is 70 mm inside there)
+        below = m.norm.to_unit(np.array([[0.0, -300.0, 0.0]]))
+        assert float(m.sdf(torch.as_tensor(below, dtype=torch.float32), z)) * m.norm.mm_per_unit > 20.0
+    assert m.data["simulation"]["closed_bottom"] == "busts"
 
 
 def test_cli_model_sira_deformation_flags(tmp_path, monkeypatch):
