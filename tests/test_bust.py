@@ -153,3 +153,23 @@ def test_make_scene_bust(tmp_path, shared_data, capsys):
     assert json.loads((out / "scene_info.json").read_text())["source"] == "composite:100001"
     assert make_scene(["--bust", "cartoon:1", "--out", str(tmp_path / "x"), "--quiet"]) != 0
     assert "expected SOURCE:SEED" in capsys.readouterr().err
+
+
+def test_bust_depth(tmp_path, shared_data, capsys):
+    """``depth_mm`` (``headrecon-make-scene --bust-depth``) cuts the body that far below the mouth: a waist-length
+    bust reaches far below the training busts' 190-250 mm; out-of-range depths and the option without ``--bust``
+    are refused before anything is built."""
+    from headrecon.data.bust import _mouth_y, composite_bust
+    from headrecon.data.make_scene import main as make_scene
+
+    c = composite_bust(100000)
+    deep = composite_bust(100000, depth_mm=450.0)
+    mouth = _mouth_y(deep.vertices, deep.metadata["landmarks"])
+    assert abs(deep.vertices[:, 1].min() - (mouth - 450.0)) < 1.0
+    assert 190.0 - 1.0 < mouth - c.vertices[:, 1].min() < 250.0 + 1.0
+    assert deep.metadata["cut_y"] < c.metadata["cut_y"] - 150.0
+    with pytest.raises(ValueError, match="100-700 mm"):
+        composite_bust(100000, depth_mm=50.0)
+    assert make_scene(["--ict", "100000", "--bust-depth", "400", "--out", str(tmp_path / "x"), "--quiet"]) != 0
+    assert "--bust-depth needs --bust" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()

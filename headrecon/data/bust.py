@@ -9,7 +9,7 @@ left), with vertex colours and ``mesh.metadata["landmarks"]`` (the six H3DS land
   A-pose, turned and scaled into the ICT frame (Anny: metres, +Z up, -Y front), placed by its six landmarks
   (:data:`ANNY_LANDMARKS`, vertex indices on Anny's default topology, found by ``tools/make_anny_landmarks.py``)
   rigidly onto the mean ICT head's, and cut by a horizontal plane below the shoulders (:data:`BUST_DEPTH_MM` below
-  the mouth corners). Procedural skin albedo (:func:`headrecon.data.ict.procedural_albedo`) on the head, a
+  the mouth corners; ``depth_mm`` sets it, e.g. about 450 mm for a waist-length portrait). Procedural skin albedo (:func:`headrecon.data.ict.procedural_albedo`) on the head, a
   garment below a random neckline. Anny's mesh has open eye sockets (MakeHuman's eyes are separate meshes): two
   eyeballs, spheres at Anny's ``eye.R`` / ``eye.L`` bones just inside the socket walls, fill them (their vertices
   after the body's, ``metadata["n_body_vertices"]``). What no camera can see (the eyeballs' backs, the socket
@@ -251,13 +251,25 @@ def _mouth_y(V, lm) -> float:
     return float((V[int(lm["right_lips"]), 1] + V[int(lm["left_lips"]), 1]) / 2)
 
 
-def anny_bust(seed: int) -> trimesh.Trimesh:
-    """Anny bust ``seed`` (see the module docstring): mm, ICT frame, vertex colours, six landmarks."""
+def _cut_depth(seed: int, depth_mm) -> float:
+    """How far below the mouth corners bust ``seed`` ends: ``depth_mm``, or the seed's draw in
+    :data:`BUST_DEPTH_MM` (the training busts' range)."""
+    rng = np.random.default_rng([int(seed), 43])
+    depth = float(rng.uniform(*BUST_DEPTH_MM))
+    if depth_mm is None:
+        return depth
+    if not 100.0 <= float(depth_mm) <= 700.0:
+        raise ValueError(f"bust depth must be 100-700 mm below the mouth, got {depth_mm}")
+    return float(depth_mm)
+
+
+def anny_bust(seed: int, depth_mm: float | None = None) -> trimesh.Trimesh:
+    """Anny bust ``seed`` (see the module docstring): mm, ICT frame, vertex colours, six landmarks; cut
+    ``depth_mm`` below the mouth corners (default: the seed's draw in :data:`BUST_DEPTH_MM`)."""
     from .ict import procedural_albedo
 
     V, F, eye_centres, drawn = _placed_anny(seed, _ict_mean_landmarks(), scale=False)
-    rng = np.random.default_rng([int(seed), 43])
-    depth = float(rng.uniform(*BUST_DEPTH_MM))
+    depth = _cut_depth(seed, depth_mm)
     y_cut = _mouth_y(V, ANNY_LANDMARKS) - depth
     mesh = trimesh.Trimesh(V, F, process=False)
     keep_v = V[:, 1] > y_cut - 40.0  # drop the legs before slicing (faster, and no stray parts)
@@ -332,9 +344,10 @@ def _largest_component(mesh: trimesh.Trimesh) -> trimesh.Trimesh:
     return _carry_colors(mesh, max(parts, key=lambda p: len(p.faces)))
 
 
-def composite_bust(seed: int, clip: float = 2.5) -> trimesh.Trimesh:
+def composite_bust(seed: int, clip: float = 2.5, depth_mm: float | None = None) -> trimesh.Trimesh:
     """ICT-FaceKit head ``seed`` on Anny bust ``seed`` (see the module docstring): mm, ICT frame, vertex colours,
-    the ICT head's six landmarks (vertex indices into this mesh)."""
+    the ICT head's six landmarks (vertex indices into this mesh); cut ``depth_mm`` below the mouth corners
+    (default: the seed's draw in :data:`BUST_DEPTH_MM`)."""
     from .ict import sample_ict_head
 
     head = sample_ict_head(int(seed), clip=clip, albedo=True)
@@ -352,8 +365,7 @@ def composite_bust(seed: int, clip: float = 2.5) -> trimesh.Trimesh:
     target = c_h + (xz - c_a) * (r_h / r_a)
     V = V.copy()
     V[:, [0, 2]] = xz + w[:, None] * (target - xz)
-    rng = np.random.default_rng([int(seed), 43])
-    depth = float(rng.uniform(*BUST_DEPTH_MM))
+    depth = _cut_depth(seed, depth_mm)
     y_cut = _mouth_y(H, head.metadata["landmarks"]) - depth
     body = trimesh.Trimesh(V, F, process=False)
     keep_v = (V[:, 1] > y_cut - 40.0) & (V[:, 1] < y_b + 40.0)
@@ -379,10 +391,11 @@ def composite_bust(seed: int, clip: float = 2.5) -> trimesh.Trimesh:
     return mesh
 
 
-def bust_mesh(source: str, seed: int) -> trimesh.Trimesh:
-    """``anny_bust(seed)`` or ``composite_bust(seed)`` by name (:data:`BUST_SOURCES`)."""
+def bust_mesh(source: str, seed: int, depth_mm: float | None = None) -> trimesh.Trimesh:
+    """``anny_bust(seed)`` or ``composite_bust(seed)`` by name (:data:`BUST_SOURCES`), cut ``depth_mm`` below the
+    mouth corners (default: the seed's draw, as the training busts)."""
     if source == "anny":
-        return anny_bust(seed)
+        return anny_bust(seed, depth_mm=depth_mm)
     if source == "composite":
-        return composite_bust(seed)
+        return composite_bust(seed, depth_mm=depth_mm)
     raise ValueError(f"unknown bust source {source!r} (one of {BUST_SOURCES})")

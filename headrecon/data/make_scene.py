@@ -37,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--bust", metavar="SOURCE:SEED",
                      help="a head with shoulders: 'composite:SEED' (ICT head SEED on Anny bust SEED) or 'anny:SEED' "
                           "(an Anny bust); see headrecon.data.bust (needs `pip install anny`)")
+    ap.add_argument("--bust-depth", type=float, default=None, metavar="MM",
+                    help="--bust: cut the body this far below the mouth corners (100-700 mm; e.g. 450 for a "
+                         "waist-length portrait) instead of the seed's draw in 190-250 mm, the training busts' range")
     ap.add_argument("--hair", choices=["short", "medium", "bob"], default=None,
                     help="add procedural hair (a closed volume over the scalp with strand stripes; needs the "
                          "six landmarks: --ict, --lps, --bust); writes semantic/ label maps and, for "
@@ -92,6 +95,8 @@ def _main(args) -> int:
     from .synthetic import make_scene
 
     t0 = time.time()
+    if args.bust_depth is not None and args.bust is None:
+        raise ValueError("--bust-depth needs --bust SOURCE:SEED")
     flip_v, mm_per_unit = args.flip_v, args.mm_per_unit
     if args.ict is not None:
         from .ict import sample_ict_head
@@ -101,7 +106,8 @@ def _main(args) -> int:
         kind, _, seed = args.bust.partition(":")
         if kind not in BUST_SOURCES or not seed.lstrip("-").isdigit():
             raise ValueError(f"--bust {args.bust!r}: expected SOURCE:SEED with SOURCE one of {BUST_SOURCES}")
-        mesh, mm_per_unit, source = bust_mesh(kind, int(seed)), 1.0, f"{kind}:{int(seed)}"
+        mesh, mm_per_unit = bust_mesh(kind, int(seed), depth_mm=args.bust_depth), 1.0
+        source = f"{kind}:{int(seed)}" + (f" cut {args.bust_depth:g} mm below the mouth" if args.bust_depth else "")
     elif args.lps:
         from .scans import load_lee_perry_smith
         mesh, mm_per_unit, source = load_lee_perry_smith(), 1.0, "lee_perry_smith (outer surface)"
