@@ -1,6 +1,7 @@
 """The hash-grid detail field (``--detail hashgrid``, headrecon.models.hashgrid): it starts as its base, its
 levels switch on coarse to fine, its gradients reach the table through the Eikonal term, an IDR fit with it runs
 end to end on a tiny scene, improves on the initial sphere, and resumes exactly."""
+import numpy as np
 import pytest
 import torch
 
@@ -226,3 +227,78 @@ def test_active_levels_follow_a_loaded_state():
     a.set_training_progress(1.0)
     b.load_state_dict(a.state_dict())
     assert b.active_levels == 6 and b.fd_step() == a.fd_step()
+
+
+def test_visibility_of_a_sphere_and_an_occluder():
+    """``seen_by_any``: on a sphere (no occlusion) a point is seen exactly when it faces the camera within the
+    angle; a second sphere in front hides the part of the first behind it; a point outside the image is unseen."""
+    import trimesh
+
+    from headrecon.data.camera import Camera
+    from headrecon.render.visibility import seen_by_any, unseen_surface_points
+
+    ball = trimesh.creation.icosphere(subdivisions=4, radius=0.5)
+    K = np.array([[100.0, 0, 64], [0, 100.0, 64], [0, 0, 1]])
+    cam = Camera(K=K, R=np.diag([1.0, -1.0, -1.0]), t=np.array([0.0, 0.0, 3.0]), width=128, height=128)
+    centre = -cam.R.T @ cam.t
+    assert np.allclose(centre, [0, 0, 3])
+    pts, face = trimesh.sample.sample_surface(ball, 3000, seed=1)
+    n = ball.face_normals[face]
+    seen = seen_by_any(ball, pts, n, [cam], max_angle_deg=80.0)
+    to_cam = centre - pts
+    cosang = (n * to_cam).sum(1) / np.linalg.norm(to_cam, axis=1)
+    clear = np.abs(cosang - np.cos(np.radians(80.0))) > 0.02  # away from the angle's edge (facet normals)
+    assert np.array_equal(seen[clear], (cosang > np.cos(np.radians(80.0)))[clear])
+    assert 0.2 < seen.mean() < 0.5
+    # an occluder between the camera and the sphere's front
+    blocker = trimesh.creation.icosphere(subdivisions=3, radius=0.2)
+    blocker.apply_translation([0, 0, 1.2])
+    both = trimesh.util.concatenate([ball, blocker])
+    seen2 = seen_by_any(both, pts, n, [cam], max_angle_deg=80.0)
+    front = (pts[:, 2] > 0.45) & (np.hypot(pts[:, 0], pts[:, 1]) < 0.05)
+    assert front.any() and not seen2[front].any() and seen[front].all()
+    # outside the image: the camera turned away sees nothing
+    away = Camera(K=K, R=np.eye(3), t=np.array([0.0, 0.0, -3.0]), width=128, height=128)  # at +3Z, looking +Z
+    assert np.allclose(-away.R.T @ away.t, centre)
+    assert not seen_by_any(ball, pts, n, [away]).any()
+    u = unseen_surface_points(ball, [cam], n=500, seed=0, samples=4000)
+    assert u.shape == (500, 3) and (u[:, 2] < 0.5 * np.cos(np.radians(10.0)) + 0.05).all()
+    assert np.array_equal(u, unseen_surface_points(ball, [cam], n=500, seed=0, samples=4000))
+
+
+@pytest.mark.parametrize("method", ["h3dnet", "sira"])
+def test_unseen_surface_is_held_in_phase_2(tiny_scene, tmp_path, method):
+    """``detail_unseen_weight``: when phase 2 starts the detail field stores surface points no training camera
+    sees (from 3 front-ish views of the ellipsoid: the back), the magnitude term is trained on them, a resumed run
+    is exact (the points come from the checkpoint), and the option is refused where it has no prior to hold."""
+    from headrecon.data import load_scene
+    from headrecon.methods.base import UNSEEN_POINTS, split_detail
+    from headrecon.recon.trainer import Trainer
+
+    scene = load_scene(tiny_scene, views="3")
+    over = dict(image_size=32, batch_rays=128, render_hidden=32, render_layers=2, mesh_resolution=32,
+                render_size=32, checkpoint_every=50, log_every=1, novel_yaws=(180.0,), detail="hashgrid",
+                hash_levels=4, hash_log2_size=12, hash_finest_res=64, hash_hidden=16, threads=1,
+                detail_unseen_weight=100.0, frame="centre")
+    if method == "h3dnet":
+        over["prior_latent_fraction"] = 0.5
+    else:
+        over["sira_unfreeze_epoch"] = 1000
+    cfg = make_config("fast", method=method, iterations=6, **over)
+    tr = Trainer(cfg, scene, device="cpu")
+    detail = split_detail(tr.model.geometry)[1]
+    tr.train(stop_after=3)
+    assert detail.n_unseen == 0  # phase 1
+    tr.train()
+    assert detail.n_unseen == UNSEEN_POINTS == int(detail.unseen_count)
+    cams = scene.cameras_normalized()
+    centres = torch.tensor(np.array([-c.R.T @ c.t for c in cams]), dtype=torch.float32)
+    # the held points lie away from the cameras: on the far side of the head's centre from every camera
+    front = centres.mean(0) / centres.mean(0).norm()
+    assert (detail.unseen_points @ front < 0.1).float().mean() > 0.8
+    assert tr.history[-1]["detail_loss"] > 0
+    assert_resume_is_exact(lambda: Trainer(cfg, scene, device="cpu"), tmp_path / "ckpt.pt", stop_after=4)
+    with pytest.raises(ValueError, match="detail_unseen_weight"):
+        make_config("fast", method="idr", detail="hashgrid", detail_unseen_weight=1.0)
+    with pytest.raises(ValueError, match="detail_unseen_weight"):
+        make_config("fast", method=method, detail="none", detail_unseen_weight=1.0)

@@ -78,6 +78,10 @@ class Phase:
     end: float = 1.0
 
 
+# surface points no camera sees, stored with a prior method's detail field (detail_unseen_weight)
+UNSEEN_POINTS = 4096
+
+
 def hashgrid_field(cfg, base, d_feature: int) -> nn.Module:
     """The ``--detail hashgrid`` geometry over ``base`` (``x -> sdf``) with the run's ``hash_*`` settings
     (:class:`headrecon.models.hashgrid.HashGridSDF`)."""
@@ -86,7 +90,8 @@ def hashgrid_field(cfg, base, d_feature: int) -> nn.Module:
     return HashGridSDF(base, levels=cfg.hash_levels, log2_size=cfg.hash_log2_size, feats=cfg.hash_feats,
                        base_res=cfg.hash_base_res, finest_res=cfg.hash_finest_res, hidden=cfg.hash_hidden,
                        d_feature=d_feature, radius=cfg.scene_radius, start_levels=cfg.hash_start_levels,
-                       full_at=cfg.hash_full_at, seed=cfg.seed, normals=cfg.hash_normals)
+                       full_at=cfg.hash_full_at, seed=cfg.seed, normals=cfg.hash_normals,
+                       unseen=UNSEEN_POINTS if cfg.detail_unseen_weight > 0 else 0)
 
 
 def split_detail(geometry: nn.Module):
@@ -104,13 +109,45 @@ def detail_parameters(detail: nn.Module) -> list:
     return [detail.table] + list(detail.mlp.parameters())
 
 
+def uses_detail_loss(cfg, detail) -> bool:
+    """Whether a prior method's detail field has a magnitude term to train (phase 2)."""
+    return detail is not None and (cfg.detail_weight > 0 or cfg.detail_unseen_weight > 0) \
+        and detail.table.requires_grad
+
+
 def detail_loss(cfg, detail: nn.Module, iteration) -> torch.Tensor:
-    """``detail_weight * mean(correction^2)`` over 1024 points drawn uniformly in the bounding ball (a generator
-    seeded by the run's seed and ``iteration``: a resumed run draws the same)."""
+    """``detail_weight * mean(correction^2)`` over 1024 points drawn uniformly in the bounding ball, plus
+    ``detail_unseen_weight * mean(correction^2)`` over 1024 of the stored unseen surface points
+    (:func:`hold_unseen`), each moved by N(0, 0.01) units so that a shell around that surface is held (a
+    generator seeded by the run's seed and ``iteration``: a resumed run draws the same)."""
     g = torch.Generator().manual_seed(int(cfg.seed) * 1000003 + int(iteration or 0))
-    x = torch.randn(1024, 3, generator=g)
-    x = x / x.norm(dim=1, keepdim=True) * torch.rand(1024, 1, generator=g) ** (1 / 3) * cfg.scene_radius
-    return cfg.detail_weight * detail.detail_magnitude(x.to(detail.table.device))
+    dev = detail.table.device
+    out = detail.table.new_zeros(())
+    if cfg.detail_weight > 0:
+        x = torch.randn(1024, 3, generator=g)
+        x = x / x.norm(dim=1, keepdim=True) * torch.rand(1024, 1, generator=g) ** (1 / 3) * cfg.scene_radius
+        out = out + cfg.detail_weight * detail.detail_magnitude(x.to(dev))
+    if cfg.detail_unseen_weight > 0 and detail.n_unseen > 0:
+        idx = torch.randint(detail.n_unseen, (1024,), generator=g)
+        x = detail.unseen_points[idx.to(dev)] + (0.01 * torch.randn(1024, 3, generator=g)).to(dev)
+        out = out + cfg.detail_unseen_weight * detail.detail_magnitude(x)
+    return out
+
+
+def hold_unseen(trainer, detail, resumed: bool) -> None:
+    """At the start of a prior method's phase 2 (``detail_unseen_weight > 0``): mesh the fitted prior surface
+    (64^3 marching cubes of the current SDF, unit frame), find where no training camera sees it
+    (:func:`headrecon.render.visibility.unseen_surface_points`) and store those points in the detail field, whose
+    magnitude term then holds them (:func:`detail_loss`). A resumed run has them in its checkpoint."""
+    if resumed or detail is None or trainer.cfg.detail_unseen_weight <= 0:
+        return
+    from ..render.mesh import extract_mesh
+    from ..render.visibility import unseen_surface_points
+
+    mesh = extract_mesh(trainer.sdf_fn, resolution=64, radius=trainer.cfg.scene_radius, device=trainer.device,
+                        largest_component=True, progress=False, clip_sphere=True)
+    pts = unseen_surface_points(mesh, trainer.training_cameras(), n=UNSEEN_POINTS, seed=trainer.cfg.seed)
+    detail.set_unseen(torch.as_tensor(pts, dtype=torch.float32))
 
 
 def set_detail_trainable(detail, on: bool) -> None:

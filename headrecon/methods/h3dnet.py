@@ -31,7 +31,8 @@ from torch import nn
 from ..priors.h3dnet.model import load_prior
 from ..photos.frame import scene_prior_frame
 from .base import (MethodOptions, Phase, ReconMethod, ReconModel, detail_loss, detail_parameters, hashgrid_field,
-                   option, register_method, set_detail_trainable, split_detail)
+                   hold_unseen, option, register_method, set_detail_trainable, split_detail,
+                   uses_detail_loss)
 
 
 @dataclass
@@ -109,7 +110,7 @@ class H3DNetMethod(ReconMethod):
         distribution, in both phases (H3D-Net's latent regulariser)."""
         geo, detail = split_detail(model.geometry)
         out = {"latent_loss": geo.latent_loss()}
-        if detail is not None and self.cfg.detail_weight > 0 and detail.table.requires_grad:
+        if uses_detail_loss(self.cfg, detail):
             out["detail_loss"] = detail_loss(self.cfg, detail, iteration)
         return out
 
@@ -118,3 +119,5 @@ class H3DNetMethod(ReconMethod):
         # with a detail field the decoder stays frozen: phase 2 trains the latent and the detail field
         geo.set_phase("latent" if phase.name == "latent" or detail is not None else "all")
         set_detail_trainable(detail, phase.name == "all")
+        if phase.name == "all":
+            hold_unseen(trainer, detail, resumed)

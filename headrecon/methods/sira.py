@@ -59,7 +59,8 @@ from torch import nn
 
 from ..priors.sampling import uniform_ball
 from .base import (MethodOptions, Phase, ReconMethod, ReconModel, detail_loss, detail_parameters, hashgrid_field,
-                   option, register_method, set_detail_trainable, split_detail)
+                   hold_unseen, option, register_method, set_detail_trainable, split_detail,
+                   uses_detail_loss)
 
 __all__ = ["SiraMethod", "SiraOptions"]
 
@@ -197,7 +198,7 @@ class SiraMethod(ReconMethod):
         out = {}
         if self.latent_reg > 0:
             out["latent_loss"] = geo.latent_loss() + ren.latent_loss()
-        if detail is not None and self.cfg.detail_weight > 0 and detail.table.requires_grad:
+        if uses_detail_loss(self.cfg, detail):
             out["detail_loss"] = detail_loss(self.cfg, detail, iteration)
         if self.deform0 is not None and geo.phase == "all":
             xp = geo.to_prior(self.anchor_batch(iteration))
@@ -212,6 +213,8 @@ class SiraMethod(ReconMethod):
         geo, detail = split_detail(trainer.model.geometry)
         geo.set_phase("latent" if detail is not None else name)  # a detail field replaces the deformation's tuning
         set_detail_trainable(detail, name == "all")
+        if name == "all":
+            hold_unseen(trainer, detail, resumed)
         trainer.model.rendering.set_phase(name)
         self.setup_acceleration(trainer)
 

@@ -53,12 +53,14 @@ class HashGridSDF(nn.Module):
         start_levels, full_at: coarse-to-fine schedule.
         normals: ``"analytic"`` or ``"fd"`` (finite differences of the detail field; module docstring).
         init_scale: tables start uniform in [-init_scale, init_scale] (Instant-NGP: 1e-4).
+        unseen: rows of the ``unseen_points`` buffer (surface points no training camera sees, set by
+            :meth:`set_unseen` when a prior method's phase 2 starts, saved with the model; 0 = no buffer).
     """
 
     def __init__(self, base: Callable[[torch.Tensor], torch.Tensor], levels: int = 12, log2_size: int = 17,
                  feats: int = 2, base_res: int = 16, finest_res: int = 512, hidden: int = 64, layers: int = 2,
                  d_feature: int = 64, radius: float = 1.0, start_levels: int = 4, full_at: float = 0.5,
-                 init_scale: float = 1e-4, seed: int = 0, normals: str = "analytic"):
+                 init_scale: float = 1e-4, seed: int = 0, normals: str = "analytic", unseen: int = 0):
         super().__init__()
         if normals not in ("analytic", "fd"):
             raise ValueError(f"normals must be analytic or fd, got {normals!r}")
@@ -89,6 +91,20 @@ class HashGridSDF(nn.Module):
         self.act = nn.Softplus(beta=100)
         self.register_buffer("level_mask", torch.ones(levels))
         self.set_training_progress(0.0)
+        self.n_unseen = 0  # rows of unseen_points in use (host copy of unseen_count)
+        if unseen:
+            self.register_buffer("unseen_points", torch.zeros(int(unseen), 3))
+            self.register_buffer("unseen_count", torch.zeros((), dtype=torch.int64))
+
+    def set_unseen(self, points: torch.Tensor) -> None:
+        """Store the unseen surface points [M <= buffer rows, 3] (unit frame)."""
+        m = int(points.shape[0])
+        if m > self.unseen_points.shape[0]:
+            raise ValueError(f"{m} unseen points for a buffer of {self.unseen_points.shape[0]}")
+        self.unseen_points.zero_()
+        self.unseen_points[:m] = points.to(self.unseen_points)
+        self.unseen_count.fill_(m)
+        self.n_unseen = m
 
     def set_training_progress(self, progress: float) -> None:
         """Activate levels coarse to fine: all of them from ``full_at`` of the run on."""
@@ -102,6 +118,8 @@ class HashGridSDF(nn.Module):
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
         self._active = int(self.level_mask.sum())  # a loaded schedule (one sync at load time)
+        if hasattr(self, "unseen_count"):
+            self.n_unseen = int(self.unseen_count)
 
     @property
     def active_levels(self) -> int:

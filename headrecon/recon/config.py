@@ -131,6 +131,10 @@ class ReconConfig:
     hash_lr: float = _f(1e-2, "hash grid: Adam learning rate of the table and its MLP", group="detail")
     detail_weight: float = _f(0.0, "weight of the detail field's mean squared SDF correction (keeps a prior's "
                                    "detail small; 0 = off)", group="detail")
+    detail_unseen_weight: float = _f(0.0, "h3dnet / sira: weight of the detail field's mean squared SDF correction "
+                                          "at surface points no training camera sees (found on the prior's "
+                                          "fitted surface when phase 2 starts): what no photo shows stays the "
+                                          "prior's (0 = off)", group="detail")
 
     # ---- data and tracer
     image_size: int = _f(0, "train on images reduced to at most this many pixels per side (0 = full size)",
@@ -277,10 +281,13 @@ class ReconConfig:
         if min(self.hash_levels, self.hash_feats, self.hash_base_res, self.hash_hidden, self.hash_start_levels) < 1 \
                 or not 1 <= self.hash_log2_size <= 24 or self.hash_finest_res < self.hash_base_res \
                 or self.hash_start_levels > self.hash_levels or not 0 < self.hash_full_at <= 1 \
-                or not self.hash_lr > 0 or self.detail_weight < 0:
+                or not self.hash_lr > 0 or self.detail_weight < 0 or self.detail_unseen_weight < 0:
             errs.append("hash grid settings out of range: levels, feats, base_res, hidden, start_levels >= 1, "
                         "start_levels <= levels, 1 <= log2_size <= 24, finest_res >= base_res, 0 < full_at <= 1, "
-                        "hash_lr > 0, detail_weight >= 0")
+                        "hash_lr > 0, detail_weight >= 0, detail_unseen_weight >= 0")
+        if self.detail_unseen_weight > 0 and (self.detail != "hashgrid" or self.method not in ("h3dnet", "sira")):
+            errs.append("detail_unseen_weight holds a prior's shape where no camera looks: it needs --method h3dnet "
+                        "or sira with --detail hashgrid")
         if self.render_mode not in ("idr", "no_view_dir", "no_normal"):
             errs.append(f"render_mode must be idr, no_view_dir or no_normal, got {self.render_mode!r}")
         if not 0.0 <= self.ss_fraction < 1.0:
