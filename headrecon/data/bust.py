@@ -9,8 +9,9 @@ left), with vertex colours and ``mesh.metadata["landmarks"]`` (the six H3DS land
   A-pose, turned and scaled into the ICT frame (Anny: metres, +Z up, -Y front), placed by its six landmarks
   (:data:`ANNY_LANDMARKS`, vertex indices on Anny's default topology, found by ``tools/make_anny_landmarks.py``)
   rigidly onto the mean ICT head's, and cut by a horizontal plane below the shoulders (:data:`BUST_DEPTH_MM` below
-  the mouth corners; ``depth_mm`` sets it, e.g. about 450 mm for a waist-length portrait). Procedural skin albedo (:func:`headrecon.data.ict.procedural_albedo`) on the head, a
-  garment below a random neckline. Anny's mesh has open eye sockets (MakeHuman's eyes are separate meshes): two
+  the mouth corners; ``depth_mm`` sets another depth, e.g. 340 mm for a photo down to below the armpits).
+  Procedural skin albedo (:func:`headrecon.data.ict.procedural_albedo`) on the head, a garment below a random
+  neckline. Anny's mesh has open eye sockets (MakeHuman's eyes are separate meshes): two
   eyeballs, spheres at Anny's ``eye.R`` / ``eye.L`` bones just inside the socket walls, fill them (their vertices
   after the body's, ``metadata["n_body_vertices"]``). What no camera can see (the eyeballs' backs, the socket
   walls behind them, Anny's mouth and nasal cavities, bits of them seen only through a crevice) is removed: a

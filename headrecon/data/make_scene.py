@@ -38,8 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="a head with shoulders: 'composite:SEED' (ICT head SEED on Anny bust SEED) or 'anny:SEED' "
                           "(an Anny bust); see headrecon.data.bust (needs `pip install anny`)")
     ap.add_argument("--bust-depth", type=float, default=None, metavar="MM",
-                    help="--bust: cut the body this far below the mouth corners (100-700 mm; e.g. 450 for a "
-                         "waist-length portrait) instead of the seed's draw in 190-250 mm, the training busts' range")
+                    help="--bust: cut the body this far below the mouth corners (100-700 mm; e.g. 340 for a "
+                         "photo down to below the armpits) instead of the seed's draw in 190-250 mm, the training "
+                         "busts' range")
     ap.add_argument("--hair", choices=["short", "medium", "bob"], default=None,
                     help="add procedural hair (a closed volume over the scalp with strand stripes; needs the "
                          "six landmarks: --ict, --lps, --bust); writes semantic/ label maps and, for "
