@@ -15,7 +15,7 @@ __all__ = ["seen_by_any", "unseen_surface_points"]
 
 
 def seen_by_any(mesh: trimesh.Trimesh, points: np.ndarray, normals: np.ndarray, cameras,
-                max_angle_deg: float = 80.0, tol: float = 1e-3) -> np.ndarray:
+                max_angle_deg: float = 90.0, tol: float = 1e-3) -> np.ndarray:
     """``[N]`` bool: whether any of ``cameras`` (:class:`headrecon.data.Camera`, in ``mesh``'s frame) sees the
     surface point ``points[i]`` (normal ``normals[i]``, on ``mesh``): inside the image, facing the camera within
     ``max_angle_deg`` and not hidden (the camera's ray towards it meets no surface more than ``tol`` before it)."""
@@ -46,7 +46,7 @@ def seen_by_any(mesh: trimesh.Trimesh, points: np.ndarray, normals: np.ndarray, 
 
 
 def unseen_surface_points(mesh: trimesh.Trimesh, cameras, n: int, seed: int = 0, samples: int = 20000,
-                          max_angle_deg: float = 80.0, tol: float = 1e-3) -> np.ndarray:
+                          max_angle_deg: float = 90.0, tol: float = 1e-3) -> np.ndarray:
     """``n`` points [n, 3] drawn (seeded, with repetition when fewer) among ``samples`` area-uniform points of
     ``mesh``'s surface that no camera sees (:func:`seen_by_any`); ``[0, 3]`` when every sample is seen."""
     rng = np.random.default_rng(int(seed))
