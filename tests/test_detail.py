@@ -235,7 +235,7 @@ def test_visibility_of_a_sphere_and_an_occluder():
     import trimesh
 
     from headrecon.data.camera import Camera
-    from headrecon.render.visibility import seen_by_any, unseen_surface_points
+    from headrecon.data.geometry import seen_by_any, unseen_surface_points
 
     ball = trimesh.creation.icosphere(subdivisions=4, radius=0.5)
     K = np.array([[100.0, 0, 64], [0, 100.0, 64], [0, 0, 1]])
@@ -244,7 +244,7 @@ def test_visibility_of_a_sphere_and_an_occluder():
     assert np.allclose(centre, [0, 0, 3])
     pts, face = trimesh.sample.sample_surface(ball, 3000, seed=1)
     n = ball.face_normals[face]
-    seen = seen_by_any(ball, pts, n, [cam], max_angle_deg=80.0)
+    seen = seen_by_any(ball, pts, [cam], normals=n, max_angle_deg=80.0)
     to_cam = centre - pts
     cosang = (n * to_cam).sum(1) / np.linalg.norm(to_cam, axis=1)
     clear = np.abs(cosang - np.cos(np.radians(80.0))) > 0.02  # away from the angle's edge (facet normals)
@@ -254,13 +254,13 @@ def test_visibility_of_a_sphere_and_an_occluder():
     blocker = trimesh.creation.icosphere(subdivisions=3, radius=0.2)
     blocker.apply_translation([0, 0, 1.2])
     both = trimesh.util.concatenate([ball, blocker])
-    seen2 = seen_by_any(both, pts, n, [cam], max_angle_deg=80.0)
+    seen2 = seen_by_any(both, pts, [cam], normals=n, max_angle_deg=80.0)
     front = (pts[:, 2] > 0.45) & (np.hypot(pts[:, 0], pts[:, 1]) < 0.05)
     assert front.any() and not seen2[front].any() and seen[front].all()
     # outside the image: the camera turned away sees nothing
     away = Camera(K=K, R=np.eye(3), t=np.array([0.0, 0.0, -3.0]), width=128, height=128)  # at +3Z, looking +Z
     assert np.allclose(-away.R.T @ away.t, centre)
-    assert not seen_by_any(ball, pts, n, [away]).any()
+    assert not seen_by_any(ball, pts, [away], normals=n).any()
     u = unseen_surface_points(ball, [cam], n=500, seed=0, samples=4000)
     assert u.shape == (500, 3) and (u[:, 2] < 0.5 * np.cos(np.radians(10.0)) + 0.05).all()
     assert np.array_equal(u, unseen_surface_points(ball, [cam], n=500, seed=0, samples=4000))

@@ -255,10 +255,8 @@ def _mouth_y(V, lm) -> float:
 def _cut_depth(seed: int, depth_mm) -> float:
     """How far below the mouth corners bust ``seed`` ends: ``depth_mm``, or the seed's draw in
     :data:`BUST_DEPTH_MM` (the training busts' range)."""
-    rng = np.random.default_rng([int(seed), 43])
-    depth = float(rng.uniform(*BUST_DEPTH_MM))
     if depth_mm is None:
-        return depth
+        return float(np.random.default_rng([int(seed), 43]).uniform(*BUST_DEPTH_MM))
     if not 100.0 <= float(depth_mm) <= 700.0:
         raise ValueError(f"bust depth must be 100-700 mm below the mouth, got {depth_mm}")
     return float(depth_mm)

@@ -1,5 +1,5 @@
-"""Small geometry shared by the data, prior and photo code: least-squares similarity (Umeyama), the faces of a
-mesh that can be seen from outside.
+"""Small geometry shared by the data, prior, photo, method and evaluation code: least-squares similarity
+(Umeyama), the faces of a mesh that can be seen from outside, the points that given cameras see.
 
 Lives at the data level so that scene and shape generators (:mod:`headrecon.data.bust`) and the prior frame
 (:mod:`headrecon.priors.normalization`, which re-exports it) use one implementation without an import cycle.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["umeyama", "apply_transform", "outer_faces"]
+__all__ = ["umeyama", "apply_transform", "outer_faces", "seen_by_any", "unseen_surface_points"]
 
 
 def umeyama(src, dst, weights=None, scale: bool = False) -> np.ndarray:
@@ -50,13 +50,21 @@ def keep_faces(faces, keep, landmarks: dict | None = None):
     return new[F], used, lm
 
 
+def _intersector(mesh):
+    """Embree ray casting for ``mesh`` when installed, else trimesh's slower intersector (same hits)."""
+    try:
+        from trimesh.ray.ray_pyembree import RayMeshIntersector
+        return RayMeshIntersector(mesh)
+    except Exception:
+        from trimesh.ray.ray_triangle import RayMeshIntersector
+        return RayMeshIntersector(mesh)
+
+
 def outer_faces(mesh, n_directions: int = 256, distance: float | None = None) -> np.ndarray:
     """Bool mask [F] of the faces of ``mesh`` that can be seen from outside: a ray from far away in one of
     ``n_directions`` directions (a Fibonacci sphere) towards the face's centroid hits that face first. Interior
     surfaces (a scan's mouth bag, eye sockets behind closed lids) are never seen by any camera, so they are not
     part of what a reconstruction from photographs can be compared with."""
-    import trimesh
-
     F = np.asarray(mesh.faces)
     C = np.asarray(mesh.triangles_center, dtype=np.float64)
     N = np.asarray(mesh.face_normals, dtype=np.float64)
@@ -65,10 +73,7 @@ def outer_faces(mesh, n_directions: int = 256, distance: float | None = None) ->
     phi = np.arccos(1.0 - 2.0 * i / n_directions)
     th = np.pi * (1.0 + 5.0 ** 0.5) * i
     D = np.stack([np.cos(th) * np.sin(phi), np.sin(th) * np.sin(phi), np.cos(phi)], 1)
-    try:
-        inter = trimesh.ray.ray_pyembree.RayMeshIntersector(mesh)
-    except Exception:  # no embree: trimesh's slower intersector
-        inter = mesh.ray
+    inter = _intersector(mesh)
     seen = np.zeros(len(F), dtype=bool)
     for d in D:
         todo = np.nonzero(~seen & (N @ d > 0.0))[0]  # only faces turned towards that side can be seen from it
@@ -78,3 +83,53 @@ def outer_faces(mesh, n_directions: int = 256, distance: float | None = None) ->
         tri = inter.intersects_first(o, np.broadcast_to(-d, o.shape).copy())
         seen[todo[tri == todo]] = True
     return seen
+
+
+def seen_by_any(mesh, points, cameras, normals=None, max_angle_deg: float = 90.0, tol: float = 1e-3,
+                in_image: bool = True) -> np.ndarray:
+    """Bool ``[N]``: whether any of ``cameras`` (:class:`headrecon.data.Camera`, in ``mesh``'s frame) sees the
+    point ``points[i]`` on ``mesh``: the first hit of the ray from the camera centre towards it lies within ``tol``
+    of it (like DTU's observability masks); with ``in_image``, it projects inside the camera's image; with
+    ``normals``, its normal is within ``max_angle_deg`` of the direction to the camera."""
+    P = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+    N = None if normals is None else np.asarray(normals, dtype=np.float64).reshape(-1, 3)
+    cos_min = float(np.cos(np.radians(max_angle_deg)))
+    inter = _intersector(mesh)
+    seen = np.zeros(len(P), dtype=bool)
+    for cam in cameras:
+        c = np.asarray(cam.center, dtype=np.float64)
+        to_cam = c - P
+        dist = np.linalg.norm(to_cam, axis=1)
+        ok = ~seen
+        if in_image:
+            pc = P @ np.asarray(cam.R, np.float64).T + np.asarray(cam.t, np.float64)
+            z = pc[:, 2]
+            uv = (pc @ np.asarray(cam.K, np.float64).T)[:, :2] / np.where(np.abs(z) > 1e-12, z, 1e-12)[:, None]
+            ok &= (z > 0) & (uv[:, 0] >= 0) & (uv[:, 0] < cam.width) & (uv[:, 1] >= 0) & (uv[:, 1] < cam.height)
+        if N is not None:
+            ok &= (N * to_cam).sum(1) > cos_min * dist
+        cand = np.nonzero(ok)[0]
+        if len(cand) == 0:
+            continue
+        dirs = -to_cam[cand] / np.maximum(dist[cand], 1e-12)[:, None]
+        hits, ray_idx, _ = inter.intersects_location(np.repeat(c[None], len(cand), 0), dirs, multiple_hits=False)
+        first = np.full(len(cand), np.inf)
+        first[ray_idx] = np.linalg.norm(hits - c, axis=1)
+        seen[cand[first >= dist[cand] - tol]] = True
+    return seen
+
+
+def unseen_surface_points(mesh, cameras, n: int, seed: int = 0, samples: int = 20000,
+                          max_angle_deg: float = 90.0, tol: float = 1e-3) -> np.ndarray:
+    """``n`` points [n, 3] drawn (seeded, with repetition when fewer) among ``samples`` area-uniform points of
+    ``mesh``'s surface that no camera sees (:func:`seen_by_any`: in its image, facing it, not hidden); ``[0, 3]``
+    when every sample is seen. The prior methods' ``detail_unseen_weight`` holds their detail field there."""
+    import trimesh
+
+    rng = np.random.default_rng(int(seed))
+    pts, face = trimesh.sample.sample_surface(mesh, int(samples), seed=int(seed))
+    normals = np.asarray(mesh.face_normals)[face]
+    unseen = pts[~seen_by_any(mesh, pts, cameras, normals=normals, max_angle_deg=max_angle_deg, tol=tol)]
+    if len(unseen) == 0:
+        return np.zeros((0, 3))
+    return unseen[rng.choice(len(unseen), size=int(n), replace=len(unseen) < n)]

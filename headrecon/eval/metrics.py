@@ -39,6 +39,7 @@ import trimesh
 from scipy.spatial import cKDTree
 
 from ..data.errors import SceneError
+from ..data.geometry import seen_by_any
 from ..data.scene import FACE_SPHERE_RADIUS_MM, FaceSphere, Scene, load_gt, load_region
 from .h3ds import evaluate_h3ds
 
@@ -246,23 +247,7 @@ def observed_vertices(mesh: trimesh.Trimesh, cameras, tolerance_mm: float = 1.0)
     Surfaces that no camera of a scene sees (the inside of eye sockets, nostrils and the mouth of a scan, the
     underside of the chin from a level orbit) cannot be reconstructed from its images by any method; the
     ``*_observed`` metrics of :func:`evaluate` leave them out. Cameras in the mesh's frame (``Camera.center``)."""
-    try:
-        from trimesh.ray.ray_pyembree import RayMeshIntersector
-        inter = RayMeshIntersector(mesh)
-    except Exception:  # embree missing: trimesh's pure-python intersector (slow, same result)
-        inter = trimesh.ray.ray_triangle.RayMeshIntersector(mesh)
-    V = np.asarray(mesh.vertices, dtype=np.float64)
-    seen = np.zeros(len(V), dtype=bool)
-    for cam in cameras:
-        c = np.asarray(cam.center, dtype=np.float64)
-        d = V - c
-        dist = np.linalg.norm(d, axis=1)
-        d = d / np.maximum(dist, 1e-12)[:, None]
-        loc, idx, _ = inter.intersects_location(np.repeat(c[None], len(V), 0), d, multiple_hits=False)
-        first = np.full(len(V), np.inf)
-        first[idx] = np.linalg.norm(loc - c, axis=1)
-        seen |= first >= dist - tolerance_mm
-    return seen
+    return seen_by_any(mesh, mesh.vertices, cameras, tol=tolerance_mm, in_image=False)
 
 
 def _landmark_points(mesh, landmarks):

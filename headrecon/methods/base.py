@@ -137,12 +137,12 @@ def detail_loss(cfg, detail: nn.Module, iteration) -> torch.Tensor:
 def hold_unseen(trainer, detail, resumed: bool) -> None:
     """At the start of a prior method's phase 2 (``detail_unseen_weight > 0``): mesh the fitted prior surface
     (64^3 marching cubes of the current SDF, unit frame), find where no training camera sees it
-    (:func:`headrecon.render.visibility.unseen_surface_points`) and store those points in the detail field, whose
+    (:func:`headrecon.data.geometry.unseen_surface_points`) and store those points in the detail field, whose
     magnitude term then holds them (:func:`detail_loss`). A resumed run has them in its checkpoint."""
     if resumed or detail is None or trainer.cfg.detail_unseen_weight <= 0:
         return
+    from ..data.geometry import unseen_surface_points
     from ..render.mesh import extract_mesh
-    from ..render.visibility import unseen_surface_points
 
     mesh = extract_mesh(trainer.sdf_fn, resolution=64, radius=trainer.cfg.scene_radius, device=trainer.device,
                         largest_component=True, progress=False, clip_sphere=True)
