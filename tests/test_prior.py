@@ -404,12 +404,21 @@ def test_cli_errors(tmp_path, capsys):
     assert cli.main([str(tmp_path / "empty"), "--out", out, "--resume"]) == 2
 
 
+def test_recorded_command_drops_folders():
+    from headrecon.priors.training import recorded_command
+    cmd = recorded_command(["/data/my scans/", "--out=/tmp/x/p.pt", "--preset", "fast", "rel/dir"])
+    assert cmd == "headrecon-train-prior 'my scans' --out=p.pt --preset fast rel/dir"
+
+
 def test_cli_trains_folder(scan_folder, tmp_path):
     out = tmp_path / "p.pt"
     args = [str(scan_folder), "--out", str(out), *DDP_ARGS[:-2], "--epochs", "2", "--align", "fixed"]
     assert cli.main(args) == 0
     p = ShapePrior.load(out)
     assert p.num_latents == 3 and p.meta["epochs_done"] == 2 and "headrecon-train-prior" in p.meta["command"]
+    # the recorded command names the files, not the folders of the machine that made them
+    assert str(tmp_path) not in p.meta["command"] and str(scan_folder) not in p.meta["command"]
+    assert "--out p.pt" in p.meta["command"] and f" {scan_folder.name} " in p.meta["command"]
     assert cli.main(args[:-4] + ["--epochs", "3", "--align", "fixed", "--resume"]) == 0
     assert ShapePrior.load(out).meta["epochs_done"] == 3
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shlex
 import sys
 
 from ..cli import add_debug_flag, run_command
@@ -112,6 +111,7 @@ def _main(args, argv) -> int:
     import torch
 
     from .h3dnet.train import train_prior
+    from .training import recorded_command
     from .scans import bust_scanset, closed_bottom_simulation, folder_scanset, ict_scanset, is_shape_source
 
     if args.threads:
@@ -146,7 +146,7 @@ def _main(args, argv) -> int:
         units = {"mm": 1.0, "cm": 10.0, "m": 1000.0}[args.units]
         scans = folder_scanset(args.scans, n_shapes=args.shapes, n_points=cfg.scan_points, units_to_mm=units,
                                align=args.align, progress=progress)
-    cmd = "headrecon-train-prior " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    cmd = recorded_command(argv)
     train_prior(cfg, scans, args.out, resume=args.resume, checkpoint_every=args.checkpoint_every,
                 device=args.device, progress=progress, ddp=True if args.ddp else None,
                 stop_after_epoch=args.stop_after_epoch, extra_meta={"command": cmd})

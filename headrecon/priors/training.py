@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import platform
+import shlex
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +19,7 @@ from ..weights import load_weights, save_weights
 
 __all__ = ["TrainingError", "checkpoint_path", "ddp_env", "Distributed", "setup_distributed", "shard_plan",
            "progress_bar", "epoch_loop", "load_resume_state", "write_checkpoint", "epoch_means",
-           "check_ddp_agreement", "final_meta"]
+           "check_ddp_agreement", "final_meta", "recorded_command"]
 
 
 class TrainingError(RuntimeError):
@@ -203,6 +205,20 @@ def check_ddp_agreement(model: nn.Module, world: int, device) -> float:
     if diff > 1e-6:
         raise TrainingError(f"DDP ranks disagree on the parameters after training (max diff {diff:g})")
     return diff
+
+
+def recorded_command(argv) -> str:
+    """The ``headrecon-train-prior`` command line a model file records (``meta["command"]``): ``argv`` (default
+    ``sys.argv[1:]``) shell-quoted, with every absolute path reduced to its last component, so that a model file
+    says how it was made without naming folders of the machine that made it."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    out = []
+    for a in args:
+        key, eq, val = a.partition("=") if a.startswith("--") else ("", "", a)
+        if os.path.isabs(val):
+            val = os.path.basename(val.rstrip(os.sep)) or val
+        out.append(shlex.quote(key + eq + val))
+    return " ".join(["headrecon-train-prior"] + out)
 
 
 def final_meta(done: int, elapsed: float, world: int, device, history: list) -> dict:

@@ -43,6 +43,7 @@ from ..training import (
     final_meta,
     load_resume_state,
     progress_bar,
+    recorded_command,
     setup_distributed,
     shard_plan,
     write_checkpoint,
@@ -383,8 +384,6 @@ def train_sira(cfg: SiraConfig, data: SiraData, out, resume: bool = False, check
 
 def main_from_args(args, argv=None) -> int:
     """``headrecon-train-prior ... --model sira`` (called by :mod:`headrecon.priors.cli` with its parsed args)."""
-    import shlex
-    import sys
 
     from .model import sira_preset
 
@@ -421,7 +420,7 @@ def main_from_args(args, argv=None) -> int:
     sim = closed_bottom_simulation(getattr(args, "closed_bottom", None))
     data = sira_ict_data(n, cfg, progress=progress, simulation=sim) if source == "ict" else \
         sira_bust_data(source, n, cfg, progress=progress, simulation=sim)
-    cmd = "headrecon-train-prior " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    cmd = recorded_command(argv)
     train_sira(cfg, data, args.out, resume=args.resume, checkpoint_every=args.checkpoint_every,
                device=args.device, progress=progress, ddp=True if args.ddp else None,
                stop_after_epoch=args.stop_after_epoch, extra_meta={"command": cmd},

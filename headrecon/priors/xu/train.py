@@ -43,7 +43,7 @@ from torch.nn import functional as F
 
 from ...weights import load_weights, save_weights
 from ..normalization import Normalization
-from ..training import TrainingError, check_ddp_agreement, checkpoint_path, setup_distributed
+from ..training import TrainingError, check_ddp_agreement, checkpoint_path, recorded_command, setup_distributed
 from .model import XU_FORMAT, XuPrior, xu_network_config
 
 __all__ = ["XuTrainConfig", "XuData", "xu_image_data", "xu_mesh_data", "train_xu", "XU_TRAIN_FORMAT", "main_from_args"]
@@ -339,8 +339,6 @@ def train_xu(cfg: XuTrainConfig, data: XuData, out, resume: bool = False, device
 
 def main_from_args(args, argv=None) -> int:
     """``headrecon-train-prior ... --model xu`` (called by :mod:`headrecon.priors.cli` with its parsed args)."""
-    import shlex
-    import sys
 
     from ..scans import is_shape_source
 
@@ -361,7 +359,7 @@ def main_from_args(args, argv=None) -> int:
     if args.threads:
         torch.set_num_threads(int(args.threads))
     data = xu_image_data(source, n, views=cfg.views, size=cfg.size, progress=progress)
-    cmd = "headrecon-train-prior " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    cmd = recorded_command(argv)
     stop = args.stop_after_epoch
     train_xu(cfg, data, args.out, resume=args.resume, device=args.device, progress=progress, stop_after=stop,
              extra_meta={"command": cmd}, half=bool(getattr(args, "half", False)), ddp=True if args.ddp else None)
