@@ -493,13 +493,13 @@ def test_presets():
 
 # ------------------------------------------------------------------------------------------ shipped prior
 def test_shipped_prior_is_head_sized():
-    """The shipped prior: 500 heads with shoulders (ICT heads on Anny busts), in the bust frame; its mean shape
-    has a head of human size and shoulders."""
+    """The shipped prior: 500 shapes (250 ICT heads on Anny busts, 250 ICT heads ending at the neck), in the bust
+    frame; its mean shape has a head of human size and shoulders."""
     path = default_prior_path()
     if not path.is_file():
         pytest.skip(f"shipped prior absent ({path}); train it with the command in headrecon/assets/README.md")
     prior = ShapePrior.load(path)
-    assert prior.data.get("source") == "composite" and prior.num_latents >= 500
+    assert prior.data.get("source") == "composite+ict" and prior.num_latents >= 500
     assert prior.norm.mm_per_unit == 360.0
     assert path.stat().st_size < 10e6
     mesh = prior.mesh(None, resolution=96)  # mean bust, mm, ICT frame

@@ -86,7 +86,9 @@ class SiraOptions(MethodOptions):
     sira_anchor_weight: float = option(30.0, "weight of the phase-2 deformation anchor, the mean squared distance "
                                              "(prior units) between the fine-tuned and the pretrained deformation at "
                                              "the current z_sdf over fixed points of the bounding sphere (0 = off: "
-                                             "phase 2 then moved a one-view head 57 mm in depth, docs/methods/sira.md)")
+                                             "phase 2 then moved a one-view head 57 mm in depth, "
+                                             "docs/methods/sira.md); only with --detail none: a detail field "
+                                             "leaves the deformation frozen")
     sira_anchor_views: int = option(3, "the anchor weight applies as given up to this many input views and is scaled "
                                        "by sira_anchor_views / views beyond (0 = never scaled)")
     sira_anchor_radius: Optional[float] = option(None, "the anchor holds only the fixed points within this radius of "
