@@ -414,6 +414,11 @@ def test_sira_anchor_points_radius_and_batches(trained, scene_dir):
     # a radius that keeps no point turns the anchor off instead of failing
     none = method(sira_anchor_radius=1e-6).method
     assert none.deform0 is None and none.info()["anchor_points"] == 0
+    # with a detail field phase 2 leaves the deformation frozen: no anchor, and the run's info says so
+    cfg = make_config("fast", method="sira", iterations=10, sira_prior=str(trained[1]),
+                      **{**RECON_TINY, "detail": "hashgrid"})
+    held = Trainer(cfg, scene, device="cpu").method
+    assert held.deform0 is None and held.info()["anchor_weight"] == 0.0 and held.info()["anchor_points"] == 0
 
 
 @pytest.mark.parametrize("field,value", [("sira_anchor_weight", -1.0), ("sira_latent_reg", -1e-3),

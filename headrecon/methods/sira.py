@@ -33,6 +33,8 @@ Regularisers (:meth:`SiraMethod.extra_losses`, logged as ``latent_loss`` / ``anc
   shoulders (Lee Perry-Smith's bust reaches 1.16 prior units) may be built freely. Each iteration uses
   ``sira_anchor_batch`` of the points (512), cycling through them in a fixed order by iteration number: a quarter
   of the term's cost, accuracy unchanged within run noise (README), and a resumed run sees the same points.
+  With ``--detail hashgrid`` (the ``fast`` and ``instant`` presets) phase 2 trains the detail field and leaves the
+  deformation frozen, so there is no anchor (its weight is 0 in the run's info).
 
 Acceleration (on by default for this method, SIRA++ Sec. 4): the coarse/fine search tracer (when ``--strategy``
 is ``default``) with the 64^3 SDF cache (``eps`` 0.1, ``p`` 0.2; resolution ``cache_resolution``), selective
@@ -137,7 +139,9 @@ class SiraMethod(ReconMethod):
         geo.latent_reg = ren.latent_reg = self.latent_reg  # the code prior of both latents (extra_losses)
         self.deform0 = None
         n, nv = max(1, len(scene)), int(o.sira_anchor_views)
-        self.anchor_weight = float(o.sira_anchor_weight) * (nv / n if 0 < nv < n else 1.0)
+        # the anchor holds the deformation network, which phase 2 trains only without a detail field
+        self.anchor_weight = 0.0 if c.detail == "hashgrid" else \
+            float(o.sira_anchor_weight) * (nv / n if 0 < nv < n else 1.0)
         self.anchor_radius = float(model.config.outside_radius[0] if o.sira_anchor_radius is None
                                    else o.sira_anchor_radius)
         self.anchor_points = torch.zeros(0, 3, device=device)
@@ -150,7 +154,7 @@ class SiraMethod(ReconMethod):
                 with torch.no_grad():
                     pts = pts[geo.to_prior(pts).norm(dim=-1) < self.anchor_radius]
             self.anchor_points = pts.to(device)
-            if len(pts) and c.detail != "hashgrid":  # with a detail field the deformation stays frozen
+            if len(pts):
                 self.deform0 = copy.deepcopy(geo.deform).requires_grad_(False).to(device)
         if c.detail == "hashgrid":  # phase 2 trains a detail field over the prior instead of the deformation
             geo = hashgrid_field(c, prior_geo, d_feature=0)
