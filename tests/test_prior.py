@@ -9,15 +9,13 @@ inference in mm) runs without shared data; tests that need ICT heads or the ship
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import trimesh
+from torchrun import check, run_torchrun
 
 from headrecon.priors import (
     HELDOUT_SEEDS,
@@ -364,11 +362,7 @@ DDP_ARGS = ["--preset", "fast", "--epochs", "3", "--batch-shapes", "4", "--point
 def test_ddp_two_processes_gloo(tmp_path):
     folder = write_scans(tmp_path / "scans", AXES + [HELDOUT_AXES])  # 4 shapes: 2 per rank and step
     out = tmp_path / "ddp.pt"
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           "-m", "headrecon.priors.cli", str(folder), "--out", str(out), "--ddp", *DDP_ARGS]
-    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=240)
-    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
+    check(run_torchrun(["-m", "headrecon.priors.cli", folder, "--out", out, "--ddp", *DDP_ARGS]))
     ddp = ShapePrior.load(out)  # headrecon.weights: weights_only=True, checksum
     assert ddp.meta["world_size"] == 2 and ddp.meta["ddp_max_param_diff"] == 0.0  # ranks agree exactly
     # same global batches and samples as one process with the global batch: same result up to rounding

@@ -7,13 +7,12 @@ from __future__ import annotations
 import json
 import math
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
 import trimesh
+from torchrun import check, run_torchrun
 
 from headrecon.priors.normalization import Normalization
 from headrecon.priors.sira.model import (
@@ -248,10 +247,7 @@ def test_ddp_two_processes_gloo(tmp_path):
     out = tmp_path / "ddp.pt"
     script = tmp_path / "ddp_train.py"
     script.write_text(DDP_SCRIPT.format(tests=os.path.dirname(__file__), out=str(out)))
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script)]
-    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=240)
-    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
+    check(run_torchrun([script]))
     m = SiraPrior.load(out)
     assert m.meta["world_size"] == 2 and m.meta["ddp_max_param_diff"] == 0.0
     assert len(m.meta["history"]) == 3

@@ -203,16 +203,13 @@ def test_ddp_two_processes_gloo_match_one_process(tmp_path, data, monkeypatch):
     over every process's samples) agree exactly with each other and with one process up to the order of float
     sums."""
     import os
-    import subprocess
-    import sys
+
+    from torchrun import check, run_torchrun
 
     out = tmp_path / "ddp.pt"
     script = tmp_path / "ddp_train.py"
     script.write_text(DDP_SCRIPT.format(tests=os.path.dirname(__file__), out=str(out)))
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script)]
-    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=240)
-    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
+    check(run_torchrun([script]))
     two = load_xu(out)
     assert two.meta["world_size"] == 2 and two.meta["ddp_max_param_diff"] == 0.0
     monkeypatch.setattr("headrecon.priors.xu.train.xu_network_config",
