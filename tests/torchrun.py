@@ -7,10 +7,10 @@ import subprocess
 import sys
 import warnings
 
-# C++'s message when std::terminate runs outside an exception: a worker aborted (SIGABRT), seen once in about
-# forty full-suite runs of the gloo tests, in a worker of a run whose training had otherwise gone through
-# (never reproduced in 32 runs of the test alone, quiet or under load). Such a launch is retried once with a
-# warning that carries its output; a second abort, or any other failure, fails the test.
+# C++'s message when std::terminate runs outside an exception: a worker of the Xu et al. test aborted with it
+# (SIGABRT) once, in a full run of the README's test command; 32 runs of that test alone (quiet, or beside two
+# benchmark jobs) never did. Such a launch is retried once with a warning that carries its output (faulthandler's
+# stacks included); a second abort, or any other failure, fails the test.
 TEARDOWN_ABORT = "terminate called without an active exception"
 
 
