@@ -37,7 +37,7 @@ if TYPE_CHECKING:  # the shared config imports this registry; the annotation onl
 
 __all__ = ["Phase", "SurfaceBatch", "ReconModel", "ReconMethod", "MethodOptions", "option", "METHODS", "register_method",
            "get_method", "available_methods", "hashgrid_field", "split_detail", "detail_parameters", "detail_loss",
-           "set_detail_trainable"]
+           "set_detail_trainable", "scene_face_proxy", "proxy_loss"]
 
 
 def option(default, help: str, **kw):
@@ -148,6 +148,32 @@ def hold_unseen(trainer, detail, resumed: bool) -> None:
                         largest_component=True, progress=False, clip_sphere=True)
     pts = unseen_surface_points(mesh, trainer.training_cameras(), n=UNSEEN_POINTS, seed=trainer.cfg.seed)
     detail.set_unseen(torch.as_tensor(pts, dtype=torch.float32))
+
+
+def scene_face_proxy(scene, radius_mm: Optional[float]):
+    """``(proxy, report)``: the facial proxy of ``scene`` (:func:`headrecon.photos.proxy.face_proxy`, the
+    morphable-model face fitted to the photos) in the scene's unit frame, and its report for ``run.json``;
+    ``(None, {"source": None, "why_not": ...})`` when no face can be fitted (the run goes on without the term)."""
+    import numpy as np
+
+    from ..photos.proxy import FaceProxy, face_proxy
+
+    try:
+        p = face_proxy(scene, radius_mm=radius_mm)
+    except (ValueError, ImportError) as exc:
+        return None, {"source": None, "why_not": str(exc)}
+    S_inv = np.linalg.inv(np.asarray(scene.scale_mat, dtype=np.float64))
+    V = p.vertices @ S_inv[:3, :3].T + S_inv[:3, 3]   # scene mm -> unit frame
+    return FaceProxy(V, p.triangles, p.report), dict(p.report)
+
+
+def proxy_loss(geometry: nn.Module, proxy, points: int, seed: int, iteration: int) -> torch.Tensor:
+    """``mean |f(v)|`` over ``points`` points drawn on ``proxy`` (unit frame) with a generator seeded by the run's
+    ``seed`` and ``iteration`` (a resumed run draws the same points)."""
+    g = torch.Generator().manual_seed(int(seed) * 1000003 + 7919 + int(iteration))
+    p = torch.from_numpy(proxy.sample(points, g)).float()
+    dev = next(geometry.parameters()).device
+    return geometry.sdf(p.to(dev)).abs().mean()
 
 
 def set_detail_trainable(detail, on: bool) -> None:

@@ -35,6 +35,10 @@ Regularisers (:meth:`SiraMethod.extra_losses`, logged as ``latent_loss`` / ``anc
   of the term's cost, accuracy unchanged within run noise (README), and a resumed run sees the same points.
   With ``--detail hashgrid`` (the ``fast`` and ``instant`` presets) phase 2 trains the detail field and leaves the
   deformation frozen, so there is no anchor (its weight is 0 in the run's info).
+* the **facial proxy** (off by default, ``sira_proxy_weight``): ``w_p * mean |f|`` over points drawn on the
+  morphable-model face fitted to the photos (the fit that places the prior; as ``--method wang`` uses it), in both
+  phases. Measured at one view of a held-out bust: no better (docs/results/priors-busts.md); on the demo photos the
+  prior's mean face already lies 1.3 mm from it.
 
 Acceleration (on by default for this method, SIRA++ Sec. 4): the coarse/fine search tracer (when ``--strategy``
 is ``default``) with the 64^3 SDF cache (``eps`` 0.1, ``p`` 0.2; resolution ``cache_resolution``), selective
@@ -48,7 +52,7 @@ run's time), at a measured accuracy cost from 4 views on (README).
 Options (:class:`SiraOptions`): ``sira_prior`` (model path; default
 the shipped ``headrecon/assets/prior_sira_bust.pt``), ``sira_unfreeze_epoch``, ``sira_latent_lr``,
 ``sira_latent_reg``, ``sira_anchor_weight``, ``sira_anchor_views``, ``sira_anchor_radius``, ``sira_anchor_batch``,
-``sira_accel``.
+``sira_accel``, ``sira_proxy_weight``, ``sira_proxy_radius``.
 """
 from __future__ import annotations
 
@@ -61,8 +65,8 @@ from torch import nn
 
 from ..priors.sampling import uniform_ball
 from .base import (MethodOptions, Phase, ReconMethod, ReconModel, detail_loss, detail_parameters, hashgrid_field,
-                   hold_unseen, option, register_method, set_detail_trainable, split_detail,
-                   uses_detail_loss)
+                   hold_unseen, option, proxy_loss, register_method, scene_face_proxy, set_detail_trainable,
+                   split_detail, uses_detail_loss)
 
 __all__ = ["SiraMethod", "SiraOptions"]
 
@@ -102,6 +106,10 @@ class SiraOptions(MethodOptions):
                                          "every iteration)")
     sira_accel: bool = option(True, "SIRA++'s acceleration (coarse/fine search tracer with a 64^3 SDF cache, eps 0.1, "
                                     "p 0.2, and float16 tracing on CUDA); selective sampling is ss_fraction")
+    sira_proxy_weight: float = option(0.0, "weight of mean |f| on the facial proxy (the morphable-model face fitted "
+                                           "to the photos, as --method wang uses it) in both phases (0 = off)")
+    sira_proxy_radius: Optional[float] = option(70.0, "keep the proxy face within this many mm of the fitted nose "
+                                                      "tip (none: the whole face mesh)")
     finetune_lr: Optional[float] = option(None, "phase 2 Adam learning rate of the deformation network (default "
                                                 "lr / 10)")
 
@@ -111,6 +119,7 @@ class SiraOptions(MethodOptions):
             errs.append(f"sira_unfreeze_epoch must be in (0, epochs={cfg.epochs}), got {self.sira_unfreeze_epoch}")
         return errs + self.check(positive=("sira_latent_lr", "finetune_lr"),
                                  non_negative=("sira_latent_reg", "sira_anchor_radius", "sira_anchor_views",
+                                               "sira_proxy_weight", "sira_proxy_radius",
                                                "sira_anchor_weight", "sira_anchor_batch"))
 
 
@@ -123,6 +132,7 @@ class SiraMethod(ReconMethod):
     use_search = True
     use_amp = True
     ANCHOR_POINTS = 2048       # fixed points of the deformation anchor (sira_anchor_weight)
+    PROXY_POINTS = 1024        # points drawn on the facial proxy per iteration (sira_proxy_weight)
 
     def build(self, scene, device: torch.device) -> nn.Module:
         from ..priors.sira.model import load_sira
@@ -156,6 +166,9 @@ class SiraMethod(ReconMethod):
             self.anchor_points = pts.to(device)
             if len(pts):
                 self.deform0 = copy.deepcopy(geo.deform).requires_grad_(False).to(device)
+        self.proxy, self.proxy_report = None, None
+        if o.sira_proxy_weight > 0:
+            self.proxy, self.proxy_report = scene_face_proxy(scene, o.sira_proxy_radius)
         if c.detail == "hashgrid":  # phase 2 trains a detail field over the prior instead of the deformation
             geo = hashgrid_field(c, prior_geo, d_feature=0)
         return ReconModel(geo, ren).to(device)
@@ -163,7 +176,7 @@ class SiraMethod(ReconMethod):
     def info(self) -> dict:
         return {"prior_frame": self.frame_source, "model": self.model_meta, "latent_reg": self.latent_reg,
                 "anchor_weight": self.anchor_weight, "anchor_radius": self.anchor_radius,
-                "anchor_points": len(self.anchor_points)}
+                "anchor_points": len(self.anchor_points), "proxy": self.proxy_report}
 
     def phases(self) -> List[Phase]:
         # sira_unfreeze_epoch is in (0, epochs): ReconConfig.validate
@@ -206,6 +219,10 @@ class SiraMethod(ReconMethod):
             out["latent_loss"] = geo.latent_loss() + ren.latent_loss()
         if uses_detail_loss(self.cfg, detail):
             out["detail_loss"] = detail_loss(self.cfg, detail, iteration)
+        if self.proxy is not None and iteration is not None:
+            o = self.cfg.options
+            out["proxy_loss"] = o.sira_proxy_weight * proxy_loss(model.geometry, self.proxy, self.PROXY_POINTS,
+                                                                 self.cfg.seed, iteration)
         if self.deform0 is not None and geo.phase == "all":
             xp = geo.to_prior(self.anchor_batch(iteration))
             delta, _ = geo.deform(xp, geo.latent)

@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 from .. import _sync
-from .base import ReconModel, SurfaceBatch, option, register_method
+from .base import ReconModel, SurfaceBatch, option, proxy_loss, register_method, scene_face_proxy
 from .idr import IDRMethod, IDROptions
 
 __all__ = ["WangMethod", "WangOptions", "WangModel", "project_directions"]
@@ -130,9 +130,8 @@ class WangMethod(IDRMethod):
         o = self.cfg.options
         sem = SemanticNetwork(d_hidden=o.sem_hidden, n_layers=o.sem_layers, n_freqs=o.sem_freqs)
         model = WangModel(base.geometry, base.rendering, sem).to(device)
-        S_inv = np.linalg.inv(np.asarray(scene.scale_mat, dtype=np.float64))
         if o.use_proxy:
-            self._build_proxy(scene, S_inv)
+            self._build_proxy(scene)
         if o.use_semantics or o.use_orientation:
             self._build_pixels(scene, device)
         self._info["stages"] = {"proxy": 0.0 if o.use_proxy else None,
@@ -146,17 +145,8 @@ class WangMethod(IDRMethod):
             groups.append({"params": list(model.semantic.parameters()), "lr": self.cfg.lr, "name": "semantic"})
         return groups
 
-    def _build_proxy(self, scene, S_inv) -> None:
-        from ..photos.proxy import FaceProxy, face_proxy
-
-        try:
-            p = face_proxy(scene, radius_mm=self.cfg.options.proxy_radius)
-        except (ValueError, ImportError) as exc:
-            self._info["proxy"] = {"source": None, "why_not": str(exc)}
-            return
-        V = p.vertices @ S_inv[:3, :3].T + S_inv[:3, 3]   # unit frame
-        self.proxy = FaceProxy(V, p.triangles, p.report)
-        self._info["proxy"] = p.report
+    def _build_proxy(self, scene) -> None:
+        self.proxy, self._info["proxy"] = scene_face_proxy(scene, self.cfg.options.proxy_radius)
 
     def _build_pixels(self, scene, device) -> None:
         from ..data.semantics import IGNORE_LABEL, SEMANTIC_CLASSES, reduce_labels
@@ -231,11 +221,8 @@ class WangMethod(IDRMethod):
         o = self.cfg.options
         if not o.use_proxy or self.proxy is None or iteration is None:
             return {}
-        g = torch.Generator().manual_seed(int(self.cfg.seed) * 1000003 + 7919 + int(iteration))
-        p = torch.from_numpy(self.proxy.sample(o.proxy_points, g)).float()
-        dev = next(model.parameters()).device
-        f = model.geometry.sdf(p.to(dev))
-        return {"proxy_loss": o.proxy_weight * f.abs().mean()}
+        return {"proxy_loss": o.proxy_weight * proxy_loss(model.geometry, self.proxy, o.proxy_points, self.cfg.seed,
+                                                          iteration)}
 
     def surface_losses(self, trainer, batch: SurfaceBatch) -> Dict[str, torch.Tensor]:
         o = self.cfg.options
