@@ -15,7 +15,8 @@ TEARDOWN_ABORT = "terminate called without an active exception"
 
 
 def run_torchrun(args, timeout: float = 240) -> subprocess.CompletedProcess:
-    """``python -m torch.distributed.run --standalone --nproc_per_node=2 *args``; the finished process."""
+    """``python -m torch.distributed.run --standalone --nproc_per_node=2 *args``: asserts that it succeeded (showing
+    the ends of its output otherwise) and returns the finished process."""
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONFAULTHANDLER="1")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", *map(str, args)]
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
@@ -23,9 +24,5 @@ def run_torchrun(args, timeout: float = 240) -> subprocess.CompletedProcess:
         warnings.warn(f"a gloo worker aborted ({TEARDOWN_ABORT!r}); launched once more. Its output:\n"
                       f"{r.stdout[-2000:]}{r.stderr[-6000:]}", RuntimeWarning, stacklevel=2)
         r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
-    return r
-
-
-def check(r: subprocess.CompletedProcess) -> None:
-    """Assert a launch succeeded, showing the ends of its output otherwise."""
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
+    return r
