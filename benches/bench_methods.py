@@ -20,7 +20,8 @@ training time, so ``curve`` gives error against training seconds (convergence). 
 H3DS protocol (the unprefixed keys); the final mesh is also evaluated with the ``exact`` protocol, in the scene
 frame (``scene_*``: synthetic scenes share the ground truth's frame exactly) and after its robust ICP (``exact_*``). ``*_chamfer_mm`` is the mean of the two directions;
 ``gt2pred`` is the H3DS / SIRA++ direction, ``pred2gt`` H3D-Net's. Times: wall seconds of the training steps and
-the process's CPU seconds (one torch thread per job with ``--threads 1``).
+the process's CPU seconds (one torch thread per job with ``--threads 1``). ``final_losses``: each logged loss term
+averaged over the last tenth of the run's log (what the fit reached on the photos).
 """
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ import re
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 
 KEYS = ("face_gt2pred_mm", "face_pred2gt_mm", "head_gt2pred_mm", "head_pred2gt_mm", "face_chamfer_mm",
@@ -127,6 +129,14 @@ def _metrics(mesh, scene, seen, icp: bool) -> dict:
     return {k: (round(float(v), 3) if isinstance(v, float) else v) for k, v in res.items()}
 
 
+def final_losses(history, share: float = 0.1) -> dict:
+    """The mean of each logged loss term over the last ``share`` of the trainer's log entries (at least one): what
+    the fit reached on the photos, to set beside its accuracy."""
+    tail = history[-max(1, int(len(history) * share)):]
+    keys = sorted({k for h in tail for k in h if k.endswith("loss")})
+    return {k: round(float(np.mean([h[k] for h in tail if k in h])), 6) for k in keys}
+
+
 def run_variant(scene_dir, seen, scene, views, label, method, over, args) -> dict:
     """Train one variant, evaluating at ``args.eval_at`` and at the end; returns the result row."""
     torch.manual_seed(0)
@@ -154,7 +164,7 @@ def run_variant(scene_dir, seen, scene, views, label, method, over, args) -> dic
     return {"scene": Path(scene_dir).name, "views": views, "label": label, "method": method,
             "overrides": {k: v for k, v in over.items() if k != "mesh_resolution"}, "iterations": tr.iteration,
             "train_seconds": round(tr.elapsed, 1), "cpu_seconds": round(tr.cpu_elapsed, 1),
-            "phases": [p.name for p in tr.phases], **res, "curve": curve,
+            "phases": [p.name for p in tr.phases], **res, "curve": curve, "final_losses": final_losses(tr.history),
             **({"prior_pose_correction": tr.prior_pose_summary()} if getattr(tr, "prior_pose", None) is not None
                else {})}
 
@@ -326,6 +336,7 @@ def test_compare_smoke(tmp_path):
     assert [r["label"] for r in rows] == ["idr", "slow"] and all(r["iterations"] == 6 for r in rows)
     assert [c["iteration"] for c in rows[0]["curve"]] == [3, 6]
     assert rows[1]["overrides"]["lr"] == 1e-5 and rows[1]["overrides"]["batch_rays"] == 128
+    assert {"rgb_loss", "mask_loss", "loss"} <= set(rows[0]["final_losses"]) and rows[0]["final_losses"]["loss"] > 0
     assert json.loads(out.read_text())["rows"][0]["curve"][1]["train_seconds"] >= rows[0]["curve"][0]["train_seconds"]
     lines = [ln for ln in report([out], baseline="idr").splitlines() if ln.startswith("| s | 3 | idr |")]
     assert len(lines) == 2 and " it " in lines[1]  # final table + curve; the baseline reaches its own final
