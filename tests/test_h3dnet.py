@@ -66,3 +66,24 @@ def test_no_schedule_trains_everything_from_the_start(three_view_scene_dir):  # 
     assert _moved(dec0, decoder) - {"latent"}, "the decoder did not train in the first iteration"
     with pytest.raises(ValueError, match="prior_latent_fraction"):
         make_config("fast", method="h3dnet", prior_latent_fraction=1.0)
+
+
+def test_prior_latent_reg_sets_the_code_prior(three_view_scene_dir):  # noqa: F811
+    """``prior_latent_reg``: default the prior's own training weight; a given weight scales the term (0 turns it
+    off), is recorded in the run's info, and a negative one is refused."""
+    from headrecon.priors.h3dnet.model import load_prior
+
+    scene = load_scene(three_view_scene_dir, views="3")
+    own = load_prior(None).config.latent_reg
+    terms = {}
+    for w in (None, 0.0, 4 * own):
+        tr = Trainer(make_config("fast", method="h3dnet", iterations=2, prior_latent_reg=w, **TINY), scene,
+                     device="cpu")
+        geo = tr.model.geometry.base if hasattr(tr.model.geometry, "base") else tr.model.geometry
+        with torch.no_grad():
+            geo.latent.add_(0.1)  # away from the mean, so that the term is not zero
+        terms[w] = float(tr.method.extra_losses(tr.model)["latent_loss"].detach())
+        assert tr.method.info()["latent_reg"] == (own if w is None else w)
+    assert terms[None] > 0 and terms[0.0] == 0.0 and terms[4 * own] == pytest.approx(4 * terms[None], rel=1e-5)
+    with pytest.raises(ValueError, match="prior_latent_reg"):
+        make_config("fast", method="h3dnet", prior_latent_reg=-1.0)

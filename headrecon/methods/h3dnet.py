@@ -14,7 +14,8 @@ feature size. Two phases:
 ``prior_latent_fraction = 0`` drops phase 1 (the "no schedule" rows of H3D-Net's ablation).
 
 Options (:class:`H3DNetOptions`): ``prior`` (checkpoint path; default the shipped prior),
-``prior_latent_fraction``, ``prior_latent_lr`` and ``finetune_lr``.
+``prior_latent_fraction``, ``prior_latent_lr``, ``prior_latent_reg`` (the code prior's weight; default the prior's
+own training weight) and ``finetune_lr``.
 
 Frame: scene unit -> prior unit is ``inv(S) @ scene.scale_mat`` where ``S`` (prior unit -> scene units) comes
 from the photos by default (face landmarks detected, triangulated and fitted with the ICT morphable model), or
@@ -51,6 +52,8 @@ class H3DNetOptions(MethodOptions):
                                                 "share of the run; then the decoder is unfrozen (0 = no schedule: "
                                                 "everything trains from the start)")
     prior_latent_lr: float = option(1e-3, "Adam learning rate of the latent code")
+    prior_latent_reg: Optional[float] = option(None, "weight of the code prior ||z - z_mean||^2 in both phases "
+                                                     "(default: the prior's training latent_reg; 0 = off)")
     finetune_lr: Optional[float] = option(None, "phase 2 Adam learning rate of the prior's decoder (default lr / 10: "
                                                 "at the full lr the first phase-2 steps undid phase 1's fit)")
 
@@ -58,7 +61,7 @@ class H3DNetOptions(MethodOptions):
         errs = []
         if not 0.0 <= self.prior_latent_fraction < 1.0:
             errs.append(f"prior_latent_fraction must be in [0, 1), got {self.prior_latent_fraction}")
-        return errs + self.check(positive=("prior_latent_lr", "finetune_lr"))
+        return errs + self.check(positive=("prior_latent_lr", "finetune_lr"), non_negative=("prior_latent_reg",))
 
 
 __all__ = ["H3DNetMethod", "H3DNetOptions"]
@@ -77,6 +80,9 @@ class H3DNetMethod(ReconMethod):
         frame, how = scene_prior_frame(scene, prior, self.cfg.frame, self.cfg.frame_depth)
         geo = prior.geometry_network(z=None, frame=frame)
         c = self.cfg
+        if c.options.prior_latent_reg is not None:
+            geo.latent_reg = float(c.options.prior_latent_reg)
+        self.latent_reg = geo.latent_reg
         ren = RenderingNetwork(d_feature=prior.d_feature, d_hidden=c.render_hidden, n_layers=c.render_layers,
                                mode=c.render_mode, n_freqs_view=c.view_freqs)
         self.frame_source = how
@@ -85,7 +91,7 @@ class H3DNetMethod(ReconMethod):
         return ReconModel(geo, ren).to(device)
 
     def info(self) -> dict:
-        return {"prior_frame": self.frame_source}
+        return {"prior_frame": self.frame_source, "latent_reg": self.latent_reg}
 
     def phases(self) -> List[Phase]:
         f = float(self.cfg.options.prior_latent_fraction)  # in [0, 1): H3DNetOptions.validate
