@@ -71,6 +71,7 @@ def test_no_schedule_trains_everything_from_the_start(three_view_scene_dir):  # 
 def test_prior_latent_reg_sets_the_code_prior(three_view_scene_dir):  # noqa: F811
     """``prior_latent_reg``: default the prior's own training weight; a given weight scales the term (0 turns it
     off), is recorded in the run's info, and a negative one is refused."""
+    from headrecon.methods.base import split_detail
     from headrecon.priors.h3dnet.model import load_prior
 
     scene = load_scene(three_view_scene_dir, views="3")
@@ -79,7 +80,7 @@ def test_prior_latent_reg_sets_the_code_prior(three_view_scene_dir):  # noqa: F8
     for w in (None, 0.0, 4 * own):
         tr = Trainer(make_config("fast", method="h3dnet", iterations=2, prior_latent_reg=w, **TINY), scene,
                      device="cpu")
-        geo = tr.model.geometry.base if hasattr(tr.model.geometry, "base") else tr.model.geometry
+        geo, _ = split_detail(tr.model.geometry)
         with torch.no_grad():
             geo.latent.add_(0.1)  # away from the mean, so that the term is not zero
         terms[w] = float(tr.method.extra_losses(tr.model)["latent_loss"].detach())

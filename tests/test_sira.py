@@ -500,6 +500,7 @@ def test_sira_face_proxy_term(tmp_path):
     the shape latent; off by default (no fit, no term)."""
     pytest.importorskip("mediapipe")
     from headrecon.data import load_scene
+    from headrecon.methods.base import split_detail
     from headrecon.methods.sira import SiraMethod
     from headrecon.priors.sira.model import default_sira_path
     from headrecon.recon.cli import demo_scene_dir
@@ -520,6 +521,6 @@ def test_sira_face_proxy_term(tmp_path):
     assert torch.allclose(terms[3.0], 3.0 * terms[1.0])  # same points at one iteration, the weight applied
     mm_per_unit = float(scene.scale_mat[0, 0])
     assert 0.0 < float(terms[1.0].detach()) * mm_per_unit < 3.0  # the fit and the prior agree on the face (1.3 mm)
-    geo = model.geometry.base if hasattr(model.geometry, "base") else model.geometry
+    geo, _ = split_detail(model.geometry)
     (g,) = torch.autograd.grad(terms[3.0], geo.latent)
     assert float(g.norm()) > 0
