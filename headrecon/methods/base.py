@@ -37,7 +37,7 @@ if TYPE_CHECKING:  # the shared config imports this registry; the annotation onl
 
 __all__ = ["Phase", "SurfaceBatch", "ReconModel", "ReconMethod", "MethodOptions", "option", "METHODS", "register_method",
            "get_method", "available_methods", "hashgrid_field", "split_detail", "detail_parameters", "detail_loss",
-           "set_detail_trainable", "scene_face_proxy", "proxy_loss"]
+           "set_detail_trainable", "scene_face_proxy", "proxy_loss", "PriorHold", "prior_hold"]
 
 
 def option(default, help: str, **kw):
@@ -148,6 +148,59 @@ def hold_unseen(trainer, detail, resumed: bool) -> None:
                         largest_component=True, progress=False, clip_sphere=True)
     pts = unseen_surface_points(mesh, trainer.training_cameras(), n=UNSEEN_POINTS, seed=trainer.cfg.seed)
     detail.set_unseen(torch.as_tensor(pts, dtype=torch.float32))
+
+
+# fixed points of the placed prior's unseen shell (ReconConfig.prior_hold_weight) and how many each step uses
+HOLD_POINTS = 4096
+HOLD_BATCH = 1024
+
+
+class PriorHold:
+    """The placed prior's SDF at fixed points around the part of its surface that no training camera sees
+    (``prior_hold_weight``): :meth:`loss` is ``mean (f(x) - f_0(x))^2`` over :data:`HOLD_BATCH` of them per step.
+
+    Unlike ``detail_unseen_weight``, which holds only the detail field from phase 2 on, this holds the whole SDF
+    (latent, decoder or deformation, and detail) in both phases: at one view the latent fit itself reshapes the
+    unseen head (docs/results/priors-busts.md). ``points`` [M, 3] (unit frame), ``values`` [M]; M = 0 when every
+    sampled surface point is seen (the loss is then 0)."""
+
+    def __init__(self, points: torch.Tensor, values: torch.Tensor, seed: int):
+        self.points, self.values, self.seed = points, values, int(seed)
+
+    def __len__(self) -> int:
+        return int(self.points.shape[0])
+
+    def loss(self, geometry: nn.Module, iteration: int) -> torch.Tensor:
+        dev = next(geometry.parameters()).device
+        if len(self) == 0:
+            return torch.zeros((), device=dev)
+        if self.points.device != dev:
+            self.points, self.values = self.points.to(dev), self.values.to(dev)
+        g = torch.Generator().manual_seed(self.seed * 1000003 + 104729 + int(iteration or 0))
+        idx = torch.randint(len(self), (min(HOLD_BATCH, len(self)),), generator=g).to(dev)
+        return (geometry.sdf(self.points[idx]).reshape(-1) - self.values[idx]).pow(2).mean()
+
+
+def prior_hold(cfg, scene, geometry: nn.Module) -> Optional[PriorHold]:
+    """The :class:`PriorHold` of a prior method's freshly built ``geometry`` (the placed prior, before any
+    fitting; on the CPU) when ``cfg.prior_hold_weight > 0``, else None: a 64^3 marching-cubes mesh of its SDF,
+    :data:`HOLD_POINTS` points of it that no training camera sees
+    (:func:`headrecon.data.geometry.unseen_surface_points`), each moved by a fixed N(0, 0.01) offset (a shell
+    around that surface), and the SDF there. Deterministic given the config: a resumed run rebuilds the same."""
+    if cfg.prior_hold_weight <= 0:
+        return None
+    from ..data.geometry import unseen_surface_points
+    from ..render.mesh import extract_mesh
+
+    mesh = extract_mesh(geometry.sdf, resolution=64, radius=cfg.scene_radius, device="cpu",
+                        largest_component=True, progress=False, clip_sphere=True)
+    pts = unseen_surface_points(mesh, scene.cameras_normalized(), n=HOLD_POINTS, seed=cfg.seed)
+    g = torch.Generator().manual_seed(int(cfg.seed) + 104729)
+    x = torch.as_tensor(pts, dtype=torch.float32)
+    x = x + 0.01 * torch.randn(x.shape, generator=g)
+    with torch.no_grad():
+        values = geometry.sdf(x).reshape(-1) if len(x) else torch.zeros(0)
+    return PriorHold(x, values.float(), cfg.seed)
 
 
 def scene_face_proxy(scene, radius_mm: Optional[float]):

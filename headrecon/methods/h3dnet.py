@@ -32,7 +32,7 @@ from torch import nn
 from ..priors.h3dnet.model import load_prior
 from ..photos.frame import scene_prior_frame
 from .base import (MethodOptions, Phase, ReconMethod, ReconModel, detail_loss, detail_parameters, hashgrid_field,
-                   hold_unseen, option, register_method, set_detail_trainable, split_detail,
+                   hold_unseen, option, prior_hold, register_method, set_detail_trainable, split_detail,
                    uses_detail_loss)
 
 
@@ -88,6 +88,7 @@ class H3DNetMethod(ReconMethod):
         self.frame_source = how
         if c.detail == "hashgrid":  # phase 2 trains a detail field over the prior instead of its decoder
             geo = hashgrid_field(c, geo, d_feature=0)
+        self.hold = prior_hold(c, scene, geo)  # the placed prior's unseen shell (prior_hold_weight)
         return ReconModel(geo, ren).to(device)
 
     def info(self) -> dict:
@@ -118,6 +119,8 @@ class H3DNetMethod(ReconMethod):
         out = {"latent_loss": geo.latent_loss()}
         if uses_detail_loss(self.cfg, detail):
             out["detail_loss"] = detail_loss(self.cfg, detail, iteration)
+        if self.hold is not None:
+            out["hold_loss"] = self.cfg.prior_hold_weight * self.hold.loss(model.geometry, iteration)
         return out
 
     def on_phase_start(self, trainer, phase: Phase, resumed: bool = False) -> None:

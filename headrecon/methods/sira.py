@@ -65,7 +65,7 @@ from torch import nn
 
 from ..priors.sampling import uniform_ball
 from .base import (MethodOptions, Phase, ReconMethod, ReconModel, detail_loss, detail_parameters, hashgrid_field,
-                   hold_unseen, option, proxy_loss, register_method, scene_face_proxy, set_detail_trainable,
+                   hold_unseen, option, prior_hold, proxy_loss, register_method, scene_face_proxy, set_detail_trainable,
                    split_detail, uses_detail_loss)
 
 __all__ = ["SiraMethod", "SiraOptions"]
@@ -171,6 +171,7 @@ class SiraMethod(ReconMethod):
             self.proxy, self.proxy_report = scene_face_proxy(scene, o.sira_proxy_radius)
         if c.detail == "hashgrid":  # phase 2 trains a detail field over the prior instead of the deformation
             geo = hashgrid_field(c, prior_geo, d_feature=0)
+        self.hold = prior_hold(c, scene, geo)  # the placed prior's unseen shell (prior_hold_weight)
         return ReconModel(geo, ren).to(device)
 
     def info(self) -> dict:
@@ -229,6 +230,8 @@ class SiraMethod(ReconMethod):
             with torch.no_grad():
                 delta0, _ = self.deform0(xp, geo.latent.detach())
             out["anchor_loss"] = self.anchor_weight * (delta - delta0).pow(2).sum(-1).mean()
+        if self.hold is not None:
+            out["hold_loss"] = self.cfg.prior_hold_weight * self.hold.loss(model.geometry, iteration)
         return out
 
     def on_phase_start(self, trainer, phase: Phase, resumed: bool = False) -> None:

@@ -135,6 +135,10 @@ class ReconConfig:
                                           "at surface points no training camera sees (found on the prior's "
                                           "fitted surface when phase 2 starts): what no photo shows stays the "
                                           "prior's (0 = off)", group="detail")
+    prior_hold_weight: float = _f(0.0, "h3dnet / sira: weight of the mean squared change of the whole SDF from the "
+                                       "placed prior's (before any fitting) at fixed points around the part of "
+                                       "its surface no training camera sees, in both phases (0 = off)",
+                                  group="detail")
 
     # ---- data and tracer
     image_size: int = _f(0, "train on images reduced to at most this many pixels per side (0 = full size)",
@@ -288,6 +292,9 @@ class ReconConfig:
         if self.detail_unseen_weight > 0 and (self.detail != "hashgrid" or self.method not in ("h3dnet", "sira")):
             errs.append("detail_unseen_weight holds a prior's shape where no camera looks: it needs --method h3dnet "
                         "or sira with --detail hashgrid")
+        if self.prior_hold_weight < 0 or (self.prior_hold_weight > 0 and self.method not in ("h3dnet", "sira")):
+            errs.append(f"prior_hold_weight holds a prior's shape where no camera looks: it must be >= 0 and needs "
+                        f"--method h3dnet or sira, got {self.prior_hold_weight} with {self.method}")
         if self.render_mode not in ("idr", "no_view_dir", "no_normal"):
             errs.append(f"render_mode must be idr, no_view_dir or no_normal, got {self.render_mode!r}")
         if not 0.0 <= self.ss_fraction < 1.0:
