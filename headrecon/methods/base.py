@@ -157,15 +157,17 @@ HOLD_BATCH = 1024
 
 class PriorHold:
     """The placed prior's SDF at fixed points around the part of its surface that no training camera sees
-    (``prior_hold_weight``): :meth:`loss` is ``mean (f(x) - f_0(x))^2`` over :data:`HOLD_BATCH` of them per step.
+    (``prior_hold_weight``): :meth:`loss` is ``mean (f(x) - f_0(x))^2`` over :data:`HOLD_BATCH` of them per step,
+    consecutive in their (random) order, cycling by iteration.
 
     Unlike ``detail_unseen_weight``, which holds only the detail field from phase 2 on, this holds the whole SDF
     (latent, decoder or deformation, and detail) in both phases: at one view the latent fit itself reshapes the
     unseen head (docs/results/priors-busts.md). ``points`` [M, 3] (unit frame), ``values`` [M]; M = 0 when every
     sampled surface point is seen (the loss is then 0)."""
 
-    def __init__(self, points: torch.Tensor, values: torch.Tensor, seed: int):
-        self.points, self.values, self.seed = points, values, int(seed)
+    def __init__(self, points: torch.Tensor, values: torch.Tensor):
+        self.points, self.values = points, values
+        self._offsets = torch.arange(min(HOLD_BATCH, len(self)), device=points.device)
 
     def __len__(self) -> int:
         return int(self.points.shape[0])
@@ -176,8 +178,10 @@ class PriorHold:
             return torch.zeros((), device=dev)
         if self.points.device != dev:
             self.points, self.values = self.points.to(dev), self.values.to(dev)
-        g = torch.Generator().manual_seed(self.seed * 1000003 + 104729 + int(iteration or 0))
-        idx = torch.randint(len(self), (min(HOLD_BATCH, len(self)),), generator=g).to(dev)
+            self._offsets = torch.arange(min(HOLD_BATCH, len(self)), device=dev)
+        # consecutive blocks of the (randomly drawn) points, cycling by iteration: no host draw per step, and a
+        # resumed run sees the same points
+        idx = (self._offsets + int(iteration or 0) * len(self._offsets)) % len(self)
         return (geometry.sdf(self.points[idx]).reshape(-1) - self.values[idx]).pow(2).mean()
 
 
@@ -200,7 +204,7 @@ def prior_hold(cfg, scene, geometry: nn.Module) -> Optional[PriorHold]:
     x = x + 0.01 * torch.randn(x.shape, generator=g)
     with torch.no_grad():
         values = geometry.sdf(x).reshape(-1) if len(x) else torch.zeros(0)
-    return PriorHold(x, values.float(), cfg.seed)
+    return PriorHold(x, values.float())
 
 
 def scene_face_proxy(scene, radius_mm: Optional[float]):
