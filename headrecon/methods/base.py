@@ -141,13 +141,21 @@ def hold_unseen(trainer, detail, resumed: bool) -> None:
     magnitude term then holds them (:func:`detail_loss`). A resumed run has them in its checkpoint."""
     if resumed or detail is None or trainer.cfg.detail_unseen_weight <= 0:
         return
+    pts = unseen_points_of(trainer.sdf_fn, trainer.cfg, trainer.training_cameras(), UNSEEN_POINTS, trainer.device)
+    detail.set_unseen(torch.as_tensor(pts, dtype=torch.float32))
+
+
+def unseen_points_of(sdf_fn, cfg, cameras, n: int, device):
+    """``n`` points [n, 3] (unit frame) of the surface of ``sdf_fn`` (64^3 marching cubes, largest component,
+    inside the bounding sphere) that none of ``cameras`` sees
+    (:func:`headrecon.data.geometry.unseen_surface_points`, seeded by the run's seed): what :func:`hold_unseen`
+    and :func:`prior_hold` hold."""
     from ..data.geometry import unseen_surface_points
     from ..render.mesh import extract_mesh
 
-    mesh = extract_mesh(trainer.sdf_fn, resolution=64, radius=trainer.cfg.scene_radius, device=trainer.device,
-                        largest_component=True, progress=False, clip_sphere=True)
-    pts = unseen_surface_points(mesh, trainer.training_cameras(), n=UNSEEN_POINTS, seed=trainer.cfg.seed)
-    detail.set_unseen(torch.as_tensor(pts, dtype=torch.float32))
+    mesh = extract_mesh(sdf_fn, resolution=64, radius=cfg.scene_radius, device=device, largest_component=True,
+                        progress=False, clip_sphere=True)
+    return unseen_surface_points(mesh, cameras, n=n, seed=cfg.seed)
 
 
 # fixed points of the placed prior's unseen shell (ReconConfig.prior_hold_weight) and how many each step uses
@@ -193,12 +201,7 @@ def prior_hold(cfg, scene, geometry: nn.Module) -> Optional[PriorHold]:
     around that surface), and the SDF there. Deterministic given the config: a resumed run rebuilds the same."""
     if cfg.prior_hold_weight <= 0:
         return None
-    from ..data.geometry import unseen_surface_points
-    from ..render.mesh import extract_mesh
-
-    mesh = extract_mesh(geometry.sdf, resolution=64, radius=cfg.scene_radius, device="cpu",
-                        largest_component=True, progress=False, clip_sphere=True)
-    pts = unseen_surface_points(mesh, scene.cameras_normalized(), n=HOLD_POINTS, seed=cfg.seed)
+    pts = unseen_points_of(geometry.sdf, cfg, scene.cameras_normalized(), HOLD_POINTS, "cpu")
     g = torch.Generator().manual_seed(int(cfg.seed) + 104729)
     x = torch.as_tensor(pts, dtype=torch.float32)
     x = x + 0.01 * torch.randn(x.shape, generator=g)
