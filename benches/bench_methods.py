@@ -108,9 +108,11 @@ def _observed(scene, full):
     return observed_vertices(scene.gt_mesh, full.cameras)
 
 
-def _metrics(mesh, scene, seen, icp: bool) -> dict:
+def _metrics(mesh, scene, seen, icp: bool, landmarks=None) -> dict:
     """The official H3DS figures (unprefixed); with ``icp`` (the final mesh) also the ``exact`` protocol's in the
-    scene frame (``scene_*``) and after its robust ICP (``exact_*``)."""
+    scene frame (``scene_*``) and after its robust ICP (``exact_*``), and, for a prior method (``landmarks``: the
+    placed prior's, ``Trainer.predicted_landmarks``), the official figures with them as the prediction's
+    landmarks (``lm_*``)."""
     from headrecon.eval import evaluate
 
     try:
@@ -126,6 +128,9 @@ def _metrics(mesh, scene, seen, icp: bool) -> dict:
         r2 = evaluate(mesh, scene, protocol="exact", observed_from=seen)
         res.update({"exact_" + k: r2.get(k) for k in KEYS})
         res["exact_icp_accepted"] = bool(r2["alignment_details"].get("accepted"))
+        if landmarks is not None and len(scene.landmarks or {}) >= 3 and res["protocol"] == "h3ds":
+            r3 = evaluate(mesh, scene, pred_landmarks=landmarks, observed_from=seen)
+            res.update({"lm_" + k: r3.get(k) for k in KEYS})
     return {k: (round(float(v), 3) if isinstance(v, float) else v) for k, v in res.items()}
 
 
@@ -151,7 +156,7 @@ def run_variant(scene_dir, seen, scene, views, label, method, over, args) -> dic
         tr.train(stop_after=stop)
         try:
             mesh = tr.extract_mesh()
-            res = _metrics(mesh, scene, seen, icp=stop == total)
+            res = _metrics(mesh, scene, seen, icp=stop == total, landmarks=tr.predicted_landmarks())
         except Exception as exc:  # empty level set, ...: report and keep going
             mesh, res = None, {"error": f"{type(exc).__name__}: {exc}"}
         curve.append({"iteration": tr.iteration, "train_seconds": round(tr.elapsed, 1),
@@ -161,6 +166,10 @@ def run_variant(scene_dir, seen, scene, views, label, method, over, args) -> dic
     if args.save_meshes and mesh is not None:
         Path(args.save_meshes).mkdir(parents=True, exist_ok=True)
         mesh.export(Path(args.save_meshes) / f"{Path(scene_dir).name}_v{views}_{label}.ply")
+        landmarks = tr.predicted_landmarks()
+        if landmarks is not None:  # headrecon-eval MESH SCENE --pred-landmarks this file
+            (Path(args.save_meshes) / f"{Path(scene_dir).name}_v{views}_{label}.landmarks.json").write_text(
+                json.dumps(landmarks, indent=1) + "\n")
     return {"scene": Path(scene_dir).name, "views": views, "label": label, "method": method,
             "overrides": {k: v for k, v in over.items() if k != "mesh_resolution"}, "iterations": tr.iteration,
             "train_seconds": round(tr.elapsed, 1), "cpu_seconds": round(tr.cpu_elapsed, 1),

@@ -95,6 +95,14 @@ def test_landmark_coarse_alignment():
     assert evaluate(pred, gt, pred_landmarks={}, align="icp")["face_gt2pred_mm"] > 1.0
 
 
+def test_official_landmark_alignment_needs_three_ground_truth_landmarks():
+    gt = head_mesh()
+    lm = gt.metadata["landmarks"]
+    with pytest.raises(ValueError, match="at least 3 ground-truth landmarks"):
+        _evaluate(gt, gt, pred_landmarks=lm, gt_landmarks={"nose_tip": lm["nose_tip"], "left_eye": lm["left_eye"]})
+    assert _evaluate(gt, gt, pred_landmarks=lm)["head_gt2pred_mm"] < 1e-6  # six: fine
+
+
 @pytest.mark.parametrize("d", [0.5, 2.0])
 def test_normal_displacement_gives_d(d):
     sphere = trimesh.creation.icosphere(subdivisions=5, radius=100.0)

@@ -451,6 +451,9 @@ def test_sira_one_view_cli_smoke(trained, scene_dir, tmp_path, monkeypatch, caps
     m = json.loads((run / "metrics.json").read_text())
     assert m["finished"] and m["iterations"] == 8 and len(m["views"]) == 1
     assert (run / "mesh.ply").is_file() and "h3ds" in m
+    lm = json.loads((run / "landmarks.json").read_text())  # the placed prior's six H3DS landmarks, scene mm
+    assert len(lm) == 6 and all(len(p) == 3 and np.isfinite(p).all() for p in lm.values())
+    assert m["h3ds_landmarks"]["alignment"] == "landmarks+h3ds-icp"  # the official protocol with them
     assert json.loads((run / "config.json").read_text())["sira_prior"] == str(trained[1])  # recorded
     info = json.loads((run / "run.json").read_text())["method_info"]
     assert info["anchor_weight"] == 30.0 and info["prior_frame"]  # effective anchor weight at one view

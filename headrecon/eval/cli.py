@@ -54,7 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="frame of the prediction: scene mm, or the normalised unit sphere (mapped with scale_mat); "
                          "auto = unit when the mesh fits in a radius-2 ball")
     ap.add_argument("--pred-landmarks", type=Path, default=None,
-                    help="landmarks of the prediction (json or 'name index|x y z' lines) for coarse alignment")
+                    help="landmarks of the prediction (json or 'name index|x y z' lines) for coarse alignment, "
+                         "e.g. a prior method's run folder's landmarks.json (the official protocol's "
+                         "landmarks_pred)")
     ap.add_argument("--protocol", choices=["h3ds", "exact"], default="h3ds",
                     help="h3ds: the official H3DS evaluation; exact: robust ICP + exact point-to-surface distances")
     ap.add_argument("--align", choices=["auto", "icp", "landmarks", "landmarks+icp", "none"], default="auto",

@@ -69,6 +69,8 @@ def _landmark_procrustes(pred_vertices, gt_vertices, pred_landmarks, gt_landmark
         return vertices[int(v)] if v.ndim == 0 else v.astype(np.float64).reshape(3)
 
     names = list(gt_landmarks)
+    if len(names) < 3:
+        raise ValueError(f"the landmark alignment needs at least 3 ground-truth landmarks, the scene has {names}")
     missing = [n for n in names if n not in pred_landmarks]
     if missing:
         raise ValueError(f"the prediction's landmarks lack {missing} (the H3DS protocol uses all of {names})")

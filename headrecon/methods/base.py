@@ -273,6 +273,9 @@ class ReconMethod:
     # "surface": IDR's differentiable surface rendering; "volume": VolSDF volume rendering (the method then
     # provides volume_settings() and its model a ``density`` module returning beta)
     renderer = "surface"
+    # a prior method's six H3DS landmarks in its prior's unit frame (name -> [3]), set by build(): the trainer maps
+    # them through the placement into the scene (Trainer.predicted_landmarks, the run folder's landmarks.json)
+    prior_landmarks: Optional[dict] = None
 
     def __init__(self, cfg: ReconConfig):
         self.cfg = cfg

@@ -86,6 +86,7 @@ class H3DNetMethod(ReconMethod):
         ren = RenderingNetwork(d_feature=prior.d_feature, d_hidden=c.render_hidden, n_layers=c.render_layers,
                                mode=c.render_mode, n_freqs_view=c.view_freqs)
         self.frame_source = how
+        self.prior_landmarks = prior.norm.landmarks_unit  # placed in the scene: landmarks.json
         if c.detail == "hashgrid":  # phase 2 trains a detail field over the prior instead of its decoder
             geo = hashgrid_field(c, geo, d_feature=0)
         self.hold = prior_hold(c, scene, geo)  # the placed prior's unseen shell (prior_hold_weight)

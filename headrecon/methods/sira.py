@@ -143,6 +143,7 @@ class SiraMethod(ReconMethod):
         geo, ren = model.geometry_network(frame=frame)
         prior_geo = geo
         self.frame_source = how
+        self.prior_landmarks = model.norm.landmarks_unit  # placed in the scene: landmarks.json
         self.model_meta = {k: model.meta.get(k) for k in ("epochs_done", "command")}
         c, o = self.cfg, self.cfg.options
         self.latent_reg = float(model.config.latent_reg if o.sira_latent_reg is None else o.sira_latent_reg)

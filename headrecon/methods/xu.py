@@ -126,6 +126,7 @@ class XuMethod(ReconMethod):
         frame, how = scene_prior_frame(scene, prior, c.frame, c.frame_depth)
         geo, ren = prior.geometry_network(frame=frame)
         self.frame_source = how
+        self.prior_landmarks = prior.norm.landmarks_unit  # placed in the scene: landmarks.json
         self.prior_meta = {k: prior.meta.get(k) for k in ("iterations_done", "command")}
         self.has_masks = all(getattr(v, "mask", None) is not None for v in scene.views)
         self.latent_reg = float(prior.config.latent_reg)

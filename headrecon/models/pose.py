@@ -75,3 +75,11 @@ class FramedPrior:
         """Scene points [..., 3] to prior coordinates: the fixed frame, then the correction if enabled."""
         xp = x @ self.frame_A.to(x.dtype).T + self.frame_b.to(x.dtype)
         return xp if self.pose is None else self.pose(xp)
+
+    @torch.no_grad()
+    def from_prior(self, xp: torch.Tensor) -> torch.Tensor:
+        """Prior coordinates [..., 3] to scene points: the inverse of :meth:`_framed` (correction included)."""
+        xp = xp.to(self.frame_A.dtype)
+        if self.pose is not None:  # x_c = R x_p + t  ->  x_p = R^T (x_c - t)
+            xp = (xp - self.pose.translation.to(xp.dtype)) @ self.pose.matrix().to(xp.dtype)
+        return torch.linalg.solve(self.frame_A, (xp - self.frame_b).T).T

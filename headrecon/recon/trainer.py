@@ -445,6 +445,24 @@ class Trainer:
         geo.enable_pose_refinement()
         return geo.pose
 
+    def predicted_landmarks(self) -> Optional[Dict[str, List[float]]]:
+        """The six H3DS landmarks of the placed prior, in the scene's frame and units (mm for a metric scene): the
+        prior's mean-head landmarks through its placement (``--frame``) and ``--frame-refine``'s correction. They
+        come from the photos (or whatever placed the prior), never from the ground truth unless ``--frame gt``
+        placed it; the official H3DS evaluation uses them for its coarse alignment (``landmarks_pred``). ``None``
+        for a method without a placed prior (``idr``, ``wang``)."""
+        lm = getattr(self.method, "prior_landmarks", None)
+        geo = split_detail(self.model.geometry)[0]
+        if not lm or not isinstance(geo, FramedPrior):
+            return None
+        names = list(lm)
+        P = torch.as_tensor(np.stack([np.asarray(lm[n], dtype=np.float64) for n in names]),
+                            dtype=geo.frame_A.dtype, device=geo.frame_A.device)
+        X = geo.from_prior(P).double().cpu().numpy()
+        S = np.asarray(self.scene.scale_mat, dtype=np.float64)
+        X = X @ S[:3, :3].T + S[:3, 3]
+        return {n: [round(float(c), 4) for c in x] for n, x in zip(names, X)}
+
     def prior_pose_summary(self) -> dict | None:
         """The ``--frame-refine`` correction's size (rotation degrees; translation in scene units, mm for a metric
         scene)."""
