@@ -150,8 +150,9 @@ def _main(argv=None) -> int:
     state = "finished" if m["finished"] else f"stopped at iteration {m['iterations']} (continue with --resume)"
     print(f"{state}: {m['iterations']} iterations in {m['train_seconds']:.0f} s of training, "
           f"{time.time() - t0:.0f} s in all")
+    extra = ", landmarks.json" if (res.run_dir / "landmarks.json").is_file() else ""
     print(f"results in {res.run_dir.resolve()}: mesh.ply, renders_inputs.png, renders_novel.png, loss_curve.png, "
-          "metrics.json")
+          f"metrics.json{extra}")
     return 0
 
 

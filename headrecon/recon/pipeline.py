@@ -13,7 +13,10 @@ then writes the results. Run folder layout::
                           the fitted rendering network (each vertex seen along its normal)
     renders_inputs.png    input photo | traced colour | shaded normals, for each input view
     renders_novel.png     the same for novel yaws (with the held-out photo when the scene has that view)
-    metrics.json          timings and, when the scene has a ground truth, the H3DS metrics (mm)
+    metrics.json          timings and, when the scene has a ground truth, the H3DS metrics (mm); a prior method's
+                          also aligned by its landmarks (h3ds_landmarks)
+    landmarks.json        a prior method's placed prior's six H3DS landmarks (scene mm; headrecon-eval
+                          --pred-landmarks)
     cameras_refined.npz   with --refine-cameras: the training views' refined cameras (world_mat_i, scale_mat_i)
 """
 from __future__ import annotations
