@@ -78,7 +78,7 @@ class FramedPrior:
 
     @torch.no_grad()
     def from_prior(self, xp: torch.Tensor) -> torch.Tensor:
-        """Prior coordinates [..., 3] to scene points: the inverse of :meth:`_framed` (correction included)."""
+        """Prior coordinates [N, 3] to scene points: the inverse of :meth:`_framed` (correction included)."""
         xp = xp.to(self.frame_A.dtype)
         if self.pose is not None:  # x_c = R x_p + t  ->  x_p = R^T (x_c - t)
             xp = (xp - self.pose.translation.to(xp.dtype)) @ self.pose.matrix().to(xp.dtype)
