@@ -113,7 +113,7 @@ def _metrics(mesh, scene, seen, icp: bool, landmarks=None) -> dict:
     scene frame (``scene_*``) and after its robust ICP (``exact_*``), and, for a prior method (``landmarks``: the
     placed prior's, ``Trainer.predicted_landmarks``), the official figures with them as the prediction's
     landmarks (``lm_*``)."""
-    from headrecon.eval import evaluate
+    from headrecon.eval import evaluate, evaluate_with_own_landmarks
 
     try:
         res = {k: v for k, v in evaluate(mesh, scene, observed_from=seen).items() if k in KEYS}
@@ -128,8 +128,9 @@ def _metrics(mesh, scene, seen, icp: bool, landmarks=None) -> dict:
         r2 = evaluate(mesh, scene, protocol="exact", observed_from=seen)
         res.update({"exact_" + k: r2.get(k) for k in KEYS})
         res["exact_icp_accepted"] = bool(r2["alignment_details"].get("accepted"))
-        if landmarks is not None and len(scene.landmarks or {}) >= 3 and res["protocol"] == "h3ds":
-            r3 = evaluate(mesh, scene, pred_landmarks=landmarks, observed_from=seen)
+        r3 = evaluate_with_own_landmarks(mesh, scene, landmarks, observed_from=seen) if res["protocol"] == "h3ds" \
+            else None
+        if r3 is not None:
             res.update({"lm_" + k: r3.get(k) for k in KEYS})
     return {k: (round(float(v), 3) if isinstance(v, float) else v) for k, v in res.items()}
 

@@ -12,7 +12,7 @@ from scipy.spatial.transform import Rotation
 
 from headrecon.data import load_scene
 from headrecon.eval import evaluate as _evaluate
-from headrecon.eval import point_to_surface
+from headrecon.eval import evaluate_with_own_landmarks, point_to_surface
 from headrecon.eval.metrics import METRIC_KEYS, transform_points
 
 evaluate = functools.partial(_evaluate, protocol="exact")
@@ -101,6 +101,29 @@ def test_official_landmark_alignment_needs_three_ground_truth_landmarks():
     with pytest.raises(ValueError, match="at least 3 ground-truth landmarks"):
         _evaluate(gt, gt, pred_landmarks=lm, gt_landmarks={"nose_tip": lm["nose_tip"], "left_eye": lm["left_eye"]})
     assert _evaluate(gt, gt, pred_landmarks=lm)["head_gt2pred_mm"] < 1e-6  # six: fine
+
+
+def test_own_landmarks_align_a_misplaced_prediction_or_give_none():
+    """evaluate_with_own_landmarks: None without predicted landmarks or with fewer than three ground-truth ones;
+    otherwise the official protocol with them first, which undoes a misplacement the 20-step ICP alone does not."""
+    gt = head_mesh()
+    lm = {k: gt.vertices[v] for k, v in gt.metadata["landmarks"].items()}
+    M = trimesh.transformations.rotation_matrix(0.35, [0.2, 1.0, 0.1])
+    M[:3, :3] *= 0.9
+    M[:3, 3] = [30.0, -20.0, 70.0]  # a one-view placement can be this far off in depth
+    pred = gt.copy()
+    pred.apply_transform(M)
+    pred.metadata.pop("landmarks")  # the prediction's own landmarks are passed, not read from the mesh
+    pred_lm = {k: trimesh.transform_points(v[None], M)[0] for k, v in lm.items()}
+    assert evaluate_with_own_landmarks(pred, gt, None) is None
+    two = gt.copy()
+    two.metadata["landmarks"] = dict(list(gt.metadata["landmarks"].items())[:2])
+    assert evaluate_with_own_landmarks(pred, two, pred_lm) is None
+    res = evaluate_with_own_landmarks(pred, gt, pred_lm)
+    assert "transform" not in res and res["head_gt2pred_mm"] < 1e-3 and res["face_gt2pred_mm"] < 1e-3
+    assert _evaluate(pred, gt)["head_gt2pred_mm"] > 1.0  # without them the official ICP does not get there
+    with pytest.raises(ValueError, match="lack"):
+        evaluate_with_own_landmarks(pred, gt, dict(list(pred_lm.items())[:3]))
 
 
 @pytest.mark.parametrize("d", [0.5, 2.0])

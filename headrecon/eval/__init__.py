@@ -4,11 +4,12 @@ from .metrics import (
                       METRIC_KEYS,
                       EvalDetails,
                       evaluate,
+                      evaluate_with_own_landmarks,
                       icp_similarity,
                       landmark_alignment,
                       observed_vertices,
                       point_to_surface,
 )
 
-__all__ = ["METRIC_KEYS", "EvalDetails", "evaluate", "icp_similarity", "landmark_alignment", "observed_vertices",
-           "point_to_surface"]
+__all__ = ["METRIC_KEYS", "EvalDetails", "evaluate", "evaluate_with_own_landmarks", "icp_similarity",
+           "landmark_alignment", "observed_vertices", "point_to_surface"]

@@ -325,6 +325,23 @@ def evaluate(pred_mesh: trimesh.Trimesh, scene_or_gt, pred_landmarks: dict | Non
     return res
 
 
+def evaluate_with_own_landmarks(pred_mesh: trimesh.Trimesh, scene, pred_landmarks: dict | None,
+                                observed_from=None) -> dict | None:
+    """The official protocol aligned first by the prediction's own landmarks (H3DS ``evaluate_scene``'s
+    ``landmarks_pred``): :func:`evaluate` with ``pred_landmarks``, the 4x4 ``transform`` left out.
+
+    ``scene``: a :class:`Scene` (its ``landmarks`` are the ground truth's) or a ground-truth trimesh (its
+    ``metadata["landmarks"]``). Returns None where the alignment cannot run: no predicted landmarks, or fewer than
+    three ground-truth landmarks. Raises ValueError where the ground truth names a landmark the prediction has
+    not."""
+    gt_landmarks = scene.metadata.get("landmarks") if isinstance(scene, trimesh.Trimesh) \
+        else getattr(scene, "landmarks", None)
+    if pred_landmarks is None or len(gt_landmarks or {}) < 3:
+        return None
+    res = evaluate(pred_mesh, scene, pred_landmarks=pred_landmarks, observed_from=observed_from)
+    return {k: v for k, v in res.items() if k != "transform"}
+
+
 def _stats(x, sel):
     x = x[sel]
     return (float(x.mean()), float(np.median(x))) if len(x) else (float("nan"), float("nan"))

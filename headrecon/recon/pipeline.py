@@ -291,7 +291,7 @@ def write_results(trainer: Trainer, full, scene, run_dir: Path, log=print) -> Di
         comparison_sheet(rows, run_dir / "renders_novel.png", header=("held-out photo", "colour", "normals"))
     metrics["render_seconds"] = time.perf_counter() - t0
     if cfg.evaluate and scene.gt_mesh is not None and mesh is not None:
-        from ..eval import evaluate, observed_vertices
+        from ..eval import evaluate, evaluate_with_own_landmarks, observed_vertices
 
         t0 = time.perf_counter()
         seen = observed_vertices(scene.gt_mesh, full.cameras)  # observability: every camera of the scene
@@ -303,15 +303,15 @@ def write_results(trainer: Trainer, full, scene, run_dir: Path, log=print) -> Di
         metrics["exact"] = {k: v for k, v in ex.items() if k != "transform"}
         raw = evaluate(mesh, scene, protocol="exact", align="none", observed_from=seen)
         metrics["scene_frame"] = {k: v for k, v in raw.items() if k.endswith("_mm") and v is not None}
-        if landmarks is not None and len(scene.landmarks or {}) >= 3:
-            # the official protocol with the run's own landmarks (H3DS evaluate_scene's landmarks_pred): its coarse
-            # Procrustes (with scale) first, for a prediction that is not where the ground truth is (one view:
-            # the depth comes from the average head size)
-            try:
-                lm = evaluate(mesh, scene, pred_landmarks=landmarks, observed_from=seen)
-                metrics["h3ds_landmarks"] = {k: v for k, v in lm.items() if k != "transform"}
-            except ValueError as exc:  # the ground truth names a landmark the prior has not
-                metrics["h3ds_landmarks"] = {"error": str(exc)}
+        # the official protocol with the run's own landmarks (H3DS evaluate_scene's landmarks_pred): its coarse
+        # Procrustes (with scale) first, for a prediction that is not where the ground truth is (one view: the
+        # depth comes from the average head size)
+        try:
+            lm = evaluate_with_own_landmarks(mesh, scene, landmarks, observed_from=seen)
+        except ValueError as exc:  # the ground truth names a landmark the prior has not
+            lm = {"error": str(exc)}
+        if lm is not None:
+            metrics["h3ds_landmarks"] = lm
         metrics["eval_seconds"] = time.perf_counter() - t0
         log("H3DS metrics (official protocol, mm): face gt->pred {face_gt2pred_mm:.2f}; head gt->pred "
             "{head_gt2pred_mm:.2f}, pred->gt {head_pred2gt_mm:.2f}".format(**res))
