@@ -544,3 +544,13 @@ def test_h3dnet_method_plugin(trained):
     method.on_phase_start(trainer, phases[1])
     assert [g["name"] for g in method.param_groups(model, phases[1])] == ["latent", "geometry", "rendering"]
     assert all(p.requires_grad for p in model.geometry.parameters())
+
+
+def test_fit_tool_refuses_an_abbreviated_option(capsys):
+    """The latent-fit tool takes no prefix of an option: "--out" is not "--out-dir" (it would write meshes where a
+    report was meant)."""
+    from headrecon.priors.h3dnet.fit import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--out", "report.json"])
+    assert exc.value.code == 2 and "unrecognized arguments: --out" in capsys.readouterr().err

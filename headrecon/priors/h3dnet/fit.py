@@ -213,7 +213,8 @@ def fit_heldout_ict(prior: ShapePrior, seeds, iters: int = 300, resolution: int 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m headrecon.priors.h3dnet.fit", description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                                 allow_abbrev=False)  # "--out" is not "--out-dir": a typo must not write meshes
     ap.add_argument("--prior", default=None, help="prior checkpoint (default: the shipped prior)")
     ap.add_argument("--sira", default=None, help="fit this SIRA++ model's shape latent instead of an H3D-Net prior")
     ap.add_argument("--source", choices=["ict", "composite", "anny"], default="ict",
