@@ -25,7 +25,7 @@ from headrecon.priors.sira.model import (
     sira_losses,
     sira_preset,
 )
-from headrecon.priors.sira.train import checkpoint_path, sira_mesh_data, train_sira
+from headrecon.priors.sira.train import checkpoint_path, sample_batch, sira_mesh_data, surface_indices, train_sira
 from headrecon.priors.training import TrainingError
 
 TINY = dict(def_hidden=32, def_layers=2, def_freqs=2, ref_hidden=48, ref_layers=3, ref_skip=(2,), ref_freqs=4,
@@ -495,6 +495,48 @@ def test_cli_model_sira_deformation_flags(tmp_path, monkeypatch):
                    "--def-hidden", "192", "--def-freqs", "6"])
     assert rc == 0 and seen["n"] == 3
     assert seen["cfg"].def_hidden == 192 and seen["cfg"].def_freqs == 6
+
+
+def test_face_fraction_draws_that_share_near_the_nose_tip(data):
+    """face_fraction: that share of the surface samples lies within face_radius_mm of the shape's nose tip (the
+    uniform draw puts far fewer there); without it the draws are the uniform ones, bit for bit; the same seed and
+    epoch give the same batch."""
+    nose = data.landmarks[:, 2]  # LANDMARK_NAMES: right_eye, left_eye, nose_tip, ...
+    r = 40.0 / data.norm.mm_per_unit
+
+    def near_share(cfg):
+        pts, _, _, _ = sample_batch(data, [0, 1, 2], cfg, epoch=3, device="cpu")
+        s = pts[:, :cfg.surface_points]
+        return float(((s - nose[:, None]).norm(dim=-1) < r).float().mean()), pts
+
+    plain = tiny_cfg()
+    share0, pts0 = near_share(plain)
+    share, pts = near_share(tiny_cfg(face_fraction=0.5, face_radius_mm=40.0))
+    assert share >= 0.5 and share0 < 0.3
+    assert torch.equal(near_share(tiny_cfg(face_fraction=0.5, face_radius_mm=40.0))[1], pts)
+    g = torch.Generator().manual_seed(0)
+    assert torch.equal(surface_indices(data, 0, plain, g), torch.randint(len(data.points[0]), (96,),
+                                                                         generator=torch.Generator().manual_seed(0)))
+    with pytest.raises(ValueError, match="face_fraction"):
+        tiny_cfg(face_fraction=1.0)
+    with pytest.raises(ValueError, match="nose tip"):  # a radius that holds no scan sample
+        surface_indices(data, 0, tiny_cfg(face_fraction=0.5, face_radius_mm=1e-6), g)
+
+
+def test_cli_face_fraction_needs_model_sira(tmp_path, monkeypatch, capsys):
+    """--face-fraction reaches the SIRA++ config; with another model it is an error, not silently ignored."""
+    from headrecon.priors import cli
+    from headrecon.priors.sira import train as sira_train
+
+    seen = {}
+    monkeypatch.setattr(sira_train, "sira_ict_data", lambda n, cfg, **kw: seen.setdefault("n", n))
+    monkeypatch.setattr(sira_train, "train_sira", lambda cfg, data, out, **kw: seen.setdefault("cfg", cfg))
+    out = str(tmp_path / "x.pt")
+    assert cli.main(["ict", "--model", "sira", "--out", out, "--no-progress", "--shapes", "3",
+                     "--face-fraction", "0.3"]) == 0
+    assert seen["cfg"].face_fraction == 0.3
+    assert cli.main(["ict", "--out", out, "--no-progress", "--face-fraction", "0.3"]) == 2
+    assert "--face-fraction" in capsys.readouterr().err and not (tmp_path / "x.pt").exists()
 
 
 def test_sira_face_proxy_term(tmp_path):

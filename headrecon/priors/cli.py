@@ -76,6 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--def-hidden", type=int, default=None, help="sira: deformation network width (preset: 128)")
     ap.add_argument("--def-freqs", type=int, default=None,
                     help="sira: positional-encoding frequencies of the deformation network's input (preset: 4)")
+    ap.add_argument("--face-fraction", type=float, default=None,
+                    help="sira: share of the surface samples drawn within 95 mm of each training head's nose tip "
+                         "(the evaluated face; default 0: uniform over the scan, where a bust's larger surface "
+                         "outweighs the face)")
     # --- end SIRA++ ---
     ap.add_argument("--xu-views", type=int, default=None, help="xu: images per training head (default 8)")
     ap.add_argument("--xu-size", type=int, default=None, help="xu: image size in px (default 64)")
@@ -116,6 +120,11 @@ def _main(args, argv) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    sira_only = [f for f, v in (("--def-hidden", args.def_hidden), ("--def-freqs", args.def_freqs),
+                                ("--face-fraction", args.face_fraction)) if v is not None]
+    if sira_only and args.model != "sira":
+        raise ValueError(f"{', '.join(sira_only)} set the SIRA++ model's training: they need --model sira "
+                         f"(got --model {args.model})")
     if args.model == "sira":  # --- SIRA++ ---
         from .sira.train import main_from_args
 

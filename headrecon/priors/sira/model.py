@@ -102,6 +102,8 @@ class SiraConfig:
     decay_every: int = 25
     decay_factor: float = 0.5
     near_sigmas: Tuple[float, ...] = (0.004, 0.04)
+    face_fraction: float = 0.0     # share of the surface samples drawn within face_radius_mm of the nose tip
+    face_radius_mm: float = 95.0   # (the official protocol's face region); 0 share: uniform over the scan
     uniform_fraction: float = 0.125
     seed: int = 0
     # ---- data
@@ -133,6 +135,9 @@ class SiraConfig:
             raise ValueError("decay_factor must be in (0, 1]")
         if not self.init_std >= 0:
             raise ValueError("init_std must be >= 0")
+        if not (0.0 <= self.face_fraction < 1.0 and self.face_radius_mm > 0):
+            raise ValueError(f"need 0 <= face_fraction < 1 and face_radius_mm > 0, got {self.face_fraction}, "
+                             f"{self.face_radius_mm}")
         for s in self.ref_skip:
             if not 1 <= s <= self.ref_layers:
                 raise ValueError(f"ref_skip entries must be in [1, ref_layers={self.ref_layers}]")

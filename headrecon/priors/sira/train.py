@@ -264,13 +264,31 @@ def n_outside(cfg: SiraConfig) -> int:
     return max(1, cfg.volume_points // 4) if cfg.outside_weight > 0 else 0
 
 
+def surface_indices(data: SiraData, i: int, cfg: SiraConfig, g: torch.Generator) -> torch.Tensor:
+    """``cfg.surface_points`` indices into shape ``i``'s scan samples: uniform, or with ``cfg.face_fraction`` of
+    them drawn among the samples within ``cfg.face_radius_mm`` of its nose tip (the official protocol's face
+    region, which the bust's larger surface otherwise outweighs) and the rest uniform. Without a face share the
+    draws are exactly the uniform ones of earlier models."""
+    n, P = len(data.points[i]), int(cfg.surface_points)
+    nf = int(round(P * float(cfg.face_fraction)))
+    if nf == 0:
+        return torch.randint(n, (P,), generator=g)
+    nose = data.landmarks[i, LANDMARK_NAMES.index("nose_tip")]
+    r = float(cfg.face_radius_mm) / float(data.norm.mm_per_unit)
+    face = torch.nonzero((data.points[i] - nose).norm(dim=-1) < r).flatten()
+    if len(face) == 0:
+        raise ValueError(f"shape {i}: no scan sample within {cfg.face_radius_mm} mm of its nose tip "
+                         "(face_fraction needs the face in the scan)")
+    return torch.cat([face[torch.randint(len(face), (nf,), generator=g)], torch.randint(n, (P - nf,), generator=g)])
+
+
 def sample_batch(data: SiraData, batch, cfg: SiraConfig, epoch: int, device):
     """Per-shape samples of a batch: points [B, P+V+C+O+K, 3] (surface, volume, colour, outside shell,
     landmarks), scan normals [B, P, 3], colour directions and targets [B, C, 3]."""
     P_, N_, CD, CR = [], [], [], []
     for i in batch:
         g = shape_generator(cfg.seed, epoch, i)
-        k = torch.randint(len(data.points[i]), (cfg.surface_points,), generator=g)
+        k = surface_indices(data, i, cfg, g)
         s, nr = data.points[i][k], data.normals[i][k]
         v = sample_volume(data.points[i], cfg.volume_points, cfg.near_sigmas, cfg.uniform_fraction, g)
         ci = torch.randint(len(data.color_points[i]), (cfg.color_points,), generator=g)
@@ -391,7 +409,7 @@ def main_from_args(args, argv=None) -> int:
     for name, key in (("epochs", "epochs"), ("batch_shapes", "shapes_per_batch"), ("lr", "lr"),
                       ("lr_latent", "lr_latent"), ("latent_dim", "latent_dim"), ("hidden", "ref_hidden"),
                       ("normal_weight", "normal_weight"), ("seed", "seed"), ("scan_points", "scan_points"),
-                      ("def_hidden", "def_hidden"), ("def_freqs", "def_freqs")):
+                      ("def_hidden", "def_hidden"), ("def_freqs", "def_freqs"), ("face_fraction", "face_fraction")):
         v = getattr(args, name, None)
         if v is not None:
             over[key] = v
