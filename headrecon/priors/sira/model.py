@@ -42,6 +42,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ...data.scene import FACE_SPHERE_RADIUS_MM
 from ...models import GeometryNetwork, PositionalEncoding, RenderingNetwork
 from ...models.geometry import sdf_with_gradient
 from ...models.pose import FramedPrior
@@ -103,7 +104,7 @@ class SiraConfig:
     decay_factor: float = 0.5
     near_sigmas: Tuple[float, ...] = (0.004, 0.04)
     face_fraction: float = 0.0     # share of the surface samples drawn within face_radius_mm of the nose tip
-    face_radius_mm: float = 95.0   # (the official protocol's face region); 0 share: uniform over the scan
+    face_radius_mm: float = FACE_SPHERE_RADIUS_MM  # (the official protocol's face); 0 share: uniform
     uniform_fraction: float = 0.125
     seed: int = 0
     # ---- data
