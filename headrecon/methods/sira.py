@@ -192,7 +192,7 @@ class SiraMethod(ReconMethod):
             groups.append({"params": detail_parameters(detail), "lr": self.cfg.hash_lr, "name": "detail",
                            "eps": 1e-15})
         elif phase.name == "all":
-            groups.append({"params": list(geo.deform.parameters()), "lr": self.finetune_lr(), "name": "deformation"})
+            groups.append({"params": geo.shape_parameters(), "lr": self.finetune_lr(), "name": "deformation"})
         if phase.name == "all":
             groups.append({"params": list(ren.net.parameters()), "lr": self.cfg.lr, "name": "rendering"})
         return groups

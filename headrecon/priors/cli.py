@@ -80,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="sira: share of the surface samples drawn within 95 mm of each training head's nose tip "
                          "(the evaluated face; default 0: uniform over the scan, where a bust's larger surface "
                          "outweighs the face)")
+    ap.add_argument("--corr-hidden", type=int, default=None,
+                    help="sira: width of a correction field added to the warped reference SDF (not in the paper; "
+                         "default 0: none)")
     # --- end SIRA++ ---
     ap.add_argument("--xu-views", type=int, default=None, help="xu: images per training head (default 8)")
     ap.add_argument("--xu-size", type=int, default=None, help="xu: image size in px (default 64)")
@@ -121,7 +124,8 @@ def _main(args, argv) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     sira_only = [f for f, v in (("--def-hidden", args.def_hidden), ("--def-freqs", args.def_freqs),
-                                ("--face-fraction", args.face_fraction)) if v is not None]
+                                ("--face-fraction", args.face_fraction), ("--corr-hidden", args.corr_hidden))
+                 if v is not None]
     if sira_only and args.model != "sira":
         raise ValueError(f"{', '.join(sira_only)} set the SIRA++ model's training: they need --model sira "
                          f"(got --model {args.model})")

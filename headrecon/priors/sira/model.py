@@ -14,9 +14,15 @@ Model (:class:`SiraPrior`), all in the prior's unit-sphere frame (:mod:`headreco
   over the reference point, the normal, the encoded view direction and ``[gamma, z_r]``, with a small-variance
   last layer (output ~ sigmoid(0) = 0.5 everywhere at the start);
 * one shape latent ``z_sdf`` and one appearance latent ``z_r`` per training head (``nn.Embedding``), zero at the
-  start.
+  start;
+* optionally (``corr_hidden > 0``; not in the paper, off by default) a **correction field** ``C(enc(x), z_sdf) ->
+  c``: a second Softplus MLP of the same kind whose scalar output is added to the SDF, with the L1 regulariser
+  ``mean |c|`` (``corr_weight``). A deformation of one reference surface can only warp it smoothly; the correction
+  lets each head differ from the warped reference where a warp cannot follow (a DeepSDF-style residual, as in
+  ImFace's or i3DMM's template models), while the deformation still carries the correspondences that the colour
+  and the landmarks use.
 
-The SDF of shape ``i`` is ``f_i(x) = R(x + delta(x, z_i))``. Losses (:func:`sira_losses`, the paper's weights in
+The SDF of shape ``i`` is ``f_i(x) = R(x + delta(x, z_i))`` (``+ C(x, z_i)`` with the correction field). Losses (:func:`sira_losses`, the paper's weights in
 the ``paper`` preset): surface ``|f|`` (1), Eikonal (0.1), deformation regulariser ``mean ||delta|| + ||mean
 delta||`` (1e-3), landmark consistency (1e-3: the six ICT landmarks of every shape mapped to reference space
 must coincide across shapes, :func:`landmark_consistency`), colour L1 on surface points seen in posed images of
@@ -50,7 +56,7 @@ from ...weights import load_weights, save_weights
 from ..normalization import Normalization
 
 __all__ = ["SiraConfig", "SIRA_PRESETS", "sira_preset", "SiraPrior", "DeformationNetwork", "SiraGeometry",
-           "SiraRendering", "sira_losses", "landmark_consistency", "deformation_regulariser", "pe_progress",
+           "SiraRendering", "CorrectionNetwork", "sira_losses", "landmark_consistency", "deformation_regulariser", "pe_progress",
            "load_sira", "default_sira_path", "SIRA_FORMAT", "LANDMARK_NAMES"]
 
 SIRA_FORMAT = "headrecon-sira"
@@ -77,6 +83,9 @@ class SiraConfig:
     render_hidden: int = 256
     render_layers: int = 4
     view_freqs: int = 4
+    corr_hidden: int = 0           # correction field width (0: none, the paper's model)
+    corr_layers: int = 3           # correction field hidden layers
+    corr_freqs: int = 4            # PE frequencies of x for the correction field
     init_std: float = 1e-4         # std of the last layers of the deformation and rendering networks
     sphere_radius: float = 0.6
     softplus_beta: float = 100.0
@@ -88,6 +97,7 @@ class SiraConfig:
     color_weight: float = 1.0
     latent_reg: float = 1e-3
     normal_weight: float = 0.0     # IGR normal term (not in the paper; fast preset)
+    corr_weight: float = 1e-2      # L1 regulariser mean |c| of the correction field (when there is one)
     outside_weight: float = 0.0    # hinge relu(-f) on a shell outside the heads (not in the paper; fast preset)
     outside_radius: Tuple[float, float] = (0.9, 1.3)  # the shell (units): no head reaches it
     # ---- schedule
@@ -125,7 +135,7 @@ class SiraConfig:
                   "image_views", "image_size", "scan_points"):
             if int(getattr(self, k)) < 1:
                 raise ValueError(f"SiraConfig.{k} must be >= 1, got {getattr(self, k)}")
-        for k in ("volume_points", "color_points", "d_gamma", "def_freqs", "ref_freqs"):
+        for k in ("volume_points", "color_points", "d_gamma", "def_freqs", "ref_freqs", "corr_hidden", "corr_freqs"):
             if int(getattr(self, k)) < 0:
                 raise ValueError(f"SiraConfig.{k} must be >= 0, got {getattr(self, k)}")
         if not (self.lr > 0 and self.lr_latent > 0):
@@ -134,6 +144,8 @@ class SiraConfig:
             raise ValueError(f"need 0 <= pe_start <= pe_end, got {self.pe_start}, {self.pe_end}")
         if not 0 < self.decay_factor <= 1:
             raise ValueError("decay_factor must be in (0, 1]")
+        if int(self.corr_layers) < 1 or not self.corr_weight >= 0:
+            raise ValueError(f"need corr_layers >= 1 and corr_weight >= 0, got {self.corr_layers}, {self.corr_weight}")
         if not self.init_std >= 0:
             raise ValueError("init_std must be >= 0")
         if not (0.0 <= self.face_fraction < 1.0 and self.face_radius_mm > 0):
@@ -209,16 +221,16 @@ def pe_progress(epoch: float, start: float, end: float) -> float:
 
 
 # ============================================================================================== networks
-class DeformationNetwork(nn.Module):
-    """``(x [..., 3], z [..., D]) -> (delta [..., 3], gamma [..., G])``: Softplus MLP over ``[enc(x), z]``, last
-    layer initialised with std ``init_std`` and zero bias (near-zero output)."""
+class _LatentMLP(nn.Module):
+    """``(x [..., 3], z [..., D]) -> [..., d_out]``: Softplus MLP over ``[enc(x), z]``, last layer initialised with
+    std ``init_std`` and zero bias (near-zero output). The body of the deformation and correction networks."""
 
-    def __init__(self, d_latent: int, d_gamma: int, d_hidden: int = 256, n_layers: int = 4, n_freqs: int = 6,
-                 init_std: float = 1e-4, softplus_beta: float = 100.0):
+    def __init__(self, d_latent: int, d_out: int, d_hidden: int, n_layers: int, n_freqs: int, init_std: float,
+                 softplus_beta: float):
         super().__init__()
         self.encoding = PositionalEncoding(n_freqs, include_input=True, d_in=3)
-        self.d_latent, self.d_gamma = int(d_latent), int(d_gamma)
-        dims = [self.encoding.out_dim + self.d_latent] + [int(d_hidden)] * int(n_layers) + [3 + self.d_gamma]
+        self.d_latent = int(d_latent)
+        dims = [self.encoding.out_dim + self.d_latent] + [int(d_hidden)] * int(n_layers) + [int(d_out)]
         self.layers = nn.ModuleList([nn.Linear(dims[i], dims[i + 1]) for i in range(len(dims) - 1)])
         self.activation = nn.Softplus(beta=softplus_beta)
         with torch.no_grad():
@@ -226,7 +238,7 @@ class DeformationNetwork(nn.Module):
             last.weight.normal_(0.0, float(init_std))
             last.bias.zero_()
 
-    def forward(self, x: torch.Tensor, z: torch.Tensor):
+    def _mlp(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         h = self.encoding(x)
         z = z.to(h.dtype).expand(*h.shape[:-1], self.d_latent)
         h = torch.cat([h, z], dim=-1)
@@ -234,7 +246,33 @@ class DeformationNetwork(nn.Module):
             h = lin(h)
             if i < len(self.layers) - 1:
                 h = self.activation(h)
+        return h
+
+
+class DeformationNetwork(_LatentMLP):
+    """``(x [..., 3], z [..., D]) -> (delta [..., 3], gamma [..., G])``: Softplus MLP over ``[enc(x), z]``, last
+    layer initialised with std ``init_std`` and zero bias (near-zero output)."""
+
+    def __init__(self, d_latent: int, d_gamma: int, d_hidden: int = 256, n_layers: int = 4, n_freqs: int = 6,
+                 init_std: float = 1e-4, softplus_beta: float = 100.0):
+        super().__init__(d_latent, 3 + int(d_gamma), d_hidden, n_layers, n_freqs, init_std, softplus_beta)
+        self.d_gamma = int(d_gamma)
+
+    def forward(self, x: torch.Tensor, z: torch.Tensor):
+        h = self._mlp(x, z)
         return h[..., :3], h[..., 3:]
+
+
+class CorrectionNetwork(_LatentMLP):
+    """``(x [..., 3], z [..., D]) -> c [...]``: the optional SDF correction of a head (added to ``R(x + delta)``),
+    near zero at the start."""
+
+    def __init__(self, d_latent: int, d_hidden: int = 128, n_layers: int = 3, n_freqs: int = 4,
+                 init_std: float = 1e-4, softplus_beta: float = 100.0):
+        super().__init__(d_latent, 1, d_hidden, n_layers, n_freqs, init_std, softplus_beta)
+
+    def forward(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        return self._mlp(x, z)[..., 0]
 
 
 def _small_last_layer(ren: RenderingNetwork, std: float) -> None:
@@ -273,6 +311,9 @@ class SiraPrior(nn.Module):
             self.render = RenderingNetwork(d_feature=c.d_gamma + c.app_latent_dim, d_hidden=c.render_hidden,
                                            n_layers=c.render_layers, mode="idr", n_freqs_view=c.view_freqs)
             _small_last_layer(self.render, c.init_std)
+            # last, so that the other networks start exactly as in a model without it
+            self.correct = None if int(c.corr_hidden) == 0 else CorrectionNetwork(
+                c.latent_dim, c.corr_hidden, c.corr_layers, c.corr_freqs, c.init_std, c.softplus_beta)
         self.z_sdf = nn.Embedding(int(num_latents), c.latent_dim)
         self.z_r = nn.Embedding(int(num_latents), c.app_latent_dim)
         with torch.no_grad():
@@ -299,13 +340,22 @@ class SiraPrior(nn.Module):
         return x + delta, delta, gamma
 
     def sdf(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        x_ref, _, _ = self.warp(x, z)
-        return self.reference.sdf(x_ref)
+        return self.terms(x, z)[0]
 
     def forward(self, x: torch.Tensor, z: torch.Tensor):
         """``(sdf, x_ref, delta, gamma)``."""
+        return self.terms(x, z)[:4]
+
+    def terms(self, x: torch.Tensor, z: torch.Tensor):
+        """``(sdf, x_ref, delta, gamma, c)``: ``c`` the correction added to the SDF (None without a correction
+        field)."""
         x_ref, delta, gamma = self.warp(x, z)
-        return self.reference.sdf(x_ref), x_ref, delta, gamma
+        sdf = self.reference.sdf(x_ref)
+        c = None
+        if self.correct is not None:
+            c = self.correct(x, z)
+            sdf = sdf + c
+        return sdf, x_ref, delta, gamma, c
 
     def color(self, x_ref, normals, view_dirs, gamma, z_r) -> torch.Tensor:
         """``r(x_ref, n, v, gamma; z_r)`` in [0, 1] (``v`` points from the surface towards the camera)."""
@@ -331,7 +381,7 @@ class SiraPrior(nn.Module):
         zs = (mz if z_sdf is None else torch.as_tensor(z_sdf, dtype=torch.float32)).detach().clone()
         zr = (mr if z_r is None else torch.as_tensor(z_r, dtype=torch.float32)).detach().clone()
         geo = SiraGeometry(copy.deepcopy(self.deform), copy.deepcopy(self.reference), zs, latent_mean=mz,
-                           latent_reg=self.config.latent_reg, frame=frame)
+                           latent_reg=self.config.latent_reg, frame=frame, correct=copy.deepcopy(self.correct))
         geo.reference.set_progress(1.0)
         ren = SiraRendering(copy.deepcopy(self.render), zr, latent_mean=mr, latent_reg=self.config.latent_reg,
                             geometry=geo)
@@ -413,7 +463,7 @@ def landmark_consistency(ref_landmarks: torch.Tensor) -> torch.Tensor:
 
 
 def sira_losses(cfg: SiraConfig, sdf_surf, sdf_vol_grad, delta, ref_landmarks, rgb_pred, rgb_gt, z_sdf, z_r,
-                grad_surf=None, normals=None, sdf_outside=None) -> dict:
+                grad_surf=None, normals=None, sdf_outside=None, correction=None) -> dict:
     """Weighted total and unweighted terms.
 
     Args:
@@ -422,7 +472,8 @@ def sira_losses(cfg: SiraConfig, sdf_surf, sdf_vol_grad, delta, ref_landmarks, r
         rgb_pred / rgb_gt [..., 3] at the colour points (or None); z_sdf, z_r [B, D] latents of the batch;
         grad_surf / normals [..., 3]: for the optional normal term; sdf_outside: SDF on the outside shell
         (optional hinge ``mean relu(-f)``: raw scans leave the SDF free far from the data, where spurious
-        surfaces would otherwise appear, e.g. a neck tube continuing downwards).
+        surfaces would otherwise appear, e.g. a neck tube continuing downwards); correction: the correction
+        field's values at every evaluated point (optional L1 term ``mean |c|``).
     """
     zero = sdf_surf.new_zeros(())
     surface = sdf_surf.abs().mean()
@@ -435,11 +486,12 @@ def sira_losses(cfg: SiraConfig, sdf_surf, sdf_vol_grad, delta, ref_landmarks, r
     if cfg.normal_weight > 0 and grad_surf is not None and normals is not None:
         normal = (grad_surf - normals).norm(dim=-1).mean()
     outside = F.relu(-sdf_outside).mean() if sdf_outside is not None and sdf_outside.numel() else zero
-    loss = (cfg.outside_weight * outside + cfg.surface_weight * surface + cfg.eikonal_weight * eikonal + cfg.deform_weight * deform
+    corr = correction.abs().mean() if correction is not None and correction.numel() else zero
+    loss = (cfg.corr_weight * corr + cfg.outside_weight * outside + cfg.surface_weight * surface + cfg.eikonal_weight * eikonal + cfg.deform_weight * deform
             + cfg.landmark_weight * landmark + cfg.color_weight * color + cfg.latent_reg * latent
             + cfg.normal_weight * normal)
     return {"loss": loss, "surface": surface, "eikonal": eikonal, "deform": deform, "landmark": landmark,
-            "color": color, "latent": latent, "normal": normal, "outside": outside}
+            "color": color, "latent": latent, "normal": normal, "outside": outside, "correction": corr}
 
 
 # ============================================================================================== reconstruction
@@ -447,14 +499,16 @@ class SiraGeometry(FramedPrior, nn.Module):
     """Reconstruction-side SDF of SIRA++ with the ``GeometryNetwork`` interface: ``forward(x) -> (sdf,
     feature)`` where ``feature = [x_ref (prior frame), gamma]`` feeds :class:`SiraRendering`.
 
-    Parameters: ``latent`` (z_sdf), ``deform`` (deformation network), ``reference`` (reference SDF, frozen by
-    :meth:`set_phase` in every phase). ``frame`` (4x4 similarity ``A = s R``, ``b``) maps the caller's unit frame
+    Parameters: ``latent`` (z_sdf), ``deform`` (deformation network), ``correct`` (the model's correction field or
+    None; trains with the deformation), ``reference`` (reference SDF, frozen by :meth:`set_phase` in every phase). ``frame`` (4x4 similarity ``A = s R``, ``b``) maps the caller's unit frame
     to the prior's; SDF values are divided by ``s`` so they stay distances in the caller's frame."""
 
     def __init__(self, deform: DeformationNetwork, reference: GeometryNetwork, latent: torch.Tensor,
-                 latent_mean: torch.Tensor | None = None, latent_reg: float = 0.0, frame=None):
+                 latent_mean: torch.Tensor | None = None, latent_reg: float = 0.0, frame=None,
+                 correct: CorrectionNetwork | None = None):
         super().__init__()
         self.deform = deform
+        self.correct = correct
         self.reference = reference
         self.latent = nn.Parameter(latent.detach().clone().float())
         self.register_buffer("latent_mean", torch.zeros_like(self.latent) if latent_mean is None
@@ -486,16 +540,21 @@ class SiraGeometry(FramedPrior, nn.Module):
         """No-op: the reference SDF was trained to its full encoding; reconstruction keeps every frequency on."""
 
     def set_phase(self, phase: str) -> None:
-        """``"latent"``: only ``z_sdf`` trains; ``"all"``: ``z_sdf`` and the deformation network. The reference
-        SDF stays frozen in every phase."""
+        """``"latent"``: only ``z_sdf`` trains; ``"all"``: ``z_sdf`` and the deformation network (and the
+        correction field). The reference SDF stays frozen in every phase."""
         if phase not in ("latent", "all"):
             raise ValueError(f"phase must be 'latent' or 'all', got {phase!r}")
         self.phase = phase
         self.latent.requires_grad_(True)
-        for p in self.deform.parameters():
+        for p in self.shape_parameters():
             p.requires_grad_(phase == "all")
         for p in self.reference.parameters():
             p.requires_grad_(False)
+
+    def shape_parameters(self) -> list:
+        """The parameters that phase ``"all"`` trains besides the latent: the deformation network's and the
+        correction field's."""
+        return list(self.deform.parameters()) + ([] if self.correct is None else list(self.correct.parameters()))
 
     def latent_loss(self) -> torch.Tensor:
         return self.latent_reg * (self.latent - self.latent_mean).pow(2).sum()
@@ -503,17 +562,22 @@ class SiraGeometry(FramedPrior, nn.Module):
     def to_prior(self, x: torch.Tensor) -> torch.Tensor:
         return self._framed(x)
 
+    def _prior_sdf(self, xp: torch.Tensor, x_ref: torch.Tensor) -> torch.Tensor:
+        sdf = self.reference.sdf(x_ref)
+        if self.correct is not None:
+            sdf = sdf + self.correct(xp, self.latent)
+        return sdf / self.frame_scale
+
     def forward(self, x: torch.Tensor):
         xp = self.to_prior(x)
         delta, gamma = self.deform(xp, self.latent)
         x_ref = xp + delta
-        sdf = self.reference.sdf(x_ref) / self.frame_scale
-        return sdf, torch.cat([x_ref, gamma], dim=-1)
+        return self._prior_sdf(xp, x_ref), torch.cat([x_ref, gamma], dim=-1)
 
     def sdf(self, x: torch.Tensor) -> torch.Tensor:
         xp = self.to_prior(x)
         delta, _ = self.deform(xp, self.latent)
-        return self.reference.sdf(xp + delta) / self.frame_scale
+        return self._prior_sdf(xp, xp + delta)
 
     def forward_with_gradient(self, x: torch.Tensor, create_graph: Optional[bool] = None):
         if create_graph is None:

@@ -53,7 +53,7 @@ from .model import LANDMARK_NAMES, SIRA_FORMAT, SiraConfig, SiraPrior, sira_loss
 __all__ = ["SiraData", "sira_ict_data", "sira_bust_data", "sira_mesh_data", "head_samples", "render_head_samples", "train_sira", "SIRA_TRAIN_FORMAT", "LOSS_KEYS"]
 
 SIRA_TRAIN_FORMAT = SIRA_FORMAT + "-train"
-LOSS_KEYS = ("loss", "surface", "eikonal", "deform", "landmark", "color", "latent", "normal", "outside")
+LOSS_KEYS = ("loss", "surface", "eikonal", "deform", "landmark", "color", "latent", "normal", "outside", "correction")
 
 
 @dataclass
@@ -246,12 +246,12 @@ class _Objective(nn.Module):
         m = self.model
         z, zr = m.z_sdf(idx), m.z_r(idx)                          # [B, D], [B, Dr]
         pts = pts.detach().requires_grad_(True)
-        sdf, x_ref, delta, gamma = m(pts, z[:, None, :])
+        sdf, x_ref, delta, gamma, corr = m.terms(pts, z[:, None, :])
         (grad,) = torch.autograd.grad(sdf.sum(), pts, create_graph=True)
         rgb = None
         if c1 > c0:
             rgb = m.color(x_ref[:, c0:c1], grad[:, c0:c1], color_dirs, gamma[:, c0:c1], zr[:, None, :])
-        return sdf, grad, x_ref, delta, rgb, z, zr
+        return sdf, grad, x_ref, delta, rgb, z, zr, corr
 
 
 def _description_key(d: dict) -> dict:
@@ -331,6 +331,8 @@ def train_sira(cfg: SiraConfig, data: SiraData, out, resume: bool = False, check
         model.to(device).train()
         runner = run.wrap(_Objective(model))
         nets = list(model.deform.parameters()) + list(model.reference.parameters()) + list(model.render.parameters())
+        if model.correct is not None:  # last: a model without one keeps exactly its earlier optimiser
+            nets += list(model.correct.parameters())
         opt = torch.optim.Adam([{"params": nets, "lr": cfg.lr, "name": "networks"},
                                 {"params": [model.z_sdf.weight, model.z_r.weight], "lr": cfg.lr_latent,
                                  "name": "latents"}])
@@ -341,7 +343,8 @@ def train_sira(cfg: SiraConfig, data: SiraData, out, resume: bool = False, check
         last_epoch = cfg.epochs if stop_after_epoch is None else min(cfg.epochs, int(stop_after_epoch))
         say(f"training SIRA++ model: {n} heads, {world} process(es) on {device}, {cfg.epochs} epochs x {iters} "
             f"iterations, {per_rank} heads/process/iteration, deformation {cfg.def_layers}x{cfg.def_hidden}, "
-            f"reference {cfg.ref_layers}x{cfg.ref_hidden}, latents {cfg.latent_dim}+{cfg.app_latent_dim}")
+            f"reference {cfg.ref_layers}x{cfg.ref_hidden}, "
+            f"correction {f'{cfg.corr_layers}x{cfg.corr_hidden}' if cfg.corr_hidden else 'none'}, latents {cfg.latent_dim}+{cfg.app_latent_dim}")
         bar = progress_bar(run, progress, (cfg.epochs - start_epoch) * iters, "sira prior")
         t0 = time.perf_counter()
 
@@ -368,9 +371,9 @@ def train_sira(cfg: SiraConfig, data: SiraData, out, resume: bool = False, check
         def step(epoch: int, batch) -> dict:
             pts, nrm, cdir, crgb = sample_batch(data, batch, cfg, epoch, device)
             idx = torch.as_tensor(batch, dtype=torch.long, device=device)
-            sdf, grad, x_ref, delta, rgb, z, zr = runner(idx, pts, c0, c1, cdir)
+            sdf, grad, x_ref, delta, rgb, z, zr, corr = runner(idx, pts, c0, c1, cdir)
             terms = sira_losses(cfg, sdf[:, :P], grad[:, P:c0], delta, x_ref[:, -K:], rgb, crgb, z, zr,
-                                grad_surf=grad[:, :P], normals=nrm, sdf_outside=sdf[:, c1:o1])
+                                grad_surf=grad[:, :P], normals=nrm, sdf_outside=sdf[:, c1:o1], correction=corr)
             opt.zero_grad(set_to_none=False)
             terms["loss"].backward()
             opt.step()
@@ -409,7 +412,8 @@ def main_from_args(args, argv=None) -> int:
     for name, key in (("epochs", "epochs"), ("batch_shapes", "shapes_per_batch"), ("lr", "lr"),
                       ("lr_latent", "lr_latent"), ("latent_dim", "latent_dim"), ("hidden", "ref_hidden"),
                       ("normal_weight", "normal_weight"), ("seed", "seed"), ("scan_points", "scan_points"),
-                      ("def_hidden", "def_hidden"), ("def_freqs", "def_freqs"), ("face_fraction", "face_fraction")):
+                      ("def_hidden", "def_hidden"), ("def_freqs", "def_freqs"), ("face_fraction", "face_fraction"),
+                      ("corr_hidden", "corr_hidden")):
         v = getattr(args, name, None)
         if v is not None:
             over[key] = v
