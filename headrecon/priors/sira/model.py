@@ -48,7 +48,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ...data.scene import FACE_SPHERE_RADIUS_MM
+from ...data.scene import FACE_SPHERE_RADIUS_MM, LANDMARK_NAMES
 from ...models import GeometryNetwork, PositionalEncoding, RenderingNetwork
 from ...models.geometry import sdf_with_gradient
 from ...models.pose import FramedPrior
@@ -61,7 +61,6 @@ __all__ = ["SiraConfig", "SIRA_PRESETS", "sira_preset", "SiraPrior", "Deformatio
 
 SIRA_FORMAT = "headrecon-sira"
 SIRA_VERSION = 1
-LANDMARK_NAMES = ("right_eye", "left_eye", "nose_tip", "nose_base", "right_lips", "left_lips")
 
 
 # ============================================================================================== config
