@@ -523,8 +523,11 @@ def test_face_fraction_draws_that_share_near_the_nose_tip(data):
         surface_indices(data, 0, tiny_cfg(face_fraction=0.5, face_radius_mm=1e-6), g)
 
 
-def test_cli_face_fraction_needs_model_sira(tmp_path, monkeypatch, capsys):
-    """--face-fraction reaches the SIRA++ config; with another model it is an error, not silently ignored."""
+@pytest.mark.parametrize("flag, value, field", [("--face-fraction", "0.3", "face_fraction"),
+                                                ("--corr-hidden", "64", "corr_hidden")])
+def test_cli_sira_training_flags_need_model_sira(tmp_path, monkeypatch, capsys, flag, value, field):
+    """--face-fraction / --corr-hidden reach the SIRA++ config; with another model they are an error, not silently
+    ignored."""
     from headrecon.priors import cli
     from headrecon.priors.sira import train as sira_train
 
@@ -532,11 +535,10 @@ def test_cli_face_fraction_needs_model_sira(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(sira_train, "sira_ict_data", lambda n, cfg, **kw: seen.setdefault("n", n))
     monkeypatch.setattr(sira_train, "train_sira", lambda cfg, data, out, **kw: seen.setdefault("cfg", cfg))
     out = str(tmp_path / "x.pt")
-    assert cli.main(["ict", "--model", "sira", "--out", out, "--no-progress", "--shapes", "3",
-                     "--face-fraction", "0.3"]) == 0
-    assert seen["cfg"].face_fraction == 0.3
-    assert cli.main(["ict", "--out", out, "--no-progress", "--face-fraction", "0.3"]) == 2
-    assert "--face-fraction" in capsys.readouterr().err and not (tmp_path / "x.pt").exists()
+    assert cli.main(["ict", "--model", "sira", "--out", out, "--no-progress", "--shapes", "3", flag, value]) == 0
+    assert getattr(seen["cfg"], field) == type(getattr(seen["cfg"], field))(value)
+    assert cli.main(["ict", "--out", out, "--no-progress", flag, value]) == 2
+    assert flag in capsys.readouterr().err and not (tmp_path / "x.pt").exists()
 
 
 def test_sira_face_proxy_term(tmp_path):
@@ -629,18 +631,3 @@ def test_correction_field_trains_and_round_trips(data, tmp_path):
     with torch.no_grad():
         assert torch.allclose(back.sdf(x, z), model.sdf(x, z), atol=1e-6)
 
-
-def test_cli_corr_hidden_needs_model_sira(tmp_path, monkeypatch, capsys):
-    """--corr-hidden reaches the SIRA++ config; with another model it is an error."""
-    from headrecon.priors import cli
-    from headrecon.priors.sira import train as sira_train
-
-    seen = {}
-    monkeypatch.setattr(sira_train, "sira_ict_data", lambda n, cfg, **kw: seen.setdefault("n", n))
-    monkeypatch.setattr(sira_train, "train_sira", lambda cfg, data, out, **kw: seen.setdefault("cfg", cfg))
-    out = str(tmp_path / "x.pt")
-    assert cli.main(["ict", "--model", "sira", "--out", out, "--no-progress", "--shapes", "3",
-                     "--corr-hidden", "64"]) == 0
-    assert seen["cfg"].corr_hidden == 64
-    assert cli.main(["ict", "--out", out, "--no-progress", "--corr-hidden", "64"]) == 2
-    assert "--corr-hidden" in capsys.readouterr().err and not (tmp_path / "x.pt").exists()
