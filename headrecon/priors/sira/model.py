@@ -22,15 +22,15 @@ Model (:class:`SiraPrior`), all in the prior's unit-sphere frame (:mod:`headreco
   ImFace's or i3DMM's template models), while the deformation still carries the correspondences that the colour
   and the landmarks use.
 
-The SDF of shape ``i`` is ``f_i(x) = R(x + delta(x, z_i))`` (``+ C(x, z_i)`` with the correction field). Losses (:func:`sira_losses`, the paper's weights in
-the ``paper`` preset): surface ``|f|`` (1), Eikonal (0.1), deformation regulariser ``mean ||delta|| + ||mean
-delta||`` (1e-3), landmark consistency (1e-3: the six ICT landmarks of every shape mapped to reference space
-must coincide across shapes, :func:`landmark_consistency`), colour L1 on surface points seen in posed images of
-the training heads (1), latent ``||z_sdf||^2 + ||z_r||^2`` (1e-3). The ``fast`` preset adds the IGR normal term
-(weight 1, as the H3D-Net ``fast`` preset does) to converge in few CPU iterations, and a hinge ``relu(-f)`` on a
-shell ``0.9 < |x| < 1.3`` that no head reaches (weight 1): raw scans (open neck, missing back) leave the SDF free
-far from the data, and without it spurious surfaces appeared there (measured: 6 % of the points at radius 1-1.4
-inside the mean shape, head Chamfer 353 mm before fitting).
+The SDF of shape ``i`` is ``f_i(x) = R(x + delta(x, z_i))`` (``+ C(x, z_i)`` with the correction field). Losses
+(:func:`sira_losses`, the paper's weights in the ``paper`` preset): surface ``|f|`` (1), Eikonal (0.1), deformation
+regulariser ``mean ||delta|| + ||mean delta||`` (1e-3), landmark consistency (1e-3: the six ICT landmarks of every
+shape mapped to reference space must coincide across shapes, :func:`landmark_consistency`), colour L1 on surface
+points seen in posed images of the training heads (1), latent ``||z_sdf||^2 + ||z_r||^2`` (1e-3). The ``fast``
+preset adds the IGR normal term (weight 1, as the H3D-Net ``fast`` preset does) to converge in few CPU iterations,
+and a hinge ``relu(-f)`` on a shell ``0.9 < |x| < 1.3`` that no head reaches (weight 1): raw scans (open neck,
+missing back) leave the SDF free far from the data, and without it spurious surfaces appeared there (measured: 6 %
+of the points at radius 1-1.4 inside the mean shape, head Chamfer 353 mm before fitting).
 
 Training lives in :mod:`headrecon.priors.sira.train`; the reconstruction method in :mod:`headrecon.methods.sira`.
 """
@@ -56,7 +56,8 @@ from ...weights import load_weights, save_weights
 from ..normalization import Normalization
 
 __all__ = ["SiraConfig", "SIRA_PRESETS", "sira_preset", "SiraPrior", "DeformationNetwork", "SiraGeometry",
-           "SiraRendering", "CorrectionNetwork", "sira_losses", "landmark_consistency", "deformation_regulariser", "pe_progress",
+           "SiraRendering", "CorrectionNetwork", "sira_losses", "landmark_consistency", "deformation_regulariser",
+           "pe_progress",
            "load_sira", "default_sira_path", "SIRA_FORMAT", "LANDMARK_NAMES"]
 
 SIRA_FORMAT = "headrecon-sira"
@@ -486,7 +487,8 @@ def sira_losses(cfg: SiraConfig, sdf_surf, sdf_vol_grad, delta, ref_landmarks, r
         normal = (grad_surf - normals).norm(dim=-1).mean()
     outside = F.relu(-sdf_outside).mean() if sdf_outside is not None and sdf_outside.numel() else zero
     corr = correction.abs().mean() if correction is not None and correction.numel() else zero
-    loss = (cfg.corr_weight * corr + cfg.outside_weight * outside + cfg.surface_weight * surface + cfg.eikonal_weight * eikonal + cfg.deform_weight * deform
+    loss = (cfg.corr_weight * corr + cfg.outside_weight * outside + cfg.surface_weight * surface
+            + cfg.eikonal_weight * eikonal + cfg.deform_weight * deform
             + cfg.landmark_weight * landmark + cfg.color_weight * color + cfg.latent_reg * latent
             + cfg.normal_weight * normal)
     return {"loss": loss, "surface": surface, "eikonal": eikonal, "deform": deform, "landmark": landmark,
@@ -499,8 +501,9 @@ class SiraGeometry(FramedPrior, nn.Module):
     feature)`` where ``feature = [x_ref (prior frame), gamma]`` feeds :class:`SiraRendering`.
 
     Parameters: ``latent`` (z_sdf), ``deform`` (deformation network), ``correct`` (the model's correction field or
-    None; trains with the deformation), ``reference`` (reference SDF, frozen by :meth:`set_phase` in every phase). ``frame`` (4x4 similarity ``A = s R``, ``b``) maps the caller's unit frame
-    to the prior's; SDF values are divided by ``s`` so they stay distances in the caller's frame."""
+    None; trains with the deformation), ``reference`` (reference SDF, frozen by :meth:`set_phase` in every phase).
+    ``frame`` (4x4 similarity ``A = s R``, ``b``) maps the caller's unit frame to the prior's; SDF values are
+    divided by ``s`` so they stay distances in the caller's frame."""
 
     def __init__(self, deform: DeformationNetwork, reference: GeometryNetwork, latent: torch.Tensor,
                  latent_mean: torch.Tensor | None = None, latent_reg: float = 0.0, frame=None,

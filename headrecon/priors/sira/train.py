@@ -344,7 +344,8 @@ def train_sira(cfg: SiraConfig, data: SiraData, out, resume: bool = False, check
         say(f"training SIRA++ model: {n} heads, {world} process(es) on {device}, {cfg.epochs} epochs x {iters} "
             f"iterations, {per_rank} heads/process/iteration, deformation {cfg.def_layers}x{cfg.def_hidden}, "
             f"reference {cfg.ref_layers}x{cfg.ref_hidden}, "
-            f"correction {f'{cfg.corr_layers}x{cfg.corr_hidden}' if cfg.corr_hidden else 'none'}, latents {cfg.latent_dim}+{cfg.app_latent_dim}")
+            f"correction {f'{cfg.corr_layers}x{cfg.corr_hidden}' if cfg.corr_hidden else 'none'}, "
+            f"latents {cfg.latent_dim}+{cfg.app_latent_dim}")
         bar = progress_bar(run, progress, (cfg.epochs - start_epoch) * iters, "sira prior")
         t0 = time.perf_counter()
 
