@@ -617,9 +617,10 @@ def test_correction_field_adds_to_the_warped_reference_and_leaves_other_networks
         tiny_cfg(corr_hidden=-1)
 
 
-def test_correction_field_trains_and_round_trips(data, tmp_path):
+def test_correction_field_trains_and_round_trips(data, scene_dir, tmp_path):
     """A tiny training with the field: the loss falls, the field's term is logged, the saved model loads with it
-    (weights_only) and gives the trained SDF."""
+    (weights_only) and gives the trained SDF. Reconstructing with it and ``--detail none``, the deformation anchor
+    holds the field too (phase 2 trains both)."""
     out = tmp_path / "corr.pt"
     model = train_sira(tiny_cfg(corr_hidden=16, epochs=8), data, out, progress=False, log=lambda *_: None)
     h = model.meta["history"]
@@ -630,4 +631,20 @@ def test_correction_field_trains_and_round_trips(data, tmp_path):
     z = back.z_sdf.weight[1]
     with torch.no_grad():
         assert torch.allclose(back.sdf(x, z), model.sdf(x, z), atol=1e-6)
+    from headrecon.data import load_scene
+    from headrecon.recon.config import make_config
+    from headrecon.recon.trainer import Trainer
+
+    cfg = make_config("fast", method="sira", iterations=10, sira_prior=str(out), **RECON_TINY)
+    tr = Trainer(cfg, load_scene(scene_dir, views="3"), device="cpu")
+    m, geo = tr.method, tr.model.geometry
+    assert m.correct0 is not None and m.correct0 is not geo.correct
+    geo.set_phase("all")
+    assert float(m.extra_losses(tr.model, iteration=0)["anchor_loss"].detach()) == 0.0  # both as pretrained
+    with torch.no_grad():
+        geo.correct.layers[-1].bias.add_(0.01)  # the correction alone moves: every point's c - c0 = 0.01
+    held = m.extra_losses(tr.model, iteration=0)["anchor_loss"]
+    assert float(held.detach()) == pytest.approx(m.anchor_weight * 1e-4, rel=1e-3)
+    held.backward()
+    assert geo.correct.layers[-1].bias.grad is not None and float(geo.correct.layers[-1].bias.grad.abs().sum()) > 0
 

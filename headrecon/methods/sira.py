@@ -21,7 +21,8 @@ Regularisers (:meth:`SiraMethod.extra_losses`, logged as ``latent_loss`` / ``anc
   the model was trained with);
 * the **deformation anchor** in phase 2: ``w_a * mean ||delta(x, z) - delta_0(x, z)||^2``
   over fixed points of the bounding sphere (2048 drawn, see below), ``delta_0`` the pretrained deformation network (a frozen copy)
-  at the current ``z_sdf``. Fine-tuning still adds detail where the views constrain it, but cannot move the head
+  at the current ``z_sdf`` (with a model's correction field, plus ``(c - c_0)^2``, its pretrained copy ``c_0``:
+  the field trains with the deformation). Fine-tuning still adds detail where the views constrain it, but cannot move the head
   as a whole or reshape what no view sees: without it, a single frontal view let phase 2 push the face 57 mm back in
   depth (the deformation field can express a translation, the silhouette barely changes), and with 3-4 views the
   unseen back of the head drifted after its best fit at about a quarter of the run (README, SIRA++ section).
@@ -91,7 +92,8 @@ class SiraOptions(MethodOptions):
                                                     "both phases (default: the model's training latent_reg; 0 = off)")
     sira_anchor_weight: float = option(30.0, "weight of the phase-2 deformation anchor, the mean squared distance "
                                              "(prior units) between the fine-tuned and the pretrained deformation at "
-                                             "the current z_sdf over fixed points of the bounding sphere (0 = off: "
+                                             "the current z_sdf over fixed points of the bounding sphere (and of a "
+                                             "correction model's field; 0 = off: "
                                              "phase 2 then moved a one-view head 57 mm in depth, "
                                              "docs/methods/sira.md); only with --detail none: a detail field "
                                              "leaves the deformation frozen")
@@ -148,7 +150,7 @@ class SiraMethod(ReconMethod):
         c, o = self.cfg, self.cfg.options
         self.latent_reg = float(model.config.latent_reg if o.sira_latent_reg is None else o.sira_latent_reg)
         geo.latent_reg = ren.latent_reg = self.latent_reg  # the code prior of both latents (extra_losses)
-        self.deform0 = None
+        self.deform0 = self.correct0 = None
         n, nv = max(1, len(scene)), int(o.sira_anchor_views)
         # the anchor holds the deformation network, which phase 2 trains only without a detail field
         self.anchor_weight = 0.0 if c.detail == "hashgrid" else \
@@ -167,6 +169,8 @@ class SiraMethod(ReconMethod):
             self.anchor_points = pts.to(device)
             if len(pts):
                 self.deform0 = copy.deepcopy(geo.deform).requires_grad_(False).to(device)
+                if geo.correct is not None:  # a correction model's field trains with the deformation: hold it too
+                    self.correct0 = copy.deepcopy(geo.correct).requires_grad_(False).to(device)
         self.proxy, self.proxy_report = None, None
         if o.sira_proxy_weight > 0:
             self.proxy, self.proxy_report = scene_face_proxy(scene, o.sira_proxy_radius)
@@ -214,7 +218,8 @@ class SiraMethod(ReconMethod):
         ``sira_anchor_weight > 0``): ``w_a * mean ||delta(x, z) - delta_0(x, z)||^2`` over fixed points of the
         bounding sphere within ``sira_anchor_radius`` of the prior frame (:meth:`anchor_batch` of ``iteration``;
         all of them when None), ``delta_0`` the pretrained deformation network — fine-tuning may add detail but is
-        kept near the prior's deformation at the current code where the few views say nothing."""
+        kept near the prior's deformation at the current code where the few views say nothing. A model with a
+        correction field adds ``(c(x, z) - c_0(x, z))^2`` at the same points (``c_0`` its pretrained copy)."""
         (geo, detail), ren = split_detail(model.geometry), model.rendering
         out = {}
         if self.latent_reg > 0:
@@ -230,7 +235,13 @@ class SiraMethod(ReconMethod):
             delta, _ = geo.deform(xp, geo.latent)
             with torch.no_grad():
                 delta0, _ = self.deform0(xp, geo.latent.detach())
-            out["anchor_loss"] = self.anchor_weight * (delta - delta0).pow(2).sum(-1).mean()
+            held = (delta - delta0).pow(2).sum(-1)
+            if self.correct0 is not None:
+                c = geo.correct(xp, geo.latent)
+                with torch.no_grad():
+                    c0 = self.correct0(xp, geo.latent.detach())
+                held = held + (c - c0).pow(2)
+            out["anchor_loss"] = self.anchor_weight * held.mean()
         if self.hold is not None:
             out["hold_loss"] = self.cfg.prior_hold_weight * self.hold.loss(model.geometry, iteration)
         return out

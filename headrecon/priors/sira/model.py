@@ -275,6 +275,16 @@ class CorrectionNetwork(_LatentMLP):
         return self._mlp(x, z)[..., 0]
 
 
+def head_sdf(reference, correct: CorrectionNetwork | None, x: torch.Tensor, x_ref: torch.Tensor, z: torch.Tensor):
+    """``(sdf, c)``: the head's SDF at prior-frame points ``x`` warped to ``x_ref``, ``R(x_ref) (+ C(x, z))``, and the
+    correction ``c`` (None without a correction field). The one rule shared by the model and the reconstruction."""
+    sdf = reference.sdf(x_ref)
+    if correct is None:
+        return sdf, None
+    c = correct(x, z)
+    return sdf + c, c
+
+
 def _small_last_layer(ren: RenderingNetwork, std: float) -> None:
     """Small-variance last layer of a (weight-normalised) rendering network: output ~ sigmoid(0) = 0.5."""
     last = ren.layers[-1]
@@ -350,11 +360,7 @@ class SiraPrior(nn.Module):
         """``(sdf, x_ref, delta, gamma, c)``: ``c`` the correction added to the SDF (None without a correction
         field)."""
         x_ref, delta, gamma = self.warp(x, z)
-        sdf = self.reference.sdf(x_ref)
-        c = None
-        if self.correct is not None:
-            c = self.correct(x, z)
-            sdf = sdf + c
+        sdf, c = head_sdf(self.reference, self.correct, x, x_ref, z)
         return sdf, x_ref, delta, gamma, c
 
     def color(self, x_ref, normals, view_dirs, gamma, z_r) -> torch.Tensor:
@@ -565,10 +571,7 @@ class SiraGeometry(FramedPrior, nn.Module):
         return self._framed(x)
 
     def _prior_sdf(self, xp: torch.Tensor, x_ref: torch.Tensor) -> torch.Tensor:
-        sdf = self.reference.sdf(x_ref)
-        if self.correct is not None:
-            sdf = sdf + self.correct(xp, self.latent)
-        return sdf / self.frame_scale
+        return head_sdf(self.reference, self.correct, xp, x_ref, self.latent)[0] / self.frame_scale
 
     def forward(self, x: torch.Tensor):
         xp = self.to_prior(x)
