@@ -14,6 +14,7 @@ import torch
 import trimesh
 from torchrun import run_torchrun
 
+from headrecon.priors.cli import SIRA_OPTIONS
 from headrecon.priors.normalization import Normalization
 from headrecon.priors.sira.model import (
     SiraConfig,
@@ -523,13 +524,14 @@ def test_face_fraction_draws_that_share_near_the_nose_tip(data):
         surface_indices(data, 0, tiny_cfg(face_fraction=0.5, face_radius_mm=1e-6), g)
 
 
-@pytest.mark.parametrize("flag, value, field", [("--face-fraction", "0.3", "face_fraction"),
-                                                ("--corr-hidden", "64", "corr_hidden")])
-def test_cli_sira_training_flags_need_model_sira(tmp_path, monkeypatch, capsys, flag, value, field):
-    """--face-fraction / --corr-hidden reach the SIRA++ config; with another model they are an error, not silently
-    ignored."""
+@pytest.mark.parametrize("flag, kind", [(f, k) for f, k, _ in SIRA_OPTIONS])
+def test_cli_sira_training_flags_need_model_sira(tmp_path, monkeypatch, capsys, flag, kind):
+    """Each of the SIRA++ model's own training flags (``SIRA_OPTIONS``) reaches its same-named config field; with
+    another model it is an error, not silently ignored."""
     from headrecon.priors import cli
     from headrecon.priors.sira import train as sira_train
+
+    value, field = ("0.3" if kind is float else "8"), flag[2:].replace("-", "_")
 
     seen = {}
     monkeypatch.setattr(sira_train, "sira_ict_data", lambda n, cfg, **kw: seen.setdefault("n", n))

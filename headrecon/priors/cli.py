@@ -28,6 +28,19 @@ from .h3dnet.config import PRESETS, preset
 __all__ = ["main", "build_parser"]
 
 
+# The SIRA++ model's own training options (flag, type, help): added to the parser from here and refused with another
+# --model, so a new option is one line.
+SIRA_OPTIONS = (
+    ("--def-hidden", int, "deformation network width (preset: 128)"),
+    ("--def-freqs", int, "positional-encoding frequencies of the deformation network's input (preset: 4)"),
+    ("--face-fraction", float, "share of the surface samples drawn within 95 mm of each training head's nose tip (the "
+                               "evaluated face; default 0: uniform over the scan, where a bust's larger surface "
+                               "outweighs the face)"),
+    ("--corr-hidden", int, "width of a correction field added to the warped reference SDF (not in the paper; default "
+                           "0: none)"),
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="headrecon-train-prior", description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -73,16 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "template + deformation learnt from rendered images by volume rendering (--epochs is its "
                          "iteration count)")
     ap.add_argument("--half", action="store_true", help="sira: store the final model as float16 (shipped asset)")
-    ap.add_argument("--def-hidden", type=int, default=None, help="sira: deformation network width (preset: 128)")
-    ap.add_argument("--def-freqs", type=int, default=None,
-                    help="sira: positional-encoding frequencies of the deformation network's input (preset: 4)")
-    ap.add_argument("--face-fraction", type=float, default=None,
-                    help="sira: share of the surface samples drawn within 95 mm of each training head's nose tip "
-                         "(the evaluated face; default 0: uniform over the scan, where a bust's larger surface "
-                         "outweighs the face)")
-    ap.add_argument("--corr-hidden", type=int, default=None,
-                    help="sira: width of a correction field added to the warped reference SDF (not in the paper; "
-                         "default 0: none)")
+    for flag, kind, text in SIRA_OPTIONS:
+        ap.add_argument(flag, type=kind, default=None, help="sira: " + text)
     # --- end SIRA++ ---
     ap.add_argument("--xu-views", type=int, default=None, help="xu: images per training head (default 8)")
     ap.add_argument("--xu-size", type=int, default=None, help="xu: image size in px (default 64)")
@@ -123,9 +128,7 @@ def _main(args, argv) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    sira_only = [f for f, v in (("--def-hidden", args.def_hidden), ("--def-freqs", args.def_freqs),
-                                ("--face-fraction", args.face_fraction), ("--corr-hidden", args.corr_hidden))
-                 if v is not None]
+    sira_only = [flag for flag, _, _ in SIRA_OPTIONS if getattr(args, flag[2:].replace("-", "_")) is not None]
     if sira_only and args.model != "sira":
         raise ValueError(f"{', '.join(sira_only)} set the SIRA++ model's training: they need --model sira "
                          f"(got --model {args.model})")

@@ -407,14 +407,14 @@ def train_sira(cfg: SiraConfig, data: SiraData, out, resume: bool = False, check
 def main_from_args(args, argv=None) -> int:
     """``headrecon-train-prior ... --model sira`` (called by :mod:`headrecon.priors.cli` with its parsed args)."""
 
+    from ..cli import SIRA_OPTIONS
     from .model import sira_preset
 
     over = {}
     for name, key in (("epochs", "epochs"), ("batch_shapes", "shapes_per_batch"), ("lr", "lr"),
                       ("lr_latent", "lr_latent"), ("latent_dim", "latent_dim"), ("hidden", "ref_hidden"),
                       ("normal_weight", "normal_weight"), ("seed", "seed"), ("scan_points", "scan_points"),
-                      ("def_hidden", "def_hidden"), ("def_freqs", "def_freqs"), ("face_fraction", "face_fraction"),
-                      ("corr_hidden", "corr_hidden")):
+                      *((f[2:].replace("-", "_"),) * 2 for f, _, _ in SIRA_OPTIONS)):  # same-named config fields
         v = getattr(args, name, None)
         if v is not None:
             over[key] = v
