@@ -650,3 +650,61 @@ def test_correction_field_trains_and_round_trips(data, scene_dir, tmp_path):
     held.backward()
     assert geo.correct.layers[-1].bias.grad is not None and float(geo.correct.layers[-1].bias.grad.abs().sum()) > 0
 
+
+
+# ------------------------------------------------------------------------------------------ code prior's shape
+def test_code_precision_holds_unused_directions_and_keeps_the_isotropic_weight():
+    """``code_precision``: isotropic codes give about the identity (the weight keeps its meaning); a direction the
+    codes never use weighs up to ``1 / shrink`` times more, a much-used one less; ``code_prior`` is the quadratic
+    form (the squared distance without a precision)."""
+    from headrecon.priors.codes import code_precision, code_prior
+
+    g = torch.Generator().manual_seed(0)
+    iso = torch.randn(20000, 6, generator=g) * 0.1
+    assert torch.allclose(code_precision(iso, shrink=0.01), torch.eye(6) / 1.01, atol=0.05)
+    flat = iso.clone()
+    flat[:, 0] *= 3.0  # much used
+    flat[:, 5] = 0.0   # never used
+    P = code_precision(flat, shrink=0.01)
+    assert P[0, 0] < 0.3 and P[5, 5] > 50 and torch.allclose(P, P.T)
+    z, m = torch.randn(6, generator=g), torch.randn(6, generator=g)
+    assert torch.allclose(code_prior(z, m), (z - m).pow(2).sum())
+    assert torch.allclose(code_prior(z, m, P), (z - m) @ P @ (z - m))
+    for bad, match in ((torch.zeros(1, 6), "N >= 2"), (torch.zeros(10, 6), "do not vary")):
+        with pytest.raises(ValueError, match=match):
+            code_precision(bad)
+    with pytest.raises(ValueError, match="shrink"):
+        code_precision(iso, shrink=0.0)
+
+
+def test_sira_covariance_code_prior(trained, scene_dir):
+    """``sira_latent_prior covariance``: both latents' code prior uses the model's training codes' precision; the
+    default stays the isotropic term; another value is refused."""
+    from headrecon.data import load_scene
+    from headrecon.priors.codes import code_precision
+    from headrecon.recon.config import make_config
+    from headrecon.recon.trainer import Trainer
+
+    scene = load_scene(scene_dir, views="3")
+    losses = {}
+    for prior in ("isotropic", "covariance"):
+        cfg = make_config("fast", method="sira", iterations=10, sira_prior=str(trained[1]), sira_latent_prior=prior,
+                          **RECON_TINY)
+        tr = Trainer(cfg, scene, device="cpu")
+        geo, ren = tr.model.geometry, tr.model.rendering
+        with torch.no_grad():
+            geo.latent.add_(0.05)
+            ren.latent.sub_(0.05)
+        d_s, d_r = geo.latent - geo.latent_mean, ren.latent - ren.latent_mean
+        if prior == "isotropic":
+            assert geo.latent_precision is None and ren.latent_precision is None
+            expect = d_s.pow(2).sum() + d_r.pow(2).sum()
+        else:
+            P_s, P_r = code_precision(trained[0].z_sdf.weight), code_precision(trained[0].z_r.weight)
+            assert torch.equal(geo.latent_precision, P_s) and torch.equal(ren.latent_precision, P_r)
+            expect = d_s @ P_s @ d_s + d_r @ P_r @ d_r
+        losses[prior] = tr.method.extra_losses(tr.model)["latent_loss"].detach()
+        assert torch.allclose(losses[prior], tr.method.latent_reg * expect.detach(), rtol=1e-5)
+    assert not torch.allclose(losses["isotropic"], losses["covariance"])
+    with pytest.raises(ValueError, match="sira_latent_prior"):
+        make_config("fast", method="sira", sira_latent_prior="pca")

@@ -18,7 +18,8 @@ Two phases (the latents start at the training mean):
 Regularisers (:meth:`SiraMethod.extra_losses`, logged as ``latent_loss`` / ``anchor_loss``):
 
 * the code prior ``w ||z - z_mean||^2`` on both latents in both phases (``sira_latent_reg``; default the weight
-  the model was trained with);
+  the model was trained with; ``sira_latent_prior covariance``: ``w (z - z_mean)^T P (z - z_mean)``, ``P`` from the
+  training codes' covariance, :mod:`headrecon.priors.codes`);
 * the **deformation anchor** in phase 2: ``w_a * mean ||delta(x, z) - delta_0(x, z)||^2``
   over fixed points of the bounding sphere (2048 drawn, see below), ``delta_0`` the pretrained deformation network (a frozen copy)
   at the current ``z_sdf`` (with a model's correction field, plus ``(c - c_0)^2``, its pretrained copy ``c_0``:
@@ -64,6 +65,7 @@ from typing import List, Optional
 import torch
 from torch import nn
 
+from ..priors.codes import code_precision
 from ..priors.sampling import uniform_ball
 from .base import (MethodOptions, Phase, ReconMethod, ReconModel, detail_loss, detail_parameters, hashgrid_field,
                    hold_unseen, option, prior_hold, proxy_loss, register_method, scene_face_proxy, set_detail_trainable,
@@ -90,6 +92,10 @@ class SiraOptions(MethodOptions):
     sira_latent_lr: float = option(2e-3, "Adam learning rate of z_sdf and z_r")
     sira_latent_reg: Optional[float] = option(None, "weight of the code prior ||z - z_mean||^2 on z_sdf and z_r in "
                                                     "both phases (default: the model's training latent_reg; 0 = off)")
+    sira_latent_prior: str = option("isotropic", "shape of the code prior: isotropic (||z - z_mean||^2, DeepSDF's) "
+                                                 "or covariance (the Mahalanobis distance under the model's training "
+                                                 "codes' covariance, scaled to the same mean weight: directions the "
+                                                 "training heads never used are held, headrecon/priors/codes.py)")
     sira_anchor_weight: float = option(30.0, "weight of the phase-2 deformation anchor, the mean squared distance "
                                              "(prior units) between the fine-tuned and the pretrained deformation at "
                                              "the current z_sdf over fixed points of the bounding sphere (and of a "
@@ -117,6 +123,8 @@ class SiraOptions(MethodOptions):
 
     def validate(self, cfg) -> List[str]:
         errs = []
+        if self.sira_latent_prior not in ("isotropic", "covariance"):
+            errs.append(f"sira_latent_prior must be 'isotropic' or 'covariance', got {self.sira_latent_prior!r}")
         if not 0 < self.sira_unfreeze_epoch < cfg.epochs:
             errs.append(f"sira_unfreeze_epoch must be in (0, epochs={cfg.epochs}), got {self.sira_unfreeze_epoch}")
         return errs + self.check(positive=("sira_latent_lr", "finetune_lr"),
@@ -150,6 +158,9 @@ class SiraMethod(ReconMethod):
         c, o = self.cfg, self.cfg.options
         self.latent_reg = float(model.config.latent_reg if o.sira_latent_reg is None else o.sira_latent_reg)
         geo.latent_reg = ren.latent_reg = self.latent_reg  # the code prior of both latents (extra_losses)
+        if o.sira_latent_prior == "covariance":
+            geo.latent_precision = code_precision(model.z_sdf.weight)
+            ren.latent_precision = code_precision(model.z_r.weight)
         self.deform0 = self.correct0 = None
         n, nv = max(1, len(scene)), int(o.sira_anchor_views)
         # the anchor holds the deformation network, which phase 2 trains only without a detail field

@@ -53,6 +53,7 @@ from ...models import GeometryNetwork, PositionalEncoding, RenderingNetwork
 from ...models.geometry import sdf_with_gradient
 from ...models.pose import FramedPrior
 from ...weights import load_weights, save_weights
+from ..codes import code_prior
 from ..normalization import Normalization
 
 __all__ = ["SiraConfig", "SIRA_PRESETS", "sira_preset", "SiraPrior", "DeformationNetwork", "SiraGeometry",
@@ -522,6 +523,7 @@ class SiraGeometry(FramedPrior, nn.Module):
         self.register_buffer("latent_mean", torch.zeros_like(self.latent) if latent_mean is None
                              else latent_mean.detach().clone().float())
         self.latent_reg = float(latent_reg)
+        self.register_buffer("latent_precision", None)  # the code prior's P (None: identity; priors/codes.py)
         Fm = np.eye(4) if frame is None else np.asarray(frame, dtype=np.float64)
         if Fm.shape != (4, 4):
             raise ValueError(f"frame must be 4x4, got {Fm.shape}")
@@ -565,7 +567,7 @@ class SiraGeometry(FramedPrior, nn.Module):
         return list(self.deform.parameters()) + ([] if self.correct is None else list(self.correct.parameters()))
 
     def latent_loss(self) -> torch.Tensor:
-        return self.latent_reg * (self.latent - self.latent_mean).pow(2).sum()
+        return self.latent_reg * code_prior(self.latent, self.latent_mean, self.latent_precision)
 
     def to_prior(self, x: torch.Tensor) -> torch.Tensor:
         return self._framed(x)
@@ -606,6 +608,7 @@ class SiraRendering(nn.Module):
         self.register_buffer("latent_mean", torch.zeros_like(self.latent) if latent_mean is None
                              else latent_mean.detach().clone().float())
         self.latent_reg = float(latent_reg)
+        self.register_buffer("latent_precision", None)  # the code prior's P (None: identity; priors/codes.py)
         R = torch.eye(3) if geometry is None else geometry.frame_A.detach().cpu() / geometry.frame_scale
         self.register_buffer("rot", R.float())
         # the geometry (not a submodule: its parameters are the geometry's): its pose refinement, if enabled
@@ -622,7 +625,7 @@ class SiraRendering(nn.Module):
             p.requires_grad_(phase == "all")
 
     def latent_loss(self) -> torch.Tensor:
-        return self.latent_reg * (self.latent - self.latent_mean).pow(2).sum()
+        return self.latent_reg * code_prior(self.latent, self.latent_mean, self.latent_precision)
 
     def forward(self, points, normals, view_dirs, features):
         x_ref, gamma = features[..., :3], features[..., 3:]
