@@ -163,8 +163,9 @@ class SiraMethod(ReconMethod):
             ren.latent_precision = code_precision(model.z_r.weight)
         self.deform0 = self.correct0 = None
         n, nv = max(1, len(scene)), int(o.sira_anchor_views)
+        detail = c.detail == "hashgrid"  # phase 2 trains a detail field over the prior instead of the deformation
         # the anchor holds the deformation network, which phase 2 trains only without a detail field
-        self.anchor_weight = 0.0 if c.detail == "hashgrid" else \
+        self.anchor_weight = 0.0 if detail else \
             float(o.sira_anchor_weight) * (nv / n if 0 < nv < n else 1.0)
         self.anchor_radius = float(model.config.outside_radius[0] if o.sira_anchor_radius is None
                                    else o.sira_anchor_radius)
@@ -185,7 +186,7 @@ class SiraMethod(ReconMethod):
         self.proxy, self.proxy_report = None, None
         if o.sira_proxy_weight > 0:
             self.proxy, self.proxy_report = scene_face_proxy(scene, o.sira_proxy_radius)
-        if c.detail == "hashgrid":  # phase 2 trains a detail field over the prior instead of the deformation
+        if detail:
             geo = hashgrid_field(c, prior_geo, d_feature=0)
         self.hold = prior_hold(c, scene, geo)  # the placed prior's unseen shell (prior_hold_weight)
         return ReconModel(geo, ren).to(device)

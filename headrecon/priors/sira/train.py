@@ -273,12 +273,16 @@ def surface_indices(data: SiraData, i: int, cfg: SiraConfig, g: torch.Generator)
     nf = int(round(P * float(cfg.face_fraction)))
     if nf == 0:
         return torch.randint(n, (P,), generator=g)
-    nose = data.landmarks[i, LANDMARK_NAMES.index("nose_tip")]
-    r = float(cfg.face_radius_mm) / float(data.norm.mm_per_unit)
-    face = torch.nonzero((data.points[i] - nose).norm(dim=-1) < r).flatten()
-    if len(face) == 0:
-        raise ValueError(f"shape {i}: no scan sample within {cfg.face_radius_mm} mm of its nose tip "
-                         "(face_fraction needs the face in the scan)")
+    faces = data.__dict__.setdefault("_face_sets", {})  # each shape's face set, found once per radius
+    face = faces.get((i, float(cfg.face_radius_mm)))
+    if face is None:
+        nose = data.landmarks[i, LANDMARK_NAMES.index("nose_tip")]
+        r = float(cfg.face_radius_mm) / float(data.norm.mm_per_unit)
+        face = torch.nonzero((data.points[i] - nose).norm(dim=-1) < r).flatten()
+        if len(face) == 0:
+            raise ValueError(f"shape {i}: no scan sample within {cfg.face_radius_mm} mm of its nose tip "
+                             "(face_fraction needs the face in the scan)")
+        faces[(i, float(cfg.face_radius_mm))] = face
     return torch.cat([face[torch.randint(len(face), (nf,), generator=g)], torch.randint(n, (P - nf,), generator=g)])
 
 
