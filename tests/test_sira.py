@@ -14,7 +14,7 @@ import torch
 import trimesh
 from torchrun import run_torchrun
 
-from headrecon.priors.cli import SIRA_OPTIONS
+from headrecon.priors.sira.options import SIRA_OPTIONS
 from headrecon.priors.normalization import Normalization
 from headrecon.priors.sira.model import (
     SiraConfig,

@@ -24,21 +24,9 @@ import sys
 
 from ..cli import add_debug_flag, run_command
 from .h3dnet.config import PRESETS, preset
+from .sira.options import SIRA_OPTIONS
 
 __all__ = ["main", "build_parser"]
-
-
-# The SIRA++ model's own training options (flag, type, help): added to the parser from here and refused with another
-# --model, so a new option is one line.
-SIRA_OPTIONS = (
-    ("--def-hidden", int, "deformation network width (preset: 128)"),
-    ("--def-freqs", int, "positional-encoding frequencies of the deformation network's input (preset: 4)"),
-    ("--face-fraction", float, "share of the surface samples drawn within 95 mm of each training head's nose tip (the "
-                               "evaluated face; default 0: uniform over the scan, where a bust's larger surface "
-                               "outweighs the face)"),
-    ("--corr-hidden", int, "width of a correction field added to the warped reference SDF (not in the paper; default "
-                           "0: none)"),
-)
 
 
 def build_parser() -> argparse.ArgumentParser:

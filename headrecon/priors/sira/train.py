@@ -411,7 +411,7 @@ def train_sira(cfg: SiraConfig, data: SiraData, out, resume: bool = False, check
 def main_from_args(args, argv=None) -> int:
     """``headrecon-train-prior ... --model sira`` (called by :mod:`headrecon.priors.cli` with its parsed args)."""
 
-    from ..cli import SIRA_OPTIONS
+    from .options import SIRA_OPTIONS
     from .model import sira_preset
 
     over = {}
