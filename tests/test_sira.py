@@ -14,7 +14,7 @@ import torch
 import trimesh
 from torchrun import run_torchrun
 
-from headrecon.priors.sira.options import SIRA_OPTIONS
+from headrecon.priors.sira.options import SIRA_OPTIONS, option_field
 from headrecon.priors.normalization import Normalization
 from headrecon.priors.sira.model import (
     SiraConfig,
@@ -531,7 +531,7 @@ def test_cli_sira_training_flags_need_model_sira(tmp_path, monkeypatch, capsys, 
     from headrecon.priors import cli
     from headrecon.priors.sira import train as sira_train
 
-    value, field = ("0.3" if kind is float else "8"), flag[2:].replace("-", "_")
+    value, field = ("0.3" if kind is float else "8"), option_field(flag)
 
     seen = {}
     monkeypatch.setattr(sira_train, "sira_ict_data", lambda n, cfg, **kw: seen.setdefault("n", n))

@@ -24,7 +24,7 @@ import sys
 
 from ..cli import add_debug_flag, run_command
 from .h3dnet.config import PRESETS, preset
-from .sira.options import SIRA_OPTIONS
+from .sira.options import SIRA_OPTIONS, option_field
 
 __all__ = ["main", "build_parser"]
 
@@ -116,7 +116,7 @@ def _main(args, argv) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    sira_only = [flag for flag, _, _ in SIRA_OPTIONS if getattr(args, flag[2:].replace("-", "_")) is not None]
+    sira_only = [flag for flag, _, _ in SIRA_OPTIONS if getattr(args, option_field(flag)) is not None]
     if sira_only and args.model != "sira":
         raise ValueError(f"{', '.join(sira_only)} set the SIRA++ model's training: they need --model sira "
                          f"(got --model {args.model})")

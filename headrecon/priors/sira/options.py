@@ -3,7 +3,7 @@
 same-named :class:`~headrecon.priors.sira.model.SiraConfig` field, so a new option is one line here."""
 from __future__ import annotations
 
-__all__ = ["SIRA_OPTIONS"]
+__all__ = ["SIRA_OPTIONS", "option_field"]
 
 SIRA_OPTIONS = (
     ("--def-hidden", int, "deformation network width (preset: 128)"),
@@ -14,3 +14,9 @@ SIRA_OPTIONS = (
     ("--corr-hidden", int, "width of a correction field added to the warped reference SDF (not in the paper; default "
                            "0: none)"),
 )
+
+
+def option_field(flag: str) -> str:
+    """The parsed argument and :class:`~headrecon.priors.sira.model.SiraConfig` field of ``flag``
+    (``--corr-hidden`` -> ``corr_hidden``)."""
+    return flag[2:].replace("-", "_")

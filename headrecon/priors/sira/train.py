@@ -411,14 +411,14 @@ def train_sira(cfg: SiraConfig, data: SiraData, out, resume: bool = False, check
 def main_from_args(args, argv=None) -> int:
     """``headrecon-train-prior ... --model sira`` (called by :mod:`headrecon.priors.cli` with its parsed args)."""
 
-    from .options import SIRA_OPTIONS
+    from .options import SIRA_OPTIONS, option_field
     from .model import sira_preset
 
     over = {}
     for name, key in (("epochs", "epochs"), ("batch_shapes", "shapes_per_batch"), ("lr", "lr"),
                       ("lr_latent", "lr_latent"), ("latent_dim", "latent_dim"), ("hidden", "ref_hidden"),
                       ("normal_weight", "normal_weight"), ("seed", "seed"), ("scan_points", "scan_points"),
-                      *((f[2:].replace("-", "_"),) * 2 for f, _, _ in SIRA_OPTIONS)):  # same-named config fields
+                      *((option_field(f),) * 2 for f, _, _ in SIRA_OPTIONS)):  # same-named config fields
         v = getattr(args, name, None)
         if v is not None:
             over[key] = v
