@@ -76,6 +76,10 @@ class FramedPrior:
         xp = x @ self.frame_A.to(x.dtype).T + self.frame_b.to(x.dtype)
         return xp if self.pose is None else self.pose(xp)
 
+    def to_prior(self, x: torch.Tensor) -> torch.Tensor:
+        """Scene points [..., 3] (the scene's unit frame) to prior coordinates (:meth:`_framed`)."""
+        return self._framed(x)
+
     @torch.no_grad()
     def from_prior(self, xp: torch.Tensor) -> torch.Tensor:
         """Prior coordinates [N, 3] to scene points: the inverse of :meth:`_framed` (correction included)."""

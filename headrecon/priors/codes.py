@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["code_precision", "code_prior"]
+__all__ = ["CodePrior", "code_precision", "code_prior"]
 
 
 def code_precision(codes: torch.Tensor, shrink: float = 0.01) -> torch.Tensor:
@@ -36,3 +36,18 @@ def code_prior(latent: torch.Tensor, mean: torch.Tensor, precision: torch.Tensor
     if precision is None:
         return d.pow(2).sum()
     return d @ precision.to(d.dtype) @ d
+
+
+class CodePrior:
+    """Mixin of an ``nn.Module`` that fits a latent code (parameter ``latent``, buffer ``latent_mean``): the code
+    prior's weight ``latent_reg``, its optional precision buffer ``latent_precision`` (None: identity) and the term
+    :meth:`latent_loss`. The module's ``__init__`` calls :meth:`init_code_prior` after ``nn.Module.__init__``."""
+
+    def init_code_prior(self, latent_reg: float) -> None:
+        self.latent_reg = float(latent_reg)
+        self.register_buffer("latent_precision", None)  # set to code_precision(...) for a Mahalanobis prior
+
+    def latent_loss(self) -> torch.Tensor:
+        """``latent_reg * (z - mean)^T P (z - mean)`` (``P`` = ``latent_precision``, identity when None: the
+        auto-decoder's Gaussian code prior ``latent_reg * ||z - mean||^2``)."""
+        return self.latent_reg * code_prior(self.latent, self.latent_mean, self.latent_precision)

@@ -27,7 +27,7 @@ from ...models import GeometryNetwork
 from ...models.geometry import sdf_with_gradient
 from ...models.pose import FramedPrior
 from ...weights import load_weights, save_weights
-from ..codes import code_prior
+from ..codes import CodePrior
 from ..normalization import Normalization
 from .config import PriorConfig
 
@@ -216,7 +216,7 @@ def load_prior(path=None, device="cpu") -> ShapePrior:
     return ShapePrior.load(path, map_location=device).eval()
 
 
-class LatentGeometry(FramedPrior, nn.Module):
+class LatentGeometry(FramedPrior, CodePrior, nn.Module):
     """Latent-conditioned SDF with the ``GeometryNetwork`` interface and a trainable latent.
 
     ``x`` is in the caller's unit frame; with ``frame`` (4x4 similarity ``A = s R``, ``b``) the decoder sees
@@ -232,8 +232,7 @@ class LatentGeometry(FramedPrior, nn.Module):
         self.latent = nn.Parameter(latent.detach().clone().float())
         mean = torch.zeros_like(self.latent) if latent_mean is None else latent_mean.detach().clone().float()
         self.register_buffer("latent_mean", mean)
-        self.latent_reg = float(latent_reg)
-        self.register_buffer("latent_precision", None)  # the code prior's P (None: identity; priors/codes.py)
+        self.init_code_prior(latent_reg)  # latent_reg, latent_precision (CodePrior)
         F = np.eye(4) if frame is None else np.asarray(frame, dtype=np.float64)
         if F.shape != (4, 4):
             raise ValueError(f"frame must be 4x4, got {F.shape}")
@@ -277,11 +276,6 @@ class LatentGeometry(FramedPrior, nn.Module):
 
     def decoder_parameters(self):
         return list(self.net.parameters())
-
-    def latent_loss(self) -> torch.Tensor:
-        """``latent_reg * ||z - mean latent||^2`` (the auto-decoder's Gaussian code prior; with a
-        ``latent_precision`` P, ``latent_reg * (z - mean)^T P (z - mean)``, :mod:`headrecon.priors.codes`)."""
-        return self.latent_reg * code_prior(self.latent, self.latent_mean, self.latent_precision)
 
     def _to_prior(self, x: torch.Tensor) -> torch.Tensor:
         return x if self._identity and self.pose is None else self._framed(x)

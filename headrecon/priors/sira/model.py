@@ -53,7 +53,7 @@ from ...models import GeometryNetwork, PositionalEncoding, RenderingNetwork
 from ...models.geometry import sdf_with_gradient
 from ...models.pose import FramedPrior
 from ...weights import load_weights, save_weights
-from ..codes import code_prior
+from ..codes import CodePrior
 from ..normalization import Normalization
 
 __all__ = ["SiraConfig", "SIRA_PRESETS", "sira_preset", "SiraPrior", "DeformationNetwork", "SiraGeometry",
@@ -503,7 +503,7 @@ def sira_losses(cfg: SiraConfig, sdf_surf, sdf_vol_grad, delta, ref_landmarks, r
 
 
 # ============================================================================================== reconstruction
-class SiraGeometry(FramedPrior, nn.Module):
+class SiraGeometry(FramedPrior, CodePrior, nn.Module):
     """Reconstruction-side SDF of SIRA++ with the ``GeometryNetwork`` interface: ``forward(x) -> (sdf,
     feature)`` where ``feature = [x_ref (prior frame), gamma]`` feeds :class:`SiraRendering`.
 
@@ -522,8 +522,7 @@ class SiraGeometry(FramedPrior, nn.Module):
         self.latent = nn.Parameter(latent.detach().clone().float())
         self.register_buffer("latent_mean", torch.zeros_like(self.latent) if latent_mean is None
                              else latent_mean.detach().clone().float())
-        self.latent_reg = float(latent_reg)
-        self.register_buffer("latent_precision", None)  # the code prior's P (None: identity; priors/codes.py)
+        self.init_code_prior(latent_reg)  # latent_reg, latent_precision (CodePrior)
         Fm = np.eye(4) if frame is None else np.asarray(frame, dtype=np.float64)
         if Fm.shape != (4, 4):
             raise ValueError(f"frame must be 4x4, got {Fm.shape}")
@@ -566,12 +565,6 @@ class SiraGeometry(FramedPrior, nn.Module):
         correction field's."""
         return list(self.deform.parameters()) + ([] if self.correct is None else list(self.correct.parameters()))
 
-    def latent_loss(self) -> torch.Tensor:
-        return self.latent_reg * code_prior(self.latent, self.latent_mean, self.latent_precision)
-
-    def to_prior(self, x: torch.Tensor) -> torch.Tensor:
-        return self._framed(x)
-
     def _prior_sdf(self, xp: torch.Tensor, x_ref: torch.Tensor) -> torch.Tensor:
         return head_sdf(self.reference, self.correct, xp, x_ref, self.latent)[0] / self.frame_scale
 
@@ -595,7 +588,7 @@ class SiraGeometry(FramedPrior, nn.Module):
         return self.forward_with_gradient(x, create_graph)[2]
 
 
-class SiraRendering(nn.Module):
+class SiraRendering(CodePrior, nn.Module):
     """Reconstruction-side ``r(x_ref, n, v, gamma; z_r)`` with the ``RenderingNetwork`` call signature
     ``(points, normals, view_dirs, features)``: ``features = [x_ref, gamma]`` from :class:`SiraGeometry`;
     normals and view directions are rotated into the prior frame. Parameters: ``latent`` (z_r), ``net``."""
@@ -607,8 +600,7 @@ class SiraRendering(nn.Module):
         self.latent = nn.Parameter(latent.detach().clone().float())
         self.register_buffer("latent_mean", torch.zeros_like(self.latent) if latent_mean is None
                              else latent_mean.detach().clone().float())
-        self.latent_reg = float(latent_reg)
-        self.register_buffer("latent_precision", None)  # the code prior's P (None: identity; priors/codes.py)
+        self.init_code_prior(latent_reg)  # latent_reg, latent_precision (CodePrior)
         R = torch.eye(3) if geometry is None else geometry.frame_A.detach().cpu() / geometry.frame_scale
         self.register_buffer("rot", R.float())
         # the geometry (not a submodule: its parameters are the geometry's): its pose refinement, if enabled
@@ -623,9 +615,6 @@ class SiraRendering(nn.Module):
         self.latent.requires_grad_(True)
         for p in self.net.parameters():
             p.requires_grad_(phase == "all")
-
-    def latent_loss(self) -> torch.Tensor:
-        return self.latent_reg * code_prior(self.latent, self.latent_mean, self.latent_precision)
 
     def forward(self, points, normals, view_dirs, features):
         x_ref, gamma = features[..., :3], features[..., 3:]
