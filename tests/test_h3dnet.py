@@ -88,3 +88,53 @@ def test_prior_latent_reg_sets_the_code_prior(three_view_scene_dir):  # noqa: F8
     assert terms[None] > 0 and terms[0.0] == 0.0 and terms[4 * own] == pytest.approx(4 * terms[None], rel=1e-5)
     with pytest.raises(ValueError, match="prior_latent_reg"):
         make_config("fast", method="h3dnet", prior_latent_reg=-1.0)
+
+
+def test_head_rays_pass_the_axis_above_the_floor():
+    """:func:`head_rays` (identity frame, floor 0): a ray through the axis above the floor is the head's, one below
+    it is not, one along the axis is, one pointing away from the axis counts at its origin's height."""
+    from headrecon.methods.base import head_rays
+
+    o = torch.tensor([[0.0, 0.5, 3.0], [0.0, -0.5, 3.0], [0.0, 3.0, 0.0], [2.0, 0.3, 0.0], [2.0, -0.3, 0.0],
+                      [0.0, -0.2, 3.0]])
+    d = torch.tensor([[0.0, 0.0, -1.0], [0.0, 0.0, -1.0], [0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [1.0, 0.0, 0.0],
+                      [0.0, 0.6, -0.8]])  # the last one climbs: from y -0.2 to 2.05 where it passes the axis
+    keep = head_rays(o, d, lambda x: x, 0.0)
+    assert keep.tolist() == [True, False, True, True, False, True]
+    # a similarity frame moves the floor with the prior: shift the prior up by 1 and nothing of the above is head
+    # but the ray along the axis
+    keep = head_rays(o, d, lambda x: x - torch.tensor([0.0, 1.0, 0.0]), 0.0)
+    assert keep.tolist() == [False, False, True, False, False, True]
+
+
+def test_latent_rays_head_restricts_the_latent_phase_only(three_view_scene_dir, tmp_path):  # noqa: F811
+    """``latent_rays head``: the latent phase draws only the placed prior's head rays (some, not all, of the
+    pixels), phase 2 every pixel again; a resumed run is bit-identical; other methods refuse the option."""
+    from exact_resume import assert_resume_is_exact
+
+    from headrecon.methods.base import head_rays
+
+    scene = load_scene(three_view_scene_dir, views="3")
+    cfg = make_config("fast", method="h3dnet", iterations=4, prior_latent_fraction=0.5, strategy="search",
+                      latent_rays="head", **dict(TINY, batch_rays=256))
+
+    def make():
+        return Trainer(cfg, scene, device="cpu")
+
+    tr = make()
+    tr.train(stop_after=1)
+    keep = tr.sampler.keep
+    assert keep is not None and 0.05 < keep.mean() < 0.95, keep.mean()
+    assert tr.method.latent_ray_share == pytest.approx(float(keep.mean()))
+    assert keep[tr.sampler.last_idx.cpu().numpy()].all(), "a body ray was drawn in the latent phase"
+    lm, mm = tr.method.prior_landmarks, tr.method.prior_mm_per_unit
+    floor = 0.5 * (lm["left_lips"][1] + lm["right_lips"][1]) - cfg.latent_head_floor_mm / mm
+    geo = tr.model.geometry.base if hasattr(tr.model.geometry, "base") else tr.model.geometry
+    assert (head_rays(tr.bank.origins, tr.bank.dirs, geo.to_prior, floor).numpy() == keep).all()
+    tr.train(stop_after=3)  # into phase 2
+    assert tr.sampler.keep is None and tr.sampler.pool.numel() == int(tr.sampler.active.sum())
+    assert_resume_is_exact(make, tmp_path / "ckpt.pt", stop_after=1)
+    with pytest.raises(ValueError, match="latent_rays"):
+        make_config("fast", method="idr", latent_rays="head")
+    with pytest.raises(ValueError, match="latent_rays"):
+        make_config("fast", method="sira", latent_rays="face")

@@ -210,6 +210,46 @@ def prior_hold(cfg, scene, geometry: nn.Module) -> Optional[PriorHold]:
     return PriorHold(x, values.float())
 
 
+@torch.no_grad()
+def head_rays(origins: torch.Tensor, dirs: torch.Tensor, to_prior: Callable, floor: float) -> torch.Tensor:
+    """[P] bool: the rays (scene unit frame, ``origins`` / ``dirs`` [P, 3]) whose closest approach to the prior
+    frame's vertical axis (``x = z = 0``, through the head) lies above the prior height ``floor``, in front of the
+    camera; a ray along the axis counts as the head's. What the head's rays are for ``latent_rays head``
+    (:func:`restrict_latent_rays`): a ray through the face, the skull or the air beside them passes the axis at the
+    head's height, a ray onto the chest or the shoulders below it."""
+    op = to_prior(origins)
+    dp = to_prior(origins + dirs) - op
+    a = dp[:, 0] ** 2 + dp[:, 2] ** 2
+    t = -(op[:, 0] * dp[:, 0] + op[:, 2] * dp[:, 2]) / a.clamp(min=1e-12)
+    y = op[:, 1] + t.clamp(min=0) * dp[:, 1]
+    return (y > floor) | (a < 1e-12)
+
+
+def restrict_latent_rays(method, trainer, geometry: nn.Module, latent: bool) -> None:
+    """``latent_rays head``: in a prior method's latent phase the sampler draws only the :func:`head_rays` of the
+    placed prior ``geometry`` (a :class:`headrecon.models.pose.FramedPrior`), with the floor
+    ``latent_head_floor_mm`` below the mean height of the prior's mouth corners (``method.prior_landmarks``,
+    ``method.prior_mm_per_unit``); every ray otherwise. Records the share of pixels kept in
+    ``method.latent_ray_share``."""
+    cfg = trainer.cfg
+    if cfg.latent_rays != "head":
+        return
+    if not latent:
+        trainer.sampler.restrict(None)
+        return
+    lm = method.prior_landmarks
+    floor = 0.5 * (float(lm["left_lips"][1]) + float(lm["right_lips"][1])) \
+        - float(cfg.latent_head_floor_mm) / float(method.prior_mm_per_unit)
+    b = trainer.bank
+    keep = torch.cat([head_rays(b.origins[i:i + 65536], b.dirs[i:i + 65536], geometry.to_prior, floor)
+                      for i in range(0, len(b), 65536)]).cpu().numpy()
+    if not keep.any():
+        raise ValueError(f"latent_rays head: no training ray passes the placed prior's head above "
+                         f"{cfg.latent_head_floor_mm} mm below its mouth (is the prior placed in the views?)")
+    method.latent_ray_share = float(keep.mean())
+    trainer.sampler.restrict(keep)
+
+
 def scene_face_proxy(scene, radius_mm: Optional[float]):
     """``(proxy, report)``: the facial proxy of ``scene`` (:func:`headrecon.photos.proxy.face_proxy`, the
     morphable-model face fitted to the photos) in the scene's unit frame, and its report for ``run.json``;

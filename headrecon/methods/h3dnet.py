@@ -32,8 +32,8 @@ from torch import nn
 from ..priors.h3dnet.model import load_prior
 from ..photos.frame import scene_prior_frame
 from .base import (MethodOptions, Phase, ReconMethod, ReconModel, detail_loss, detail_parameters, hashgrid_field,
-                   hold_unseen, option, prior_hold, register_method, set_detail_trainable, split_detail,
-                   uses_detail_loss)
+                   hold_unseen, option, prior_hold, register_method, restrict_latent_rays, set_detail_trainable,
+                   split_detail, uses_detail_loss)
 
 
 @dataclass
@@ -87,6 +87,8 @@ class H3DNetMethod(ReconMethod):
                                mode=c.render_mode, n_freqs_view=c.view_freqs)
         self.frame_source = how
         self.prior_landmarks = prior.norm.landmarks_unit  # placed in the scene: landmarks.json
+        self.prior_mm_per_unit = prior.norm.mm_per_unit
+        self.latent_ray_share = None  # latent_rays head: set when the latent phase starts
         if c.detail == "hashgrid":  # phase 2 trains a detail field over the prior instead of its decoder
             geo = hashgrid_field(c, geo, d_feature=0)
         self.hold = prior_hold(c, scene, geo)  # the placed prior's unseen shell (prior_hold_weight)
@@ -129,5 +131,6 @@ class H3DNetMethod(ReconMethod):
         # with a detail field the decoder stays frozen: phase 2 trains the latent and the detail field
         geo.set_phase("latent" if phase.name == "latent" or detail is not None else "all")
         set_detail_trainable(detail, phase.name == "all")
+        restrict_latent_rays(self, trainer, geo, phase.name == "latent")
         if phase.name == "all":
             hold_unseen(trainer, detail, resumed)

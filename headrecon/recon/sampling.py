@@ -127,6 +127,7 @@ class PixelSampler:
         self.generator.manual_seed(int(seed))
         self.steps = 0
         self.last_idx = None
+        self.keep = None  # restrict(): a fixed subset of the pixels, or None (all)
         self._set_pool()
 
     @property
@@ -138,7 +139,21 @@ class PixelSampler:
         return min(self.n_background, int(round(steps * self.fraction * self.n_background)))
 
     def _set_pool(self) -> None:
-        self.pool = torch.from_numpy(np.nonzero(self.active)[0]).to(self.bank.origins.device)
+        on = self.active if self.keep is None else self.active & self.keep
+        self.pool = torch.from_numpy(np.nonzero(on)[0]).to(self.bank.origins.device)
+
+    def restrict(self, keep) -> None:
+        """Draw only from the pixels where ``keep`` [P] (bool) is true (and still active), or from all of them
+        again with None (a prior method's ``latent_rays head``). Not part of :meth:`state_dict`: the method
+        sets it again when its phase starts, also on resume."""
+        if keep is not None:
+            keep = np.asarray(keep, dtype=bool).reshape(-1)
+            if keep.shape[0] != len(self.bank):
+                raise ValueError(f"restrict: {keep.shape[0]} flags for {len(self.bank)} pixels")
+            if not keep.any():
+                raise ValueError("restrict: no pixel left to draw from")
+        self.keep = keep
+        self._set_pool()
 
     def set_steps(self, steps: int) -> None:
         """Advance to drop step ``steps``: drop satisfied background pixels, farthest first, until
