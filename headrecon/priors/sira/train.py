@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -72,9 +72,26 @@ class SiraData:
     color_rgb: list
     description: dict
     norm: Normalization
+    # derived, not data: each shape's face sample indices per radius (face_indices), found once
+    _faces: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.points)
+
+    def face_indices(self, i: int, radius_mm: float) -> torch.Tensor:
+        """Indices of shape ``i``'s scan samples within ``radius_mm`` of its nose tip (cached per shape and
+        radius); ValueError when there are none."""
+        key = (int(i), float(radius_mm))
+        face = self._faces.get(key)
+        if face is None:
+            nose = self.landmarks[i, LANDMARK_NAMES.index("nose_tip")]
+            r = float(radius_mm) / float(self.norm.mm_per_unit)
+            face = torch.nonzero((self.points[i] - nose).norm(dim=-1) < r).flatten()
+            if len(face) == 0:
+                raise ValueError(f"shape {i}: no scan sample within {radius_mm} mm of its nose tip "
+                                 "(face_fraction needs the face in the scan)")
+            self._faces[key] = face
+        return face
 
     def __post_init__(self):
         n = len(self.points)
@@ -273,16 +290,7 @@ def surface_indices(data: SiraData, i: int, cfg: SiraConfig, g: torch.Generator)
     nf = int(round(P * float(cfg.face_fraction)))
     if nf == 0:
         return torch.randint(n, (P,), generator=g)
-    faces = data.__dict__.setdefault("_face_sets", {})  # each shape's face set, found once per radius
-    face = faces.get((i, float(cfg.face_radius_mm)))
-    if face is None:
-        nose = data.landmarks[i, LANDMARK_NAMES.index("nose_tip")]
-        r = float(cfg.face_radius_mm) / float(data.norm.mm_per_unit)
-        face = torch.nonzero((data.points[i] - nose).norm(dim=-1) < r).flatten()
-        if len(face) == 0:
-            raise ValueError(f"shape {i}: no scan sample within {cfg.face_radius_mm} mm of its nose tip "
-                             "(face_fraction needs the face in the scan)")
-        faces[(i, float(cfg.face_radius_mm))] = face
+    face = data.face_indices(i, cfg.face_radius_mm)
     return torch.cat([face[torch.randint(len(face), (nf,), generator=g)], torch.randint(n, (P - nf,), generator=g)])
 
 
