@@ -107,34 +107,40 @@ def test_head_rays_pass_the_axis_above_the_floor():
     assert keep.tolist() == [False, False, True, False, False, True]
 
 
-def test_latent_rays_head_restricts_the_latent_phase_only(three_view_scene_dir, tmp_path):  # noqa: F811
-    """``latent_rays head``: the latent phase draws only the placed prior's head rays (some, not all, of the
-    pixels), phase 2 every pixel again; a resumed run is bit-identical; other methods refuse the option."""
+def test_head_rays_restrict_the_latent_phase_or_the_run(three_view_scene_dir, tmp_path):  # noqa: F811
+    """``--head-rays latent``: the latent phase draws only the placed prior's head rays (some, not all, of the
+    pixels), phase 2 every pixel again; ``all``: phase 2 too; a resumed run is bit-identical; other methods
+    refuse the option."""
     from exact_resume import assert_resume_is_exact
 
     from headrecon.methods.base import head_rays
 
     scene = load_scene(three_view_scene_dir, views="3")
     cfg = make_config("fast", method="h3dnet", iterations=4, prior_latent_fraction=0.5, strategy="search",
-                      latent_rays="head", **dict(TINY, batch_rays=256))
+                      head_rays="latent", **dict(TINY, batch_rays=256))
 
-    def make():
-        return Trainer(cfg, scene, device="cpu")
+    def make(c=cfg):
+        return Trainer(c, scene, device="cpu")
 
     tr = make()
     tr.train(stop_after=1)
     keep = tr.sampler.keep
     assert keep is not None and 0.05 < keep.mean() < 0.95, keep.mean()
-    assert tr.method.latent_ray_share == pytest.approx(float(keep.mean()))
+    assert tr.method.head_ray_share == pytest.approx(float(keep.mean()))
     assert keep[tr.sampler.last_idx.cpu().numpy()].all(), "a body ray was drawn in the latent phase"
     lm, mm = tr.method.prior_landmarks, tr.method.prior_mm_per_unit
-    floor = 0.5 * (lm["left_lips"][1] + lm["right_lips"][1]) - cfg.latent_head_floor_mm / mm
+    floor = 0.5 * (lm["left_lips"][1] + lm["right_lips"][1]) - cfg.head_rays_floor_mm / mm
     geo = tr.model.geometry.base if hasattr(tr.model.geometry, "base") else tr.model.geometry
     assert (head_rays(tr.bank.origins, tr.bank.dirs, geo.to_prior, floor).numpy() == keep).all()
     tr.train(stop_after=3)  # into phase 2
     assert tr.sampler.keep is None and tr.sampler.pool.numel() == int(tr.sampler.active.sum())
     assert_resume_is_exact(make, tmp_path / "ckpt.pt", stop_after=1)
-    with pytest.raises(ValueError, match="latent_rays"):
-        make_config("fast", method="idr", latent_rays="head")
-    with pytest.raises(ValueError, match="latent_rays"):
-        make_config("fast", method="sira", latent_rays="face")
+    tr = make(make_config("fast", method="h3dnet", iterations=4, prior_latent_fraction=0.5, strategy="search",
+                          head_rays="all", **dict(TINY, batch_rays=256)))
+    tr.train(stop_after=3)
+    assert tr.phases[tr.phase_index].name == "all" and (tr.sampler.keep == keep).all()
+    assert keep[tr.sampler.last_idx.cpu().numpy()].all(), "a body ray was drawn in phase 2 with head_rays all"
+    with pytest.raises(ValueError, match="head_rays"):
+        make_config("fast", method="idr", head_rays="latent")
+    with pytest.raises(ValueError, match="head_rays"):
+        make_config("fast", method="sira", head_rays="head")

@@ -310,13 +310,13 @@ def test_sira_method_phase_schedule(trained, scene_dir, monkeypatch):
     assert {g["name"] for g in tr.optimizer.param_groups} == {"latents", "deformation", "rendering"}
     assert not all(torch.equal(a, b) for a, b in zip(def0, geo.deform.parameters()))
     assert all(torch.equal(a, b) for a, b in zip(ref0, geo.reference.parameters()))  # frozen throughout
-    # latent_rays head (tests/test_h3dnet.py tests the rays): the latent phase's draws only, then every ray
-    cfg = make_config("fast", method="sira", iterations=40, sira_prior=str(trained[1]), latent_rays="head",
+    # --head-rays latent (tests/test_h3dnet.py tests the rays): the latent phase's draws only, then every ray
+    cfg = make_config("fast", method="sira", iterations=40, sira_prior=str(trained[1]), head_rays="latent",
                       **RECON_TINY)
     tr = Trainer(cfg, load_scene(scene_dir, views="3"), device="cpu")
     tr.train(stop_after=1)
     keep = tr.sampler.keep
-    assert keep is not None and keep[tr.sampler.last_idx.numpy()].all() and tr.method.latent_ray_share > 0
+    assert keep is not None and keep[tr.sampler.last_idx.numpy()].all() and tr.method.head_ray_share > 0
     tr.train(stop_after=3)
     assert tr.phases[tr.phase_index].name == "all" and tr.sampler.keep is None
 

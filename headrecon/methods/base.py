@@ -214,8 +214,8 @@ def prior_hold(cfg, scene, geometry: nn.Module) -> Optional[PriorHold]:
 def head_rays(origins: torch.Tensor, dirs: torch.Tensor, to_prior: Callable, floor: float) -> torch.Tensor:
     """[P] bool: the rays (scene unit frame, ``origins`` / ``dirs`` [P, 3]) whose closest approach to the prior
     frame's vertical axis (``x = z = 0``, through the head) lies above the prior height ``floor``, in front of the
-    camera; a ray along the axis counts as the head's. What the head's rays are for ``latent_rays head``
-    (:func:`restrict_latent_rays`): a ray through the face, the skull or the air beside them passes the axis at the
+    camera; a ray along the axis counts as the head's. What the head's rays are for ``--head-rays``
+    (:func:`restrict_head_rays`): a ray through the face, the skull or the air beside them passes the axis at the
     head's height, a ray onto the chest or the shoulders below it."""
     op = to_prior(origins)
     dp = to_prior(origins + dirs) - op
@@ -225,28 +225,28 @@ def head_rays(origins: torch.Tensor, dirs: torch.Tensor, to_prior: Callable, flo
     return (y > floor) | (a < 1e-12)
 
 
-def restrict_latent_rays(method, trainer, geometry: nn.Module, latent: bool) -> None:
-    """``latent_rays head``: in a prior method's latent phase the sampler draws only the :func:`head_rays` of the
-    placed prior ``geometry`` (a :class:`headrecon.models.pose.FramedPrior`), with the floor
-    ``latent_head_floor_mm`` below the mean height of the prior's mouth corners (``method.prior_landmarks``,
-    ``method.prior_mm_per_unit``); every ray otherwise. Records the share of pixels kept in
-    ``method.latent_ray_share``."""
+def restrict_head_rays(method, trainer, geometry: nn.Module, latent: bool) -> None:
+    """``--head-rays``: when a prior method's phase starts, the sampler draws only the :func:`head_rays` of the
+    placed prior ``geometry`` (a :class:`headrecon.models.pose.FramedPrior`) in the latent phase (``latent``) or
+    in every phase (``all``), every ray otherwise. The floor is ``head_rays_floor_mm`` below the mean height of the
+    prior's mouth corners (``method.prior_landmarks``, ``method.prior_mm_per_unit``). Records the share of pixels
+    kept in ``method.head_ray_share``."""
     cfg = trainer.cfg
-    if cfg.latent_rays != "head":
+    if cfg.head_rays == "off":
         return
-    if not latent:
+    if not (latent or cfg.head_rays == "all"):
         trainer.sampler.restrict(None)
         return
     lm = method.prior_landmarks
     floor = 0.5 * (float(lm["left_lips"][1]) + float(lm["right_lips"][1])) \
-        - float(cfg.latent_head_floor_mm) / float(method.prior_mm_per_unit)
+        - float(cfg.head_rays_floor_mm) / float(method.prior_mm_per_unit)
     b = trainer.bank
     keep = torch.cat([head_rays(b.origins[i:i + 65536], b.dirs[i:i + 65536], geometry.to_prior, floor)
                       for i in range(0, len(b), 65536)]).cpu().numpy()
     if not keep.any():
-        raise ValueError(f"latent_rays head: no training ray passes the placed prior's head above "
-                         f"{cfg.latent_head_floor_mm} mm below its mouth (is the prior placed in the views?)")
-    method.latent_ray_share = float(keep.mean())
+        raise ValueError(f"--head-rays: no training ray passes the placed prior's head above "
+                         f"{cfg.head_rays_floor_mm} mm below its mouth (is the prior placed in the views?)")
+    method.head_ray_share = float(keep.mean())
     trainer.sampler.restrict(keep)
 
 

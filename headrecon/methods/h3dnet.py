@@ -32,7 +32,7 @@ from torch import nn
 from ..priors.h3dnet.model import load_prior
 from ..photos.frame import scene_prior_frame
 from .base import (MethodOptions, Phase, ReconMethod, ReconModel, detail_loss, detail_parameters, hashgrid_field,
-                   hold_unseen, option, prior_hold, register_method, restrict_latent_rays, set_detail_trainable,
+                   hold_unseen, option, prior_hold, register_method, restrict_head_rays, set_detail_trainable,
                    split_detail, uses_detail_loss)
 
 
@@ -88,7 +88,7 @@ class H3DNetMethod(ReconMethod):
         self.frame_source = how
         self.prior_landmarks = prior.norm.landmarks_unit  # placed in the scene: landmarks.json
         self.prior_mm_per_unit = prior.norm.mm_per_unit
-        self.latent_ray_share = None  # latent_rays head: set when the latent phase starts
+        self.head_ray_share = None  # --head-rays: set when a phase that uses it starts
         if c.detail == "hashgrid":  # phase 2 trains a detail field over the prior instead of its decoder
             geo = hashgrid_field(c, geo, d_feature=0)
         self.hold = prior_hold(c, scene, geo)  # the placed prior's unseen shell (prior_hold_weight)
@@ -131,6 +131,6 @@ class H3DNetMethod(ReconMethod):
         # with a detail field the decoder stays frozen: phase 2 trains the latent and the detail field
         geo.set_phase("latent" if phase.name == "latent" or detail is not None else "all")
         set_detail_trainable(detail, phase.name == "all")
-        restrict_latent_rays(self, trainer, geo, phase.name == "latent")
+        restrict_head_rays(self, trainer, geo, phase.name == "latent")
         if phase.name == "all":
             hold_unseen(trainer, detail, resumed)

@@ -68,7 +68,7 @@ from torch import nn
 from ..priors.codes import code_precision
 from ..priors.sampling import uniform_ball
 from .base import (MethodOptions, Phase, ReconMethod, ReconModel, detail_loss, detail_parameters, hashgrid_field,
-                   hold_unseen, option, prior_hold, proxy_loss, register_method, restrict_latent_rays,
+                   hold_unseen, option, prior_hold, proxy_loss, register_method, restrict_head_rays,
                    scene_face_proxy, set_detail_trainable, split_detail, uses_detail_loss)
 
 __all__ = ["SiraMethod", "SiraOptions"]
@@ -155,7 +155,7 @@ class SiraMethod(ReconMethod):
         self.frame_source = how
         self.prior_landmarks = model.norm.landmarks_unit  # placed in the scene: landmarks.json
         self.prior_mm_per_unit = model.norm.mm_per_unit
-        self.latent_ray_share = None  # latent_rays head: set when the latent phase starts
+        self.head_ray_share = None  # --head-rays: set when a phase that uses it starts
         self.model_meta = {k: model.meta.get(k) for k in ("epochs_done", "command")}
         c, o = self.cfg, self.cfg.options
         self.latent_reg = float(model.config.latent_reg if o.sira_latent_reg is None else o.sira_latent_reg)
@@ -265,7 +265,7 @@ class SiraMethod(ReconMethod):
         geo, detail = split_detail(trainer.model.geometry)
         geo.set_phase("latent" if detail is not None else name)  # a detail field replaces the deformation's tuning
         set_detail_trainable(detail, name == "all")
-        restrict_latent_rays(self, trainer, geo, name == "latent")
+        restrict_head_rays(self, trainer, geo, name == "latent")
         if name == "all":
             hold_unseen(trainer, detail, resumed)
         trainer.model.rendering.set_phase(name)

@@ -169,12 +169,13 @@ class ReconConfig:
     frame_refine: str = _f("off", "prior methods: refine the prior's placement (one rigid correction after --frame, "
                                   "trained by the images' losses): off, latent (during the latent phase) or all "
                                   "(the whole run)", group="data")
-    latent_rays: str = _f("all", "prior methods: the rays of the latent phase: all, or head (only those whose "
-                                 "closest approach to the placed prior's vertical axis lies above latent_head_floor_mm "
-                                 "below its mouth corners: the body's outline and colours do not reshape the head's "
-                                 "code); phase 2 uses every ray", group="data")
-    latent_head_floor_mm: float = _f(60.0, "latent_rays head: how far below the prior's mouth corners (mm, prior "
-                                           "frame) the head's rays end", group="data")
+    head_rays: str = _f("off", "prior methods: draw only the placed prior's head rays (those whose closest approach "
+                               "to its vertical axis lies above head_rays_floor_mm below its mouth corners: not the "
+                               "chest's or the shoulders') during the latent phase (latent) or the whole run (all), "
+                               "so that the body's outline and colours do not reshape the head; off: every ray",
+                        group="data")
+    head_rays_floor_mm: float = _f(60.0, "--head-rays: how far below the prior's mouth corners (mm, prior frame) the "
+                                         "head's rays end", group="data")
     frame_refine_lr: float = _f(1e-3, "Adam learning rate of --frame-refine (radians and unit-sphere radii of the "
                                       "prior frame)", group="data")
     refine_cameras: bool = _f(False, "refine each view's camera pose during the fit (a rigid correction per view, "
@@ -277,12 +278,12 @@ class ReconConfig:
             errs.append(f"frame must be auto, images, gt or centre, got {self.frame!r}")
         if self.frame_refine not in ("off", "latent", "all"):
             errs.append(f"frame_refine must be off, latent or all, got {self.frame_refine!r}")
-        if self.latent_rays not in ("all", "head") or (self.latent_rays == "head"
-                                                        and self.method not in ("h3dnet", "sira")):
-            errs.append(f"latent_rays must be all or head (head needs --method h3dnet or sira), got "
-                        f"{self.latent_rays!r} with {self.method}")
-        if not self.latent_head_floor_mm >= 0:
-            errs.append(f"latent_head_floor_mm must be >= 0, got {self.latent_head_floor_mm}")
+        if self.head_rays not in ("off", "latent", "all") or (self.head_rays != "off"
+                                                               and self.method not in ("h3dnet", "sira")):
+            errs.append(f"head_rays must be off, latent or all (latent and all need --method h3dnet or sira), got "
+                        f"{self.head_rays!r} with {self.method}")
+        if not self.head_rays_floor_mm >= 0:
+            errs.append(f"head_rays_floor_mm must be >= 0, got {self.head_rays_floor_mm}")
         if not self.frame_refine_lr > 0:
             errs.append(f"frame_refine_lr must be positive, got {self.frame_refine_lr}")
         if self.frame_depth not in ("model", "sphere"):
@@ -435,7 +436,7 @@ def _arg_type(cls, f):
 # options that the command line defines itself (fixed choices)
 _CLI_CHOICES = {"method": None, "preset": sorted(PRESETS), "device": None,
                 "frame": ["auto", "images", "gt", "centre"], "frame_depth": ["model", "sphere"],
-                "frame_refine": ["off", "latent", "all"], "latent_rays": ["all", "head"],
+                "frame_refine": ["off", "latent", "all"], "head_rays": ["off", "latent", "all"],
                 "detail": ["none", "hashgrid"], "hash_normals": ["analytic", "fd"]}
 
 

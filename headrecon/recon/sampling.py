@@ -144,7 +144,7 @@ class PixelSampler:
 
     def restrict(self, keep) -> None:
         """Draw only from the pixels where ``keep`` [P] (bool) is true (and still active), or from all of them
-        again with None (a prior method's ``latent_rays head``). Not part of :meth:`state_dict`: the method
+        again with None (a prior method's ``--head-rays``). Not part of :meth:`state_dict`: the method
         sets it again when its phase starts, also on resume."""
         if keep is not None:
             keep = np.asarray(keep, dtype=bool).reshape(-1)
