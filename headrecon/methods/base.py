@@ -231,7 +231,7 @@ def restrict_head_rays(method, trainer, geometry: nn.Module, latent: bool) -> No
     in every phase (``all``), every ray otherwise. The floor is ``head_rays_floor_mm`` below the mean height of the
     prior's mouth corners (``method.prior_landmarks``, ``method.prior_mm_per_unit``). Records the share of pixels
     kept in ``method.head_ray_share``."""
-    cfg = trainer.cfg
+    cfg = method.cfg
     if cfg.head_rays == "off":
         return
     if not (latent or cfg.head_rays == "all"):
