@@ -240,9 +240,7 @@ def restrict_head_rays(method, trainer, geometry: nn.Module, latent: bool) -> No
     lm = method.prior_landmarks
     floor = 0.5 * (float(lm["left_lips"][1]) + float(lm["right_lips"][1])) \
         - float(cfg.head_rays_floor_mm) / float(method.prior_mm_per_unit)
-    b = trainer.bank
-    keep = torch.cat([head_rays(b.origins[i:i + 65536], b.dirs[i:i + 65536], geometry.to_prior, floor)
-                      for i in range(0, len(b), 65536)]).cpu().numpy()
+    keep = head_rays(trainer.bank.origins, trainer.bank.dirs, geometry.to_prior, floor).cpu().numpy()
     if not keep.any():
         raise ValueError(f"--head-rays: no training ray passes the placed prior's head above "
                          f"{cfg.head_rays_floor_mm} mm below its mouth (is the prior placed in the views?)")
@@ -316,6 +314,8 @@ class ReconMethod:
     # a prior method's six H3DS landmarks in its prior's unit frame (name -> [3]), set by build(): the trainer maps
     # them through the placement into the scene (Trainer.predicted_landmarks, the run folder's landmarks.json)
     prior_landmarks: Optional[dict] = None
+    prior_mm_per_unit: Optional[float] = None  # a prior method's frame scale, set by build() (--head-rays' floor)
+    head_ray_share: Optional[float] = None     # --head-rays: the share of pixels drawn from (restrict_head_rays)
 
     def __init__(self, cfg: ReconConfig):
         self.cfg = cfg

@@ -88,7 +88,6 @@ class H3DNetMethod(ReconMethod):
         self.frame_source = how
         self.prior_landmarks = prior.norm.landmarks_unit  # placed in the scene: landmarks.json
         self.prior_mm_per_unit = prior.norm.mm_per_unit
-        self.head_ray_share = None  # --head-rays: set when a phase that uses it starts
         if c.detail == "hashgrid":  # phase 2 trains a detail field over the prior instead of its decoder
             geo = hashgrid_field(c, geo, d_feature=0)
         self.hold = prior_hold(c, scene, geo)  # the placed prior's unseen shell (prior_hold_weight)

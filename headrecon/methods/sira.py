@@ -155,7 +155,6 @@ class SiraMethod(ReconMethod):
         self.frame_source = how
         self.prior_landmarks = model.norm.landmarks_unit  # placed in the scene: landmarks.json
         self.prior_mm_per_unit = model.norm.mm_per_unit
-        self.head_ray_share = None  # --head-rays: set when a phase that uses it starts
         self.model_meta = {k: model.meta.get(k) for k in ("epochs_done", "command")}
         c, o = self.cfg, self.cfg.options
         self.latent_reg = float(model.config.latent_reg if o.sira_latent_reg is None else o.sira_latent_reg)

@@ -268,7 +268,7 @@ def write_results(trainer: Trainer, full, scene, run_dir: Path, log=print) -> Di
         log(f"warning: no surface to mesh ({exc})")
         metrics["mesh_error"] = str(exc)
     metrics["mesh_seconds"] = time.perf_counter() - t0
-    if getattr(trainer.method, "head_ray_share", None) is not None:  # --head-rays: the share of pixels it drew from
+    if trainer.method.head_ray_share is not None:  # --head-rays: the share of pixels it drew from
         metrics["head_ray_share"] = trainer.method.head_ray_share
     landmarks = trainer.predicted_landmarks()  # a prior method's placed landmarks (scene mm), else None
     if landmarks is not None:
