@@ -144,3 +144,31 @@ def test_head_rays_restrict_the_latent_phase_or_the_run(three_view_scene_dir, tm
         make_config("fast", method="idr", head_rays="latent")
     with pytest.raises(ValueError, match="head_rays"):
         make_config("fast", method="sira", head_rays="head")
+
+
+def test_freeze_codes_keeps_the_latent_phase_code(three_view_scene_dir, tmp_path):  # noqa: F811
+    """``--freeze-codes``: phase 2 trains the detail field and the rendering network, not the code, which stays
+    bit-for-bit where the latent phase left it (default: the code trains on); a resumed run is bit-identical;
+    methods without a prior refuse the option."""
+    from exact_resume import assert_resume_is_exact
+
+    scene = load_scene(three_view_scene_dir, views="3")
+
+    def make(freeze=True):
+        return Trainer(make_config("fast", method="h3dnet", iterations=6, prior_latent_fraction=0.5,
+                                   strategy="search", freeze_codes=freeze,
+                                   **dict(TINY, batch_rays=256, detail="hashgrid")), scene, device="cpu")
+
+    for freeze in (True, False):
+        tr = make(freeze)
+        geo = tr.model.geometry.base
+        tr.train(stop_after=3)
+        z1 = geo.latent.detach().clone()
+        tr.train(stop_after=6)
+        names = {g["name"] for g in tr.optimizer.param_groups}
+        assert tr.phases[tr.phase_index].name == "all" and {"detail", "rendering"} <= names
+        assert ("latent" in names) != freeze and geo.latent.requires_grad != freeze
+        assert torch.equal(geo.latent, z1) == freeze
+    assert_resume_is_exact(make, tmp_path / "ckpt.pt", stop_after=4)
+    with pytest.raises(ValueError, match="freeze_codes"):
+        make_config("fast", method="idr", freeze_codes=True)

@@ -319,6 +319,21 @@ def test_sira_method_phase_schedule(trained, scene_dir, monkeypatch):
     assert keep is not None and keep[tr.sampler.last_idx.numpy()].all() and tr.method.head_ray_share > 0
     tr.train(stop_after=3)
     assert tr.phases[tr.phase_index].name == "all" and tr.sampler.keep is None
+    # --freeze-codes: phase 2 trains the deformation and the rendering network, the codes stay where phase 1 left them
+    cfg = make_config("fast", method="sira", iterations=40, sira_prior=str(trained[1]), freeze_codes=True,
+                      **RECON_TINY)
+    tr = Trainer(cfg, load_scene(scene_dir, views="3"), device="cpu")
+    geo, ren = tr.model.geometry, tr.model.rendering
+    tr.train(stop_after=2)
+    assert geo.latent.requires_grad and {g["name"] for g in tr.optimizer.param_groups} == {"latents"}
+    z1, r1 = geo.latent.detach().clone(), ren.latent.detach().clone()
+    assert not torch.equal(z1, z0)
+    tr.train(stop_after=5)
+    assert tr.phases[tr.phase_index].name == "all"
+    assert {g["name"] for g in tr.optimizer.param_groups} == {"deformation", "rendering"}
+    assert not geo.latent.requires_grad and not ren.latent.requires_grad
+    assert torch.equal(geo.latent, z1) and torch.equal(ren.latent, r1)
+    assert not all(torch.equal(a, b) for a, b in zip(def0, geo.deform.parameters()))
 
 
 def test_sira_latent_prior_and_deformation_anchor(trained, scene_dir, tmp_path):

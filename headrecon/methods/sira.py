@@ -203,8 +203,8 @@ class SiraMethod(ReconMethod):
 
     def param_groups(self, model: nn.Module, phase: Phase) -> List[dict]:
         (geo, detail), ren = split_detail(model.geometry), model.rendering
-        groups = [{"params": [geo.latent, ren.latent], "lr": float(self.cfg.options.sira_latent_lr),
-                   "name": "latents"}]
+        groups = [] if phase.name == "all" and self.cfg.freeze_codes else \
+            [{"params": [geo.latent, ren.latent], "lr": float(self.cfg.options.sira_latent_lr), "name": "latents"}]
         if phase.name == "all" and detail is not None:
             groups.append({"params": detail_parameters(detail), "lr": self.cfg.hash_lr, "name": "detail",
                            "eps": 1e-15})
@@ -268,6 +268,9 @@ class SiraMethod(ReconMethod):
         if name == "all":
             hold_unseen(trainer, detail, resumed)
         trainer.model.rendering.set_phase(name)
+        if name == "all" and self.cfg.freeze_codes:  # the codes stay where the latent phase left them
+            geo.latent.requires_grad_(False)
+            trainer.model.rendering.latent.requires_grad_(False)
         self.setup_acceleration(trainer)
 
     def setup_acceleration(self, trainer) -> None:

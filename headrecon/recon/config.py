@@ -139,6 +139,9 @@ class ReconConfig:
                                        "placed prior's (before any fitting) at fixed points around the part of "
                                        "its surface no training camera sees, in both phases (0 = off)",
                                   group="detail")
+    freeze_codes: bool = _f(False, "h3dnet / sira: phase 2 keeps the prior's latent codes where the latent phase "
+                                   "left them (only the detail field or decoder and the rendering network train)",
+                            group="detail")
 
     # ---- data and tracer
     image_size: int = _f(0, "train on images reduced to at most this many pixels per side (0 = full size)",
@@ -282,6 +285,9 @@ class ReconConfig:
                                                                and self.method not in ("h3dnet", "sira")):
             errs.append(f"head_rays must be off, latent or all (latent and all need --method h3dnet or sira), got "
                         f"{self.head_rays!r} with {self.method}")
+        if self.freeze_codes and self.method not in ("h3dnet", "sira"):
+            errs.append(f"freeze_codes keeps a prior's latent codes in phase 2: it needs --method h3dnet or sira, "
+                        f"got {self.method}")
         if not self.head_rays_floor_mm >= 0:
             errs.append(f"head_rays_floor_mm must be >= 0, got {self.head_rays_floor_mm}")
         if not self.frame_refine_lr > 0:

@@ -277,18 +277,20 @@ class LatentGeometry(FramedPrior, CodePrior, nn.Module):
     def decoder_parameters(self):
         return list(self.net.parameters())
 
-    def _to_prior(self, x: torch.Tensor) -> torch.Tensor:
+    def to_prior(self, x: torch.Tensor) -> torch.Tensor:
+        """Scene points [..., 3] to prior coordinates (:meth:`FramedPrior.to_prior`; the points themselves when
+        the frame is the identity and no correction is on)."""
         return x if self._identity and self.pose is None else self._framed(x)
 
     def forward(self, x: torch.Tensor, latent: Optional[torch.Tensor] = None):
         """``x [..., 3] -> (sdf [...], feature [..., d_feature])``; ``latent`` overrides the parameter."""
         z = self.latent if latent is None else latent
-        sdf, feat = self.net(self._to_prior(x), z)
+        sdf, feat = self.net(self.to_prior(x), z)
         return (sdf if self._identity else sdf / self.frame_scale), feat
 
     def sdf(self, x: torch.Tensor, latent: Optional[torch.Tensor] = None) -> torch.Tensor:
         z = self.latent if latent is None else latent
-        s = self.net.sdf(self._to_prior(x), z)
+        s = self.net.sdf(self.to_prior(x), z)
         return s if self._identity else s / self.frame_scale
 
     def forward_with_gradient(self, x: torch.Tensor, latent=None, create_graph: Optional[bool] = None):
