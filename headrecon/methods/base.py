@@ -329,6 +329,10 @@ class ReconMethod:
     def param_groups(self, model: nn.Module, phase: Phase) -> List[dict]:
         return [{"params": [p for p in model.parameters() if p.requires_grad], "lr": self.cfg.lr, "name": "all"}]
 
+    def code_parameters(self, model: nn.Module) -> list:
+        """A prior method's latent codes (``--freeze-codes`` keeps them after the latent phase). Default: none."""
+        return []
+
     def on_phase_start(self, trainer, phase: Phase, resumed: bool = False) -> None:
         """Called when ``phase`` starts (``resumed``: a checkpoint of this phase is about to be loaded)."""
 

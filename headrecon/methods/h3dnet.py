@@ -104,8 +104,8 @@ class H3DNetMethod(ReconMethod):
 
     def param_groups(self, model: nn.Module, phase: Phase) -> List[dict]:
         geo, detail = split_detail(model.geometry)
-        groups = [] if phase.name == "all" and self.cfg.freeze_codes else \
-            [{"params": geo.latent_parameters(), "lr": float(self.cfg.options.prior_latent_lr), "name": "latent"}]
+        groups = [{"params": geo.latent_parameters(), "lr": float(self.cfg.options.prior_latent_lr),
+                   "name": "latent"}]
         if phase.name == "all" and detail is not None:
             groups.append({"params": detail_parameters(detail), "lr": self.cfg.hash_lr, "name": "detail",
                            "eps": 1e-15})
@@ -113,6 +113,9 @@ class H3DNetMethod(ReconMethod):
             groups.append({"params": geo.decoder_parameters(), "lr": self.finetune_lr(), "name": "geometry"})
         groups.append({"params": list(model.rendering.parameters()), "lr": self.cfg.lr, "name": "rendering"})
         return groups
+
+    def code_parameters(self, model: nn.Module) -> list:
+        return split_detail(model.geometry)[0].latent_parameters()
 
     def extra_losses(self, model: nn.Module, iteration=None) -> dict:
         """The auto-decoder's code prior ``latent_reg * ||z - z_mean||^2`` keeps the latent near the prior's
@@ -129,9 +132,6 @@ class H3DNetMethod(ReconMethod):
         geo, detail = split_detail(trainer.model.geometry)
         # with a detail field the decoder stays frozen: phase 2 trains the latent and the detail field
         geo.set_phase("latent" if phase.name == "latent" or detail is not None else "all")
-        if phase.name == "all" and self.cfg.freeze_codes:  # the code stays where the latent phase left it
-            for p in geo.latent_parameters():
-                p.requires_grad_(False)
         set_detail_trainable(detail, phase.name == "all")
         restrict_head_rays(self, trainer, geo, phase.name == "latent")
         if phase.name == "all":

@@ -203,8 +203,8 @@ class SiraMethod(ReconMethod):
 
     def param_groups(self, model: nn.Module, phase: Phase) -> List[dict]:
         (geo, detail), ren = split_detail(model.geometry), model.rendering
-        groups = [] if phase.name == "all" and self.cfg.freeze_codes else \
-            [{"params": [geo.latent, ren.latent], "lr": float(self.cfg.options.sira_latent_lr), "name": "latents"}]
+        groups = [{"params": [geo.latent, ren.latent], "lr": float(self.cfg.options.sira_latent_lr),
+                   "name": "latents"}]
         if phase.name == "all" and detail is not None:
             groups.append({"params": detail_parameters(detail), "lr": self.cfg.hash_lr, "name": "detail",
                            "eps": 1e-15})
@@ -213,6 +213,9 @@ class SiraMethod(ReconMethod):
         if phase.name == "all":
             groups.append({"params": list(ren.net.parameters()), "lr": self.cfg.lr, "name": "rendering"})
         return groups
+
+    def code_parameters(self, model: nn.Module) -> list:
+        return [split_detail(model.geometry)[0].latent, model.rendering.latent]
 
     def anchor_batch(self, iteration: Optional[int]) -> torch.Tensor:
         """The anchor points of ``iteration``: ``sira_anchor_batch`` of them, consecutive in the fixed order,
@@ -268,9 +271,6 @@ class SiraMethod(ReconMethod):
         if name == "all":
             hold_unseen(trainer, detail, resumed)
         trainer.model.rendering.set_phase(name)
-        if name == "all" and self.cfg.freeze_codes:  # the codes stay where the latent phase left them
-            geo.latent.requires_grad_(False)
-            trainer.model.rendering.latent.requires_grad_(False)
         self.setup_acceleration(trainer)
 
     def setup_acceleration(self, trainer) -> None:

@@ -47,6 +47,8 @@ from ..methods.base import option as _f
 __all__ = ["ReconConfig", "PRESETS", "make_config", "add_config_arguments", "config_from_args", "RUNTIME_FIELDS",
            "config_diff", "options_class"]
 
+PRIOR_METHODS = ("h3dnet", "sira")  # the methods with a learned prior (latent phase, codes, placement)
+
 
 def options_class(method: str):
     """The :class:`MethodOptions` subclass of a registered method (ValueError naming the available ones)."""
@@ -282,10 +284,10 @@ class ReconConfig:
         if self.frame_refine not in ("off", "latent", "all"):
             errs.append(f"frame_refine must be off, latent or all, got {self.frame_refine!r}")
         if self.head_rays not in ("off", "latent", "all") or (self.head_rays != "off"
-                                                               and self.method not in ("h3dnet", "sira")):
+                                                               and self.method not in PRIOR_METHODS):
             errs.append(f"head_rays must be off, latent or all (latent and all need --method h3dnet or sira), got "
                         f"{self.head_rays!r} with {self.method}")
-        if self.freeze_codes and self.method not in ("h3dnet", "sira"):
+        if self.freeze_codes and self.method not in PRIOR_METHODS:
             errs.append(f"freeze_codes keeps a prior's latent codes in phase 2: it needs --method h3dnet or sira, "
                         f"got {self.method}")
         if not self.head_rays_floor_mm >= 0:
@@ -308,10 +310,10 @@ class ReconConfig:
             errs.append("hash grid settings out of range: levels, feats, base_res, hidden, start_levels >= 1, "
                         "start_levels <= levels, 1 <= log2_size <= 24, finest_res >= base_res, 0 < full_at <= 1, "
                         "hash_lr > 0, detail_weight >= 0, detail_unseen_weight >= 0")
-        if self.detail_unseen_weight > 0 and (self.detail != "hashgrid" or self.method not in ("h3dnet", "sira")):
+        if self.detail_unseen_weight > 0 and (self.detail != "hashgrid" or self.method not in PRIOR_METHODS):
             errs.append("detail_unseen_weight holds a prior's shape where no camera looks: it needs --method h3dnet "
                         "or sira with --detail hashgrid")
-        if self.prior_hold_weight < 0 or (self.prior_hold_weight > 0 and self.method not in ("h3dnet", "sira")):
+        if self.prior_hold_weight < 0 or (self.prior_hold_weight > 0 and self.method not in PRIOR_METHODS):
             errs.append(f"prior_hold_weight holds a prior's shape where no camera looks: it must be >= 0 and needs "
                         f"--method h3dnet or sira, got {self.prior_hold_weight} with {self.method}")
         if self.render_mode not in ("idr", "no_view_dir", "no_normal"):

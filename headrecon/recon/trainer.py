@@ -140,6 +140,12 @@ class Trainer:
         phase = self.phases[k]
         self.method.on_phase_start(self, phase, resumed=resumed)
         groups = self.method.param_groups(self.model, phase)
+        if self.cfg.freeze_codes and k > 0 and phase.name != "latent":  # the codes stay where phase 1 left them
+            codes = self.method.code_parameters(self.model)
+            for p in codes:
+                p.requires_grad_(False)
+            groups = [g for g in ({**g, "params": [p for p in g["params"] if all(p is not c for c in codes)]}
+                                  for g in groups) if g["params"]]
         if self.cameras is not None:
             groups.append({"params": list(self.cameras.parameters()), "lr": float(self.cfg.camera_lr),
                            "name": "cameras"})
