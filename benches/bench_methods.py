@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import platform
 import re
 import sys
@@ -42,13 +41,14 @@ KEYS = ("face_gt2pred_mm", "face_pred2gt_mm", "head_gt2pred_mm", "head_pred2gt_m
 
 
 def machine() -> dict:
-    try:
-        cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "")
-    except OSError:
-        cpu = platform.processor()
-    return {"cpu": cpu, "cpus": os.cpu_count(), "torch": torch.__version__, "threads": torch.get_num_threads(),
-            "load_average_start": os.getloadavg()[0], "host": platform.node(),
-            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+    """The machine of a benchmark (headrecon.machine.machine_info: CPU identity, torch's SIMD kernels, library
+    versions, ``kind``), with the load when it started and, when there is one, the GPU."""
+    from headrecon.machine import machine_info
+
+    info = machine_info(torch.device("cuda") if torch.cuda.is_available() else None)
+    info.update(cpus=info["cpu_count"], threads=info["torch_threads"], host=platform.node(),
+                load_average_start=info["load_average"][0] if info["load_average"] else None)
+    return info
 
 
 def _value(text: str):

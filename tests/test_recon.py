@@ -102,6 +102,8 @@ def test_cli_run_folder(tiny_scene_dir, tmp_path, capsys):
     assert np.isfinite(m["h3ds"]["head_gt2pred_mm"]) and np.isfinite(m["h3ds"]["face_gt2pred_mm"])
     assert m["h3ds"]["protocol"] == "h3ds" and m["exact"]["protocol"] == "exact"
     assert np.isfinite(m["scene_frame"]["head_pred2gt_mm"])
+    mach = json.loads((run / "run.json").read_text())["machine"]  # what decides a bit-identical mesh
+    assert mach["cpu_capability"] and "torch CPU kernels" in mach["kind"] and mach["libraries"]["numpy"]
     assert str(run.resolve()) in capsys.readouterr().out
     # the same command again: the folder holds a run with this config -> error suggesting --resume
     assert cli.main(args) == 2

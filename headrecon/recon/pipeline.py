@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +32,7 @@ import torch
 
 from ..data.errors import SceneError
 from ..data.scene import parse_views
+from ..machine import machine_info
 from .config import ReconConfig, config_diff
 from .trainer import CHECKPOINT_NAME, Trainer, count_parameters, resolve_device
 
@@ -128,23 +128,6 @@ def check_run_dir(run_dir: Path, cfg: ReconConfig, resume: bool, explicit: Optio
         if info.get("scene") and Path(info["scene"]).resolve() != Path(scene_dir).resolve():
             raise RunDirError(f"--resume: {run_dir} is a run of scene {info['scene']}, not {scene_dir}")
     return stored
-
-
-def machine_info(device: torch.device) -> Dict[str, Any]:
-    try:
-        load = os.getloadavg()
-    except OSError:
-        load = None
-    info = {"load_average": load, "platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
-            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "device": str(device)}
-    try:
-        info["cpu"] = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo")
-                            if ln.startswith("model name")), platform.processor())
-    except OSError:
-        info["cpu"] = platform.processor()
-    if device.type == "cuda":
-        info["gpu"] = torch.cuda.get_device_name(device)
-    return info
 
 
 def reconstruct(scene_dir, cfg: ReconConfig, run_dir, resume: bool = False, explicit: Optional[dict] = None,

@@ -1,0 +1,86 @@
+"""Which machine a result came from: recorded in every run's ``run.json`` and every benchmark's JSON.
+
+The same command and seed give the same mesh only on a machine of the same *kind*: the same CPU model (its
+family, model and stepping, not only the marketing name, which a VM often shortens to "AMD EPYC"), the same SIMD
+kernels chosen by torch (``torch.backends.cpu.get_cpu_capability()``: DEFAULT, AVX2, AVX512...) and the same
+library versions. Two VMs that both report "AMD EPYC" gave different demo meshes
+(``docs/results/reproducibility.md``), so :func:`machine_info` records all of these, and :func:`machine_kind`
+sums them up in one string to compare.
+"""
+from __future__ import annotations
+
+import os
+import platform
+from importlib import metadata
+from typing import Any, Dict, Optional
+
+import torch
+
+__all__ = ["cpu_identity", "machine_info", "machine_kind"]
+
+_CPUINFO_KEYS = {"vendor_id": "vendor", "cpu family": "family", "model": "model", "stepping": "stepping",
+                 "model name": "name"}
+_LIBRARIES = ("numpy", "scipy", "trimesh", "scikit-image")
+
+
+def cpu_identity(cpuinfo: str = "/proc/cpuinfo") -> Dict[str, str]:
+    """The first processor's ``name``, ``vendor``, ``family``, ``model`` and ``stepping`` from ``cpuinfo``
+    (Linux); on other systems, or when the file cannot be read, ``name`` from :func:`platform.processor` only."""
+    out: Dict[str, str] = {}
+    try:
+        with open(cpuinfo) as f:
+            for line in f:
+                if not line.strip():
+                    break  # the end of the first processor's block
+                key, _, value = line.partition(":")
+                name = _CPUINFO_KEYS.get(key.strip())
+                if name is not None and name not in out:
+                    out[name] = value.strip()
+    except OSError:
+        pass
+    if not out.get("name"):
+        out["name"] = platform.processor() or platform.machine()
+    return out
+
+
+def _version(package: str) -> Optional[str]:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def machine_kind(info: Dict[str, Any]) -> str:
+    """One line naming what decides bit-identical results, from :func:`machine_info`'s dict: e.g.
+    ``"AMD EPYC (AuthenticAMD family 25 model 1 stepping 1), torch CPU kernels AVX2"`` (plus the GPU when
+    there is one)."""
+    cpu = info.get("cpu_id") or {}
+    ids = " ".join(f"{k} {cpu[k]}" for k in ("family", "model", "stepping") if cpu.get(k))
+    vendor = cpu.get("vendor", "")
+    detail = f" ({vendor} {ids})".replace("( ", "(") if (vendor or ids) else ""
+    kind = f"{cpu.get('name', info.get('cpu', '?'))}{detail}, torch CPU kernels {info.get('cpu_capability', '?')}"
+    return kind + (f", GPU {info['gpu']}" if info.get("gpu") else "")
+
+
+def machine_info(device: Optional[torch.device] = None) -> Dict[str, Any]:
+    """The machine, its load and the software: ``cpu`` (model name), ``cpu_id`` (:func:`cpu_identity`),
+    ``cpu_capability`` (torch's SIMD kernels), ``cpu_count``, ``torch_threads``, ``load_average`` (1, 5, 15
+    min, or None), ``platform``, ``python``, ``torch``, ``libraries`` (versions of numpy, scipy, trimesh,
+    scikit-image), ``gpu`` (the device's name when ``device`` is CUDA, else None) and ``kind``
+    (:func:`machine_kind`)."""
+    try:
+        load = list(os.getloadavg())
+    except OSError:
+        load = None
+    cpu = cpu_identity()
+    gpu = None
+    if device is not None and torch.device(device).type == "cuda":
+        gpu = torch.cuda.get_device_name(torch.device(device))
+    info: Dict[str, Any] = {
+        "cpu": cpu["name"], "cpu_id": cpu, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "load_average": load,
+        "platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
+        "libraries": {p: _version(p) for p in _LIBRARIES}, "gpu": gpu,
+        "device": None if device is None else str(device)}
+    info["kind"] = machine_kind(info)
+    return info
