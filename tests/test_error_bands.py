@@ -33,3 +33,42 @@ def test_bands_add_up_to_the_head_error(tmp_path):
     # the moved part carries the error (the rest is off only by the alignment that the moved part pulls)
     assert b[0]["mean_mm"] > 2.0 and b[0]["mean_mm"] > 2 * max(x["mean_mm"] for x in b[1:])
 
+
+
+def _bands(tmp_path, mesh, *args):
+    out = tmp_path / "bands.json"
+    r = subprocess.run([sys.executable, str(REPO / "tools" / "error_bands.py"), str(DEMO), str(mesh), "--bands", "4",
+                        "--out", str(out), *args], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    return json.loads(out.read_text())["meshes"][mesh.name]
+
+
+def test_scene_frame_bands_keep_the_error_where_the_shape_moved(tmp_path):
+    """--frame scene: no alignment, so the unmoved vertices (still vertices of the prediction) are at 0 mm and
+    only the moved band carries error; the official alignment spreads some of it over the other bands."""
+    gt = trimesh.load(DEMO / "full_head.obj", process=False)
+    pred = gt.copy()
+    y = pred.vertices[:, 1]
+    low = y < y.min() + 0.25 * (y.max() - y.min())
+    pred.vertices = pred.vertices + np.where(low[:, None], 4.0, 0.0) * np.array([0.0, 0.0, 1.0])
+    mesh = tmp_path / "moved.ply"
+    pred.export(mesh)
+    scene, official = _bands(tmp_path, mesh, "--frame", "scene"), _bands(tmp_path, mesh)
+    assert scene["frame"] == "scene" and official["frame"] == "official"
+    assert 2.0 < scene["bands"][0]["mean_mm"] <= 4.0 + 1e-6
+    assert max(b["mean_mm"] for b in scene["bands"][1:]) < 1e-6
+    assert max(b["mean_mm"] for b in official["bands"][1:]) > 0.05
+    assert all(b["outside"] is None for b in scene["bands"])  # an open prediction has no inside
+
+
+def test_outside_share_says_where_the_prediction_is_too_small(tmp_path):
+    gt = trimesh.load(DEMO / "full_head.obj", process=False)
+    c = (gt.vertices.min(0) + gt.vertices.max(0)) / 2
+    r = np.linalg.norm(gt.vertices - c, axis=1).max()
+    # a sphere around the whole head: nothing outside it; a small one beside the head: everything
+    for name, radius, at, expect in (("big.ply", 1.2 * r, c, 0.0), ("small.ply", 0.2 * r, c + [3 * r, 0, 0], 1.0)):
+        sphere = trimesh.creation.icosphere(subdivisions=4, radius=radius)
+        sphere.apply_translation(at)
+        sphere.export(tmp_path / name)
+        b = _bands(tmp_path, tmp_path / name, "--frame", "scene")["bands"]
+        assert all(x["outside"] == pytest.approx(expect) for x in b), (name, b)

@@ -1,6 +1,7 @@
 """Where a mesh's head error lies: the official H3DS ``gt->pred`` of every ground-truth vertex, by height band.
 
-    python tools/error_bands.py SCENE MESH [MESH ...] [--bands 8] [--out bands.json] [--heatmaps DIR]
+    python tools/error_bands.py SCENE MESH [MESH ...] [--bands 8] [--frame official|scene] [--out bands.json]
+        [--heatmaps DIR]
 
 For each mesh (in the scene's mm, as ``headrecon-reconstruct`` writes it): the official protocol's head alignment
 and per-vertex ``gt->pred`` (:func:`headrecon.eval.metrics.evaluate`), then the ground truth's vertices in equal
@@ -8,6 +9,12 @@ height bands (scene +Y up, lowest band first): vertex count, mean error, the ban
 error and the vertices over 5 mm. Two meshes of one scene compare band by band (same vertices, same bands):
 ``head_gt2pred_mm`` is the vertex-weighted mean of the bands' means. ``--heatmaps`` also writes each mesh's error
 heat map (:func:`headrecon.eval.visualize.render_heatmap`).
+
+``--frame scene`` skips the alignment and measures exact point-to-surface distances in the scene's own frame
+(:func:`headrecon.eval.metrics.evaluate` with ``protocol="exact", align="none"``): for synthetic scenes, whose
+frame is the ground truth's, this separates a shape error from what the official ICP (which scales) adds. Each
+band also gives ``outside``: the share of its ground-truth vertices that lie outside the (aligned) prediction, i.e.
+where the prediction is too thin or too short (None when the predicted mesh is not watertight).
 """
 from __future__ import annotations
 
@@ -19,13 +26,20 @@ from pathlib import Path
 import numpy as np
 
 
-def bands(scene, mesh, n_bands: int = 8) -> dict:
-    """The per-band figures of one mesh against ``scene`` (module docstring); also ``errors`` (per GT vertex)."""
+def bands(scene, mesh, n_bands: int = 8, frame: str = "official") -> dict:
+    """The per-band figures of one mesh against ``scene`` (module docstring); also ``errors`` (per GT vertex).
+    ``frame``: "official" (the H3DS protocol's alignment and nearest-vertex distances) or "scene" (none, exact
+    distances)."""
     from headrecon.eval.metrics import evaluate
 
-    res, det = evaluate(mesh, scene, return_details=True)
-    y = np.asarray(det.gt_mesh.vertices)[:, 1]
+    if frame not in ("official", "scene"):
+        raise ValueError(f"frame must be official or scene, got {frame!r}")
+    opts = {} if frame == "official" else {"protocol": "exact", "align": "none"}
+    res, det = evaluate(mesh, scene, return_details=True, **opts)
+    gt = np.asarray(det.gt_mesh.vertices)
+    y = gt[:, 1]
     d = np.asarray(det.gt2pred)
+    outside = ~det.pred_aligned.contains(gt) if det.pred_aligned.is_watertight else None
     edges = np.linspace(y.min(), y.max(), n_bands + 1)
     idx = np.clip(np.digitize(y, edges) - 1, 0, n_bands - 1)
     rows = []
@@ -33,9 +47,10 @@ def bands(scene, mesh, n_bands: int = 8) -> dict:
         s = idx == b
         rows.append({"y_mm": [round(float(edges[b]), 1), round(float(edges[b + 1]), 1)], "n": int(s.sum()),
                      "mean_mm": round(float(d[s].mean()), 3) if s.any() else None,
-                     "share": round(float(d[s].sum() / d.sum()), 4), "over_5mm": int((d[s] > 5.0).sum())})
-    return {"face_gt2pred_mm": round(res["face_gt2pred_mm"], 3), "head_gt2pred_mm": round(res["head_gt2pred_mm"], 3),
-            "bands": rows, "errors": d, "details": det}
+                     "share": round(float(d[s].sum() / d.sum()), 4), "over_5mm": int((d[s] > 5.0).sum()),
+                     "outside": round(float(outside[s].mean()), 3) if outside is not None and s.any() else None})
+    return {"frame": frame, "face_gt2pred_mm": round(res["face_gt2pred_mm"], 3),
+            "head_gt2pred_mm": round(res["head_gt2pred_mm"], 3), "bands": rows, "errors": d, "details": det}
 
 
 def main(argv=None) -> int:
@@ -44,6 +59,9 @@ def main(argv=None) -> int:
     ap.add_argument("scene", help="scene folder with ground truth (full_head.obj, regions/, landmarks.txt)")
     ap.add_argument("meshes", nargs="+", help="meshes in the scene's mm (e.g. a run folder's mesh.ply)")
     ap.add_argument("--bands", type=int, default=8, help="height bands (default 8)")
+    ap.add_argument("--frame", choices=["official", "scene"], default="official",
+                    help="official: the H3DS protocol's alignment and distances; scene: no alignment, exact "
+                         "point-to-surface distances (synthetic scenes, whose frame is the ground truth's)")
     ap.add_argument("--out", default=None, help="write the figures as JSON here")
     ap.add_argument("--heatmaps", default=None, help="write MESH-NAME_heat.png error heat maps into this folder")
     args = ap.parse_args(argv)
@@ -59,20 +77,22 @@ def main(argv=None) -> int:
     out = {"scene": Path(args.scene).name, "meshes": {}}
     for p in args.meshes:
         mesh = trimesh.load(p, process=False, force="mesh")
-        r = bands(scene, mesh, args.bands)
+        r = bands(scene, mesh, args.bands, args.frame)
         print(f"{Path(p).name}: face {r['face_gt2pred_mm']:.2f}, head {r['head_gt2pred_mm']:.2f} mm (gt->pred)")
-        print("  band y (mm)          n   mean  share  >5mm")
+        print("  band y (mm)          n   mean  share  >5mm outside")
         for b in r["bands"]:
             mean = f"{b['mean_mm']:6.2f}" if b["mean_mm"] is not None else "     -"
+            outside = f"{100 * b['outside']:6.0f}%" if b["outside"] is not None else "      -"
             print(f"  {b['y_mm'][0]:7.1f} .. {b['y_mm'][1]:7.1f} {b['n']:6d} {mean} {100 * b['share']:5.1f}% "
-                  f"{b['over_5mm']:5d}")
+                  f"{b['over_5mm']:5d} {outside}")
         if args.heatmaps:
             from headrecon.eval.visualize import render_heatmap
 
             det = r["details"]
             path = Path(args.heatmaps) / (Path(p).stem + "_heat.png")
             render_heatmap(det.gt_mesh, r["errors"], det.pred_aligned, det.pred2gt, path=path, size=240, vmax=8.0,
-                           title=f"{Path(p).name} on {Path(args.scene).name}: gt->pred, official alignment")
+                           title=f"{Path(p).name} on {Path(args.scene).name}: gt->pred, "
+                                 + ("official alignment" if args.frame == "official" else "scene frame"))
         out["meshes"][Path(p).name] = {k: v for k, v in r.items() if k not in ("errors", "details")}
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
