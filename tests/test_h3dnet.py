@@ -172,3 +172,25 @@ def test_freeze_codes_keeps_the_latent_phase_code(three_view_scene_dir, tmp_path
     assert_resume_is_exact(make, tmp_path / "ckpt.pt", stop_after=4)
     with pytest.raises(ValueError, match="freeze_codes"):
         make_config("fast", method="idr", freeze_codes=True)
+
+
+def test_finetune_decoder_trains_the_decoder_under_the_detail_field(three_view_scene_dir):  # noqa: F811
+    """``--finetune-decoder``: phase 2 trains the prior's decoder (at finetune_lr) as well as the detail field; by
+    default the decoder stays frozen under the field; without a detail field the option is refused."""
+    scene = load_scene(three_view_scene_dir, views="3")
+    for on in (True, False):
+        tr = Trainer(make_config("fast", method="h3dnet", iterations=6, prior_latent_fraction=0.5,
+                                 strategy="search", finetune_decoder=on,
+                                 **dict(TINY, batch_rays=256, detail="hashgrid")), scene, device="cpu")
+        net = tr.model.geometry.base.net
+        tr.train(stop_after=3)
+        w1 = [p.detach().clone() for p in net.parameters()]
+        tr.train(stop_after=6)
+        groups = {g["name"]: g for g in tr.optimizer.param_groups}
+        assert {"detail", "latent", "rendering"} <= set(groups) and ("geometry" in groups) == on
+        if on:
+            assert groups["geometry"]["lr"] == pytest.approx(0.1 * groups["rendering"]["lr"])  # finetune_lr: lr / 10
+        changed = any(not torch.equal(a, b) for a, b in zip(w1, net.parameters()))
+        assert changed == on and all(p.requires_grad == on for p in net.parameters())
+    with pytest.raises(ValueError, match="finetune_decoder needs --detail hashgrid"):
+        make_config("fast", method="h3dnet", detail="none", finetune_decoder=True)

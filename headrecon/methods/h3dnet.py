@@ -15,7 +15,8 @@ feature size. Two phases:
 
 Options (:class:`H3DNetOptions`): ``prior`` (checkpoint path; default the shipped prior),
 ``prior_latent_fraction``, ``prior_latent_lr``, ``prior_latent_reg`` (the code prior's weight; default the prior's
-own training weight) and ``finetune_lr``.
+own training weight), ``finetune_lr`` and ``finetune_decoder`` (with the ``fast`` / ``instant`` presets' detail
+field: fine-tune the decoder under it too).
 
 Frame: scene unit -> prior unit is ``inv(S) @ scene.scale_mat`` where ``S`` (prior unit -> scene units) comes
 from the photos by default (face landmarks detected, triangulated and fitted with the ICT morphable model), or
@@ -56,11 +57,17 @@ class H3DNetOptions(MethodOptions):
                                                      "(default: the prior's training latent_reg; 0 = off)")
     finetune_lr: Optional[float] = option(None, "phase 2 Adam learning rate of the prior's decoder (default lr / 10: "
                                                 "at the full lr the first phase-2 steps undid phase 1's fit)")
+    finetune_decoder: bool = option(False, "with --detail hashgrid: phase 2 also fine-tunes the prior's decoder (lr "
+                                           "finetune_lr) under the detail field (without a detail field the decoder "
+                                           "is always fine-tuned)")
 
     def validate(self, cfg) -> List[str]:
         errs = []
         if not 0.0 <= self.prior_latent_fraction < 1.0:
             errs.append(f"prior_latent_fraction must be in [0, 1), got {self.prior_latent_fraction}")
+        if self.finetune_decoder and cfg.detail != "hashgrid":
+            errs.append("finetune_decoder needs --detail hashgrid (without a detail field phase 2 fine-tunes the "
+                        "decoder anyway)")
         return errs + self.check(positive=("prior_latent_lr", "finetune_lr"), non_negative=("prior_latent_reg",))
 
 
@@ -109,7 +116,7 @@ class H3DNetMethod(ReconMethod):
         if phase.name == "all" and detail is not None:
             groups.append({"params": detail_parameters(detail), "lr": self.cfg.hash_lr, "name": "detail",
                            "eps": 1e-15})
-        elif phase.name == "all":
+        if phase.name == "all" and (detail is None or self.cfg.options.finetune_decoder):
             groups.append({"params": geo.decoder_parameters(), "lr": self.finetune_lr(), "name": "geometry"})
         groups.append({"params": list(model.rendering.parameters()), "lr": self.cfg.lr, "name": "rendering"})
         return groups
@@ -130,8 +137,10 @@ class H3DNetMethod(ReconMethod):
 
     def on_phase_start(self, trainer, phase: Phase, resumed: bool = False) -> None:
         geo, detail = split_detail(trainer.model.geometry)
-        # with a detail field the decoder stays frozen: phase 2 trains the latent and the detail field
-        geo.set_phase("latent" if phase.name == "latent" or detail is not None else "all")
+        # with a detail field the decoder stays frozen (unless finetune_decoder): phase 2 trains the latent and the
+        # detail field
+        frozen = detail is not None and not self.cfg.options.finetune_decoder
+        geo.set_phase("latent" if phase.name == "latent" or frozen else "all")
         set_detail_trainable(detail, phase.name == "all")
         restrict_head_rays(self, trainer, geo, phase.name == "latent")
         if phase.name == "all":
