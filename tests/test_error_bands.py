@@ -54,7 +54,7 @@ def test_scene_frame_bands_keep_the_error_where_the_shape_moved(tmp_path):
     mesh = tmp_path / "moved.ply"
     pred.export(mesh)
     scene, official = _bands(tmp_path, mesh, "--frame", "scene"), _bands(tmp_path, mesh)
-    assert scene["frame"] == "scene" and official["frame"] == "official"
+    assert scene["frame"] == "scene" and official["frame"] == "official" and scene["align_scale"] == 1.0
     assert 2.0 < scene["bands"][0]["mean_mm"] <= 4.0 + 1e-6
     assert max(b["mean_mm"] for b in scene["bands"][1:]) < 1e-6
     assert max(b["mean_mm"] for b in official["bands"][1:]) > 0.05

@@ -6,7 +6,9 @@
 For each mesh (in the scene's mm, as ``headrecon-reconstruct`` writes it): the official protocol's head alignment
 and per-vertex ``gt->pred`` (:func:`headrecon.eval.metrics.evaluate`), then the ground truth's vertices in equal
 height bands (scene +Y up, lowest band first): vertex count, mean error, the band's share of the head's summed
-error and the vertices over 5 mm. Two meshes of one scene compare band by band (same vertices, same bands):
+error and the vertices over 5 mm; ``align_scale``: the scale of the head's alignment (the official ICP
+scales the prediction, and a scale off by a few per cent moves the parts far from the face, the bust, by
+millimetres). Two meshes of one scene compare band by band (same vertices, same bands):
 ``head_gt2pred_mm`` is the vertex-weighted mean of the bands' means. ``--heatmaps`` also writes each mesh's error
 heat map (:func:`headrecon.eval.visualize.render_heatmap`).
 
@@ -49,7 +51,8 @@ def bands(scene, mesh, n_bands: int = 8, frame: str = "official") -> dict:
                      "mean_mm": round(float(d[s].mean()), 3) if s.any() else None,
                      "share": round(float(d[s].sum() / d.sum()), 4), "over_5mm": int((d[s] > 5.0).sum()),
                      "outside": round(float(outside[s].mean()), 3) if outside is not None and s.any() else None})
-    return {"frame": frame, "face_gt2pred_mm": round(res["face_gt2pred_mm"], 3),
+    scale = float(np.cbrt(np.linalg.det(np.asarray(det.transform)[:3, :3])))  # the alignment's scale (1: none)
+    return {"frame": frame, "align_scale": round(scale, 4), "face_gt2pred_mm": round(res["face_gt2pred_mm"], 3),
             "head_gt2pred_mm": round(res["head_gt2pred_mm"], 3), "bands": rows, "errors": d, "details": det}
 
 
@@ -78,7 +81,8 @@ def main(argv=None) -> int:
     for p in args.meshes:
         mesh = trimesh.load(p, process=False, force="mesh")
         r = bands(scene, mesh, args.bands, args.frame)
-        print(f"{Path(p).name}: face {r['face_gt2pred_mm']:.2f}, head {r['head_gt2pred_mm']:.2f} mm (gt->pred)")
+        print(f"{Path(p).name}: face {r['face_gt2pred_mm']:.2f}, head {r['head_gt2pred_mm']:.2f} mm (gt->pred), "
+              f"head alignment's scale {r['align_scale']:.4f}")
         print("  band y (mm)          n   mean  share  >5mm outside")
         for b in r["bands"]:
             mean = f"{b['mean_mm']:6.2f}" if b["mean_mm"] is not None else "     -"
