@@ -1,9 +1,9 @@
 """Which machine a result came from: recorded in every run's ``run.json`` and every benchmark's JSON.
 
-The same command and seed give the same mesh only on a machine of the same *kind*: the same CPU model (its
-family, model and stepping, not only the marketing name, which a VM often shortens to "AMD EPYC"), the same SIMD
-kernels chosen by torch (``torch.backends.cpu.get_cpu_capability()``: DEFAULT, AVX2, AVX512...) and the same
-library versions. Two VMs that both report "AMD EPYC" gave different demo meshes
+The same command and seed give the same mesh on a machine of the same *kind*, and need not on another: the same
+CPU model (its family, model and stepping, not only the marketing name, which a VM often shortens to "AMD EPYC"),
+the same SIMD kernels chosen by torch (``torch.backends.cpu.get_cpu_capability()``: DEFAULT, AVX2, AVX512...) and
+the same library versions. Two VMs that both report "AMD EPYC" gave different demo meshes
 (``docs/results/reproducibility.md``), so :func:`machine_info` records all of these, and :func:`machine_kind`
 sums them up in one string to compare.
 """
@@ -55,9 +55,9 @@ def machine_kind(info: Dict[str, Any]) -> str:
     ``"AMD EPYC (AuthenticAMD family 25 model 1 stepping 1), torch CPU kernels AVX2"`` (plus the GPU when
     there is one)."""
     cpu = info.get("cpu_id") or {}
-    ids = " ".join(f"{k} {cpu[k]}" for k in ("family", "model", "stepping") if cpu.get(k))
-    vendor = cpu.get("vendor", "")
-    detail = f" ({vendor} {ids})".replace("( ", "(") if (vendor or ids) else ""
+    parts = [cpu.get("vendor")] + [f"{k} {cpu[k]}" for k in ("family", "model", "stepping") if cpu.get(k)]
+    ids = " ".join(p for p in parts if p)
+    detail = f" ({ids})" if ids else ""
     kind = f"{cpu.get('name', info.get('cpu', '?'))}{detail}, torch CPU kernels {info.get('cpu_capability', '?')}"
     return kind + (f", GPU {info['gpu']}" if info.get("gpu") else "")
 
