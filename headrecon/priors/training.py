@@ -4,7 +4,6 @@ reduction, the DDP agreement check and the final metadata of a model file."""
 from __future__ import annotations
 
 import os
-import platform
 import shlex
 import sys
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DistributedSampler
 
+from ..machine import machine_info
 from ..weights import load_weights, save_weights
 
 __all__ = ["TrainingError", "checkpoint_path", "ddp_env", "Distributed", "setup_distributed", "shard_plan",
@@ -225,7 +225,7 @@ def final_meta(done: int, elapsed: float, world: int, device, history: list) -> 
     """Metadata a finished (or stopped) training run records in its model file."""
     return dict(epochs_done=done, elapsed_s=elapsed, world_size=world, device=str(device),
                 final_losses=history[-1] if history else None, torch=str(torch.__version__),
-                machine=f"{platform.node()} {platform.machine()} {os.cpu_count()} cpus",
+                machine=f"{machine_info()['kind']}, {os.cpu_count()} cpus",
                 history=[{k: (round(v, 6) if isinstance(v, float) else v) for k, v in h.items()} for h in history])
 
 
