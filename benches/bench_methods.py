@@ -41,14 +41,11 @@ KEYS = ("face_gt2pred_mm", "face_pred2gt_mm", "head_gt2pred_mm", "head_pred2gt_m
 
 
 def machine() -> dict:
-    """The machine of a benchmark (headrecon.machine.machine_info: CPU identity, torch's SIMD kernels, library
-    versions, ``kind``), with the load when it started and, when there is one, the GPU."""
+    """The machine of a benchmark: headrecon.machine.machine_info (CPU identity, torch's SIMD kernels, library
+    versions, ``kind``, the load when it started, the GPU when there is one) and the host's name."""
     from headrecon.machine import machine_info
 
-    info = machine_info(torch.device("cuda") if torch.cuda.is_available() else None)
-    info.update(cpus=info["cpu_count"], threads=info["torch_threads"], host=platform.node(),
-                load_average_start=info["load_average"][0] if info["load_average"] else None)
-    return info
+    return {**machine_info(torch.device("cuda") if torch.cuda.is_available() else None), "host": platform.node()}
 
 
 def _value(text: str):
