@@ -20,7 +20,7 @@ __all__ = ["cpu_identity", "machine_info", "machine_kind"]
 
 _CPUINFO_KEYS = {"vendor_id": "vendor", "cpu family": "family", "model": "model", "stepping": "stepping",
                  "model name": "name"}
-_LIBRARIES = ("numpy", "scipy", "trimesh", "scikit-image")
+_LIBRARIES = ("numpy", "scipy", "trimesh", "scikit-image", "Pillow")  # Pillow: image decoding and resizing
 
 
 def cpu_identity(cpuinfo: str = "/proc/cpuinfo") -> Dict[str, str]:
@@ -66,7 +66,7 @@ def machine_info(device: Optional[torch.device] = None) -> Dict[str, Any]:
     """The machine, its load and the software: ``cpu`` (model name), ``cpu_id`` (:func:`cpu_identity`),
     ``cpu_capability`` (torch's SIMD kernels), ``cpu_count``, ``torch_threads``, ``load_average`` (1, 5, 15
     min, or None), ``platform``, ``python``, ``torch``, ``libraries`` (versions of numpy, scipy, trimesh,
-    scikit-image), ``gpu`` (the device's name when ``device`` is CUDA, else None) and ``kind``
+    scikit-image, Pillow), ``gpu`` (the device's name when ``device`` is CUDA, else None) and ``kind``
     (:func:`machine_kind`)."""
     try:
         load = list(os.getloadavg())

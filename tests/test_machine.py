@@ -45,5 +45,5 @@ def test_machine_info_records_what_decides_the_numbers():
     info = machine_info(torch.device("cpu"))
     assert info["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     assert info["torch"] == torch.__version__ and info["gpu"] is None and info["device"] == "cpu"
-    assert {"numpy", "scipy", "trimesh"} <= set(info["libraries"]) and info["libraries"]["numpy"]
+    assert {"numpy", "scipy", "trimesh", "Pillow"} <= set(info["libraries"]) and info["libraries"]["numpy"]
     assert info["kind"] == machine_kind(info) and info["cpu"] in info["kind"]
