@@ -5,10 +5,13 @@ CPU model (its family, model and stepping, not only the marketing name, which a 
 the same SIMD kernels chosen by torch (``torch.backends.cpu.get_cpu_capability()``: DEFAULT, AVX2, AVX512...) and
 the same library versions. Two VMs that both report "AMD EPYC" gave different demo meshes
 (``docs/results/reproducibility.md``), so :func:`machine_info` records all of these, and :func:`machine_kind`
-sums them up in one string to compare.
+sums them up in one string to compare. What made those two VMs differ is not known; :func:`machine_info` also keeps
+what a hypervisor may expose differently under one CPU identity and math libraries may dispatch on (microcode,
+the cache sizes, a digest of the CPU flags), so that the next such pair can be told apart.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import platform
 from importlib import metadata
@@ -16,16 +19,18 @@ from typing import Any, Dict, Optional
 
 import torch
 
-__all__ = ["cpu_identity", "machine_info", "machine_kind"]
+__all__ = ["cpu_caches", "cpu_identity", "machine_info", "machine_kind"]
 
 _CPUINFO_KEYS = {"vendor_id": "vendor", "cpu family": "family", "model": "model", "stepping": "stepping",
-                 "model name": "name"}
+                 "model name": "name", "microcode": "microcode"}
 _LIBRARIES = ("numpy", "scipy", "trimesh", "scikit-image", "Pillow")  # Pillow: image decoding and resizing
 
 
 def cpu_identity(cpuinfo: str = "/proc/cpuinfo") -> Dict[str, str]:
-    """The first processor's ``name``, ``vendor``, ``family``, ``model`` and ``stepping`` from ``cpuinfo``
-    (Linux); on other systems, or when the file cannot be read, ``name`` from :func:`platform.processor` only."""
+    """The first processor's ``name``, ``vendor``, ``family``, ``model``, ``stepping``, ``microcode`` and
+    ``flags_md5`` (the first 12 hex digits of the MD5 of its sorted flags) from ``cpuinfo`` (Linux), each where
+    the file has it; on other systems, or when the file cannot be read, ``name`` from :func:`platform.processor`
+    only."""
     out: Dict[str, str] = {}
     try:
         with open(cpuinfo) as f:
@@ -33,13 +38,34 @@ def cpu_identity(cpuinfo: str = "/proc/cpuinfo") -> Dict[str, str]:
                 if not line.strip():
                     break  # the end of the first processor's block
                 key, _, value = line.partition(":")
-                name = _CPUINFO_KEYS.get(key.strip())
+                key = key.strip()
+                name = _CPUINFO_KEYS.get(key)
                 if name is not None and name not in out:
                     out[name] = value.strip()
+                elif key == "flags" and "flags_md5" not in out:
+                    flags = " ".join(sorted(value.split()))
+                    out["flags_md5"] = hashlib.md5(flags.encode()).hexdigest()[:12]
     except OSError:
         pass
     if not out.get("name"):
         out["name"] = platform.processor() or platform.machine()
+    return out
+
+
+def cpu_caches(root: str = "/sys/devices/system/cpu/cpu0/cache") -> Dict[str, str]:
+    """The first CPU's cache sizes as Linux reports them (e.g. ``{"L1d": "32K", "L1i": "32K", "L2": "512K",
+    "L3": "32768K"}``); empty where ``root`` cannot be read."""
+    def read(index: str, name: str) -> str:
+        with open(os.path.join(root, index, name)) as f:
+            return f.read().strip()
+
+    out: Dict[str, str] = {}
+    try:
+        for index in sorted(e for e in os.listdir(root) if e.startswith("index")):
+            kind = {"Data": "d", "Instruction": "i"}.get(read(index, "type"), "")
+            out[f"L{read(index, 'level')}{kind}"] = read(index, "size")
+    except OSError:
+        pass
     return out
 
 
@@ -64,7 +90,7 @@ def machine_kind(info: Dict[str, Any]) -> str:
 
 def machine_info(device: Optional[torch.device] = None) -> Dict[str, Any]:
     """The machine, its load and the software: ``cpu`` (model name), ``cpu_id`` (:func:`cpu_identity`),
-    ``cpu_capability`` (torch's SIMD kernels), ``cpu_count``, ``torch_threads``, ``load_average`` (1, 5, 15
+    ``cpu_caches`` (:func:`cpu_caches`), ``cpu_capability`` (torch's SIMD kernels), ``cpu_count``, ``torch_threads``, ``load_average`` (1, 5, 15
     min, or None), ``platform``, ``python``, ``torch``, ``libraries`` (versions of numpy, scipy, trimesh,
     scikit-image, Pillow), ``gpu`` (the device's name when ``device`` is CUDA, else None) and ``kind``
     (:func:`machine_kind`)."""
@@ -77,7 +103,7 @@ def machine_info(device: Optional[torch.device] = None) -> Dict[str, Any]:
     if device is not None and torch.device(device).type == "cuda":
         gpu = torch.cuda.get_device_name(torch.device(device))
     info: Dict[str, Any] = {
-        "cpu": cpu["name"], "cpu_id": cpu, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "cpu": cpu["name"], "cpu_id": cpu, "cpu_caches": cpu_caches(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "load_average": load,
         "platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
         "libraries": {p: _version(p) for p in _LIBRARIES}, "gpu": gpu,
