@@ -1,4 +1,5 @@
-"""tools/error_bands.py: the per-height-band split of the official head error adds up to the head figure."""
+"""tools/error_bands.py: the per-height-band and per-part splits of the head error add up to the head figure and
+put the error where the shape moved."""
 import json
 import subprocess
 import sys
@@ -72,3 +73,29 @@ def test_outside_share_says_where_the_prediction_is_too_small(tmp_path):
         sphere.export(tmp_path / name)
         b = _bands(tmp_path, tmp_path / name, "--frame", "scene")["bands"]
         assert all(x["outside"] == pytest.approx(expect) for x in b), (name, b)
+
+
+def test_parts_add_up_and_hold_a_moved_ear(tmp_path):
+    """The parts (face, ears, neck_bust, scalp_back) cover every ground-truth vertex once, their head_mm add up to
+    the head error, and in the scene frame a shape moved only around the ears puts all the error in ``ears``."""
+    sys.path.insert(0, str(REPO / "tools"))
+    from error_bands import parts
+
+    from headrecon.data import load_scene
+
+    scene = load_scene(DEMO)
+    gt = trimesh.load(DEMO / "full_head.obj", process=False)
+    masks = parts(gt.vertices, scene.landmarks)
+    assert sum(m.astype(int) for m in masks.values()).tolist() == [1] * len(gt.vertices)
+    assert all(masks[k].any() for k in masks)
+    pred = gt.copy()
+    pred.vertices = pred.vertices + np.where(masks["ears"][:, None], 3.0, 0.0) * np.array([0.0, 1.0, 0.0])
+    mesh = tmp_path / "ears.ply"
+    pred.export(mesh)
+    r = _bands(tmp_path, mesh, "--frame", "scene")
+    p = {x["part"]: x for x in r["parts"]}
+    assert sum(x["n"] for x in p.values()) == len(gt.vertices)
+    assert sum(x["head_mm"] for x in p.values()) == pytest.approx(r["head_gt2pred_mm"], abs=0.01)
+    assert sum(x["head_mm"] for x in r["bands"]) == pytest.approx(r["head_gt2pred_mm"], abs=0.01)
+    assert 0.5 < p["ears"]["mean_mm"] <= 3.0 + 1e-6
+    assert max(p[k]["mean_mm"] for k in ("face", "neck_bust", "scalp_back")) < 1e-6

@@ -12,6 +12,15 @@ millimetres). Two meshes of one scene compare band by band (same vertices, same 
 ``head_gt2pred_mm`` is the vertex-weighted mean of the bands' means. ``--heatmaps`` also writes each mesh's error
 heat map (:func:`headrecon.eval.visualize.render_heatmap`).
 
+Each mesh also gets the same figures by **part** of the head (``parts``; where the scene has its six landmarks), in
+the landmark frame of :func:`headrecon.data.regions.landmark_frame` (origin between the eyes, up, front): ``face``
+(within 95 mm of the nose tip, the H3DS face sphere), ``ears`` (outside the face, from 70 mm below to 35 mm above
+the eye line, 30-120 mm behind the eyes and more than 55 mm to either side: each ear and the skin around it),
+``neck_bust`` (the rest below 40 mm under the mouth corners) and ``scalp_back`` (the rest). A scan's vertices are
+not spread evenly (the Lee Perry-Smith scan has 38 % of its head's vertices in the ``ears`` boxes), so the band or
+part that carries the head error is the one with the largest ``head_mm`` (its summed error over the head's vertex
+count: the bands', or the parts', ``head_mm`` add up to ``head_gt2pred_mm``), not the one with the largest mean.
+
 ``--frame scene`` skips the alignment and measures exact point-to-surface distances in the scene's own frame
 (:func:`headrecon.eval.metrics.evaluate` with ``protocol="exact", align="none"``): for synthetic scenes, whose
 frame is the ground truth's, this separates a shape error from what the official ICP (which scales) adds. Each
@@ -44,16 +53,36 @@ def bands(scene, mesh, n_bands: int = 8, frame: str = "official") -> dict:
     outside = ~det.pred_aligned.contains(gt) if det.pred_aligned.is_watertight else None
     edges = np.linspace(y.min(), y.max(), n_bands + 1)
     idx = np.clip(np.digitize(y, edges) - 1, 0, n_bands - 1)
-    rows = []
-    for b in range(n_bands):
-        s = idx == b
-        rows.append({"y_mm": [round(float(edges[b]), 1), round(float(edges[b + 1]), 1)], "n": int(s.sum()),
-                     "mean_mm": round(float(d[s].mean()), 3) if s.any() else None,
-                     "share": round(float(d[s].sum() / d.sum()), 4), "over_5mm": int((d[s] > 5.0).sum()),
-                     "outside": round(float(outside[s].mean()), 3) if outside is not None and s.any() else None})
+    def figures(s: np.ndarray) -> dict:
+        return {"n": int(s.sum()), "mean_mm": round(float(d[s].mean()), 3) if s.any() else None,
+                "head_mm": round(float(d[s].sum() / d.size), 3), "share": round(float(d[s].sum() / d.sum()), 4),
+                "over_5mm": int((d[s] > 5.0).sum()),
+                "outside": round(float(outside[s].mean()), 3) if outside is not None and s.any() else None}
+
+    rows = [dict(y_mm=[round(float(edges[b]), 1), round(float(edges[b + 1]), 1)], **figures(idx == b))
+            for b in range(n_bands)]
+    masks = parts(gt, scene.landmarks) if scene.landmarks and len(gt) == len(scene.gt_mesh.vertices) else None
     scale = float(np.cbrt(np.linalg.det(np.asarray(det.transform)[:3, :3])))  # the alignment's scale (1: none)
     return {"frame": frame, "align_scale": round(scale, 4), "face_gt2pred_mm": round(res["face_gt2pred_mm"], 3),
-            "head_gt2pred_mm": round(res["head_gt2pred_mm"], 3), "bands": rows, "errors": d, "details": det}
+            "head_gt2pred_mm": round(res["head_gt2pred_mm"], 3), "bands": rows,
+            "parts": None if masks is None else [dict(part=k, **figures(m)) for k, m in masks.items()],
+            "errors": d, "details": det}
+
+
+def parts(vertices, landmarks) -> dict:
+    """Boolean masks of the head's parts (module docstring) over ``vertices`` (mm), from the six ``landmarks``
+    (name -> vertex index)."""
+    from headrecon.data.regions import landmark_frame
+
+    V = np.asarray(vertices, dtype=np.float64)
+    eyes, x, up, front = landmark_frame(V, landmarks)
+    rel = V - eyes
+    side, h, f = np.abs(rel @ x), rel @ up, rel @ front
+    mouth_h = (0.5 * (V[int(landmarks["right_lips"])] + V[int(landmarks["left_lips"])]) - eyes) @ up
+    face = np.linalg.norm(V - V[int(landmarks["nose_tip"])], axis=1) <= 95.0
+    ears = ~face & (h > -70.0) & (h < 35.0) & (f < -30.0) & (f > -120.0) & (side > 55.0)
+    low = ~face & ~ears & (h < mouth_h - 40.0)
+    return {"face": face, "ears": ears, "neck_bust": low, "scalp_back": ~face & ~ears & ~low}
 
 
 def main(argv=None) -> int:
@@ -83,12 +112,13 @@ def main(argv=None) -> int:
         r = bands(scene, mesh, args.bands, args.frame)
         print(f"{Path(p).name}: face {r['face_gt2pred_mm']:.2f}, head {r['head_gt2pred_mm']:.2f} mm (gt->pred), "
               f"head alignment's scale {r['align_scale']:.4f}")
-        print("  band y (mm)          n   mean  share  >5mm outside")
-        for b in r["bands"]:
+        print("  band y (mm) / part    n   mean   head  share  >5mm outside")
+        for b in r["bands"] + (r["parts"] or []):
             mean = f"{b['mean_mm']:6.2f}" if b["mean_mm"] is not None else "     -"
             outside = f"{100 * b['outside']:6.0f}%" if b["outside"] is not None else "      -"
-            print(f"  {b['y_mm'][0]:7.1f} .. {b['y_mm'][1]:7.1f} {b['n']:6d} {mean} {100 * b['share']:5.1f}% "
-                  f"{b['over_5mm']:5d} {outside}")
+            name = f"{b['y_mm'][0]:7.1f} .. {b['y_mm'][1]:7.1f}" if "y_mm" in b else f"  {b['part']:<16}"
+            print(f"  {name} {b['n']:6d} {mean} {b['head_mm']:6.2f} {100 * b['share']:5.1f}% {b['over_5mm']:5d} "
+                  f"{outside}")
         if args.heatmaps:
             from headrecon.eval.visualize import render_heatmap
 
