@@ -363,6 +363,29 @@ def test_mask_loss_hand_computed_and_gradient():
     assert min_sdf.grad[0] > 0 and min_sdf.grad[3] < 0
 
 
+def test_mask_loss_soft_target():
+    """``target`` (a pixel's mask coverage) replaces the mask as the BCE target on the same rays; its optimum is the
+    minimum SDF where sigmoid(-alpha s) equals the coverage, on either side of the outline."""
+    alpha = 10.0
+    min_sdf = torch.tensor([0.05, -0.02, 0.3, -0.1, 0.0], dtype=torch.float64, requires_grad=True)
+    obj = torch.tensor([True, True, False, False, True])
+    hit = torch.tensor([False, True, False, True, True])
+    cov = torch.tensor([0.75, 1.0, 0.25, 0.0, 0.5], dtype=torch.float64)
+    sel = [(0, 0.75), (2, 0.25), (3, 0.0)]
+    expected = sum(_bce_logits(-alpha * min_sdf[i].item(), y) for i, y in sel) / (alpha * 5)
+    assert mask_loss(min_sdf, obj, hit, alpha, target=cov).item() == pytest.approx(expected, rel=1e-12)
+    # a 0/1 target is the mask itself
+    assert mask_loss(min_sdf, obj, hit, alpha, target=obj.double()).item() == \
+        pytest.approx(mask_loss(min_sdf, obj, hit, alpha).item(), rel=1e-12)
+    # at s = -log(c / (1 - c)) / alpha the gradient vanishes
+    c = torch.tensor([0.25, 0.75], dtype=torch.float64)
+    s = (-torch.log(c / (1 - c)) / alpha).requires_grad_(True)
+    mask_loss(s, torch.tensor([False, True]), torch.tensor([False, False]), alpha, target=c).backward()
+    assert s.grad.abs().max() < 1e-12 and s[0] > 0 > s[1]
+    with pytest.raises(ValueError, match="target"):
+        mask_loss(min_sdf, obj, hit, alpha, target=cov[:3])
+
+
 def test_mask_loss_skips_rays_missing_the_bounding_sphere():
     sdf = torch.tensor([0.2, float("nan"), -0.1, 0.05], requires_grad=True)
     obj = torch.tensor([False, False, True, True])

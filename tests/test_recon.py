@@ -163,6 +163,29 @@ def test_step_logs_stay_on_device_until_logged(tiny_scene_dir):
     assert tr.history[1]["iteration"] == 4
 
 
+def test_soft_masks_keep_each_pixels_coverage(tiny_scene_dir):
+    """The ray bank keeps each reduced pixel's mask coverage (the mask is its >= 50 %), the outline's pixels in
+    between; ``soft_masks`` trains the silhouette loss on it, which changes the loss on the same batch."""
+    scene = load_scene(tiny_scene_dir, views="3")
+    bank = RayBank.from_scene(scene, image_size=48)
+    cov = bank.coverage
+    assert cov.dtype == torch.float32 and cov.shape == bank.mask.shape
+    assert torch.equal(bank.mask, cov >= 0.5) and float(cov.min()) >= 0.0 and float(cov.max()) <= 1.0
+    partial = (cov > 0) & (cov < 1)
+    assert 0 < int(partial.sum()) < 0.2 * len(bank)  # only the outline's pixels
+    full = RayBank.from_scene(scene)
+    assert torch.equal(full.coverage, full.mask.float())
+    losses = {}
+    for soft in (False, True):
+        torch.manual_seed(0)
+        tr = Trainer(make_config("fast", iterations=1, soft_masks=soft, **dict(TINY, image_size=48)), scene,
+                     device="cpu")
+        seen = []
+        tr.train(callback=lambda t, logs: seen.append(float(logs["mask_loss"])))
+        losses[soft] = seen[0]
+    assert losses[True] != losses[False]
+
+
 def test_resume_keeps_auto_strategy(tiny_scene_dir, tmp_path):
     scene = load_scene(tiny_scene_dir, views="3")
     cfg = make_config("fast", iterations=4, **TINY)

@@ -98,6 +98,9 @@ class ReconConfig:
     # ---- loss
     rgb_weight: float = _f(2.0, "weight of the L1 colour loss (2 = IDR's balance for [0,1] colours)", group="loss")
     mask_weight: float = _f(100.0, "weight of the silhouette loss", group="loss")
+    soft_masks: bool = _f(False, "silhouette loss target: each training pixel's mask coverage after the reduction to "
+                                 "image_size (where the outline crosses the pixel) instead of the >= 50 %% mask",
+                          group="loss")
     eikonal_weight: float = _f(0.1, "weight of the eikonal loss", group="loss")
     alpha_init: float = _f(50.0, "initial mask-loss sharpness alpha", group="loss")
     alpha_milestones: Tuple[int, ...] = _f((250, 500, 750, 1000, 1250), "epochs at which alpha is multiplied by "

@@ -67,12 +67,15 @@ def mask_loss(
     hit_mask: torch.Tensor,
     alpha: float,
     n_rays: Optional[int] = None,
+    target: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
     """IDR silhouette loss on the rays that are not ``hit & object_mask``.
 
     ``(1/alpha) * sum BCE_with_logits(-alpha * min_sdf, object_mask) / R`` over those rays: rays inside the
     object mask that missed the surface are pushed to have a negative minimum SDF (so the surface grows to
-    meet them), rays outside the mask to have a positive one.
+    meet them), rays outside the mask to have a positive one. ``target`` ``[R]`` (float in [0, 1], e.g. each
+    pixel's mask coverage) replaces ``object_mask`` as the BCE's target; the rays the loss covers stay those not
+    in ``hit & object_mask``.
 
     Rays whose ``min_sdf`` is not finite are skipped (no loss, no gradient, still counted in ``R``):
     ``headrecon.render`` reports NaN for rays that miss the bounding sphere, which lie outside the object.
@@ -87,7 +90,10 @@ def mask_loss(
         return min_sdf.new_zeros(())
     # masked sum without boolean indexing (no host sync); unselected rays enter as 0 and are zeroed after the BCE
     logits = -float(alpha) * torch.where(sel, min_sdf, torch.zeros_like(min_sdf))
-    bce = F.binary_cross_entropy_with_logits(logits, object_mask.to(min_sdf.dtype), reduction="none")
+    goal = object_mask.to(min_sdf.dtype) if target is None else target.reshape(-1).to(min_sdf.dtype)
+    if goal.shape[0] != r:
+        raise ValueError(f"target has {goal.shape[0]} entries, expected {r} (one per ray)")
+    bce = F.binary_cross_entropy_with_logits(logits, goal, reduction="none")
     return torch.where(sel, bce, torch.zeros_like(bce)).sum() / (float(alpha) * float(n))
 
 
@@ -151,8 +157,10 @@ class IDRLoss(nn.Module):
         hit_mask: torch.Tensor,
         min_sdf: torch.Tensor,
         gradients: torch.Tensor,
+        mask_target: Optional[torch.Tensor] = None,
     ) -> Dict[str, torch.Tensor]:
-        """All per-ray inputs have ``R`` rays; ``gradients [M, 3]`` are SDF gradients at the eikonal samples.
+        """All per-ray inputs have ``R`` rays; ``gradients [M, 3]`` are SDF gradients at the eikonal samples;
+        ``mask_target`` (optional, ``[R]`` in [0, 1]): the silhouette loss's target (:func:`mask_loss`).
 
         Returns a dict with ``loss`` (the weighted total) and the unweighted ``rgb_loss``, ``mask_loss``,
         ``eikonal_loss``.
@@ -160,7 +168,7 @@ class IDRLoss(nn.Module):
         obj = object_mask.reshape(-1).bool()
         hit = hit_mask.reshape(-1).bool()
         l_rgb = rgb_loss(rgb_pred, rgb_gt, hit & obj)
-        l_mask = mask_loss(min_sdf, obj, hit, self.alpha)
+        l_mask = mask_loss(min_sdf, obj, hit, self.alpha, target=mask_target)
         l_eik = eikonal_loss(gradients)
         total = self.rgb_weight * l_rgb + self.eikonal_weight * l_eik + self.mask_weight * l_mask
         return {"loss": total, "rgb_loss": l_rgb, "mask_loss": l_mask, "eikonal_loss": l_eik}

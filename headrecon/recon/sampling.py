@@ -2,7 +2,8 @@
 
 :class:`RayBank` holds every pixel of the chosen views as a training ray in the unit-sphere frame (origin,
 unit direction, colour, object mask, view id), optionally after reducing the images to ``image_size`` pixels per
-side (box filter; the mask is the >= 50 % coverage of the reduced pixel; the camera intrinsics are scaled).
+side (box filter; the mask is the >= 50 % coverage of the reduced pixel, and the coverage itself is kept for
+``--soft-masks``; the camera intrinsics are scaled).
 
 :class:`PixelSampler` draws ``batch_rays`` rays per iteration uniformly (with replacement) from its pool. The pool
 starts as every pixel; selective sampling (SIRA++) progressively removes background rays: by drop step ``k`` up
@@ -25,7 +26,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import List
+from typing import List, Optional
 
 import numpy as np
 import torch
@@ -37,18 +38,19 @@ from ..data.camera import reduced_size
 __all__ = ["RayBank", "PixelSampler", "ss_steps", "resize_view"]
 
 
-def resize_view(image: np.ndarray, mask: np.ndarray, camera, max_size: int):
+def resize_view(image: np.ndarray, mask: np.ndarray, camera, max_size: int, coverage: bool = False):
     """``(image, mask, camera)`` reduced so that the larger side is at most ``max_size`` (unchanged if already
-    small enough or ``max_size`` <= 0)."""
+    small enough or ``max_size`` <= 0); with ``coverage``, ``(image, mask, camera, coverage)``: the share of each
+    reduced pixel that the full-size mask covers (float32 in [0, 1]; ``mask`` is ``coverage >= 0.5``)."""
     h, w = mask.shape
     if max_size <= 0 or max(h, w) <= max_size:
-        return image, mask, camera
+        return (image, mask, camera) + ((np.asarray(mask, dtype=np.float32),) if coverage else ())
     nw, nh = reduced_size(h, w, max_size)
     chans = [np.asarray(Image.fromarray(np.ascontiguousarray(image[..., c], dtype=np.float32), mode="F")
                         .resize((nw, nh), Image.BOX)) for c in range(3)]
     img = np.clip(np.stack(chans, -1), 0.0, 1.0).astype(np.float32)
-    m = np.asarray(Image.fromarray(mask.astype(np.float32), mode="F").resize((nw, nh), Image.BOX)) >= 0.5
-    return img, m, camera.resized(nw, nh)
+    cov = np.clip(np.asarray(Image.fromarray(mask.astype(np.float32), mode="F").resize((nw, nh), Image.BOX)), 0, 1)
+    return (img, cov >= 0.5, camera.resized(nw, nh)) + ((cov.astype(np.float32),) if coverage else ())
 
 
 @dataclass
@@ -63,15 +65,17 @@ class RayBank:
     bg_dist: np.ndarray        # [P] float, distance (pixels / image size) to the silhouette, 0 for foreground
     sizes: List[tuple]         # (height, width) per view
     cameras: list              # unit-frame cameras at training resolution
+    coverage: Optional[torch.Tensor] = None  # [P] float: the share of each pixel the full-size mask covers
 
     @classmethod
     def from_scene(cls, scene, image_size: int = 0, device="cpu") -> "RayBank":
         cams = scene.cameras_normalized()
-        o_l, d_l, c_l, m_l, v_l, dist_l, sizes, cams_out = [], [], [], [], [], [], [], []
+        o_l, d_l, c_l, m_l, v_l, dist_l, sizes, cams_out, cov_l = [], [], [], [], [], [], [], [], []
         for k, (view, cam) in enumerate(zip(scene.views, cams)):
             if view.image is None or view.mask is None:
                 raise ValueError(f"view {k} has no image/mask loaded")
-            img, m, cam = resize_view(view.image, view.mask, cam, image_size)
+            img, m, cam, cov = resize_view(view.image, view.mask, cam, image_size, coverage=True)
+            cov_l.append(torch.from_numpy(np.ascontiguousarray(cov.reshape(-1))))
             o, d = cam.rays()
             o_l.append(o)
             d_l.append(d)
@@ -85,7 +89,7 @@ class RayBank:
         dev = torch.device(device)
         return cls(origins=torch.cat(o_l).to(dev), dirs=torch.cat(d_l).to(dev), rgb=torch.cat(c_l).to(dev),
                    mask=torch.cat(m_l).to(dev), view=torch.cat(v_l).to(dev), bg_dist=np.concatenate(dist_l),
-                   sizes=sizes, cameras=cams_out)
+                   sizes=sizes, cameras=cams_out, coverage=torch.cat(cov_l).to(dev))
 
     def __len__(self) -> int:
         return self.origins.shape[0]

@@ -124,6 +124,10 @@ class Trainer:
         self._acc_n = 0
         self.occupancy: Optional[torch.Tensor] = None  # the volume step's empty-space grid (volume methods)
 
+    def _mask_target(self) -> Optional[torch.Tensor]:
+        """``--soft-masks``: the last batch's mask coverage (the silhouette loss's target), else None (the mask)."""
+        return self.bank.coverage[self.sampler.last_idx] if self.cfg.soft_masks else None
+
     # ------------------------------------------------------------------ schedules
     def epoch_at(self, iteration: int) -> float:
         """Schedule epoch of ``iteration`` (the nominal schedule scaled to the run length)."""
@@ -216,7 +220,8 @@ class Trainer:
             rgb_pred = rgb_pred.index_put((i_sel,), ren(xs, grad[:n_sel], -d[i_sel], feat[:n_sel]))
         min_sdf = torch.zeros(o.shape[0], dtype=sdf.dtype, device=sdf.device)
         min_sdf = min_sdf.index_put((i_other,), sdf[n_sel:n_sel + n_min])
-        losses = self.loss_fn(rgb_pred, rgb_gt, obj, hit, min_sdf, grad[n_sel + n_min:])
+        losses = self.loss_fn(rgb_pred, rgb_gt, obj, hit, min_sdf, grad[n_sel + n_min:],
+                              mask_target=self._mask_target())
         self.sampler.observe(~obj & ~hit & (min_sdf.detach() > 0))  # selective sampling drops only these
         extra = self.method.extra_losses(self.model, iteration=self.iteration)
         extra.update(self.method.surface_losses(self, SurfaceBatch(
@@ -276,7 +281,8 @@ class Trainer:
         if vol.use_masks:
             rgb_l = ((rgb - rgb_gt).abs().sum(-1) * objf).sum() / objf.sum().clamp_min(1)
             op = res.opacity.clamp(1e-4, 1 - 1e-4)
-            mask_l = torch.nn.functional.binary_cross_entropy(op, objf)
+            target = self._mask_target()
+            mask_l = torch.nn.functional.binary_cross_entropy(op, objf if target is None else target.to(op.dtype))
         else:
             rgb_l = (rgb - rgb_gt).abs().sum(-1).mean()
             mask_l = rgb.new_zeros(())
