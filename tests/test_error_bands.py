@@ -99,3 +99,27 @@ def test_parts_add_up_and_hold_a_moved_ear(tmp_path):
     assert sum(x["head_mm"] for x in r["bands"]) == pytest.approx(r["head_gt2pred_mm"], abs=0.01)
     assert 0.5 < p["ears"]["mean_mm"] <= 3.0 + 1e-6
     assert max(p[k]["mean_mm"] for k in ("face", "neck_bust", "scalp_back")) < 1e-6
+
+
+def test_icp_without_ears_leaves_wide_ears_out_of_the_scale(tmp_path):
+    """Ears that stand 4 mm too far out pull the official alignment's scale away from 1; aligned without them
+    (``--icp-without-ears``) the scale stays nearer 1. Refused in the scene frame."""
+    sys.path.insert(0, str(REPO / "tools"))
+    from error_bands import parts
+
+    from headrecon.data import load_scene
+
+    scene = load_scene(DEMO)
+    gt = trimesh.load(DEMO / "full_head.obj", process=False)
+    ears = parts(gt.vertices, scene.landmarks)["ears"]
+    pred = gt.copy()
+    side = np.sign(pred.vertices[:, 0] - pred.vertices[:, 0].mean())
+    pred.vertices = pred.vertices + np.where(ears, 4.0 * side, 0.0)[:, None] * np.array([1.0, 0.0, 0.0])
+    mesh = tmp_path / "wide.ply"
+    pred.export(mesh)
+    official, without = _bands(tmp_path, mesh), _bands(tmp_path, mesh, "--icp-without-ears")
+    assert not official["icp_without_ears"] and without["icp_without_ears"]
+    assert abs(without["align_scale"] - 1) < abs(official["align_scale"] - 1)
+    r = subprocess.run([sys.executable, str(REPO / "tools" / "error_bands.py"), str(DEMO), str(mesh), "--frame",
+                        "scene", "--icp-without-ears"], capture_output=True, text=True, timeout=300)
+    assert r.returncode != 0 and "--icp-without-ears" in r.stderr

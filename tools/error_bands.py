@@ -1,7 +1,7 @@
 """Where a mesh's head error lies: the official H3DS ``gt->pred`` of every ground-truth vertex, by height band.
 
-    python tools/error_bands.py SCENE MESH [MESH ...] [--bands 8] [--frame official|scene] [--out bands.json]
-        [--heatmaps DIR]
+    python tools/error_bands.py SCENE MESH [MESH ...] [--bands 8] [--frame official|scene] [--icp-without-ears]
+        [--out bands.json] [--heatmaps DIR]
 
 For each mesh (in the scene's mm, as ``headrecon-reconstruct`` writes it): the official protocol's head alignment
 and per-vertex ``gt->pred`` (:func:`headrecon.eval.metrics.evaluate`), then the ground truth's vertices in equal
@@ -37,15 +37,22 @@ from pathlib import Path
 import numpy as np
 
 
-def bands(scene, mesh, n_bands: int = 8, frame: str = "official") -> dict:
+def bands(scene, mesh, n_bands: int = 8, frame: str = "official", icp_without_ears: bool = False) -> dict:
     """The per-band figures of one mesh against ``scene`` (module docstring); also ``errors`` (per GT vertex).
     ``frame``: "official" (the H3DS protocol's alignment and nearest-vertex distances) or "scene" (none, exact
-    distances)."""
+    distances). ``icp_without_ears`` (official frame; a diagnostic, not the protocol): the head's ICP region
+    without the ``ears`` part."""
     from headrecon.eval.metrics import evaluate
 
     if frame not in ("official", "scene"):
         raise ValueError(f"frame must be official or scene, got {frame!r}")
     opts = {} if frame == "official" else {"protocol": "exact", "align": "none"}
+    if icp_without_ears:
+        if frame != "official" or scene.face_region is None or not scene.landmarks:
+            raise ValueError("icp_without_ears needs the official frame and a scene with regions/face.txt and "
+                             "landmarks")
+        region = np.asarray(scene.face_region)
+        opts["face_region"] = region[~parts(scene.gt_mesh.vertices, scene.landmarks)["ears"][region]]
     res, det = evaluate(mesh, scene, return_details=True, **opts)
     gt = np.asarray(det.gt_mesh.vertices)
     y = gt[:, 1]
@@ -63,7 +70,7 @@ def bands(scene, mesh, n_bands: int = 8, frame: str = "official") -> dict:
             for b in range(n_bands)]
     masks = parts(gt, scene.landmarks) if scene.landmarks and len(gt) == len(scene.gt_mesh.vertices) else None
     scale = float(np.cbrt(np.linalg.det(np.asarray(det.transform)[:3, :3])))  # the alignment's scale (1: none)
-    return {"frame": frame, "align_scale": round(scale, 4), "face_gt2pred_mm": round(res["face_gt2pred_mm"], 3),
+    return {"frame": frame, "icp_without_ears": icp_without_ears, "align_scale": round(scale, 4), "face_gt2pred_mm": round(res["face_gt2pred_mm"], 3),
             "head_gt2pred_mm": round(res["head_gt2pred_mm"], 3), "bands": rows,
             "parts": None if masks is None else [dict(part=k, **figures(m)) for k, m in masks.items()],
             "errors": d, "details": det}
@@ -94,11 +101,17 @@ def main(argv=None) -> int:
     ap.add_argument("--frame", choices=["official", "scene"], default="official",
                     help="official: the H3DS protocol's alignment and distances; scene: no alignment, exact "
                          "point-to-surface distances (synthetic scenes, whose frame is the ground truth's)")
+    ap.add_argument("--icp-without-ears", action="store_true",
+                    help="official frame, a diagnostic (not the protocol): align the head on its ICP region "
+                         "(regions/face.txt) without the ears part, to see how much of the alignment's scale the "
+                         "ears set")
     ap.add_argument("--out", default=None, help="write the figures as JSON here")
     ap.add_argument("--heatmaps", default=None, help="write MESH-NAME_heat.png error heat maps into this folder")
     args = ap.parse_args(argv)
     if args.bands < 1:
         ap.error("--bands must be >= 1")
+    if args.icp_without_ears and args.frame != "official":
+        ap.error("--icp-without-ears changes the official alignment: it needs --frame official")
     import trimesh
 
     from headrecon.data import load_scene
@@ -109,7 +122,7 @@ def main(argv=None) -> int:
     out = {"scene": Path(args.scene).name, "meshes": {}}
     for p in args.meshes:
         mesh = trimesh.load(p, process=False, force="mesh")
-        r = bands(scene, mesh, args.bands, args.frame)
+        r = bands(scene, mesh, args.bands, args.frame, args.icp_without_ears)
         print(f"{Path(p).name}: face {r['face_gt2pred_mm']:.2f}, head {r['head_gt2pred_mm']:.2f} mm (gt->pred), "
               f"head alignment's scale {r['align_scale']:.4f}")
         print("  band y (mm) / part    n   mean   head  share  >5mm outside")
