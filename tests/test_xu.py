@@ -216,3 +216,14 @@ def test_ddp_two_processes_gloo_match_one_process(tmp_path, data, monkeypatch):
     one = train_xu(tiny_train(iterations=4, batch_shapes=3), data, tmp_path / "one.pt")
     for (k, a), b in zip(one.state_dict().items(), two.state_dict().values()):
         assert float((a - b).abs().max()) < 1e-5, k
+
+
+def test_soft_masks_reach_the_volume_loss(trained, scene_dir):
+    """--soft-masks: the opacity's BCE target is each pixel's mask coverage (the same first batch, another loss)."""
+    losses = []
+    for soft in (False, True):
+        tr = make_trainer(trained, scene_dir, soft_masks=soft, image_size=24)
+        seen = []
+        tr.train(stop_after=1, callback=lambda t, logs: seen.append(float(logs["mask_loss"])))
+        losses.append(seen[0])
+    assert losses[0] != losses[1]
