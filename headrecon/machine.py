@@ -90,10 +90,10 @@ def machine_kind(info: Dict[str, Any]) -> str:
 
 def machine_info(device: Optional[torch.device] = None) -> Dict[str, Any]:
     """The machine, its load and the software: ``cpu`` (model name), ``cpu_id`` (:func:`cpu_identity`),
-    ``cpu_caches`` (:func:`cpu_caches`), ``cpu_capability`` (torch's SIMD kernels), ``cpu_count``, ``torch_threads``, ``load_average`` (1, 5, 15
-    min, or None), ``platform``, ``python``, ``torch``, ``libraries`` (versions of numpy, scipy, trimesh,
-    scikit-image, Pillow), ``gpu`` (the device's name when ``device`` is CUDA, else None) and ``kind``
-    (:func:`machine_kind`)."""
+    ``cpu_caches`` (:func:`cpu_caches`), ``cpu_capability`` (torch's SIMD kernels), ``cpu_count``,
+    ``torch_threads``, ``load_average`` (1, 5, 15 min, or None), ``platform``, ``python``, ``torch``,
+    ``libraries`` (versions of numpy, scipy, trimesh, scikit-image, Pillow), ``gpu`` (the device's name when
+    ``device`` is CUDA, else None) and ``kind`` (:func:`machine_kind`)."""
     try:
         load = list(os.getloadavg())
     except OSError:
@@ -103,7 +103,8 @@ def machine_info(device: Optional[torch.device] = None) -> Dict[str, Any]:
     if device is not None and torch.device(device).type == "cuda":
         gpu = torch.cuda.get_device_name(torch.device(device))
     info: Dict[str, Any] = {
-        "cpu": cpu["name"], "cpu_id": cpu, "cpu_caches": cpu_caches(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "cpu": cpu["name"], "cpu_id": cpu, "cpu_caches": cpu_caches(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "load_average": load,
         "platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
         "libraries": {p: _version(p) for p in _LIBRARIES}, "gpu": gpu,

@@ -68,9 +68,11 @@ def bands(scene, mesh, n_bands: int = 8, frame: str = "official", icp_without_ea
 
     rows = [dict(y_mm=[round(float(edges[b]), 1), round(float(edges[b + 1]), 1)], **figures(idx == b))
             for b in range(n_bands)]
-    masks = parts(gt, scene.landmarks) if scene.landmarks and len(gt) == len(scene.gt_mesh.vertices) else None
+    same = gt.shape == np.asarray(scene.gt_mesh.vertices).shape and np.array_equal(gt, scene.gt_mesh.vertices)
+    masks = parts(gt, scene.landmarks) if scene.landmarks and same else None  # landmark indices need its vertices
     scale = float(np.cbrt(np.linalg.det(np.asarray(det.transform)[:3, :3])))  # the alignment's scale (1: none)
-    return {"frame": frame, "icp_without_ears": icp_without_ears, "align_scale": round(scale, 4), "face_gt2pred_mm": round(res["face_gt2pred_mm"], 3),
+    return {"frame": frame, "icp_without_ears": icp_without_ears, "align_scale": round(scale, 4),
+            "face_gt2pred_mm": round(res["face_gt2pred_mm"], 3),
             "head_gt2pred_mm": round(res["head_gt2pred_mm"], 3), "bands": rows,
             "parts": None if masks is None else [dict(part=k, **figures(m)) for k, m in masks.items()],
             "errors": d, "details": det}
