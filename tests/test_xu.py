@@ -227,3 +227,12 @@ def test_soft_masks_reach_the_volume_loss(trained, scene_dir):
         tr.train(stop_after=1, callback=lambda t, logs: seen.append(float(logs["mask_loss"])))
         losses.append(seen[0])
     assert losses[0] != losses[1]
+
+
+def test_soft_masks_without_masks_refused():
+    """--soft-masks with xu_masks=false would change nothing: the config says so instead of running."""
+    from headrecon.recon.config import make_config
+
+    make_config("fast", method="xu", soft_masks=True)  # with masks: accepted
+    with pytest.raises(ValueError, match="soft_masks .* xu_masks=false"):
+        make_config("fast", method="xu", soft_masks=True, xu_masks=False)

@@ -105,6 +105,8 @@ class XuOptions(MethodOptions):
             errs.append(f"xu_background must be three numbers in [0, 1], got {self.xu_background}")
         if self.xu_samples < 2:
             errs.append(f"xu_samples must be >= 2, got {self.xu_samples}")
+        if cfg.soft_masks and not self.xu_masks:
+            errs.append("soft_masks sets the target of the masks' loss, which xu_masks=false turns off: drop one")
         return errs + self.check(positive=("xu_latent_lr", "finetune_lr", "xu_beta_lr"),
                                  non_negative=("xu_fine", "xu_grid_every", "xu_mask_weight", "xu_reg_weight"))
 
