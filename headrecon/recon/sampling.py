@@ -38,19 +38,19 @@ from ..data.camera import reduced_size
 __all__ = ["RayBank", "PixelSampler", "ss_steps", "resize_view"]
 
 
-def resize_view(image: np.ndarray, mask: np.ndarray, camera, max_size: int, coverage: bool = False):
-    """``(image, mask, camera)`` reduced so that the larger side is at most ``max_size`` (unchanged if already
-    small enough or ``max_size`` <= 0); with ``coverage``, ``(image, mask, camera, coverage)``: the share of each
-    reduced pixel that the full-size mask covers (float32 in [0, 1]; ``mask`` is ``coverage >= 0.5``)."""
+def resize_view(image: np.ndarray, mask: np.ndarray, camera, max_size: int):
+    """``(image, mask, camera, coverage)`` reduced so that the larger side is at most ``max_size`` (unchanged if
+    already small enough or ``max_size`` <= 0). ``coverage`` is the share of each reduced pixel that the full-size
+    mask covers (float32 in [0, 1]); ``mask`` is ``coverage >= 0.5``."""
     h, w = mask.shape
     if max_size <= 0 or max(h, w) <= max_size:
-        return (image, mask, camera) + ((np.asarray(mask, dtype=np.float32),) if coverage else ())
+        return image, mask, camera, np.asarray(mask, dtype=np.float32)
     nw, nh = reduced_size(h, w, max_size)
     chans = [np.asarray(Image.fromarray(np.ascontiguousarray(image[..., c], dtype=np.float32), mode="F")
                         .resize((nw, nh), Image.BOX)) for c in range(3)]
     img = np.clip(np.stack(chans, -1), 0.0, 1.0).astype(np.float32)
     cov = np.clip(np.asarray(Image.fromarray(mask.astype(np.float32), mode="F").resize((nw, nh), Image.BOX)), 0, 1)
-    return (img, cov >= 0.5, camera.resized(nw, nh)) + ((cov.astype(np.float32),) if coverage else ())
+    return img, cov >= 0.5, camera.resized(nw, nh), cov.astype(np.float32)
 
 
 @dataclass
@@ -74,7 +74,7 @@ class RayBank:
         for k, (view, cam) in enumerate(zip(scene.views, cams)):
             if view.image is None or view.mask is None:
                 raise ValueError(f"view {k} has no image/mask loaded")
-            img, m, cam, cov = resize_view(view.image, view.mask, cam, image_size, coverage=True)
+            img, m, cam, cov = resize_view(view.image, view.mask, cam, image_size)
             cov_l.append(torch.from_numpy(np.ascontiguousarray(cov.reshape(-1))))
             o, d = cam.rays()
             o_l.append(o)
