@@ -188,3 +188,52 @@ def test_narrow_band_checks_its_arguments():
 
     with pytest.raises(ValueError, match="narrow_band"):
         evaluate_grid(lambda x: x.norm(dim=-1) - 0.5, 64, narrow_band=-1.0)
+
+
+def test_refine_puts_four_times_the_faces_on_the_surface():
+    """refine=1: every triangle split in four and every vertex moved onto the level set (an ellipsoid, whose
+    zero set the coarse grid cuts off between vertices); closed, outward, and nearer every surface point."""
+    axes = (0.7, 0.5, 0.4)
+    fn = ellipsoid(axes)
+    coarse = extract_mesh(fn, resolution=24, progress=False)
+    fine = extract_mesh(fn, resolution=24, progress=False, refine=1)
+    assert len(fine.faces) == 4 * len(coarse.faces) and fine.is_watertight
+    assert_outward(fine)
+    level = lambda m: np.abs(fn(torch.as_tensor(m.vertices, dtype=torch.float64)).numpy())  # noqa: E731
+    assert level(fine).max() < 1e-4 < level(coarse).max()  # on the surface; the coarse mesh's vertices are not
+    # the chords of the coarse mesh cut inside the ellipsoid: the refined volume is nearer the true one
+    true_volume = 4 / 3 * math.pi * np.prod(axes)
+    assert abs(fine.volume - true_volume) < 0.5 * abs(coarse.volume - true_volume)
+    # what nearest-vertex metrics read: surface points to the nearest vertex, about half as far
+    from scipy.spatial import cKDTree
+
+    u = np.random.default_rng(0).normal(size=(4000, 3))
+    pts = u / np.linalg.norm(u / np.asarray(axes), axis=1, keepdims=True)
+    d_coarse = cKDTree(coarse.vertices).query(pts)[0].mean()
+    d_fine = cKDTree(fine.vertices).query(pts)[0].mean()
+    assert d_fine < 0.6 * d_coarse
+
+
+def test_refine_keeps_the_clip_and_the_scale():
+    """The refined vertices land on what marching cubes saw (the SDF clipped to the ball), and scale_mat is applied
+    after the refinement."""
+    f = lambda p: p[:, 0] - 0.2  # noqa: E731
+    m = extract_mesh(f, resolution=32, radius=1.0, clip_sphere=True, progress=False, refine=1)
+    r = np.linalg.norm(m.vertices, axis=1)
+    assert r.max() < 1.0 + 1e-4 and m.vertices[:, 0].max() < 0.2 + 1e-4 and m.is_watertight
+    S = np.diag([10.0, 10.0, 10.0, 1.0])
+    S[:3, 3] = (1.0, 2.0, 3.0)
+    ms = extract_mesh(f, resolution=32, radius=1.0, clip_sphere=True, progress=False, refine=1, scale_mat=S)
+    np.testing.assert_allclose(ms.vertices, m.vertices * 10.0 + (1.0, 2.0, 3.0), atol=1e-9)
+
+
+def test_project_to_level_limits_its_steps():
+    from headrecon.render.mesh import project_to_level
+
+    fn = sphere(r=0.5)
+    p = np.array([[0.9, 0.0, 0.0], [0.0, 0.0, 0.0], [0.0, 0.3, 0.0]])  # outside, at the (gradient-free) centre, inside
+    q = project_to_level(fn, p, max_step=0.1, steps=2)
+    np.testing.assert_allclose(q[0], [0.7, 0.0, 0.0], atol=1e-6)  # two steps of at most 0.1 towards the surface
+    assert np.isfinite(q).all()
+    np.testing.assert_allclose(q[2], [0.0, 0.5, 0.0], atol=1e-6)
+    np.testing.assert_allclose(project_to_level(fn, p[[0, 2]])[:, :2], [[0.5, 0.0], [0.0, 0.5]], atol=1e-6)

@@ -22,7 +22,7 @@ Presets (:data:`PRESETS`):
   epochs during the first 1000, full image resolution, 512^3 marching cubes.
 * ``fast`` is what a CPU user runs (chosen by measurement on a 2-core machine, see docs/methods/idr.md): smaller
   networks, images reduced to at most 128 px, fewer rays and a fixed iteration count with the same schedule
-  shape, a 160^3 mesh; for H3D-Net / SIRA++ phase 2 trains a hash-grid detail field over the frozen prior instead
+  shape, a 160^3 mesh refined once (``mesh_refine``: subdivided and moved onto the surface); for H3D-Net / SIRA++ phase 2 trains a hash-grid detail field over the frozen prior instead
   of fine-tuning it (the methods' ``Options.PRESETS``; measured in docs/results/priors-busts.md).
 * ``instant`` is ``fast`` with the hash-grid detail field (``--detail hashgrid``): for IDR the initial sphere plus
   a multiresolution hash encoding and a tiny MLP instead of the 4 x 128 network; for H3D-Net / SIRA++ phase 2
@@ -198,6 +198,10 @@ class ReconConfig:
     checkpoint_every: int = _f(500, "save a checkpoint every N iterations (and at the end)", group="output")
     log_every: int = _f(10, "iterations per point of the loss curve", group="output")
     mesh_resolution: int = _f(512, "marching-cubes grid points per axis", group="output")
+    mesh_refine: int = _f(0, "midpoint subdivisions of the marching-cubes mesh, each followed by moving the vertices "
+                             "onto the surface: the vertex density of a 2^N times finer grid at a fraction of its "
+                             "cost (nearest-vertex metrics such as the official H3DS protocol read the vertices)",
+                          group="output")
     render_size: int = _f(256, "largest side of the result renders (pixels)", group="output")
     novel_yaws: Tuple[float, ...] = _f((90.0, 180.0, -90.0), "yaws (deg, 0 = face) of the novel-view renders",
                                        group="output")
@@ -276,6 +280,8 @@ class ReconConfig:
                      "render_size", "checkpoint_every", "log_every", "ss_every"):
             if getattr(self, name) < 1:
                 errs.append(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0 <= self.mesh_refine <= 3:
+            errs.append(f"mesh_refine must be 0-3 (each step has four times the faces), got {self.mesh_refine}")
         if self.epoch_mode not in ("views", "pixels"):
             errs.append(f"epoch_mode must be 'views' or 'pixels', got {self.epoch_mode!r}")
         if self.strategy not in ("default", "auto", "sphere", "search"):
@@ -357,6 +363,7 @@ _FAST: Dict[str, Any] = dict(
     n_coarse=48, n_fine=16, n_secant=6,
     checkpoint_every=250,
     mesh_resolution=160,
+    mesh_refine=1,
     render_size=160,
 )
 

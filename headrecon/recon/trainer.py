@@ -506,9 +506,10 @@ class Trainer:
         Path(path).write_text(json.dumps(self.history, indent=0) + "\n")
 
     # ------------------------------------------------------------------ results
-    def extract_mesh(self, resolution: Optional[int] = None, to_scene_units: bool = True):
+    def extract_mesh(self, resolution: Optional[int] = None, to_scene_units: bool = True,
+                     refine: Optional[int] = None):
         """Marching-cubes mesh of the fitted SDF within the bounding sphere (the domain the tracer sees; largest
-        component), in scene millimetres by default."""
+        component; refined ``cfg.mesh_refine`` times unless ``refine`` says), in scene millimetres by default."""
         from ..render.mesh import extract_mesh
 
         self.model.eval()
@@ -517,7 +518,8 @@ class Trainer:
             return extract_mesh(self.sdf_fn, resolution=res, radius=self.cfg.scene_radius, device=self.device,
                                 scale_mat=self.scene.scale_mat if to_scene_units else None,
                                 largest_component=True, chunk=65536 if self.device.type == "cpu" else 1 << 20,
-                                progress=self.progress, clip_sphere=True)
+                                progress=self.progress, clip_sphere=True,
+                                refine=self.cfg.mesh_refine if refine is None else int(refine))
 
 
 def count_parameters(model) -> int:

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["extract_mesh", "evaluate_grid", "EmptyLevelSetError"]
+__all__ = ["extract_mesh", "evaluate_grid", "project_to_level", "EmptyLevelSetError"]
 
 
 class EmptyLevelSetError(ValueError):
@@ -162,6 +162,7 @@ def extract_mesh(
     progress: Optional[bool] = None,
     clip_sphere: bool = False,
     narrow_band: Optional[float] = 2.0,
+    refine: int = 0,
 ):
     """Marching-cubes mesh of ``{x : sdf_fn(x) = level}`` inside ``[-radius, radius]^3``.
 
@@ -186,6 +187,10 @@ def extract_mesh(
         narrow_band: evaluate the SDF only near the level set, found on a grid 4x coarser, assuming its gradient
             norm stays below this bound (:func:`evaluate_grid`; the same mesh as the full grid for such an SDF,
             about 5x fewer evaluations for a head); None = every grid point.
+        refine: midpoint subdivisions of the marching-cubes mesh (each splits every triangle in four), each followed
+            by moving every vertex onto the level set (:func:`project_to_level`): the vertex density of a grid
+            ``2**refine`` times finer for a fraction of its SDF evaluations. Nearest-vertex metrics (the official
+            H3DS protocol) read the vertices, not the surface between them.
 
     Returns:
         ``trimesh.Trimesh`` with outward-facing normals.
@@ -224,12 +229,44 @@ def extract_mesh(
     _orient_outward(mesh, values, radius)
     if largest_component:
         mesh = _largest_component(mesh)
+    if refine > 0:
+        def level_fn(x):  # the function marching cubes saw (the ball's clip included)
+            f = _as_sdf(sdf_fn(x), x.shape[0])
+            return torch.maximum(f, x.norm(dim=-1) - float(radius)) if clip_sphere else f
+
+        dev, dt = _infer_device_dtype(sdf_fn, device, dtype)
+        for _ in range(int(refine)):
+            verts, faces = trimesh.remesh.subdivide(mesh.vertices, mesh.faces)
+            verts = project_to_level(level_fn, verts, level=level, max_step=0.5 * spacing, chunk=chunk, device=dev,
+                                     dtype=dt)
+            mesh = trimesh.Trimesh(vertices=verts, faces=faces, process=False)
+            spacing *= 0.5
     if scale_mat is not None:
         m = np.asarray(scale_mat, dtype=np.float64)
         if m.shape != (4, 4):
             raise ValueError(f"scale_mat must be 4x4, got shape {m.shape}")
         mesh.apply_transform(m)  # trimesh flips the winding for a reflection
     return mesh
+
+
+def project_to_level(fn, points: np.ndarray, level: float = 0.0, steps: int = 2, max_step: float = np.inf,
+                     chunk: int = 65536, device=None, dtype=torch.float32) -> np.ndarray:
+    """``points`` [N, 3] moved onto ``{fn = level}`` by ``steps`` Newton steps along the gradient,
+    ``x <- x - (fn(x) - level) grad / |grad|^2``, each at most ``max_step`` long (a point where the gradient
+    vanishes stays). ``fn``: differentiable ``[M, 3] -> [M]``. Returns float64 points."""
+    out = np.asarray(points, dtype=np.float64).copy()
+    for start in range(0, len(out), chunk):
+        x = torch.as_tensor(out[start:start + chunk], dtype=dtype, device=device)
+        for _ in range(steps):
+            with torch.enable_grad():
+                xg = x.detach().requires_grad_(True)
+                f = fn(xg) - level
+                (g,) = torch.autograd.grad(f.sum(), xg)
+            step = (f.detach() / g.pow(2).sum(-1).clamp_min(1e-12))[:, None] * g
+            length = step.norm(dim=-1, keepdim=True)
+            x = x.detach() - step * (max_step / length.clamp_min(1e-30)).clamp(max=1.0)
+        out[start:start + chunk] = x.detach().cpu().double().numpy()
+    return out
 
 
 def _orient_outward(mesh, values: np.ndarray, radius: float) -> None:
