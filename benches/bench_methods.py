@@ -31,6 +31,7 @@ import math
 import platform
 import re
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -132,6 +133,26 @@ def _metrics(mesh, scene, seen, icp: bool, landmarks=None) -> dict:
     return {k: (round(float(v), 3) if isinstance(v, float) else v) for k, v in res.items()}
 
 
+def _mesh_spec(text: str) -> str:
+    """argparse type of ``--also-mesh``: "RES" or "RESrK" (marching-cubes resolution, refinements)."""
+    if not re.fullmatch(r"\d+(r\d)?", text):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a resolution, optionally with refinements (160, 160r1)")
+    return text
+
+
+def _also_mesh(tr, spec: str, scene, seen) -> dict:
+    """The official figures of the final model's mesh extracted at ``spec`` ("RES" or "RESrK": marching-cubes
+    resolution, refinements), with its vertex count and extraction seconds."""
+    res, _, k = spec.partition("r")
+    t0 = time.perf_counter()
+    try:
+        mesh = tr.extract_mesh(resolution=int(res), refine=int(k or 0))
+    except Exception as exc:  # empty level set, ...
+        return {"error": f"{type(exc).__name__}: {exc}"}
+    seconds = round(time.perf_counter() - t0, 1)
+    return {**_metrics(mesh, scene, seen, icp=False), "vertices": len(mesh.vertices), "mesh_seconds": seconds}
+
+
 def final_losses(history, share: float = 0.1) -> dict:
     """The mean of each logged loss term over the last ``share`` of the trainer's log entries (at least one): what
     the fit reached on the photos, to set beside its accuracy."""
@@ -143,7 +164,7 @@ def final_losses(history, share: float = 0.1) -> dict:
 def run_variant(scene_dir, seen, scene, views, label, method, over, args) -> dict:
     """Train one variant, evaluating at ``args.eval_at`` and at the end; returns the result row."""
     torch.manual_seed(0)
-    over = {"mesh_resolution": args.mesh_res, **dict(args.common), **over}
+    over = {"mesh_resolution": args.mesh_res, "mesh_refine": args.mesh_refine, **dict(args.common), **over}
     if args.iterations:
         over.setdefault("iterations", args.iterations)
     tr = make_trainer(scene, method, views, over)
@@ -161,6 +182,7 @@ def run_variant(scene_dir, seen, scene, views, label, method, over, args) -> dic
                       "cpu_seconds": round(tr.cpu_elapsed, 1), **{k: res.get(k) for k in KEYS}})
         print(f"  {label} it {tr.iteration}: " + " ".join(f"{k.replace('_mm', '')} {res.get(k)}" for k in KEYS[:4])
               + f" ({tr.elapsed:.0f} s)", flush=True)
+    also = {spec: _also_mesh(tr, spec, scene, seen) for spec in (args.also_mesh or [])}
     if args.save_meshes and mesh is not None:
         Path(args.save_meshes).mkdir(parents=True, exist_ok=True)
         mesh.export(Path(args.save_meshes) / f"{Path(scene_dir).name}_v{views}_{label}.ply")
@@ -169,9 +191,11 @@ def run_variant(scene_dir, seen, scene, views, label, method, over, args) -> dic
             (Path(args.save_meshes) / f"{Path(scene_dir).name}_v{views}_{label}.landmarks.json").write_text(
                 json.dumps(landmarks, indent=1) + "\n")
     return {"scene": Path(scene_dir).name, "views": views, "label": label, "method": method,
-            "overrides": {k: v for k, v in over.items() if k != "mesh_resolution"}, "iterations": tr.iteration,
+            "overrides": {k: v for k, v in over.items() if k not in ("mesh_resolution", "mesh_refine")},
+            "iterations": tr.iteration,
             "train_seconds": round(tr.elapsed, 1), "cpu_seconds": round(tr.cpu_elapsed, 1),
             "phases": [p.name for p in tr.phases], **res, "curve": curve, "final_losses": final_losses(tr.history),
+            **({"also_mesh": also} if also else {}),
             **({"prior_pose_correction": tr.prior_pose_summary()} if getattr(tr, "prior_pose", None) is not None
                else {})}
 
@@ -289,6 +313,12 @@ def build_parser():
     ap.add_argument("--iterations", type=int, default=None, help="override the fast preset's 1500 iterations")
     ap.add_argument("--eval-at", nargs="*", type=int, default=[], help="intermediate evaluation iterations")
     ap.add_argument("--mesh-res", type=int, default=128, help="marching-cubes resolution of every evaluation")
+    ap.add_argument("--mesh-refine", type=int, default=1,
+                    help="refinements of every evaluation's mesh (ReconConfig.mesh_refine: subdivided and moved onto "
+                         "the surface)")
+    ap.add_argument("--also-mesh", nargs="*", default=[], metavar="RES[rK]", type=_mesh_spec,
+                    help="also score the final model's mesh extracted at these settings (e.g. 128r0 160r1 384r0): "
+                         "official face / head per setting in the row's also_mesh, the same trained model")
     ap.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE",
                     help="overrides applied to every variant (before the variant's own)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (0 = torch's default)")
@@ -337,11 +367,20 @@ def test_compare_smoke(tmp_path):
     out = tmp_path / "r.json"
     args = build_parser().parse_args([
         "--scenes", str(tmp_path / "s"), "--views", "3", "--iterations", "6", "--eval-at", "3", "--mesh-res", "32",
-        "--methods", "idr", "slow=idr:lr=1e-5", "--set", "image_size=32", "batch_rays=128", "--out", str(out)])
+        "--methods", "idr", "slow=idr:lr=1e-5", "--set", "image_size=32", "batch_rays=128", "--out", str(out),
+        "--also-mesh", "24", "24r1"])
     args.common = parse_variant("x:" + ",".join(args.set))[2]
     rows = compare(args)
     assert [r["label"] for r in rows] == ["idr", "slow"] and all(r["iterations"] == 6 for r in rows)
     assert [c["iteration"] for c in rows[0]["curve"]] == [3, 6]
+    also = rows[0]["also_mesh"]  # the same model meshed twice more: four times the vertices once refined
+    assert also["24r1"]["vertices"] > 3 * also["24"]["vertices"] > 0 and also["24"]["head_gt2pred_mm"] > 0
+    assert "mesh_refine" not in rows[0]["overrides"] and json.loads(out.read_text())["args"]["mesh_refine"] == 1
+    try:
+        build_parser().parse_args(["--also-mesh", "160x"])
+        raise AssertionError("--also-mesh 160x accepted")
+    except SystemExit:
+        pass
     assert rows[1]["overrides"]["lr"] == 1e-5 and rows[1]["overrides"]["batch_rays"] == 128
     assert {"rgb_loss", "mask_loss", "loss"} <= set(rows[0]["final_losses"]) and rows[0]["final_losses"]["loss"] > 0
     assert json.loads(out.read_text())["rows"][0]["curve"][1]["train_seconds"] >= rows[0]["curve"][0]["train_seconds"]
