@@ -1,0 +1,95 @@
+"""Mesh a finished run again at other marching-cubes settings, and score each mesh.
+
+    python tools/remesh.py RUN_DIR SPEC [SPEC ...] [--scene SCENE] [--save DIR] [--out remesh.json] [--threads 1]
+
+``SPEC`` is ``RES`` or ``RESrK``: a ``RES^3`` marching-cubes grid, refined ``K`` times (``ReconConfig.mesh_refine``:
+every triangle split in four and every vertex moved onto the surface). The run's checkpoint is loaded (nothing is
+trained), each mesh is extracted as the run's own ``mesh.ply`` was (the bounding ball, the largest component,
+scene millimetres) and, when the scene has a ground truth, scored with the official H3DS protocol and the exact one
+(``face`` / ``head`` ``gt->pred``). The official distances end at the prediction's vertices, so they read the
+vertex spacing as error (docs/evaluation.md, "Mesh density"); the exact protocol's, to the surface, do not.
+``--save DIR`` writes each mesh as ``DIR/mesh_SPEC.ply`` (without vertex colours). The scene is the one in the
+run's ``run.json`` unless ``--scene`` names another copy of it.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from pathlib import Path
+
+
+def spec(text: str):
+    """``"160r1" -> (160, 1)``; argparse type."""
+    m = re.fullmatch(r"(\d+)(?:r(\d))?", text)
+    if not m or int(m.group(1)) < 8:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a resolution (>= 8), optionally with refinements: "
+                                         "160, 160r1")
+    return int(m.group(1)), int(m.group(2) or 0)
+
+
+def remesh(run_dir, specs, scene_dir=None, save=None, log=print) -> list:
+    """One row per spec: resolution, refine, vertices, seconds and (with a ground truth) the official and exact
+    face / head ``gt->pred`` in mm."""
+    import torch
+
+    from headrecon.eval import evaluate
+    from headrecon.recon.config import ReconConfig
+    from headrecon.recon.pipeline import load_views
+    from headrecon.recon.trainer import Trainer
+
+    run_dir = Path(run_dir)
+    ckpt = run_dir / "checkpoint.pt"
+    for need in (run_dir / "config.json", ckpt):
+        if not need.is_file():
+            raise SystemExit(f"{need}: missing; {run_dir} is not a finished headrecon run folder")
+    cfg = ReconConfig.load(run_dir / "config.json")
+    if scene_dir is None:
+        scene_dir = json.loads((run_dir / "run.json").read_text())["scene"]
+    _, scene = load_views(scene_dir, cfg.views)
+    trainer = Trainer(cfg, scene, device=torch.device("cpu"), progress=False)
+    trainer.load_checkpoint(ckpt)
+    rows = []
+    for res, refine in specs:
+        t0 = time.perf_counter()
+        mesh = trainer.extract_mesh(resolution=res, refine=refine)
+        row = {"spec": f"{res}r{refine}", "resolution": res, "refine": refine, "vertices": len(mesh.vertices),
+               "mesh_seconds": round(time.perf_counter() - t0, 1)}
+        if scene.gt_mesh is not None:
+            for name, kw in (("", {}), ("exact_", {"protocol": "exact"})):
+                ev = evaluate(mesh, scene, **kw)
+                row.update({name + k: round(float(ev[k]), 3) for k in ("face_gt2pred_mm", "head_gt2pred_mm")
+                            if ev.get(k) is not None})
+        if save:
+            Path(save).mkdir(parents=True, exist_ok=True)
+            mesh.export(Path(save) / f"mesh_{row['spec']}.ply")
+        log(json.dumps(row))
+        rows.append(row)
+    return rows
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("run", type=Path, help="a finished run folder (config.json, checkpoint.pt)")
+    ap.add_argument("specs", nargs="+", type=spec, metavar="SPEC", help="RES or RESrK, e.g. 160 160r1 512")
+    ap.add_argument("--scene", type=Path, default=None, help="the run's scene (default: the one run.json names)")
+    ap.add_argument("--save", type=Path, default=None, help="folder for the meshes (mesh_SPEC.ply)")
+    ap.add_argument("--out", type=Path, default=None, help="JSON of the rows")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads")
+    args = ap.parse_args(argv)
+    import torch
+
+    from headrecon.machine import machine_info
+
+    torch.set_num_threads(args.threads)
+    rows = remesh(args.run, args.specs, args.scene, args.save)
+    if args.out:
+        args.out.write_text(json.dumps({"command": " ".join(sys.argv), "machine": machine_info(torch.device("cpu")),
+                                        "rows": rows}, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
