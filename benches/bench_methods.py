@@ -15,7 +15,9 @@ Usage (the README's tables were produced with these commands)::
 
 Each variant runs :class:`headrecon.recon.trainer.Trainer` with the ``fast`` preset plus its overrides (and the
 common ``--iterations`` / ``--set`` overrides), seeded identically. ``--eval-at`` adds intermediate evaluations
-(marching cubes at ``--mesh-res``, then :func:`headrecon.eval.evaluate`); their cost is *not* counted in the
+(marching cubes at ``--mesh-res``, refined ``--mesh-refine`` times, then :func:`headrecon.eval.evaluate`; results
+measured before ``--mesh-refine`` existed used plain meshes: ``--mesh-refine 0`` repeats them, and ``--also-mesh``
+scores the final model at other settings too); their cost is *not* counted in the
 training time, so ``curve`` gives error against training seconds (convergence). Errors are those of the official
 H3DS protocol (the unprefixed keys); the final mesh is also evaluated with the ``exact`` protocol, in the scene
 frame (``scene_*``: synthetic scenes share the ground truth's frame exactly) and after its robust ICP (``exact_*``). ``*_chamfer_mm`` is the mean of the two directions;
