@@ -22,8 +22,9 @@ Presets (:data:`PRESETS`):
   epochs during the first 1000, full image resolution, 512^3 marching cubes.
 * ``fast`` is what a CPU user runs (chosen by measurement on a 2-core machine, see docs/methods/idr.md): smaller
   networks, images reduced to at most 128 px, fewer rays and a fixed iteration count with the same schedule
-  shape, a 160^3 mesh refined once (``mesh_refine``: subdivided and moved onto the surface); for H3D-Net / SIRA++ phase 2 trains a hash-grid detail field over the frozen prior instead
-  of fine-tuning it (the methods' ``Options.PRESETS``; measured in docs/results/priors-busts.md).
+  shape, a 160^3 mesh refined once (``mesh_refine``: subdivided and moved onto the surface); for H3D-Net /
+  SIRA++ phase 2 trains a hash-grid detail field over the frozen prior instead of fine-tuning it (the methods'
+  ``Options.PRESETS``; measured in docs/results/priors-busts.md).
 * ``instant`` is ``fast`` with the hash-grid detail field (``--detail hashgrid``): for IDR the initial sphere plus
   a multiresolution hash encoding and a tiny MLP instead of the 4 x 128 network; for H3D-Net / SIRA++ phase 2
   trains a detail field over the frozen prior instead of fine-tuning it; larger images (the field resolves them);

@@ -6,7 +6,9 @@ narrow band around the level set found on a 4x coarser grid: the same mesh for a
 below 2, about a quarter of the evaluations for a head; ``narrow_band=None`` samples every point), runs
 ``skimage.measure.marching_cubes`` on the level ``level``, maps the vertices back to world coordinates, optionally
 applies a 4x4 ``scale_mat`` (IDR / H3D-Net normalise each scene into the unit sphere; ``scale_mat`` maps the unit
-sphere back to the scene's millimetres), and keeps the largest connected component.
+sphere back to the scene's millimetres), and keeps the largest connected component. ``refine`` then subdivides the
+mesh and moves its vertices onto the level set (:func:`project_to_level`): nearest-vertex metrics read the vertex
+spacing as error (docs/evaluation.md, "Mesh density").
 
 Conventions: the SDF is negative inside; faces are oriented so that normals point outward (towards increasing
 SDF), which is checked on the extracted mesh and fixed by flipping the winding if needed, so ``mesh.volume`` is
