@@ -239,8 +239,8 @@ def extract_mesh(
         dev, dt = _infer_device_dtype(sdf_fn, device, dtype)
         for _ in range(int(refine)):
             verts, faces = trimesh.remesh.subdivide(mesh.vertices, mesh.faces)
-            verts = project_to_level(level_fn, verts, level=level, max_step=0.5 * spacing, chunk=chunk, device=dev,
-                                     dtype=dt)
+            verts = project_to_level(level_fn, verts, level=level, max_step=0.5 * spacing,
+                                     chunk=max(1, chunk // 4), device=dev, dtype=dt)  # a graph per chunk: smaller
             mesh = trimesh.Trimesh(vertices=verts, faces=faces, process=False)
             spacing *= 0.5
     if scale_mat is not None:
