@@ -136,19 +136,25 @@ def _metrics(mesh, scene, seen, icp: bool, landmarks=None) -> dict:
 
 
 def _mesh_spec(text: str) -> str:
-    """argparse type of ``--also-mesh``: "RES" or "RESrK" (marching-cubes resolution, refinements)."""
-    if not re.fullmatch(r"\d+(r\d)?", text):
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a resolution, optionally with refinements (160, 160r1)")
+    """argparse type of ``--also-mesh``: "RES" or "RESrK" (:func:`headrecon.render.mesh.parse_mesh_spec`)."""
+    from headrecon.render.mesh import parse_mesh_spec
+
+    try:
+        parse_mesh_spec(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
     return text
 
 
 def _also_mesh(tr, spec: str, scene, seen) -> dict:
     """The official figures of the final model's mesh extracted at ``spec`` ("RES" or "RESrK": marching-cubes
     resolution, refinements), with its vertex count and extraction seconds."""
-    res, _, k = spec.partition("r")
+    from headrecon.render.mesh import parse_mesh_spec
+
+    res, refine = parse_mesh_spec(spec)
     t0 = time.perf_counter()
     try:
-        mesh = tr.extract_mesh(resolution=int(res), refine=int(k or 0))
+        mesh = tr.extract_mesh(resolution=res, refine=refine)
     except Exception as exc:  # empty level set, ...
         return {"error": f"{type(exc).__name__}: {exc}"}
     seconds = round(time.perf_counter() - t0, 1)

@@ -237,3 +237,12 @@ def test_project_to_level_limits_its_steps():
     assert np.isfinite(q).all()
     np.testing.assert_allclose(q[2], [0.0, 0.5, 0.0], atol=1e-6)
     np.testing.assert_allclose(project_to_level(fn, p[[0, 2]])[:, :2], [[0.5, 0.0], [0.0, 0.5]], atol=1e-6)
+
+
+def test_parse_mesh_spec():
+    from headrecon.render.mesh import parse_mesh_spec
+
+    assert parse_mesh_spec("160r1") == (160, 1) and parse_mesh_spec("512") == (512, 0)
+    for bad in ("160x", "4", "r1", "160r12"):
+        with pytest.raises(ValueError, match="expected a resolution"):
+            parse_mesh_spec(bad)

@@ -15,19 +15,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 import time
 from pathlib import Path
 
 
 def spec(text: str):
-    """``"160r1" -> (160, 1)``; argparse type."""
-    m = re.fullmatch(r"(\d+)(?:r(\d))?", text)
-    if not m or int(m.group(1)) < 8:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a resolution (>= 8), optionally with refinements: "
-                                         "160, 160r1")
-    return int(m.group(1)), int(m.group(2) or 0)
+    """``"160r1" -> (160, 1)``; argparse type (:func:`headrecon.render.mesh.parse_mesh_spec`)."""
+    from headrecon.render.mesh import parse_mesh_spec
+
+    try:
+        return parse_mesh_spec(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def remesh(run_dir, specs, scene_dir=None, save=None, log=print) -> list:

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["extract_mesh", "evaluate_grid", "project_to_level", "EmptyLevelSetError"]
+__all__ = ["extract_mesh", "evaluate_grid", "project_to_level", "parse_mesh_spec", "EmptyLevelSetError"]
 
 
 class EmptyLevelSetError(ValueError):
@@ -249,6 +249,17 @@ def extract_mesh(
             raise ValueError(f"scale_mat must be 4x4, got shape {m.shape}")
         mesh.apply_transform(m)  # trimesh flips the winding for a reflection
     return mesh
+
+
+def parse_mesh_spec(text: str):
+    """``"160r1" -> (160, 1)``, ``"512" -> (512, 0)``: a marching-cubes resolution (>= 8) and its refinements, as
+    ``tools/remesh.py`` and ``bench_methods.py --also-mesh`` take them. Raises ValueError naming the text."""
+    import re
+
+    m = re.fullmatch(r"(\d+)(?:r(\d))?", str(text))
+    if not m or int(m.group(1)) < 8:
+        raise ValueError(f"{text!r}: expected a resolution (>= 8), optionally with refinements: 160, 160r1")
+    return int(m.group(1)), int(m.group(2) or 0)
 
 
 def project_to_level(fn, points: np.ndarray, level: float = 0.0, steps: int = 2, max_step: float = np.inf,
