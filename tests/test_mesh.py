@@ -227,6 +227,37 @@ def test_refine_keeps_the_clip_and_the_scale():
     np.testing.assert_allclose(ms.vertices, m.vertices * 10.0 + (1.0, 2.0, 3.0), atol=1e-9)
 
 
+def test_keep_unfolded_puts_back_turned_triangles():
+    """A fan of four triangles around a centre vertex: moving the centre out of the square turns two of them
+    over, so it is put back; a small lift of the centre (each face turned by 16 degrees) is kept."""
+    from headrecon.render.mesh import keep_unfolded
+
+    before = np.array([[0.0, 0, 0], [1, 0, 0], [0, 1, 0], [-1, 0, 0], [0, -1, 0]])
+    faces = np.array([[0, 1, 2], [0, 2, 3], [0, 3, 4], [0, 4, 1]])
+    after = before.copy()
+    after[0] = (2.0, 0.0, 0.0)  # past the rim: [0, 2, 3] and [0, 3, 4] face down now
+    after[2] = (0.0, 1.0, 0.1)  # a vertex of a turned face: put back with it
+    np.testing.assert_array_equal(keep_unfolded(before, after, faces), before)
+    lifted = before.copy()
+    lifted[0, 2] = 0.2
+    np.testing.assert_array_equal(keep_unfolded(before, lifted, faces), lifted)
+    assert np.array_equal(keep_unfolded(before, lifted, faces, max_turn_deg=5.0), before)
+
+
+def test_refine_does_not_fold_a_plate_thinner_than_a_cell():
+    """An ellipsoid 0.1 thick meshed with cells of 0.087: the projection pulls both sides of the plate's rim onto
+    one small triangle; refined, the mesh keeps the plain mesh's sharpest crease (below 90 degrees) instead of
+    folding (without :func:`keep_unfolded`: 56 edges above 90 degrees, up to 127)."""
+    axes = (0.7, 0.5, 0.05)
+    fn = ellipsoid(axes)
+    coarse = extract_mesh(fn, resolution=24, progress=False)
+    fine = extract_mesh(fn, resolution=24, progress=False, refine=1)
+    assert fine.is_watertight and len(fine.faces) == 4 * len(coarse.faces)
+    assert np.degrees(fine.face_adjacency_angles).max() < 90.0
+    on_level = np.abs(fn(torch.as_tensor(fine.vertices)).numpy()) < 1e-4
+    assert on_level.mean() > 0.7  # the rest stay where the subdivision put them
+
+
 def test_project_to_level_limits_its_steps():
     from headrecon.render.mesh import project_to_level
 

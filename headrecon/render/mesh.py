@@ -190,7 +190,8 @@ def extract_mesh(
             norm stays below this bound (:func:`evaluate_grid`; the same mesh as the full grid for such an SDF,
             about 5x fewer evaluations for a head); None = every grid point.
         refine: midpoint subdivisions of the marching-cubes mesh (each splits every triangle in four), each followed
-            by moving every vertex onto the level set (:func:`project_to_level`): the vertex density of a grid
+            by moving every vertex onto the level set (:func:`project_to_level`; :func:`keep_unfolded` puts back the
+            vertices of a triangle the move would turn by more than 60 degrees): the vertex density of a grid
             ``2**refine`` times finer for a fraction of its SDF evaluations. Nearest-vertex metrics (the official
             H3DS protocol) read the vertices, not the surface between them.
 
@@ -239,9 +240,9 @@ def extract_mesh(
         dev, dt = _infer_device_dtype(sdf_fn, device, dtype)
         for _ in range(int(refine)):
             verts, faces = trimesh.remesh.subdivide(mesh.vertices, mesh.faces)
-            verts = project_to_level(level_fn, verts, level=level, max_step=0.5 * spacing,
+            moved = project_to_level(level_fn, verts, level=level, max_step=0.5 * spacing,
                                      chunk=max(1, chunk // 4), device=dev, dtype=dt)  # a graph per chunk: smaller
-            mesh = trimesh.Trimesh(vertices=verts, faces=faces, process=False)
+            mesh = trimesh.Trimesh(vertices=keep_unfolded(verts, moved, faces), faces=faces, process=False)
             spacing *= 0.5
     if scale_mat is not None:
         m = np.asarray(scale_mat, dtype=np.float64)
@@ -280,6 +281,30 @@ def project_to_level(fn, points: np.ndarray, level: float = 0.0, steps: int = 2,
             x = x.detach() - step * (max_step / length.clamp_min(1e-30)).clamp(max=1.0)
         out[start:start + chunk] = x.detach().cpu().double().numpy()
     return out
+
+
+def keep_unfolded(before: np.ndarray, after: np.ndarray, faces: np.ndarray,
+                  max_turn_deg: float = 60.0) -> np.ndarray:
+    """``after`` (moved vertices [N, 3]) with the vertices of every face the move turned by more than
+    ``max_turn_deg`` (the angle between its normals in ``before`` and in ``after``) put back where ``before`` has
+    them, repeated until no face is turned that far: a projection onto the level set must not fold the mesh (where
+    two sides of a thin part pull on one small triangle, e.g. at the ears, or where the marching-cubes mesh cut a
+    crease). Faces of zero area in ``before`` or in ``after`` are not judged."""
+    before = np.asarray(before, dtype=np.float64)
+    out = np.array(after, dtype=np.float64, copy=True)
+    tri = before[faces]
+    n0 = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    len0 = np.linalg.norm(n0, axis=1)
+    cos_max = float(np.cos(np.radians(max_turn_deg)))
+    while True:
+        tri = out[faces]
+        n1 = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+        turned = np.einsum("ij,ij->i", n0, n1) < cos_max * len0 * np.linalg.norm(n1, axis=1)
+        idx = np.unique(faces[turned])
+        idx = idx[np.any(out[idx] != before[idx], axis=1)]
+        if len(idx) == 0:  # none turned, or only faces whose vertices are all back (then their normal is n0)
+            return out
+        out[idx] = before[idx]
 
 
 def _orient_outward(mesh, values: np.ndarray, radius: float) -> None:
