@@ -43,6 +43,9 @@ def test_remesh_reproduces_the_run_and_refines(tmp_path):
     assert abs(rows["40r1"]["head_gt2pred_mm"] - metrics["h3ds"]["head_gt2pred_mm"]) < 1e-3
     assert rows["40r1"]["vertices"] > 3.5 * rows["40r0"]["vertices"]
     assert "exact_head_gt2pred_mm" in rows["40r0"]
+    for r in rows.values():  # the creases: counted, and no fold in a refined mesh of a smooth fit
+        assert 0 < r["max_crease_deg"] < 180 and r["folds_over_150deg"] <= r["edges_over_90deg"]
+    assert rows["40r1"]["folds_over_150deg"] == 0
 
 
 def test_remesh_refuses_a_folder_without_a_run(tmp_path):

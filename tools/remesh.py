@@ -5,9 +5,10 @@
 ``SPEC`` is ``RES`` or ``RESrK``: a ``RES^3`` marching-cubes grid, refined ``K`` times (``ReconConfig.mesh_refine``:
 every triangle split in four and every vertex moved onto the surface). The run's checkpoint is loaded (nothing is
 trained), each mesh is extracted as the run's own ``mesh.ply`` was (the bounding ball, the largest component,
-scene millimetres) and, when the scene has a ground truth, scored with the official H3DS protocol and the exact one
-(``face`` / ``head`` ``gt->pred``). The official distances end at the prediction's vertices, so they read the
-vertex spacing as error (docs/evaluation.md, "Mesh density"); the exact protocol's, to the surface, do not.
+scene millimetres), its creases counted (folds: edges whose two faces meet nearly back to back) and, when the scene
+has a ground truth, scored with the official H3DS protocol and the exact one (``face`` / ``head`` ``gt->pred``).
+The official distances end at the prediction's vertices, so they read the vertex spacing as error
+(docs/evaluation.md, "Mesh density"); the exact protocol's, to the surface, do not.
 ``--save DIR`` writes each mesh as ``DIR/mesh_SPEC.ply`` (without vertex colours). The scene is the one in the
 run's ``run.json`` unless ``--scene`` names another copy of it.
 """
@@ -31,8 +32,10 @@ def spec(text: str):
 
 
 def remesh(run_dir, specs, scene_dir=None, save=None, log=print) -> list:
-    """One row per spec: resolution, refine, vertices, seconds and (with a ground truth) the official and exact
-    face / head ``gt->pred`` in mm."""
+    """One row per spec: resolution, refine, vertices, seconds, the mesh's creases (the largest angle between the
+    normals of an edge's two faces, the edges above 90 and above 150 degrees: folds) and (with a ground truth) the
+    official and exact face / head ``gt->pred`` in mm."""
+    import numpy as np
     import torch
 
     from headrecon.eval import evaluate
@@ -57,6 +60,9 @@ def remesh(run_dir, specs, scene_dir=None, save=None, log=print) -> list:
         mesh = trainer.extract_mesh(resolution=res, refine=refine)
         row = {"spec": f"{res}r{refine}", "resolution": res, "refine": refine, "vertices": len(mesh.vertices),
                "mesh_seconds": round(time.perf_counter() - t0, 1)}
+        crease = np.degrees(mesh.face_adjacency_angles)  # between the normals of the two faces of every edge
+        row.update({"max_crease_deg": round(float(crease.max()), 1), "edges_over_90deg": int((crease > 90).sum()),
+                    "folds_over_150deg": int((crease > 150).sum())})
         if scene.gt_mesh is not None:
             for name, kw in (("", {}), ("exact_", {"protocol": "exact"})):
                 ev = evaluate(mesh, scene, **kw)
