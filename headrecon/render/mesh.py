@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["extract_mesh", "evaluate_grid", "project_to_level", "parse_mesh_spec", "EmptyLevelSetError"]
+__all__ = ["extract_mesh", "evaluate_grid", "project_to_level", "keep_unfolded", "parse_mesh_spec", "EmptyLevelSetError"]
 
 
 class EmptyLevelSetError(ValueError):
