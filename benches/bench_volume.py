@@ -124,8 +124,8 @@ def hierarchical_summary(n_rays=1024, beta=0.002, rounds=3, resolution=64):
     grid = fill_occupancy(sdf, resolution, 1.0)
     configs = {"uniform 64": dict(n_samples=64), "uniform 128": dict(n_samples=128),
                f"uniform 64, grid {resolution}^3": dict(n_samples=64, grid=grid),
-               f"64 -> 32 fine, grid, no early stop": dict(n_samples=64, n_fine=32, grid=grid, stop_transmittance=0.0),
-               f"64 -> 32 fine, grid, early stop (1e-4)": dict(n_samples=64, n_fine=32, grid=grid)}
+               "64 -> 32 fine, grid, no early stop": dict(n_samples=64, n_fine=32, grid=grid, stop_transmittance=0.0),
+               "64 -> 32 fine, grid, early stop (1e-4)": dict(n_samples=64, n_fine=32, grid=grid)}
     with torch.no_grad():
         ref = render_volume(sdf, None, o, d, n_samples=4096, beta=beta)
     seen = ref.opacity > 0.5

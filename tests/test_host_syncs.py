@@ -6,7 +6,6 @@ compaction per sphere-tracing step, at most ``max_steps`` = 30, plus the search 
 coarse/fine search 17, the search with the SDF cache 32 (one compaction per cached network call). The bounds
 below leave room for scene-dependent step counts; a wait added per network call or per ray would break them."""
 import pytest
-import torch
 from test_recon import TINY, ellipsoid_mesh, one_thread  # noqa: F401  (one_thread is autouse)
 
 from headrecon import _sync

@@ -14,7 +14,6 @@ from headrecon import ops
 from headrecon.data import load_scene
 from headrecon.data.errors import SceneError
 from headrecon.data.scene import load_image, load_mask
-from headrecon.data.synthetic import make_scene
 
 RUN_FAST = ["--iterations", "4", "--image-size", "32", "--batch-rays", "64", "--mesh-resolution", "32",
             "--render-size", "24", "--novel-yaws", "180", "--quiet", "--device", "cpu"]

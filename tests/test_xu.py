@@ -132,7 +132,7 @@ def make_trainer(trained, scene_dir, **kw):
 def test_xu_stages_train_what_the_paper_says(trained, scene_dir):
     tr = make_trainer(trained, scene_dir)
     assert [p.name for p in tr.phases] == ["deform", "detail"]
-    geo, ren = tr.model.geometry.base, tr.model.rendering
+    geo = tr.model.geometry.base
     detail = tr.model.geometry
     ref0 = [p.detach().clone() for p in geo.reference.parameters()]
     table0 = detail.table.detach().clone()

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ...weights import load_weights, save_weights
+from ...weights import save_weights
 from ..normalization import Normalization
 from ..sira.model import SiraConfig, SiraPrior
 

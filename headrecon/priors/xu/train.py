@@ -30,7 +30,6 @@ gradients are summed, so that every process takes the same step.
 """
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
