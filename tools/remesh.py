@@ -36,24 +36,14 @@ def remesh(run_dir, specs, scene_dir=None, save=None, log=print) -> list:
     normals of an edge's two faces, the edges above 90 and above 150 degrees: folds) and (with a ground truth) the
     official and exact face / head ``gt->pred`` in mm."""
     import numpy as np
-    import torch
 
     from headrecon.eval import evaluate
-    from headrecon.recon.config import ReconConfig
-    from headrecon.recon.pipeline import load_views
-    from headrecon.recon.trainer import Trainer
+    from headrecon.recon.pipeline import RunDirError, load_run
 
-    run_dir = Path(run_dir)
-    ckpt = run_dir / "checkpoint.pt"
-    for need in (run_dir / "config.json", ckpt):
-        if not need.is_file():
-            raise SystemExit(f"{need}: missing; {run_dir} is not a finished headrecon run folder")
-    cfg = ReconConfig.load(run_dir / "config.json")
-    if scene_dir is None:
-        scene_dir = json.loads((run_dir / "run.json").read_text())["scene"]
-    _, scene = load_views(scene_dir, cfg.views)
-    trainer = Trainer(cfg, scene, device=torch.device("cpu"), progress=False)
-    trainer.load_checkpoint(ckpt)
+    try:
+        trainer, _, scene = load_run(run_dir, scene_dir)
+    except RunDirError as exc:
+        raise SystemExit(str(exc)) from None
     rows = []
     for res, refine in specs:
         t0 = time.perf_counter()

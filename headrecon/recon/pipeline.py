@@ -11,7 +11,8 @@ then writes the results. Run folder layout::
     loss_curve.png        the loss history, log scale
     mesh.ply              the reconstruction in the scene's millimetres (largest component), vertex colours from
                           the fitted rendering network (each vertex seen along its normal)
-    renders_inputs.png    input photo | traced colour | shaded normals, for each input view
+    renders_inputs.png    input photo | colour | shaded normals, for each input view (mesh.ply ray-cast, coloured
+                          and shaded by the fitted networks at the hits)
     renders_novel.png     the same for novel yaws (with the held-out photo when the scene has that view)
     metrics.json          timings and, when the scene has a ground truth, the H3DS metrics (mm); a prior method's
                           also aligned by its landmarks (h3ds_landmarks)
@@ -36,7 +37,7 @@ from ..machine import machine_info
 from .config import ReconConfig, config_diff
 from .trainer import CHECKPOINT_NAME, Trainer, count_parameters, resolve_device
 
-__all__ = ["reconstruct", "RunDirError", "RunResult", "check_run_dir", "load_views"]
+__all__ = ["reconstruct", "RunDirError", "RunResult", "check_run_dir", "load_views", "load_run"]
 
 
 class RunDirError(ValueError):
@@ -68,6 +69,24 @@ def load_views(scene_dir, views):
 
         fill_missing_masks(train)  # the user's masks win; a view without one gets one from its photo
     return full, train
+
+
+def load_run(run_dir, scene_dir=None, device="cpu"):
+    """``(trainer, full_scene, train_scene)`` of a finished run folder, its model as its checkpoint left it
+    (``scene_dir``: default the scene the run recorded). For tools that use a trained model again without
+    training (``tools/remesh.py``, ``benches/bench_renders.py``)."""
+    run_dir = Path(run_dir)
+    ckpt = run_dir / CHECKPOINT_NAME
+    for need in (run_dir / "config.json", run_dir / "run.json", ckpt):
+        if not need.is_file():
+            raise RunDirError(f"{need}: missing; {run_dir} is not a finished headrecon run folder")
+    cfg = ReconConfig.load(run_dir / "config.json")
+    if scene_dir is None:
+        scene_dir = json.loads((run_dir / "run.json").read_text())["scene"]
+    full, scene = load_views(scene_dir, cfg.views)
+    trainer = Trainer(cfg, scene, device=torch.device(device), progress=False)
+    trainer.load_checkpoint(ckpt)
+    return trainer, full, scene
 
 
 def check_run_dir(run_dir: Path, cfg: ReconConfig, resume: bool, explicit: Optional[Dict[str, Any]] = None,
@@ -241,9 +260,9 @@ def write_results(trainer: Trainer, full, scene, run_dir: Path, log=print) -> Di
     loss_curve(trainer.history, run_dir / "loss_curve.png")
     t0 = time.perf_counter()
     mesh = None
+    Sinv = np.linalg.inv(np.asarray(scene.scale_mat, dtype=np.float64))  # scene frame -> the unit frame
     try:
         mesh = trainer.extract_mesh()
-        Sinv = np.linalg.inv(np.asarray(scene.scale_mat, dtype=np.float64))
         rgb = vertex_colors(trainer.model, np.asarray(mesh.vertices) @ Sinv[:3, :3].T + Sinv[:3, 3])
         mesh.visual = trimesh.visual.ColorVisuals(mesh, vertex_colors=to_uint8(rgb))
         mesh.export(run_dir / "mesh.ply")
@@ -257,7 +276,13 @@ def write_results(trainer: Trainer, full, scene, run_dir: Path, log=print) -> Di
     if landmarks is not None:
         (run_dir / "landmarks.json").write_text(json.dumps(landmarks, indent=1) + "\n")
     t0 = time.perf_counter()
-    tracer = trainer.render_tracer()
+    # the renders ray-cast the mesh just written (in the unit frame), coloured by the networks; without one, traced
+    mesh_unit, tracer = None, None
+    if mesh is not None:
+        mesh_unit = trimesh.Trimesh(np.asarray(mesh.vertices) @ Sinv[:3, :3].T + Sinv[:3, 3], np.asarray(mesh.faces),
+                                    process=False)
+    else:
+        tracer = trainer.render_tracer()
     if trainer.prior_pose is not None:
         metrics["prior_pose_correction"] = trainer.prior_pose_summary()
     if trainer.cameras is not None:
@@ -265,12 +290,12 @@ def write_results(trainer: Trainer, full, scene, run_dir: Path, log=print) -> Di
     rows = []
     for view, cam in zip(scene.views, trainer.training_cameras()):
         c = fit_camera(cam, cfg.render_size)
-        rgb, shade, _ = render_view(trainer.model, tracer, c)
+        rgb, shade, _ = render_view(trainer.model, tracer, c, mesh=mesh_unit)
         rows.append((f"input view {view.index}", view.image, rgb, shade))
     comparison_sheet(rows, run_dir / "renders_inputs.png")
     rows = []
     for label, cam, ref in novel_cameras(full, scene, cfg.novel_yaws, cfg.render_size):
-        rgb, shade, _ = render_view(trainer.model, tracer, cam)
+        rgb, shade, _ = render_view(trainer.model, tracer, cam, mesh=mesh_unit)
         rows.append((label, ref, rgb, shade))
     if rows:
         comparison_sheet(rows, run_dir / "renders_novel.png", header=("held-out photo", "colour", "normals"))

@@ -1,8 +1,9 @@
 """Pictures of a reconstruction: traced colour and shaded-normal images, comparison sheets and the loss curve.
 
-* :func:`render_view` traces every pixel of a camera (unit-sphere frame) through the fitted SDF in chunks with the
-  run's :class:`headrecon.render.RayTracer` and returns the rendering network's colour, a grey Lambertian shading
-  of the normals (headlight from the camera) and the hit mask.
+* :func:`render_view` finds where every pixel's ray of a camera (unit-sphere frame) meets the surface, either by
+  ray-casting the run's mesh (Embree through trimesh: what the run exports; the run folder's renders) or by tracing
+  the fitted SDF with a :class:`headrecon.render.RayTracer`, and returns the rendering network's colour there, a
+  grey Lambertian shading of the SDF's normals (headlight from the camera) and the hit mask.
 * :func:`vertex_colors` evaluates the rendering network at mesh vertices, each seen along its normal, for
   coloured mesh exports.
 * :func:`novel_cameras` places cameras at given yaws around the scene's head frame, at the distance and focal
@@ -28,8 +29,27 @@ def to_uint8(img) -> np.ndarray:
     return np.clip(np.asarray(img, dtype=np.float32) * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
 
-def render_view(model, tracer, camera, chunk: int = 8192, device=None):
-    """``(rgb [H,W,3], shaded [H,W,3], hit [H,W])`` float/bool numpy for ``camera`` (unit-sphere frame)."""
+def _mesh_hits(mesh, o: torch.Tensor, d: torch.Tensor):
+    """``(hit [N] bool, points [N, 3])`` of rays ``o + t d`` against ``mesh`` (first hits; trimesh's ray casting,
+    Embree when installed); points of missed rays are zero."""
+    o64, d64 = o.detach().cpu().double().numpy(), d.detach().cpu().double().numpy()
+    locs, idx, _ = mesh.ray.intersects_location(o64, d64, multiple_hits=False)
+    hit = torch.zeros(o.shape[0], dtype=torch.bool)
+    pts = torch.zeros(o.shape[0], 3, dtype=o.dtype)
+    idx = torch.as_tensor(np.asarray(idx, dtype=np.int64))
+    hit[idx] = True
+    pts[idx] = torch.as_tensor(np.asarray(locs), dtype=o.dtype)
+    return hit.to(o.device), pts.to(o.device)
+
+
+def render_view(model, tracer, camera, chunk: int = 8192, device=None, mesh=None):
+    """``(rgb [H,W,3], shaded [H,W,3], hit [H,W])`` float/bool numpy for ``camera`` (unit-sphere frame).
+
+    ``mesh``: a ``trimesh.Trimesh`` in the same frame (the run's mesh): the hits are ray-cast against it instead of
+    traced through the SDF (``tracer`` is then unused and may be None). The colour and normals still come from the
+    networks at the hit points. The run's (refined) mesh lies on the fitted surface, so the picture is the traced one
+    but at silhouette pixels (a test bounds both), shows what the run exports, and takes one network evaluation per
+    hit pixel instead of the tracer's tens per ray."""
     device = device or next(model.parameters()).device
     geo, ren = model.geometry, model.rendering
     was_training = model.training
@@ -44,12 +64,15 @@ def render_view(model, tracer, camera, chunk: int = 8192, device=None):
         for s in range(0, n, chunk):
             o = o_all[s:s + chunk].to(device)
             d = d_all[s:s + chunk].to(device)
-            with parametrize.cached():
-                res = tracer(geo.sdf, o, d)
-            h = res.hit
+            if mesh is not None:
+                h, pts = _mesh_hits(mesh, o, d)
+            else:
+                with parametrize.cached():
+                    res = tracer(geo.sdf, o, d)
+                h, pts = res.hit, res.points
             if not bool(h.any()):
                 continue
-            x = res.points[h]
+            x = pts[h]
             _, feat, g = geo.forward_with_gradient(x, create_graph=False)
             with torch.no_grad():
                 c = ren(x, g, -d[h], feat)
