@@ -1,4 +1,4 @@
-"""Pictures of a reconstruction: traced colour and shaded-normal images, comparison sheets and the loss curve.
+"""Pictures of a reconstruction: colour and shaded-normal images, comparison sheets and the loss curve.
 
 * :func:`render_view` finds where every pixel's ray of a camera (unit-sphere frame) meets the surface, either by
   ray-casting the run's mesh (Embree through trimesh: what the run exports; the run folder's renders) or by tracing
