@@ -259,11 +259,13 @@ def write_results(trainer: Trainer, full, scene, run_dir: Path, log=print) -> Di
     metrics: Dict[str, Any] = {}
     loss_curve(trainer.history, run_dir / "loss_curve.png")
     t0 = time.perf_counter()
-    mesh = None
-    Sinv = np.linalg.inv(np.asarray(scene.scale_mat, dtype=np.float64))  # scene frame -> the unit frame
+    mesh = mesh_unit = None  # mesh_unit: the same mesh in the unit frame (cameras, networks)
     try:
         mesh = trainer.extract_mesh()
-        rgb = vertex_colors(trainer.model, np.asarray(mesh.vertices) @ Sinv[:3, :3].T + Sinv[:3, 3])
+        Sinv = np.linalg.inv(np.asarray(scene.scale_mat, dtype=np.float64))
+        mesh_unit = trimesh.Trimesh(np.asarray(mesh.vertices) @ Sinv[:3, :3].T + Sinv[:3, 3], np.asarray(mesh.faces),
+                                    process=False)
+        rgb = vertex_colors(trainer.model, mesh_unit.vertices)
         mesh.visual = trimesh.visual.ColorVisuals(mesh, vertex_colors=to_uint8(rgb))
         mesh.export(run_dir / "mesh.ply")
     except EmptyLevelSetError as exc:
@@ -276,13 +278,8 @@ def write_results(trainer: Trainer, full, scene, run_dir: Path, log=print) -> Di
     if landmarks is not None:
         (run_dir / "landmarks.json").write_text(json.dumps(landmarks, indent=1) + "\n")
     t0 = time.perf_counter()
-    # the renders ray-cast the mesh just written (in the unit frame), coloured by the networks; without one, traced
-    mesh_unit, tracer = None, None
-    if mesh is not None:
-        mesh_unit = trimesh.Trimesh(np.asarray(mesh.vertices) @ Sinv[:3, :3].T + Sinv[:3, 3], np.asarray(mesh.faces),
-                                    process=False)
-    else:
-        tracer = trainer.render_tracer()
+    # the renders ray-cast the mesh just written, coloured by the networks; without one, traced through the SDF
+    tracer = trainer.render_tracer() if mesh_unit is None else None
     if trainer.prior_pose is not None:
         metrics["prior_pose_correction"] = trainer.prior_pose_summary()
     if trainer.cameras is not None:
