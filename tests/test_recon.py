@@ -88,7 +88,8 @@ def test_tiny_fit_reaches_chamfer_bound(tiny_scene_dir):
 def test_render_view_from_the_mesh_matches_the_traced_render(tiny_scene_dir):
     """The run folder's renders ray-cast the run's refined mesh and colour the hits with the networks; traced
     through the SDF instead, the same camera gives the same picture but at the silhouette: hit masks that differ
-    only next to a silhouette pixel, and the same colour and shading elsewhere."""
+    only next to a silhouette pixel, and the same colour and shading elsewhere (bounds that a mesh moved off the
+    surface does not meet)."""
     from headrecon.recon.renders import fit_camera, render_view
 
     scene = load_scene(tiny_scene_dir, views="3")
@@ -113,6 +114,11 @@ def test_render_view_from_the_mesh_matches_the_traced_render(tiny_scene_dir):
         assert np.abs(rgb0[both] - rgb1[both]).mean() < 0.01 and np.abs(sh0[both] - sh1[both]).mean() < 0.01
         assert np.abs(rgb0[both] - rgb1[both]).max() < 0.1
         assert not rgb1[~hit1].any()  # misses stay black
+        # the bounds see a mesh that is off the surface: moved by 0.02 units, its shading no longer agrees
+        moved = trimesh.Trimesh(unit.vertices + 0.02, unit.faces, process=False)
+        _, sh2, hit2 = render_view(tr.model, None, c, mesh=moved)
+        both2 = hit0 & hit2 & ~edge
+        assert np.abs(sh0[both2] - sh2[both2]).mean() > 0.02
 
 
 def test_cli_run_folder(tiny_scene_dir, tmp_path, capsys):
