@@ -2,8 +2,9 @@
 
 :func:`extract_mesh` samples any SDF callable (``points [N, 3] -> sdf [N]``, e.g. ``GeometryNetwork.sdf``) on a
 ``resolution^3`` grid over the cube ``[-radius, radius]^3`` in chunks under ``torch.no_grad()`` (by default only a
-narrow band around the level set found on a 4x coarser grid: the same mesh for an SDF whose gradient norm stays
-below 2, about a quarter of the evaluations for a head; ``narrow_band=None`` samples every point), runs
+narrow band around the level set, found on lattices 16, 8, 4 and 2 times coarser, each refined where a cell may hold
+it: the same mesh for an SDF whose gradient norm stays below 2, for a fraction of the evaluations;
+``narrow_band=None`` samples every point), runs
 ``skimage.measure.marching_cubes`` on the level ``level``, maps the vertices back to world coordinates, optionally
 applies a 4x4 ``scale_mat`` (IDR / H3D-Net normalise each scene into the unit sphere; ``scale_mat`` maps the unit
 sphere back to the scene's millimetres), and keeps the largest connected component. ``refine`` then subdivides the
@@ -16,7 +17,7 @@ positive for a closed surface.
 """
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 import torch
@@ -74,14 +75,53 @@ def _evaluate_points(sdf_fn, flat_idx, res, axis, chunk, device, values, progres
             values[flat_idx[s:e]] = sdf.detach().to("cpu", torch.float64).numpy()
 
 
-def _interp_matrix(fine_n: int, coarse_idx: np.ndarray) -> np.ndarray:
-    """[fine_n, n_coarse] linear interpolation from the coarse grid points (fine indices ``coarse_idx``)."""
-    c = np.minimum(np.searchsorted(coarse_idx, np.arange(fine_n), side="right") - 1, len(coarse_idx) - 2)
-    t = (np.arange(fine_n) - coarse_idx[c]) / (coarse_idx[c + 1] - coarse_idx[c])
-    w = np.zeros((fine_n, len(coarse_idx)))
-    w[np.arange(fine_n), c] = 1 - t
-    w[np.arange(fine_n), c + 1] += t
+def _interp_matrix(fine_idx: np.ndarray, coarse_idx: np.ndarray) -> np.ndarray:
+    """[len(fine_idx), len(coarse_idx)] linear interpolation from a coarse lattice to a finer one (both given as
+    grid indices; a fine point on a coarse one gets its value exactly)."""
+    fine_idx = np.asarray(fine_idx)
+    c = np.minimum(np.searchsorted(coarse_idx, fine_idx, side="right") - 1, len(coarse_idx) - 2)
+    t = (fine_idx - coarse_idx[c]) / (coarse_idx[c + 1] - coarse_idx[c])
+    w = np.zeros((len(fine_idx), len(coarse_idx)))
+    w[np.arange(len(fine_idx)), c] = 1 - t
+    w[np.arange(len(fine_idx)), c + 1] += t
     return w
+
+
+def _lattice(res: int, stride: int) -> np.ndarray:
+    """Every ``stride``-th grid index, the last one (res - 1) included."""
+    return np.unique(np.r_[np.arange(0, res, stride), res - 1])
+
+
+def _trilinear(coarse: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """``coarse`` [n, n, n] interpolated separably with ``w`` [m, n] onto [m, m, m] (float64)."""
+    fill = np.tensordot(coarse, w, axes=([2], [1]))           # [n, n, m(z)]
+    fill = np.tensordot(fill, w, axes=([1], [1]))             # [n, m(z), m(y)]
+    fill = np.tensordot(w, fill, axes=([1], [0]))             # [m(x), m(z), m(y)]
+    return np.ascontiguousarray(fill.transpose(0, 2, 1))
+
+
+def _far_cells(v: np.ndarray, bound: float, level: float) -> np.ndarray:
+    """[n-1]^3 bool: the lattice cells whose 8 corners all lie farther than ``bound`` from ``level``."""
+    far = np.abs(v - level) > bound
+    return far[:-1, :-1, :-1] & far[1:, :-1, :-1] & far[:-1, 1:, :-1] & far[:-1, :-1, 1:] \
+        & far[1:, 1:, :-1] & far[1:, :-1, 1:] & far[:-1, 1:, 1:] & far[1:, 1:, 1:]
+
+
+def _cell_of(child: np.ndarray, parent: np.ndarray) -> np.ndarray:
+    """For each child-lattice index, the parent-lattice cell that holds it (the later one on a cell boundary)."""
+    return np.minimum(np.searchsorted(parent, child, side="right") - 1, len(parent) - 2)
+
+
+def _in_needed_cells(child: np.ndarray, parent: np.ndarray, need_cell: np.ndarray) -> np.ndarray:
+    """[m, m, m] bool: the child-lattice points that lie in (or on the boundary of) a needed parent cell."""
+    own = _cell_of(child, parent)
+    prev = np.where(np.isin(child, parent[1:-1]), own - 1, own)  # a point on a cell boundary is in both cells
+    need = np.zeros((len(child),) * 3, dtype=bool)
+    for ox in (own, prev):
+        for oy in (own, prev):
+            for oz in (own, prev):
+                need |= need_cell[np.ix_(ox, oy, oz)]
+    return need
 
 
 def evaluate_grid(
@@ -94,16 +134,20 @@ def evaluate_grid(
     progress: Optional[bool] = None,
     narrow_band: Optional[float] = None,
     level: float = 0.0,
-    stride: int = 4,
+    strides: Sequence[int] = (16, 8, 4, 2),
 ) -> np.ndarray:
     """SDF values on the grid ``linspace(-radius, radius, resolution)^3`` as a float array ``[res, res, res]``
     indexed ``[ix, iy, iz]``. Points are generated chunk by chunk (the full point grid is never materialised).
 
-    ``narrow_band`` (a Lipschitz bound, e.g. 2): evaluate every ``stride``-th grid point first; a coarse cell whose
-    corners are all farther than ``narrow_band`` x its diagonal from ``level`` cannot hold the level set (for an
-    SDF with gradient norm below ``narrow_band``): its interior gets the coarse values' trilinear interpolation
-    (same sign, no crossing), every other grid point the SDF itself. Marching cubes then finds the same crossings
-    at the same places as on the full grid, for a fraction of the evaluations."""
+    ``narrow_band`` (a Lipschitz bound, e.g. 2): evaluate every ``strides[0]``-th grid point first (the coarsest
+    strides are dropped while their lattice has fewer than 8 cells per axis). A cell whose corners all lie farther
+    than ``narrow_band`` x its diagonal from ``level`` cannot hold the level set (for an SDF with gradient norm below
+    ``narrow_band``); the other cells are refined on the lattice of the next stride, and so on down to the grid
+    itself. Every grid point of a cell that may hold the level set gets the SDF, every other one the trilinear
+    interpolation of the lattice that ruled its cell out (same sign, no crossing). Marching cubes then finds the
+    same crossings at the same places as on the full grid, for a fraction of the evaluations: the grid itself is
+    evaluated only in the cells of the last stride that lie within ``narrow_band`` x their diagonal of the level
+    set. Each stride must divide the one before it; ``strides=(4,)`` is a single coarse lattice."""
     res = int(resolution)
     if res < 2:
         raise ValueError("resolution must be >= 2")
@@ -112,42 +156,51 @@ def evaluate_grid(
     chunk = max(1, int(chunk))
     out_dtype = np.float64 if dtype == torch.float64 else np.float32
     values = np.empty(res ** 3, dtype=out_dtype)
-    stride = int(stride)
-    if narrow_band is None or res < 16 * stride:  # small grids: the band would cover most of them
+    strides = [int(x) for x in strides]
+    if narrow_band is None or res < 64:  # small grids: the band would cover most of them
         _evaluate_points(sdf_fn, np.arange(res ** 3), res, axis, chunk, device, values, progress,
                          f"SDF grid {res}^3")
         return values.reshape(res, res, res)
-    if not narrow_band > 0 or stride < 2:
-        raise ValueError(f"narrow_band must be positive and stride >= 2, got {narrow_band}, {stride}")
-    ci = np.unique(np.r_[np.arange(0, res, stride), res - 1])  # coarse points (fine indices), last one included
-    nc = len(ci)
-    cflat = ((ci[:, None, None] * res + ci[None, :, None]) * res + ci[None, None, :]).reshape(-1)
-    _evaluate_points(sdf_fn, cflat, res, axis, chunk, device, values, False, "")
-    coarse = values[cflat].reshape(nc, nc, nc).astype(np.float64)
+    if not narrow_band > 0 or not strides or min(strides) < 2 or \
+            any(a <= b or a % b for a, b in zip(strides, strides[1:])):
+        raise ValueError(f"narrow_band must be positive and strides decreasing integers >= 2, each dividing the one "
+                         f"before it; got {narrow_band}, {strides}")
+    while len(strides) > 1 and (res - 1) // strides[0] < 8:
+        strides = strides[1:]
+    stride, strides = strides[0], strides[1:] + [1]
     h = 2.0 * float(radius) / (res - 1)
-    far = np.abs(coarse - level) > float(narrow_band) * stride * h * np.sqrt(3.0)
-    # a coarse cell needs the SDF unless all 8 corners are far from the level set
-    cell_far = far[:-1, :-1, :-1] & far[1:, :-1, :-1] & far[:-1, 1:, :-1] & far[:-1, :-1, 1:] \
-        & far[1:, 1:, :-1] & far[1:, :-1, 1:] & far[:-1, 1:, 1:] & far[1:, 1:, 1:]
-    need_cell = ~cell_far
-    # grid point i lies in cell owner(i) and, on a cell boundary, also in the cell before
-    own = np.minimum(np.searchsorted(ci, np.arange(res), side="right") - 1, nc - 2)
-    prev = np.where(np.isin(np.arange(res), ci[1:-1]), own - 1, own)
-    need = np.zeros((res, res, res), dtype=bool)
-    for ox in (own, prev):
-        for oy in (own, prev):
-            for oz in (own, prev):
-                need |= need_cell[np.ix_(ox, oy, oz)]
-    wx = _interp_matrix(res, ci)
-    fill = np.tensordot(coarse, wx, axes=([2], [1]))          # [nc, nc, res]
-    fill = np.tensordot(fill, wx, axes=([1], [1]))            # [nc, res(z), res(y)]
-    fill = np.tensordot(wx, fill, axes=([1], [0]))            # [res(x), res(z), res(y)]
-    values[:] = np.ascontiguousarray(fill.transpose(0, 2, 1)).reshape(-1).astype(out_dtype)
-    need[np.ix_(ci, ci, ci)] = False  # the coarse points are known already
-    flat = np.flatnonzero(need.reshape(-1))
-    _evaluate_points(sdf_fn, flat, res, axis, chunk, device, values, progress,
-                     f"SDF grid {res}^3 (narrow band, {100 * len(flat) / res ** 3:.0f}%)")
-    values[cflat] = coarse.reshape(-1).astype(out_dtype)
+
+    def grid_flat(lat: np.ndarray, lattice_flat: np.ndarray) -> np.ndarray:  # lattice [n]^3 -> grid [res]^3
+        n = len(lat)
+        ix, rem = np.divmod(lattice_flat, n * n)
+        iy, iz = np.divmod(rem, n)
+        return (lat[ix] * res + lat[iy]) * res + lat[iz]
+
+    lat = _lattice(res, stride)  # the coarsest lattice: every point
+    flat = grid_flat(lat, np.arange(len(lat) ** 3))
+    _evaluate_points(sdf_fn, flat, res, axis, chunk, device, values, False, "")
+    v = values[flat].reshape((len(lat),) * 3).astype(np.float64)
+    real = np.ones(v.shape, dtype=bool)  # which lattice points hold the SDF itself (not an interpolation)
+    need_cell = ~_far_cells(v, float(narrow_band) * stride * h * np.sqrt(3.0), level)
+    for stride in strides:
+        child = _lattice(res, stride)
+        on_parent = np.isin(child, lat)
+        known = np.zeros((len(child),) * 3, dtype=bool)
+        known[np.ix_(on_parent, on_parent, on_parent)] = real
+        need = _in_needed_cells(child, lat, need_cell)
+        todo = np.flatnonzero((need & ~known).reshape(-1))
+        flat = grid_flat(child, todo)
+        _evaluate_points(sdf_fn, flat, res, axis, chunk, device, values, progress if stride == 1 else False,
+                         f"SDF grid {res}^3 (narrow band, {100 * len(flat) / res ** 3:.1f}%)")
+        v = _trilinear(v, _interp_matrix(child, lat))  # lattice points keep their values exactly
+        v.reshape(-1)[todo] = values[flat]
+        real = known | need
+        if stride > 1:  # a child cell may hold the level set only inside a parent cell that may
+            own = _cell_of(child[:-1], lat)
+            far = _far_cells(v, float(narrow_band) * stride * h * np.sqrt(3.0), level)
+            need_cell = need_cell[np.ix_(own, own, own)] & ~far
+        lat = child
+    values[:] = v.reshape(-1).astype(out_dtype)
     return values.reshape(res, res, res)
 
 
@@ -186,9 +239,9 @@ def extract_mesh(
         clip_sphere: intersect the shape with the ball of ``radius`` (``max(sdf, |x| - radius)``): the
             reconstruction domain is the bounding sphere, which the ray tracer never leaves, so surface in the
             cube's corners (a prior's neck running out of the domain) was never seen by any loss.
-        narrow_band: evaluate the SDF only near the level set, found on a grid 4x coarser, assuming its gradient
-            norm stays below this bound (:func:`evaluate_grid`; the same mesh as the full grid for such an SDF,
-            about 5x fewer evaluations for a head); None = every grid point.
+        narrow_band: evaluate the SDF only near the level set, found on coarser lattices, assuming its gradient
+            norm stays below this bound (:func:`evaluate_grid`; the same mesh as the full grid for such an SDF, for
+            a fraction of the evaluations); None = every grid point.
         refine: midpoint subdivisions of the marching-cubes mesh (each splits every triangle in four), each followed
             by moving every vertex onto the level set (:func:`project_to_level`; :func:`keep_unfolded` puts back the
             vertices of a triangle the move would turn by more than 60 degrees): the vertex density of a grid
