@@ -24,15 +24,6 @@ import pytest
 import torch
 
 
-def unit_mesh(mesh, scene):
-    """``mesh`` (the scene's frame, mm) in the unit-sphere frame the cameras and networks use."""
-    import trimesh
-
-    Sinv = np.linalg.inv(np.asarray(scene.scale_mat, dtype=np.float64))
-    return trimesh.Trimesh(np.asarray(mesh.vertices) @ Sinv[:3, :3].T + Sinv[:3, 3], np.asarray(mesh.faces),
-                           process=False)
-
-
 def cameras(trainer, full, scene):
     """``[(label, camera)]``: the renders ``write_results`` makes (input views, then the novel yaws)."""
     from headrecon.recon.renders import fit_camera, novel_cameras
@@ -44,6 +35,7 @@ def cameras(trainer, full, scene):
 
 def compare(trainer, full, scene, mesh) -> list:
     """One row per camera: both paths timed one after the other (traced first), and how their pictures differ."""
+    from headrecon.recon.pipeline import unit_mesh
     from headrecon.recon.renders import render_view
 
     mesh_unit = unit_mesh(mesh, scene)
@@ -103,6 +95,7 @@ def tiny_run(tmp_path_factory):
 
 def test_renders_from_the_mesh(benchmark, tiny_run):
     """Seconds of the run folder's renders from the mesh; the traced path's beside it in ``extra_info``."""
+    from headrecon.recon.pipeline import unit_mesh
     from headrecon.recon.renders import render_view
 
     tr, full, scene, mesh = tiny_run

@@ -37,7 +37,7 @@ from ..machine import machine_info
 from .config import ReconConfig, config_diff
 from .trainer import CHECKPOINT_NAME, Trainer, count_parameters, resolve_device
 
-__all__ = ["reconstruct", "RunDirError", "RunResult", "check_run_dir", "load_views", "load_run"]
+__all__ = ["reconstruct", "RunDirError", "RunResult", "check_run_dir", "load_views", "load_run", "unit_mesh"]
 
 
 class RunDirError(ValueError):
@@ -69,6 +69,17 @@ def load_views(scene_dir, views):
 
         fill_missing_masks(train)  # the user's masks win; a view without one gets one from its photo
     return full, train
+
+
+def unit_mesh(mesh, scene):
+    """``mesh`` (the scene's frame, mm: the run's ``mesh.ply``) in the unit-sphere frame of the cameras and the
+    networks, as ``write_results`` colours and renders it."""
+    import numpy as np
+    import trimesh
+
+    Sinv = np.linalg.inv(np.asarray(scene.scale_mat, dtype=np.float64))
+    return trimesh.Trimesh(np.asarray(mesh.vertices) @ Sinv[:3, :3].T + Sinv[:3, 3], np.asarray(mesh.faces),
+                           process=False)
 
 
 def load_run(run_dir, scene_dir=None, device="cpu"):
@@ -241,7 +252,6 @@ def _run(scene_dir, cfg, run_dir, full, scene, device, resume, stop_after, progr
 
 def write_results(trainer: Trainer, full, scene, run_dir: Path, log=print) -> Dict[str, Any]:
     """Mesh, renders, loss curve and metrics of the current model (returns the metrics dict)."""
-    import numpy as np
     import trimesh
 
     from ..render.mesh import EmptyLevelSetError
@@ -262,9 +272,7 @@ def write_results(trainer: Trainer, full, scene, run_dir: Path, log=print) -> Di
     mesh = mesh_unit = None  # mesh_unit: the same mesh in the unit frame (cameras, networks)
     try:
         mesh = trainer.extract_mesh()
-        Sinv = np.linalg.inv(np.asarray(scene.scale_mat, dtype=np.float64))
-        mesh_unit = trimesh.Trimesh(np.asarray(mesh.vertices) @ Sinv[:3, :3].T + Sinv[:3, 3], np.asarray(mesh.faces),
-                                    process=False)
+        mesh_unit = unit_mesh(mesh, scene)
         rgb = vertex_colors(trainer.model, mesh_unit.vertices)
         mesh.visual = trimesh.visual.ColorVisuals(mesh, vertex_colors=to_uint8(rgb))
         mesh.export(run_dir / "mesh.ply")
