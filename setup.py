@@ -44,7 +44,11 @@ def extensions():
     os.environ.setdefault("MAX_JOBS", str(max(1, min(os.cpu_count() or 1, 4))))
     cpp = sorted(glob.glob(os.path.join("csrc", "**", "*.cpp"), recursive=True))
     cu = sorted(glob.glob(os.path.join("csrc", "**", "*.cu"), recursive=True))
-    cxx = ["-O3"]  # the C++ standard is set by torch.utils.cpp_extension (C++20 for torch 2.13)
+    # the C++ standard is set by torch.utils.cpp_extension (C++20 for torch 2.13). -ffp-contract=off: no fused
+    # multiply-adds where the target has them (csrc/softplus's AVX2 / AVX-512 clones), as nvcc's --fmad=false;
+    # -fno-trapping-math: loops with selects may compute both sides (no floating-point traps are enabled; the
+    # values are the same), which lets GCC vectorise them for AVX2 and SSE2 too
+    cxx = ["-O3", "-ffp-contract=off", "-fno-trapping-math"]
     define_macros = []
     if want_cuda():
         define_macros.append(("HEADRECON_WITH_CUDA", None))

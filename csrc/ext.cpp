@@ -14,6 +14,7 @@
 #include "ray_sphere/ray_sphere.h"
 #include "sdf_cache/sdf_cache.h"
 #include "search/search.h"
+#include "softplus/softplus.h"
 #include "sphere_trace/sphere_trace.h"
 
 #ifdef HEADRECON_WITH_CUDA
@@ -484,6 +485,19 @@ std::tuple<Tensor, Tensor> composite_bwd(const Tensor& packed, const Tensor& sig
   return {gs, gv};
 }
 
+// --- softplus activation (softplus/softplus.h): CPU, float32 ---
+Tensor softplus_forward(const Tensor& x, double beta, double threshold) {
+  TORCH_CHECK_VALUE(x.defined(), "x is undefined");
+  TORCH_CHECK_VALUE(x.device().is_cpu(), "softplus_forward: x must be a CPU tensor, got ", x.device());
+  TORCH_CHECK_TYPE(x.scalar_type() == at::kFloat, "softplus_forward: x must be float32, got ", x.scalar_type());
+  TORCH_CHECK_VALUE(x.is_contiguous(), "x must be contiguous (call .contiguous())");
+  TORCH_CHECK_VALUE(beta > 0, "softplus_forward: beta must be positive, got ", beta);
+  Tensor y = at::empty_like(x);
+  softplus_cpu(x.data_ptr<float>(), y.data_ptr<float>(), x.numel(), static_cast<float>(beta),
+               static_cast<float>(threshold));
+  return y;
+}
+
 bool with_cuda() {
 #ifdef HEADRECON_WITH_CUDA
   return true;
@@ -512,6 +526,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("cache_query", &cache_query, py::arg("grid"), py::arg("points"), py::arg("radius"), py::arg("eps"),
         py::arg("p_force"), py::arg("seed"), py::arg("counter"));
   m.def("cache_update", &cache_update, py::arg("grid"), py::arg("points"), py::arg("values"), py::arg("radius"));
+  m.def("softplus_forward", &softplus_forward, py::arg("x"), py::arg("beta"), py::arg("threshold"));
   m.def("composite_fwd", &composite_fwd, py::arg("packed"), py::arg("sigmas"), py::arg("deltas"), py::arg("values"));
   m.def("composite_bwd", &composite_bwd, py::arg("packed"), py::arg("sigmas"), py::arg("deltas"), py::arg("values"),
         py::arg("g_out"), py::arg("g_opacity"));

@@ -34,6 +34,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..ops.activation import Softplus
 from .encoding import PositionalEncoding
 
 __all__ = ["GeometryNetwork", "sdf_with_gradient"]
@@ -136,7 +137,7 @@ class GeometryNetwork(nn.Module):
                 self._geometric_init(lin, l, n_lin, dims, d0)
             layers.append(_weight_norm(lin) if weight_norm else lin)
         self.layers = nn.ModuleList(layers)
-        self.activation = nn.Softplus(beta=softplus_beta)
+        self.activation = Softplus(beta=softplus_beta)
         if geometric_init and calibrate_init:
             self._calibrate_sphere()
 

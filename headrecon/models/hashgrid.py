@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import ops
+from ..ops.activation import Softplus
 from .geometry import sdf_with_gradient
 
 __all__ = ["HashGridSDF", "sphere_sdf"]
@@ -88,7 +89,7 @@ class HashGridSDF(nn.Module):
                 lins[-1].weight.zero_()
                 lins[-1].bias.zero_()
         self.mlp = nn.ModuleList(lins)
-        self.act = nn.Softplus(beta=100)
+        self.act = Softplus(beta=100)
         self.register_buffer("level_mask", torch.ones(levels))
         self.set_training_progress(0.0)
         self.n_unseen = 0  # rows of unseen_points in use (host copy of unseen_count)

@@ -33,6 +33,7 @@ __all__ = [
     "composite",
     "hash_encode",
     "hash_resolutions",
+    "softplus",
     "resolve_backend",
 ]
 
@@ -271,6 +272,40 @@ def hash_encode(points, table, resolutions, radius: float = 1.0, *, backend: str
         res = torch.tensor(values, dtype=torch.int64, device=points.device)
     kernels = _Kernels(resolve_backend(backend, points) == "cpp")
     return _HashEncode.apply(points, table, res, float(radius), kernels)
+
+
+def softplus(x, beta: float = 1.0, threshold: float = 20.0, *, backend: str = "auto"):
+    """Softplus activation, ``torch.nn.functional.softplus``'s rule (``x`` where ``beta * x > threshold``, else
+    ``log(1 + exp(beta x)) / beta``), differentiable twice (csrc/softplus/softplus.h; :mod:`headrecon.ops.activation`).
+
+    Args:
+        x: any shape. float32 CPU tensors run the engine's kernel (``backend`` "auto"/"cpp") or its reference
+            (``"torch"``: :func:`headrecon.ops.reference.softplus`, the same operations, bit for bit); other
+            dtypes and devices run ``torch.nn.functional.softplus``.
+    Returns:
+        a tensor of ``x``'s shape and dtype.
+    """
+    import torch.nn.functional as F
+
+    from .activation import _Softplus
+
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"x must be a tensor, got {type(x).__name__}")
+    if not beta > 0:
+        raise ValueError(f"beta must be positive, got {beta}")
+    if x.dtype != torch.float32 or x.device.type != "cpu":
+        return F.softplus(x, beta, threshold)
+    if resolve_backend(backend) == "cpp":
+        ext = _c()
+
+        def forward(t):
+            return ext.softplus_forward(t.contiguous(), float(beta), float(threshold))
+    else:
+        def forward(t):
+            return reference.softplus(t, float(beta), float(threshold))
+    if not (x.requires_grad and torch.is_grad_enabled()):
+        return forward(x)
+    return _Softplus.apply(x, float(beta), float(threshold), forward)
 
 
 def composite(packed, sigmas, deltas, values, *, backend: str = "auto"):

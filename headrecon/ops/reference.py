@@ -294,3 +294,32 @@ def composite_loop(packed, sigmas, deltas, values):
     if ws:
         weights = weights.index_put((torch.tensor(list(ws)),), torch.stack(list(ws.values())))
     return out, opacity, weights
+
+
+def softplus(x, beta: float, threshold: float):
+    """csrc/softplus/softplus.h's float32 softplus, operation for operation (bit for bit on float32 input)."""
+    f = lambda c: torch.tensor(c, dtype=torch.float32, device=x.device)  # noqa: E731 - float32 constants
+    x = x.to(torch.float32)
+    beta32 = f(beta)
+    z = beta32 * x
+    m = -torch.abs(z)
+    a = torch.where(m < -87.0, f(-87.0), m)
+    n = (a * f(1.44269504088896341) + f(12582912.0)) - f(12582912.0)
+    r = a - n * f(0.693145751953125)
+    r = r - n * f(1.42860682030941723212e-6)
+    r2 = r * r
+    p = f(1.393364393e-3)
+    for c in (8.363175206e-3, 4.166646674e-2, 1.666657627e-1, 0.5):
+        p = p * r + f(c)
+    p = (r2 * p + r) + f(1.0)
+    scale = ((n.to(torch.int32) + 127) << 23).view(torch.float32)
+    u = p * scale
+    u = torch.where(m < -87.0, f(0.0), u)
+    s = u / (f(2.0) + u)
+    t = s * s
+    q = f(1.343378723e-1)
+    for c in (1.411697567e-1, 2.000383586e-1, 3.333331943e-1):
+        q = q * t + f(c)
+    s2 = s + s
+    y = (torch.where(z > 0, z, f(0.0)) + (s2 + s2 * (t * q))) * (f(1.0) / beta32)
+    return torch.where(z > f(threshold), x, y)

@@ -52,6 +52,7 @@ from ...data.scene import FACE_SPHERE_RADIUS_MM, LANDMARK_NAMES
 from ...models import GeometryNetwork, PositionalEncoding, RenderingNetwork
 from ...models.geometry import sdf_with_gradient
 from ...models.pose import FramedPrior
+from ...ops.activation import Softplus
 from ...weights import load_weights, save_weights
 from ..codes import CodePrior
 from ..normalization import Normalization
@@ -233,7 +234,7 @@ class _LatentMLP(nn.Module):
         self.d_latent = int(d_latent)
         dims = [self.encoding.out_dim + self.d_latent] + [int(d_hidden)] * int(n_layers) + [int(d_out)]
         self.layers = nn.ModuleList([nn.Linear(dims[i], dims[i + 1]) for i in range(len(dims) - 1)])
-        self.activation = nn.Softplus(beta=softplus_beta)
+        self.activation = Softplus(beta=softplus_beta)
         with torch.no_grad():
             last = self.layers[-1]
             last.weight.normal_(0.0, float(init_std))

@@ -1,0 +1,37 @@
+"""Autograd and module of the softplus activation (csrc/softplus/softplus.h); the public function is
+:func:`headrecon.ops.softplus`, the drop-in module :class:`Softplus` (what the SDF and colour networks use).
+
+The forward is the engine's float32 CPU kernel (about a quarter of a CPU reconstruction's time went into torch's
+softplus); the backward is torch's own ``softplus_backward`` of the input, which is itself differentiable, so the
+first and second derivatives (normals, the Eikonal term) are exactly torch's. Other devices and dtypes (CUDA,
+float64) use ``torch.nn.functional.softplus`` itself.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+__all__ = ["Softplus"]
+
+
+class _Softplus(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, beta: float, threshold: float, forward):
+        ctx.save_for_backward(x)
+        ctx.beta, ctx.threshold = beta, threshold
+        return forward(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return torch.ops.aten.softplus_backward(grad, x, ctx.beta, ctx.threshold), None, None, None
+
+
+class Softplus(nn.Softplus):
+    """``nn.Softplus(beta, threshold)`` whose float32 CPU forward runs :func:`headrecon.ops.softplus` (same rule,
+    within an ULP of torch's; same gradients). State dicts and ``repr`` are those of ``nn.Softplus``."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        from . import softplus
+
+        return softplus(x, self.beta, self.threshold)
