@@ -276,7 +276,8 @@ def hash_encode(points, table, resolutions, radius: float = 1.0, *, backend: str
 
 def softplus(x, beta: float = 1.0, threshold: float = 20.0, *, backend: str = "auto"):
     """Softplus activation, ``torch.nn.functional.softplus``'s rule (``x`` where ``beta * x > threshold``, else
-    ``log(1 + exp(beta x)) / beta``), differentiable twice (csrc/softplus/softplus.h; :mod:`headrecon.ops.activation`).
+    ``log(1 + exp(beta x)) / beta``), differentiable twice with torch's derivatives (csrc/softplus/softplus.h;
+    :mod:`headrecon.ops.activation`).
 
     Args:
         x: any shape. float32 CPU tensors run the engine's kernel (``backend`` "auto"/"cpp") or its reference

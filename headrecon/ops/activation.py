@@ -1,10 +1,10 @@
 """Autograd and module of the softplus activation (csrc/softplus/softplus.h); the public function is
 :func:`headrecon.ops.softplus`, the drop-in module :class:`Softplus` (what the SDF and colour networks use).
 
-The forward is the engine's float32 CPU kernel (about a quarter of a CPU reconstruction's time went into torch's
-softplus); the backward is torch's own ``softplus_backward`` of the input, which is itself differentiable, so the
-first and second derivatives (normals, the Eikonal term) are exactly torch's. Other devices and dtypes (CUDA,
-float64) use ``torch.nn.functional.softplus`` itself.
+The forward is the engine's float32 CPU kernel (about 0.45x the time of torch's, which made ``sira``'s training
+0.88x as long: docs/results/engine-benchmarks.md); the backward is torch's own ``softplus_backward`` of the input,
+which is itself differentiable, so the first and second derivatives (normals, the Eikonal term) are exactly
+torch's. Other devices and dtypes (CUDA, float64) use ``torch.nn.functional.softplus`` itself.
 """
 from __future__ import annotations
 
@@ -28,8 +28,9 @@ class _Softplus(torch.autograd.Function):
 
 
 class Softplus(nn.Softplus):
-    """``nn.Softplus(beta, threshold)`` whose float32 CPU forward runs :func:`headrecon.ops.softplus` (same rule,
-    within an ULP of torch's; same gradients). State dicts and ``repr`` are those of ``nn.Softplus``."""
+    """``nn.Softplus(beta, threshold)`` whose float32 CPU forward runs :func:`headrecon.ops.softplus` (torch's
+    rule, values within 3 float32 epsilons of the exact ones, torch's gradients). State dicts and ``repr`` are
+    those of ``nn.Softplus``."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         from . import softplus
