@@ -179,6 +179,7 @@ def evaluate_grid(
     lat = _lattice(res, stride)  # the coarsest lattice: every point
     flat = grid_flat(lat, np.arange(len(lat) ** 3))
     _evaluate_points(sdf_fn, flat, res, axis, chunk, device, values, False, "")
+    n_eval = len(flat)
     v = values[flat].reshape((len(lat),) * 3).astype(np.float64)
     real = np.ones(v.shape, dtype=bool)  # which lattice points hold the SDF itself (not an interpolation)
     need_cell = ~_far_cells(v, float(narrow_band) * stride * h * np.sqrt(3.0), level)
@@ -190,8 +191,9 @@ def evaluate_grid(
         need = _in_needed_cells(child, lat, need_cell)
         todo = np.flatnonzero((need & ~known).reshape(-1))
         flat = grid_flat(child, todo)
+        n_eval += len(flat)
         _evaluate_points(sdf_fn, flat, res, axis, chunk, device, values, progress if stride == 1 else False,
-                         f"SDF grid {res}^3 (narrow band, {100 * len(flat) / res ** 3:.1f}%)")
+                         f"SDF grid {res}^3 (narrow band, {100 * n_eval / res ** 3:.0f}% of it)")
         v = _trilinear(v, _interp_matrix(child, lat))  # lattice points keep their values exactly
         v.reshape(-1)[todo] = values[flat]
         real = known | need
