@@ -485,16 +485,18 @@ std::tuple<Tensor, Tensor> composite_bwd(const Tensor& packed, const Tensor& sig
   return {gs, gv};
 }
 
-// --- softplus activation (softplus/softplus.h): CPU, float32 ---
+// --- softplus activation (softplus/softplus.h): float32 ---
 Tensor softplus_forward(const Tensor& x, double beta, double threshold) {
   TORCH_CHECK_VALUE(x.defined(), "x is undefined");
-  TORCH_CHECK_VALUE(x.device().is_cpu(), "softplus_forward: x must be a CPU tensor, got ", x.device());
   TORCH_CHECK_TYPE(x.scalar_type() == at::kFloat, "softplus_forward: x must be float32, got ", x.scalar_type());
   TORCH_CHECK_VALUE(x.is_contiguous(), "x must be contiguous (call .contiguous())");
   TORCH_CHECK_VALUE(beta > 0, "softplus_forward: beta must be positive, got ", beta);
   Tensor y = at::empty_like(x);
-  softplus_cpu(x.data_ptr<float>(), y.data_ptr<float>(), x.numel(), static_cast<float>(beta),
-               static_cast<float>(threshold));
+  const float* xp = x.data_ptr<float>();
+  float* yp = y.data_ptr<float>();
+  const int64_t n = x.numel();
+  const float b = static_cast<float>(beta), th = static_cast<float>(threshold);
+  HR_DEVICE_SWITCH(x, softplus_cpu(xp, yp, n, b, th), softplus_cuda(xp, yp, n, b, th, stream));
   return y;
 }
 

@@ -326,3 +326,17 @@ def test_composite(emu, n_rays, dtype):
     _call(emu, "composite_bwd", dtype, packed, sig, dl, val, go, gop, n_rays, C, gs, gv)
     _same(rs, gs)
     _same(rv, gv)
+
+
+@pytest.mark.parametrize("n", SIZES + [5 * THREADS * 3 + 11])
+def test_softplus(emu, n):
+    """The activation's kernel (float32 only) against the CPU backend, bit for bit, on awkward values (zeros,
+    infinities, NaN, the threshold and the exp cut with their neighbours, denormals) and ordinary ones."""
+    g = torch.Generator().manual_seed(n)
+    awkward = torch.tensor([0.0, -0.0, float("inf"), -float("inf"), float("nan"), 0.2, -0.87, 1e-40, -1e-40, 3e38,
+                            -3e38, 0.05, -0.05])
+    x = torch.cat([awkward, torch.randn(n, generator=g) * 0.1])[:n].contiguous()
+    ref = headrecon_ext().softplus_forward(x, 100.0, 20.0)
+    (got,) = _run_twice(lambda b: _call(emu, "softplus", torch.float32, x, *b, n, 100.0, 20.0),
+                        [((n,), torch.float32)])
+    _same(ref, got)

@@ -131,3 +131,14 @@ def test_other_dtypes_are_torchs_and_bad_input_is_refused():
         ext.softplus_forward(x, 100.0, 20.0)
     with pytest.raises(ValueError, match="contiguous"):
         ext.softplus_forward(torch.zeros(4, 6).t(), 100.0, 20.0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available() or not __import__("headrecon").build_info().get("cuda"),
+                    reason="needs a CUDA device and headrecon built with CUDA")
+def test_cuda_kernel_gives_the_cpus_values():
+    """backend="cpp" on CUDA runs the engine's kernel (the CPU's values, bit for bit); "auto" runs torch's."""
+    x = _awkward(100.0)
+    got = ops.softplus(x.cuda(), 100.0, backend="cpp").cpu()
+    torch.testing.assert_close(got, ops.softplus(x, 100.0), rtol=0, atol=0, equal_nan=True)
+    xc = x.cuda()
+    assert torch.equal(ops.softplus(xc, 100.0).nan_to_num(), F.softplus(xc, 100.0).nan_to_num())

@@ -70,7 +70,7 @@ def env(device) -> dict:
 
 
 TEST_FILES = ["tests/test_ops.py", "tests/test_hash_grid.py", "tests/test_composite.py", "tests/test_tracer.py",
-              "tests/test_host_syncs.py"]
+              "tests/test_host_syncs.py", "tests/test_softplus.py"]
 
 
 def tests(device, max_crashes: int = 5) -> dict:

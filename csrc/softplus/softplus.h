@@ -1,7 +1,7 @@
 // Softplus activation of the SDF / colour networks (IDR's Softplus(beta=100)), float32, with the same rule as
 // torch.nn.functional.softplus: y = x where beta * x > threshold, else log(1 + exp(beta * x)) / beta.
 //
-// Shapes: x [N] float32 (any shape, contiguous, read as flat), y [N] float32.
+// Shapes: x [N] float32 (any shape, contiguous, read as flat), y [N] float32; CPU or CUDA.
 //
 // torch's CPU kernel computes exp and log1p with SLEEF's 1-ULP vector functions, which cost as much as the layer's
 // matrix product on a 128-wide network. Here, with z = beta * x:
@@ -35,7 +35,7 @@ HR_HD float hr_int_as_float(int32_t i) {
 
 HR_HD float softplus_one(float x, float beta, float inv_beta, float threshold) {
   const float z = beta * x;
-  const float m = -std::fabs(z);
+  const float m = -fabsf(z);
   const float a = m < -87.0f ? -87.0f : m;
   const float n = (a * 1.44269504088896341f + 12582912.0f) - 12582912.0f;  // round(a / ln2), |.| < 2^22
   float r = a - n * 0.693145751953125f;                // ln2, high part (exact product for |n| <= 126)
@@ -62,5 +62,7 @@ HR_HD float softplus_one(float x, float beta, float inv_beta, float threshold) {
 
 // CPU backend (softplus_cpu.cpp): y[i] = softplus_one(x[i]), vectorised for AVX-512 / AVX2 where the CPU has it.
 void softplus_cpu(const float* x, float* y, int64_t n, float beta, float threshold);
+// CUDA backend (softplus.cu): the same, one thread per element (grid-stride).
+void softplus_cuda(const float* x, float* y, int64_t n, float beta, float threshold, void* stream);
 
 }  // namespace headrecon

@@ -281,8 +281,10 @@ def softplus(x, beta: float = 1.0, threshold: float = 20.0, *, backend: str = "a
 
     Args:
         x: any shape. float32 CPU tensors run the engine's kernel (``backend`` "auto"/"cpp") or its reference
-            (``"torch"``: :func:`headrecon.ops.reference.softplus`, the same operations, bit for bit); other
-            dtypes and devices run ``torch.nn.functional.softplus``.
+            (``"torch"``: :func:`headrecon.ops.reference.softplus`, the same operations, bit for bit). float32
+            CUDA tensors run ``torch.nn.functional.softplus`` with ``"auto"`` (no GPU has measured whether the
+            engine's kernel is faster there) and the engine's CUDA kernel with ``"cpp"`` (the CPU's values, bit
+            for bit). Other dtypes run ``torch.nn.functional.softplus``.
     Returns:
         a tensor of ``x``'s shape and dtype.
     """
@@ -294,9 +296,9 @@ def softplus(x, beta: float = 1.0, threshold: float = 20.0, *, backend: str = "a
         raise TypeError(f"x must be a tensor, got {type(x).__name__}")
     if not beta > 0:
         raise ValueError(f"beta must be positive, got {beta}")
-    if x.dtype != torch.float32 or x.device.type != "cpu":
+    if x.dtype != torch.float32 or x.device.type not in ("cpu", "cuda") or (x.is_cuda and backend == "auto"):
         return F.softplus(x, beta, threshold)
-    if resolve_backend(backend) == "cpp":
+    if resolve_backend(backend, x) == "cpp":
         ext = _c()
 
         def forward(t):

@@ -4,7 +4,8 @@
 The forward is the engine's float32 CPU kernel (about 0.45x the time of torch's, which made ``sira``'s training
 0.88x as long: docs/results/engine-benchmarks.md); the backward is torch's own ``softplus_backward`` of the input,
 which is itself differentiable, so the first and second derivatives (normals, the Eikonal term) are exactly
-torch's. Other devices and dtypes (CUDA, float64) use ``torch.nn.functional.softplus`` itself.
+torch's. On CUDA and for other dtypes (float64) the module uses ``torch.nn.functional.softplus`` itself (the
+engine's CUDA kernel, the CPU's values bit for bit, is there for ``headrecon.ops.softplus(..., backend="cpp")``).
 """
 from __future__ import annotations
 

@@ -11,6 +11,7 @@
 #include "ray_sphere/ray_sphere.h"
 #include "sdf_cache/sdf_cache.h"
 #include "search/search.h"
+#include "softplus/softplus.h"
 #include "sphere_trace/sphere_trace.h"
 
 using namespace headrecon;
@@ -84,5 +85,10 @@ static int hr_sync() { return hipDeviceSynchronize() == hipSuccess ? 0 : 1; }
 
 HR_ENTRY(float, f32)
 HR_ENTRY(double, f64)
+
+extern "C" int hr_softplus_f32(const float* x, float* y, int64_t n, float beta, float threshold) {  // float32 only
+  softplus_cuda(x, y, n, beta, threshold, nullptr);
+  return hr_sync();
+}
 
 extern "C" int hr_max_blocks() { return static_cast<int>(hr_blocks(int64_t(1) << 40)); }
