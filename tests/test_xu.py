@@ -214,8 +214,14 @@ def test_ddp_two_processes_gloo_match_one_process(tmp_path, data, monkeypatch):
     monkeypatch.setattr("headrecon.priors.xu.train.xu_network_config",
                         lambda preset, **kw: xu_network_config(preset, **{**TINY_NET, **kw}))
     one = train_xu(tiny_train(iterations=4, batch_shapes=3), data, tmp_path / "one.pt")
+    # Adam divides by sqrt(v) + 1e-8: a weight whose gradient is near 1e-8 (a saturated softplus unit feeds it)
+    # moves by an amount that depends on the gradient's last bits, which the order of the sums sets; measured up
+    # to 1.3e-5 (0.7 % of a step of lr 2e-3) on 3 of 1024 weights. A process's lost share of the heads, or
+    # gradients not summed, would move whole steps on most weights.
     for (k, a), b in zip(one.state_dict().items(), two.state_dict().values()):
-        assert float((a - b).abs().max()) < 1e-5, k
+        d = (a - b).abs().float()
+        assert float(d.max()) < 1e-4, k
+        assert int((d > 1e-6).sum()) <= max(3, d.numel() // 100), k
 
 
 def test_soft_masks_reach_the_volume_loss(trained, scene_dir):
