@@ -1,5 +1,5 @@
 """Autograd and module of the softplus activation (csrc/softplus/softplus.h); the public function is
-:func:`headrecon.ops.softplus`, the drop-in module :class:`Softplus` (what the SDF and colour networks use).
+:func:`headrecon.ops.softplus`, the drop-in module :class:`Softplus` (what the SDF networks use).
 
 The forward is the engine's float32 CPU kernel (about 0.45x the time of torch's, which made ``sira``'s training
 0.88x as long: docs/results/engine-benchmarks.md); the backward is torch's own ``softplus_backward`` of the input,
