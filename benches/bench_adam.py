@@ -1,0 +1,102 @@
+"""Benchmark of the reconstruction's optimizer step: torch's fused Adam (what ``Trainer`` uses on the CPU and CUDA,
+``headrecon.recon.trainer.make_adam``) against its default single-tensor Adam, side by side in one process.
+
+Summary:           python benches/bench_adam.py [--iterations 100] [--rounds 2] [--runs instant:idr fast:sira]
+                   [--threads 1] [--out adam.json]
+pytest-benchmark:  pytest benches/bench_adam.py --benchmark-enable   (one step over hash-grid-sized tables)
+CI smoke:          pytest benches/bench_adam.py --benchmark-disable
+
+Reconstruction rows: ``PRESET:METHOD`` on the shipped demo scene (``headrecon-reconstruct --demo``'s three views),
+``--iterations`` iterations from seed 0, once with each optimizer, alternating, ``--rounds`` times; process-CPU
+seconds and the final loss of each (the two differ only by the optimizers' rounding).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+
+def train_once(preset: str, method: str, iterations: int, fused: bool, seed: int = 0) -> dict:
+    import headrecon.recon.trainer as T
+    from headrecon.recon.cli import demo_scene_dir
+    from headrecon.recon.config import make_config
+    from headrecon.recon.pipeline import load_views
+
+    cfg = make_config(preset, method=method, iterations=iterations, seed=seed)
+    _, scene = load_views(demo_scene_dir(), cfg.views)
+    shipped = T.make_adam
+    if not fused:
+        T.make_adam = lambda groups, device: torch.optim.Adam(groups)
+    try:
+        tr = T.Trainer(cfg, scene, device="cpu", progress=False)
+        c0, t0 = time.process_time(), time.perf_counter()
+        tr.train()
+        cpu, wall = time.process_time() - c0, time.perf_counter() - t0
+    finally:
+        T.make_adam = shipped
+    return {"run": f"{preset}:{method}", "adam": "fused" if fused else "default", "cpu_seconds": round(cpu, 2),
+            "seconds": round(wall, 2), "final_loss": round(float(tr.history[-1]["loss"]), 6) if tr.history else None}
+
+
+# ---------------------------------------------------------------------------------------------- pytest-benchmark
+def test_fused_adam_step(benchmark):
+    """Seconds of one fused Adam step over two hash-grid-sized tables with sparse gradients; the default Adam's
+    beside it in ``extra_info``; both move the weights alike."""
+    from headrecon.recon.trainer import make_adam
+
+    g = torch.Generator().manual_seed(0)
+    params = [torch.nn.Parameter(torch.randn(8, 1 << 14, 2, generator=g) * 1e-4) for _ in range(2)]
+    twins = [torch.nn.Parameter(p.detach().clone()) for p in params]
+    for ps in (params, twins):
+        for p in ps:
+            p.grad = torch.zeros_like(p)
+            p.grad.view(-1)[::97] = 1.0
+    fused, default = make_adam([{"params": params, "lr": 1e-2}], "cpu"), torch.optim.Adam(twins, lr=1e-2)
+    t0 = time.perf_counter()
+    default.step()
+    benchmark.extra_info["default_seconds"] = time.perf_counter() - t0
+    benchmark.pedantic(fused.step, rounds=1, iterations=1)
+    assert all(float((a - b).detach().abs().max()) < 1e-6 for a, b in zip(params, twins))
+
+
+# ---------------------------------------------------------------------------------------------- summary
+def main(argv=None) -> int:
+    from headrecon.machine import machine_info
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--iterations", type=int, default=100, help="iterations of each reconstruction (default 100)")
+    ap.add_argument("--rounds", type=int, default=2, help="alternating rounds of default / fused (default 2)")
+    ap.add_argument("--runs", nargs="+", default=["instant:idr", "fast:sira"], help="PRESET:METHOD (default: "
+                    "instant:idr fast:sira)")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1, as the presets)")
+    ap.add_argument("--out", type=Path, default=None, help="write the rows as JSON here")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(max(1, args.threads))
+    runs = []
+    for rnd in range(args.rounds):
+        for spec in args.runs:
+            preset, method = spec.split(":")
+            for fused in (False, True):
+                r = {"round": rnd, **train_once(preset, method, args.iterations, fused)}
+                print(json.dumps(r))
+                runs.append(r)
+    summary = {}
+    for spec in args.runs:
+        cpu = {a: sum(r["cpu_seconds"] for r in runs if r["run"] == spec and r["adam"] == a)
+               for a in ("default", "fused")}
+        summary[spec] = {"default_cpu_seconds": round(cpu["default"], 2), "fused_cpu_seconds": round(cpu["fused"], 2),
+                         "fused_over_default": round(cpu["fused"] / max(cpu["default"], 1e-9), 3)}
+    print(json.dumps(summary))
+    if args.out:
+        args.out.write_text(json.dumps({"command": " ".join(sys.argv), "machine": machine_info(torch.device("cpu")),
+                                        "runs": runs, "summary": summary}, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
