@@ -107,7 +107,7 @@ def test_mesh_grid_from_the_lattices(benchmark, tiny_model):
 
 # ---------------------------------------------------------------------------------------------- summary
 def main(argv=None) -> int:
-    from headrecon.machine import machine_info
+    from headrecon.machine import write_result
     from headrecon.recon.pipeline import RunDirError, load_run
     from torch.nn.utils.parametrize import cached
 
@@ -139,8 +139,7 @@ def main(argv=None) -> int:
             print(json.dumps(r))
             rows.append(r)
     if args.out:
-        args.out.write_text(json.dumps({"command": " ".join(sys.argv), "machine": machine_info(torch.device("cpu")),
-                                        "rows": rows}, indent=1) + "\n")
+        write_result(args.out, rows=rows)
     return 0
 
 

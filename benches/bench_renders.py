@@ -111,7 +111,7 @@ def test_renders_from_the_mesh(benchmark, tiny_run):
 def main(argv=None) -> int:
     import trimesh
 
-    from headrecon.machine import machine_info
+    from headrecon.machine import write_result
     from headrecon.recon.pipeline import RunDirError, load_run
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -133,8 +133,7 @@ def main(argv=None) -> int:
     tot = summary(rows)
     print(json.dumps(tot))
     if args.out:
-        args.out.write_text(json.dumps({"command": " ".join(sys.argv), "machine": machine_info(torch.device("cpu")),
-                                        "rows": rows, "total": tot}, indent=1) + "\n")
+        write_result(args.out, rows=rows, total=tot)
     return 0
 
 

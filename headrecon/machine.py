@@ -12,14 +12,16 @@ the cache sizes, a digest of the CPU flags), so that the next such pair can be t
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import platform
+import sys
 from importlib import metadata
 from typing import Any, Dict, Optional
 
 import torch
 
-__all__ = ["cpu_caches", "cpu_identity", "machine_info", "machine_kind"]
+__all__ = ["cpu_caches", "cpu_identity", "machine_info", "machine_kind", "write_result"]
 
 _CPUINFO_KEYS = {"vendor_id": "vendor", "cpu family": "family", "model": "model", "stepping": "stepping",
                  "model name": "name", "microcode": "microcode"}
@@ -111,3 +113,11 @@ def machine_info(device: Optional[torch.device] = None) -> Dict[str, Any]:
         "device": None if device is None else str(device)}
     info["kind"] = machine_kind(info)
     return info
+
+
+def write_result(path, device: Optional[torch.device] = None, **payload) -> None:
+    """Write a benchmark's or tool's result as JSON to ``path``: the command line that produced it, the machine
+    (:func:`machine_info` of ``device``, default the CPU) and ``payload``'s entries (rows, totals, ...)."""
+    data = {"command": " ".join(sys.argv), "machine": machine_info(torch.device(device or "cpu")), **payload}
+    with open(path, "w") as f:
+        f.write(json.dumps(data, indent=1) + "\n")

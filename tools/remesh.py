@@ -77,13 +77,12 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     import torch
 
-    from headrecon.machine import machine_info
+    from headrecon.machine import write_result
 
     torch.set_num_threads(args.threads)
     rows = remesh(args.run, args.specs, args.scene, args.save)
     if args.out:
-        args.out.write_text(json.dumps({"command": " ".join(sys.argv), "machine": machine_info(torch.device("cpu")),
-                                        "rows": rows}, indent=1) + "\n")
+        write_result(args.out, rows=rows)
     return 0
 
 
