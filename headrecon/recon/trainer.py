@@ -524,7 +524,8 @@ class Trainer:
 
 def make_adam(groups, device) -> torch.optim.Adam:
     """Adam over ``groups``, with torch's fused kernel on the CPU and CUDA (one pass over each parameter instead of
-    a dozen; about a tenth of the step time on hash-grid tables on the CPU: docs/results/engine-benchmarks.md)."""
+    one per elementwise operation; 0.88x the CPU time of an ``instant`` ``idr`` run, whose hash-grid tables are
+    large: docs/results/engine-benchmarks.md)."""
     fused = torch.device(device).type in ("cpu", "cuda") and all(
         p.is_floating_point() for g in groups for p in g["params"])
     return torch.optim.Adam(groups, fused=fused or None)
