@@ -156,3 +156,26 @@ def test_bad_arguments(bad, match):
         ops.hash_encode(*bad(p, t))
     with pytest.raises(ValueError, match="radius"):
         ops.hash_encode(p, t, [2, 4], radius=0.0)
+
+
+@pytest.mark.parametrize("backend", ["cpp", "torch"])
+def test_no_grad_path_equals_the_differentiable_one(backend):
+    """Without a gradient to record the op calls its kernel directly (no autograd node): the same values, bit
+    for bit, as the recorded path, and no graph."""
+    pts, table, res = _case(300, 4, 256, 3, torch.float32, "cpu")
+    res_t = torch.tensor(res, dtype=torch.int64)
+    with torch.no_grad():
+        a = ops.hash_encode(pts, table, res_t, backend=backend)
+    b = ops.hash_encode(pts, table.requires_grad_(), res_t, backend=backend)
+    c = ops.hash_encode(pts, table.detach(), res_t, backend=backend)  # nothing requires grad
+    assert a.grad_fn is None and c.grad_fn is None and b.grad_fn is not None
+    assert torch.equal(a, b.detach()) and torch.equal(a, c)
+
+
+@pytest.mark.parametrize("backend", ["cpp", "torch"])
+def test_resolution_tensor_out_of_range_raises(backend):
+    """A resolutions tensor (the path a module's buffer takes) is range-checked by either backend."""
+    pts, table, _ = _case(5, 2, 64, 2, torch.float64, "cpu")
+    for bad in ([0, 4], [2, (1 << 20) + 1]):
+        with pytest.raises(ValueError, match="must be in"):
+            ops.hash_encode(pts, table, torch.tensor(bad, dtype=torch.int64), backend=backend)

@@ -21,6 +21,7 @@ backward, and a gradient that spans neighbouring cells, so the Eikonal term smoo
 """
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Callable, Optional, Tuple
 
@@ -142,8 +143,9 @@ class HashGridSDF(nn.Module):
         else:
             enc = ops.hash_encode(x2, self.table[:a].to(x2.dtype), self.res_t[:a], self.radius)
             h = torch.cat([enc, enc.new_zeros(enc.shape[0], (self.levels - a) * self.feats), x2], dim=-1)
-        for lin in self.mlp[:-1]:
-            h = self.act(lin(h))
+        act, mlp = self.act, self.mlp
+        for lin in itertools.islice(mlp, len(mlp) - 1):  # (slicing a ModuleList builds a new one per call)
+            h = act(lin(h))
         return h
 
     def forward(self, x: torch.Tensor, latent: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:

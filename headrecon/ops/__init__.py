@@ -247,7 +247,7 @@ def hash_encode(points, table, resolutions, radius: float = 1.0, *, backend: str
     Returns:
         features [N, L*F] (level-major); zero for points outside the cube (their gradients are zero too).
     """
-    from .hash_grid import _HashEncode, _Kernels
+    from .hash_grid import _KERNELS, _HashEncode
 
     _checks.floating(points, "points", shape=(-1, 3))
     _checks.floating(table, "table", points, shape=(-1, -1, -1))
@@ -256,12 +256,14 @@ def hash_encode(points, table, resolutions, radius: float = 1.0, *, backend: str
         raise ValueError(f"table must be [L,S,F] with L, F >= 1 and S a power of two, got {list(table.shape)}")
     if not radius > 0:
         raise ValueError(f"radius must be positive, got {radius}")
+    use_cpp = resolve_backend(backend, points) == "cpp"
     if isinstance(resolutions, torch.Tensor) and resolutions.device == points.device \
             and resolutions.dtype == torch.int64 and resolutions.dim() == 1:
         res = resolutions  # e.g. a module's buffer: no host copy, no host sync per call on CUDA
         if res.numel() != L:
             raise ValueError(f"resolutions has {res.numel()} values but table has {L} levels")
-        if not res.is_cuda and res.numel() and (int(res.min()) < 1 or int(res.max()) > 1 << 20):
+        # the compiled CPU path checks the range itself (csrc/ext.cpp, check_hash); the reference needs it here
+        if not use_cpp and not res.is_cuda and res.numel() and (int(res.min()) < 1 or int(res.max()) > 1 << 20):
             raise ValueError(f"resolutions must be in [1, 2^20], got {res.tolist()}")
     else:
         values = [int(r) for r in (resolutions.tolist() if isinstance(resolutions, torch.Tensor) else resolutions)]
@@ -270,7 +272,9 @@ def hash_encode(points, table, resolutions, radius: float = 1.0, *, backend: str
         if any(r < 1 or r > 1 << 20 for r in values):
             raise ValueError(f"resolutions must be in [1, 2^20], got {values}")
         res = torch.tensor(values, dtype=torch.int64, device=points.device)
-    kernels = _Kernels(resolve_backend(backend, points) == "cpp")
+    kernels = _KERNELS[use_cpp]
+    if not (torch.is_grad_enabled() and (points.requires_grad or table.requires_grad)):
+        return kernels.fwd(points, table, res, None, float(radius))  # what _HashEncode.forward returns
     return _HashEncode.apply(points, table, res, float(radius), kernels)
 
 
@@ -288,27 +292,19 @@ def softplus(x, beta: float = 1.0, threshold: float = 20.0, *, backend: str = "a
     Returns:
         a tensor of ``x``'s shape and dtype.
     """
-    import torch.nn.functional as F
-
-    from .activation import _Softplus
+    from .activation import _Softplus, _softplus_cpp, _softplus_ref
 
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"x must be a tensor, got {type(x).__name__}")
     if not beta > 0:
         raise ValueError(f"beta must be positive, got {beta}")
     if x.dtype != torch.float32 or x.device.type not in ("cpu", "cuda") or (x.is_cuda and backend == "auto"):
-        return F.softplus(x, beta, threshold)
-    if resolve_backend(backend, x) == "cpp":
-        ext = _c()
-
-        def forward(t):
-            return ext.softplus_forward(t.contiguous(), float(beta), float(threshold))
-    else:
-        def forward(t):
-            return reference.softplus(t, float(beta), float(threshold))
+        return torch.nn.functional.softplus(x, beta, threshold)
+    forward = _softplus_cpp if resolve_backend(backend, x) == "cpp" else _softplus_ref
+    beta, threshold = float(beta), float(threshold)
     if not (x.requires_grad and torch.is_grad_enabled()):
-        return forward(x)
-    return _Softplus.apply(x, float(beta), float(threshold), forward)
+        return forward(x, beta, threshold)
+    return _Softplus.apply(x, beta, threshold, forward)
 
 
 def composite(packed, sigmas, deltas, values, *, backend: str = "auto"):

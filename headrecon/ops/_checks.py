@@ -12,20 +12,30 @@ def _t(x, name):
 
 
 def floating(x, name, ref=None, shape=None):
-    """x is a contiguous float32/float64 tensor (same device and dtype as ref, given shape; -1 = any)."""
+    """x is a contiguous float32/float64 tensor (same device and dtype as ref, given shape; -1 = any).
+
+    Called several times by every op call (the tracer makes hundreds per training step), so written with plain
+    loops: no generator, and the device compared only when a reference is given."""
     _t(x, name)
-    if x.dtype not in FLOATS:
-        raise TypeError(f"{name} must be float32 or float64, got {x.dtype}")
+    dtype = x.dtype
+    if dtype not in FLOATS:
+        raise TypeError(f"{name} must be float32 or float64, got {dtype}")
     if ref is not None:
-        if x.dtype != ref.dtype:
-            raise TypeError(f"{name} has dtype {x.dtype} but expected {ref.dtype}")
+        if dtype != ref.dtype:
+            raise TypeError(f"{name} has dtype {dtype} but expected {ref.dtype}")
         if x.device != ref.device:
             raise ValueError(f"{name} is on {x.device} but expected {ref.device}")
     if shape is not None:
-        ok = x.dim() == len(shape) and all(s == -1 or s == d for s, d in zip(shape, x.shape))
+        dims = x.shape
+        ok = len(dims) == len(shape)
+        if ok:
+            for s, d in zip(shape, dims):
+                if s != -1 and s != d:
+                    ok = False
+                    break
         if not ok:
             want = "[" + ",".join("*" if s == -1 else str(s) for s in shape) + "]"
-            raise ValueError(f"{name} must have shape {want}, got {list(x.shape)}")
+            raise ValueError(f"{name} must have shape {want}, got {list(dims)}")
     if not x.is_contiguous():
         raise ValueError(f"{name} must be contiguous (call .contiguous())")
 

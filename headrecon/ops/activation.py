@@ -12,7 +12,19 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .. import _backend
+from . import reference
+from . import softplus as _softplus  # the package is initialised before its submodules; it imports this one lazily
+
 __all__ = ["Softplus"]
+
+
+def _softplus_cpp(x: torch.Tensor, beta: float, threshold: float) -> torch.Tensor:
+    return _backend.get_ext().softplus_forward(x.contiguous(), beta, threshold)
+
+
+def _softplus_ref(x: torch.Tensor, beta: float, threshold: float) -> torch.Tensor:
+    return reference.softplus(x, beta, threshold)
 
 
 class _Softplus(torch.autograd.Function):
@@ -20,7 +32,7 @@ class _Softplus(torch.autograd.Function):
     def forward(ctx, x, beta: float, threshold: float, forward):
         ctx.save_for_backward(x)
         ctx.beta, ctx.threshold = beta, threshold
-        return forward(x)
+        return forward(x, beta, threshold)
 
     @staticmethod
     def backward(ctx, grad):
@@ -34,6 +46,5 @@ class Softplus(nn.Softplus):
     those of ``nn.Softplus``."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        from . import softplus
+        return _softplus(x, self.beta, self.threshold)
 
-        return softplus(x, self.beta, self.threshold)

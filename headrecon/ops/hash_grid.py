@@ -22,6 +22,7 @@ import math
 import torch
 from torch.autograd.function import once_differentiable
 
+from .. import _backend
 from . import reference
 
 __all__ = ["hash_resolutions"]
@@ -52,16 +53,12 @@ class _Kernels:
 
     def fwd(self, points, table, res, dirs, radius):
         if self.use_cpp:
-            from .. import _backend
-
             return _backend.get_ext().hash_encode_fwd(points, table, res, dirs, float(radius))
         with torch.no_grad():
             return reference.hash_encode(points, table, res, radius, dirs)
 
     def bwd_table(self, grad, points, res, dirs, S, F, radius):
         if self.use_cpp:
-            from .. import _backend
-
             return _backend.get_ext().hash_encode_bwd_table(grad.contiguous(), points, res, dirs, int(S), int(F),
                                                             float(radius))
         with torch.no_grad():
@@ -69,11 +66,12 @@ class _Kernels:
 
     def bwd_points(self, grad, points, table, res, radius):
         if self.use_cpp:
-            from .. import _backend
-
             return _backend.get_ext().hash_encode_bwd_points(grad.contiguous(), points, table, res, float(radius))
         with torch.no_grad():
             return reference.hash_encode_bwd_points(grad, points, table, res, radius)
+
+
+_KERNELS = {True: _Kernels(True), False: _Kernels(False)}  # stateless: one per backend
 
 
 class _HashEncode(torch.autograd.Function):
