@@ -416,3 +416,21 @@ def test_small_network_calls_run_on_one_thread_and_threads_are_restored():
         torch.testing.assert_close(res.t, ref.t, rtol=0, atol=1e-5)
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("use_cache", [False, True])
+def test_chunked_and_column_network_outputs_trace_the_same(strategy, use_cache):
+    """A network call split into chunks, and a network that returns a non-contiguous column [N,1], give the
+    trace of one call per step returning [N], bit for bit (a single call's values are used without a copy)."""
+    shape = SHAPES["union"]
+
+    def column(x):  # the SDF as column 0 of a wider output, as a network with features would return it
+        return torch.cat([shape(x)[:, None], x], 1)[:, :1]
+
+    o, d = camera_rays(700, seed=3)
+    res = [RayTracer(strategy=strategy, cache=SDFCache() if use_cache else None, chunk_size=cs)(f, o, d)
+           for f, cs in ((shape, 65536), (shape, 37), (column, 65536))]
+    for r in res[1:]:
+        assert torch.equal(r.hit, res[0].hit) and torch.equal(r.t, res[0].t)
+        assert torch.equal(r.min_sdf, res[0].min_sdf) and r.num_sdf_evals == res[0].num_sdf_evals

@@ -143,7 +143,8 @@ class RayTracer:
     def _call(self, sdf_fn: SdfFn, pts: torch.Tensor, st: dict) -> torch.Tensor:
         """Evaluate the network in chunks, validate its output, count and time it."""
         n = pts.shape[0]
-        out = torch.empty(n, device=pts.device, dtype=pts.dtype)
+        single = 0 < n <= self.chunk_size  # one call: its values are returned without a copy
+        out = None if single else torch.empty(n, device=pts.device, dtype=pts.dtype)
         use_amp = self.amp and pts.device.type == "cuda"
         ctx = torch.autocast("cuda", dtype=torch.float16) if use_amp else contextlib.nullcontext()
         sync = self.profile and pts.device.type == "cuda"
@@ -172,7 +173,13 @@ class RayTracer:
                                  f"for N={chunk.shape[0]}")
             if not v.is_floating_point():
                 raise TypeError(f"sdf_fn must return floating-point values, got {v.dtype}")
-            out[s:s + chunk.shape[0]] = v.reshape(-1).to(device=pts.device, dtype=pts.dtype)
+            v = v.reshape(-1).to(device=pts.device, dtype=pts.dtype)
+            if single:
+                out = v.contiguous()
+            else:
+                out[s:s + chunk.shape[0]] = v
+        if out is None:  # no points
+            out = torch.empty(0, device=pts.device, dtype=pts.dtype)
         if n:  # checked once per trace (_trace), not per call: no host sync here
             nonfinite = (~torch.isfinite(out)).sum()
             st["nonfinite"] = nonfinite if st.get("nonfinite") is None else st["nonfinite"] + nonfinite
@@ -265,19 +272,22 @@ class RayTracer:
             status[1::2] = IDLE
         # max_steps bounds the network evaluations of each walker; steps the cache answers are free, so with a
         # cache the loop may run longer (at most cache_step_factor * max_steps iterations).
-        n_net = torch.zeros_like(status)
+        n_net = torch.zeros_like(status) if self.cache is not None else None
         iters = self.max_steps * (self.cache_step_factor if self.cache is not None else 1)
         for it in range(iters):
             if it == back_after and it > 0:  # rays still marching get their back walker (from far)
                 front = status[0::2]
                 status[1::2] = torch.where(front == ACTIVE, front, status[1::2])
-            walkers = _sync.nonzero((status == ACTIVE) & (n_net < self.max_steps))
+            # without a cache every step evaluates every walker, so none has reached max_steps inside the loop
+            alive = status == ACTIVE
+            walkers = _sync.nonzero(alive if n_net is None else alive & (n_net < self.max_steps))
             if walkers.numel() == 0:
                 break
             pts = ops.ray_points(o, d, walkers // 2, t[walkers][:, None], backend=b).view(-1, 3)
             sdf, need = self._eval(sdf_fn, pts, st, return_need=True)
-            n_net.index_add_(0, walkers, torch.ones_like(walkers, dtype=n_net.dtype) if need is None
-                             else need.to(n_net.dtype))
+            if n_net is not None:
+                n_net.index_add_(0, walkers, torch.ones_like(walkers, dtype=n_net.dtype) if need is None
+                                 else need.to(n_net.dtype))
             st["evals_sphere"] += pts.shape[0]
             st["sphere_steps"] += 1
             ops.sphere_trace_step(t, dt, cap, status, wmin, wmin_t, walkers, sdf, self.sdf_threshold,
