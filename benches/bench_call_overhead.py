@@ -156,7 +156,10 @@ def main(argv=None) -> int:
         result = compare(*args.compare, [r for r in args.runs], args.iterations, args.rounds)
         print(json.dumps({"totals": result["totals"], "same_training": result["same_training"]}, indent=1))
     else:
-        result = {"rows": call_rows(args.repeats)}
+        import headrecon
+
+        tree = Path(headrecon.__file__).resolve().parent.parent
+        result = {"commit": _tree_commit(str(tree)), "rows": call_rows(args.repeats)}
         for r in result["rows"]:
             print(f"{r['case']:34s} {r['us_per_call']:9.2f} us")
     if args.out:
