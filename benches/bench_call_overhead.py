@@ -11,6 +11,10 @@ Two trees:  python benches/bench_call_overhead.py --compare OLD_TREE NEW_TREE [-
             ``headrecon`` from each tree in turn (OLD, NEW, OLD, NEW, ...), one thread, after one untimed
             two-iteration run of each; process-CPU seconds of the training and a checksum of the trained
             parameters (the sum of every float tensor: equal checksums = the same training).
+Breakdown:  python benches/bench_call_overhead.py --breakdown instant:idr [--warmup 300] [--iterations 30]
+            one training on the demo scene (one thread): after ``--warmup`` iterations, per iteration of the next
+            ``--iterations``: wall and CPU milliseconds, the tracer's share of the wall time, its network calls,
+            points evaluated and network seconds (``RayTracer.totals``), and what a call costs on average.
 CI smoke:   pytest benches/bench_call_overhead.py --benchmark-disable
 """
 from __future__ import annotations
@@ -91,6 +95,33 @@ def train_once(preset: str, method: str, iterations: int, seed: int = 0) -> dict
             "cpu_seconds": round(cpu, 2), "checksum": repr(checksum)}
 
 
+def breakdown(preset: str, method: str, warmup: int, iterations: int, seed: int = 0) -> dict:
+    """Where a training iteration's time goes (module docstring), from the tracer's running totals."""
+    from headrecon.recon.cli import demo_scene_dir
+    from headrecon.recon.config import make_config
+    from headrecon.recon.pipeline import load_views
+    from headrecon.recon.trainer import Trainer
+
+    cfg = make_config(preset, method=method, seed=seed)
+    _, scene = load_views(demo_scene_dir(), cfg.views)
+    tr = Trainer(cfg, scene, device="cpu", progress=False)
+    tr.train(stop_after=warmup)
+    before = dict(tr.tracer.totals)
+    t0, c0 = time.perf_counter(), time.process_time()
+    tr.train(stop_after=warmup + iterations)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    d = {k: (v - before.get(k, 0)) / iterations for k, v in tr.tracer.totals.items()}
+    calls = max(d.get("network_calls", 0), 1e-9)
+    return {"run": f"{preset}:{method}", "from_iteration": warmup, "iterations": iterations,
+            "ms_per_iteration": round(wall / iterations * 1e3, 2),
+            "cpu_ms_per_iteration": round(cpu / iterations * 1e3, 2),
+            "trace_share": round(d.get("total_s", 0) * iterations / wall, 3),
+            "trace_ms": round(d.get("total_s", 0) * 1e3, 2), "network_ms": round(d.get("network_s", 0) * 1e3, 2),
+            "network_calls": round(d.get("network_calls", 0), 1), "points": round(d.get("num_sdf_evals", 0), 1),
+            "us_per_call": round(d.get("network_s", 0) / calls * 1e6, 1),
+            "points_per_call": round(d.get("num_sdf_evals", 0) / calls, 1)}
+
+
 def _tree_commit(tree: str) -> str:
     try:
         return subprocess.run(["git", "-C", tree, "rev-parse", "--short=7", "HEAD"], capture_output=True, text=True,
@@ -144,6 +175,8 @@ def main(argv=None) -> int:
     ap.add_argument("--runs", nargs="+", default=["instant:idr", "fast:sira"], help="PRESET:METHOD")
     ap.add_argument("--iterations", type=int, default=300)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--breakdown", nargs="+", metavar="PRESET:METHOD", help="where an iteration's time goes")
+    ap.add_argument("--warmup", type=int, default=300, help="--breakdown: iterations trained before timing")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--out", help="write the result as JSON here")
     args = ap.parse_args(argv)
@@ -152,7 +185,15 @@ def main(argv=None) -> int:
         print(json.dumps(train_once(preset, method, args.iterations)))
         return 0
     torch.set_num_threads(1)
-    if args.compare:
+    if args.breakdown:
+        import headrecon
+
+        tree = Path(headrecon.__file__).resolve().parent.parent
+        result = {"commit": _tree_commit(str(tree)),
+                  "rows": [breakdown(*r.split(":"), args.warmup, args.iterations) for r in args.breakdown]}
+        for r in result["rows"]:
+            print(json.dumps(r))
+    elif args.compare:
         result = compare(*args.compare, [r for r in args.runs], args.iterations, args.rounds)
         print(json.dumps({"totals": result["totals"], "same_training": result["same_training"]}, indent=1))
     else:

@@ -41,7 +41,8 @@ class TraceResult:
     hit [R] bool; points [R,3] = o + t d; min_sdf [R]: network SDF at min_sdf_t (0 for hits, where
     min_sdf_t = t; NaN when ``compute_min_sdf=False`` for non-hit rays); min_sdf_t [R];
     ray_mask [R] bool: the ray crosses the bounding sphere; near/far [R]: its segment;
-    num_sdf_evals: points sent to ``sdf_fn``; stats: timings (network seconds, total seconds), counts per phase.
+    num_sdf_evals: points sent to ``sdf_fn``; stats: timings (network seconds, total seconds), network calls,
+    counts per phase.
     ``RayTracer.totals`` sums the numeric stats over the tracer's traces. (Hit counts are ``hit.sum()``: the stats
     hold host counters only, so that a trace costs no extra device sync for them.)
     """
@@ -166,6 +167,7 @@ class RayTracer:
             if sync:
                 torch.cuda.synchronize(pts.device)
             st["network_s"] += time.perf_counter() - t0
+            st["network_calls"] += 1
             if not isinstance(v, torch.Tensor):
                 raise TypeError(f"sdf_fn must return a torch.Tensor, got {type(v).__name__}")
             if v.numel() != chunk.shape[0] or (v.dim() == 2 and v.shape[1] != 1) or v.dim() > 2:
@@ -349,8 +351,8 @@ class RayTracer:
                                ((dirs * dirs).sum(-1) == 0).any()])
             if _sync.item(bad.any()):
                 raise ValueError("origins/dirs contain NaN or inf" if bool(bad[0]) else "dirs contain zero vectors")
-        st = dict(num_sdf_evals=0, network_s=0.0, evals_sphere=0, evals_coarse=0, evals_fine=0, evals_secant=0,
-                  evals_min=0, sphere_steps=0)
+        st = dict(num_sdf_evals=0, network_s=0.0, network_calls=0, evals_sphere=0, evals_coarse=0, evals_fine=0,
+                  evals_secant=0, evals_min=0, sphere_steps=0)
         t_start = time.perf_counter()
         # trace along unit directions (sphere tracing steps by the SDF value, a distance) and report t in units of
         # |dir|; unit directions are used as given, bit for bit
