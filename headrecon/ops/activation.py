@@ -47,4 +47,3 @@ class Softplus(nn.Softplus):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return _softplus(x, self.beta, self.threshold)
-
