@@ -14,6 +14,7 @@ final loss of each (the two differ only by the optimizers' rounding).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
@@ -22,29 +23,26 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from side_by_side import ratio_summary  # noqa: E402
+from side_by_side import final_loss, ratio_summary, train_demo  # noqa: E402
+
+
+@contextlib.contextmanager
+def _default_adam():
+    """``Trainer`` builds torch's default single-tensor Adam instead of ``make_adam``'s fused one."""
+    import headrecon.recon.trainer as T
+
+    shipped = T.make_adam
+    T.make_adam = lambda groups, device: torch.optim.Adam(groups)
+    try:
+        yield
+    finally:
+        T.make_adam = shipped
 
 
 def train_once(preset: str, method: str, iterations: int, fused: bool, seed: int = 0) -> dict:
-    import headrecon.recon.trainer as T
-    from headrecon.recon.cli import demo_scene_dir
-    from headrecon.recon.config import make_config
-    from headrecon.recon.pipeline import load_views
-
-    cfg = make_config(preset, method=method, iterations=iterations, seed=seed)
-    _, scene = load_views(demo_scene_dir(), cfg.views)
-    shipped = T.make_adam
-    if not fused:
-        T.make_adam = lambda groups, device: torch.optim.Adam(groups)
-    try:
-        tr = T.Trainer(cfg, scene, device="cpu", progress=False)
-        c0, t0 = time.process_time(), time.perf_counter()
-        tr.train()
-        cpu, wall = time.process_time() - c0, time.perf_counter() - t0
-    finally:
-        T.make_adam = shipped
+    tr, cpu, wall = train_demo(preset, method, iterations, seed, context=None if fused else _default_adam())
     return {"run": f"{preset}:{method}", "adam": "fused" if fused else "default", "cpu_seconds": round(cpu, 2),
-            "seconds": round(wall, 2), "final_loss": round(float(tr.history[-1]["loss"]), 6) if tr.history else None}
+            "seconds": round(wall, 2), "final_loss": final_loss(tr)}
 
 
 # ---------------------------------------------------------------------------------------------- pytest-benchmark

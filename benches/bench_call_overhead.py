@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from side_by_side import ratio_summary  # noqa: E402
+from side_by_side import demo_trainer, ratio_summary, train_demo  # noqa: E402
 
 
 def _field():
@@ -78,18 +78,9 @@ def call_rows(repeats: int = 3000, rounds: int = 5) -> list:
 def train_once(preset: str, method: str, iterations: int, seed: int = 0) -> dict:
     """One training on the demo scene with the ``headrecon`` this process imports (the child of ``--compare``)."""
     import headrecon
-    from headrecon.recon.cli import demo_scene_dir
-    from headrecon.recon.config import make_config
-    from headrecon.recon.pipeline import load_views
-    from headrecon.recon.trainer import Trainer
 
     torch.set_num_threads(1)
-    cfg = make_config(preset, method=method, iterations=iterations, seed=seed)
-    _, scene = load_views(demo_scene_dir(), cfg.views)
-    tr = Trainer(cfg, scene, device="cpu", progress=False)
-    c0 = time.process_time()
-    tr.train()
-    cpu = time.process_time() - c0
+    tr, cpu, _ = train_demo(preset, method, iterations, seed)
     checksum = sum(float(v.double().sum()) for v in tr.model.state_dict().values() if v.is_floating_point())
     return {"run": f"{preset}:{method}", "package": str(Path(headrecon.__file__).resolve().parent),
             "cpu_seconds": round(cpu, 2), "checksum": repr(checksum)}
@@ -97,14 +88,7 @@ def train_once(preset: str, method: str, iterations: int, seed: int = 0) -> dict
 
 def breakdown(preset: str, method: str, warmup: int, iterations: int, seed: int = 0) -> dict:
     """Where a training iteration's time goes (module docstring), from the tracer's running totals."""
-    from headrecon.recon.cli import demo_scene_dir
-    from headrecon.recon.config import make_config
-    from headrecon.recon.pipeline import load_views
-    from headrecon.recon.trainer import Trainer
-
-    cfg = make_config(preset, method=method, seed=seed)
-    _, scene = load_views(demo_scene_dir(), cfg.views)
-    tr = Trainer(cfg, scene, device="cpu", progress=False)
+    tr = demo_trainer(preset, method, seed=seed)
     tr.train(stop_after=warmup)
     before = dict(tr.tracer.totals)
     t0, c0 = time.perf_counter(), time.process_time()
@@ -194,7 +178,7 @@ def main(argv=None) -> int:
         for r in result["rows"]:
             print(json.dumps(r))
     elif args.compare:
-        result = compare(*args.compare, [r for r in args.runs], args.iterations, args.rounds)
+        result = compare(*args.compare, args.runs, args.iterations, args.rounds)
         print(json.dumps({"totals": result["totals"], "same_training": result["same_training"]}, indent=1))
     else:
         import headrecon

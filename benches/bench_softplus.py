@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from side_by_side import ratio_summary  # noqa: E402
+from side_by_side import final_loss, ratio_summary, train_demo  # noqa: E402
 
 OP_SIZES = ((4096, 128), (16384, 128), (16384, 256))
 
@@ -64,20 +64,14 @@ def op_rows(repeats: int = 20) -> list:
 
 
 def train_once(method: str, iterations: int, torch_activation: bool, seed: int = 0) -> dict:
-    from headrecon.recon.cli import demo_scene_dir
-    from headrecon.recon.config import make_config
-    from headrecon.recon.pipeline import load_views
-    from headrecon.recon.trainer import Trainer
+    replaced = []
 
-    cfg = make_config("fast", method=method, iterations=iterations, seed=seed)
-    _, scene = load_views(demo_scene_dir(), cfg.views)
-    tr = Trainer(cfg, scene, device="cpu", progress=False)
-    replaced = with_torch_softplus(tr.model) if torch_activation else 0
-    c0, t0 = time.process_time(), time.perf_counter()
-    tr.train()
-    return {"method": method, "activation": "torch" if torch_activation else "engine", "replaced": replaced,
-            "cpu_seconds": round(time.process_time() - c0, 2), "seconds": round(time.perf_counter() - t0, 2),
-            "final_loss": round(float(tr.history[-1]["loss"]), 6) if tr.history else None}
+    def prepare(trainer):
+        replaced.append(with_torch_softplus(trainer.model) if torch_activation else 0)
+
+    tr, cpu, wall = train_demo("fast", method, iterations, seed, prepare=prepare)
+    return {"method": method, "activation": "torch" if torch_activation else "engine", "replaced": replaced[0],
+            "cpu_seconds": round(cpu, 2), "seconds": round(wall, 2), "final_loss": final_loss(tr)}
 
 
 # ---------------------------------------------------------------------------------------------- pytest-benchmark

@@ -144,8 +144,10 @@ class RayTracer:
     def _call(self, sdf_fn: SdfFn, pts: torch.Tensor, st: dict) -> torch.Tensor:
         """Evaluate the network in chunks, validate its output, count and time it."""
         n = pts.shape[0]
-        single = 0 < n <= self.chunk_size  # one call: its values are returned without a copy
-        out = None if single else torch.empty(n, device=pts.device, dtype=pts.dtype)
+        if n == 0:
+            return torch.empty(0, device=pts.device, dtype=pts.dtype)
+        # one chunk: its values are returned without a copy; several: written into one tensor
+        out = None if n <= self.chunk_size else torch.empty(n, device=pts.device, dtype=pts.dtype)
         use_amp = self.amp and pts.device.type == "cuda"
         ctx = torch.autocast("cuda", dtype=torch.float16) if use_amp else contextlib.nullcontext()
         sync = self.profile and pts.device.type == "cuda"
@@ -176,15 +178,13 @@ class RayTracer:
             if not v.is_floating_point():
                 raise TypeError(f"sdf_fn must return floating-point values, got {v.dtype}")
             v = v.reshape(-1).to(device=pts.device, dtype=pts.dtype)
-            if single:
+            if out is None:
                 out = v.contiguous()
             else:
                 out[s:s + chunk.shape[0]] = v
-        if out is None:  # no points
-            out = torch.empty(0, device=pts.device, dtype=pts.dtype)
-        if n:  # checked once per trace (_trace), not per call: no host sync here
-            nonfinite = (~torch.isfinite(out)).sum()
-            st["nonfinite"] = nonfinite if st.get("nonfinite") is None else st["nonfinite"] + nonfinite
+        # checked once per trace (_trace), not per call: no host sync here
+        nonfinite = (~torch.isfinite(out)).sum()
+        st["nonfinite"] = nonfinite if st.get("nonfinite") is None else st["nonfinite"] + nonfinite
         st["num_sdf_evals"] += n
         return out
 
