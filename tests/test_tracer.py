@@ -194,6 +194,36 @@ def test_matches_dense_reference_tracer():
     torch.testing.assert_close(a.min_sdf[miss], ref["min_sdf"][miss], atol=1e-6, rtol=0)
 
 
+@pytest.mark.parametrize("name", list(SHAPES))
+@pytest.mark.parametrize("backend", ["cpp", "torch"])
+def test_secant_leaves_converged_rays_like_the_reference(name, backend):
+    """Wide brackets (8 coarse samples, no fine ones) make rays converge at different secant steps: the engine,
+    which drops converged rays from its calls, gives the dense reference's hits and t."""
+    shape = SHAPES[name]
+    o, d = camera_rays(2000, seed=3)
+    a = RayTracer(strategy="search", n_coarse=8, n_fine=0, backend=backend)(shape, o, d)
+    ref = reference_trace(shape, o, d, n_coarse=8, n_fine=0)
+    assert a.stats["secant_steps"] >= 3 and a.stats["evals_secant"] < a.stats["secant_steps"] * int(a.hit.sum())
+    assert torch.equal(a.hit, ref["hit"])
+    torch.testing.assert_close(a.t, ref["t"], atol=2e-6, rtol=0)
+
+
+def test_secant_stops_at_the_threshold():
+    """The secant refinement leaves a ray once |sdf| <= sdf_threshold at its proposal: the same hits as running
+    all n_secant steps (sdf_threshold=0 stops only exact zeros), within the threshold of the surface, with fewer
+    evaluations and network calls."""
+    shape = SHAPES["union"]
+    o, d = camera_rays(2000, seed=3)
+    a = RayTracer(strategy="search")(shape, o, d)
+    full = RayTracer(strategy="search", sdf_threshold=0.0)(shape, o, d)
+    assert full.stats["secant_steps"] == 8 and a.stats["secant_steps"] < 8
+    assert a.stats["evals_secant"] < 0.5 * full.stats["evals_secant"]
+    assert a.stats["network_calls"] < full.stats["network_calls"]
+    assert torch.equal(a.hit, full.hit) and a.hit.any()
+    torch.testing.assert_close(a.t[a.hit], full.t[a.hit], atol=1e-4, rtol=0)
+    assert shape(a.points[a.hit].double()).abs().max() <= 2e-5
+
+
 @pytest.mark.parametrize("use_cache", [False, True])
 def test_chunked_coarse_search_equals_parallel_search(use_cache):
     """Coarse and fine samples evaluated front to back in chunks (the defaults: 4 and 5 chunks) give the parallel
@@ -244,7 +274,7 @@ def test_auto_strategy_measures_and_keeps_the_faster():
 def test_float64_rays():
     s = SHAPES["sphere"]
     o, d = camera_rays(500, seed=5)
-    res = RayTracer(strategy="search")(s, o.double(), d.double())
+    res = RayTracer(strategy="search", sdf_threshold=1e-12)(s, o.double(), d.double())
     assert res.t.dtype == torch.float64
     check_hits(res, s, o, d, tol=1e-8)
 

@@ -1,9 +1,10 @@
 """Dense pure-PyTorch reference tracer: the readable oracle of the engine and its benchmark baseline.
 
 Same algorithm as ``RayTracer(strategy="search")`` (N_c coarse samples, first sign change, N_f samples in the
-bracket, regula-falsi refinement with the Illinois rule, minimum-SDF sample for rays without a sign change) but
-written directly in tensor code, independently of ``headrecon.ops``: every ray inside the bounding sphere is
-sampled densely (no compaction, no cache, no sphere tracing), the way a plain PyTorch implementation does it.
+bracket, regula-falsi refinement with the Illinois rule until |sdf| <= sdf_threshold, minimum-SDF sample for rays
+without a sign change) but written directly in tensor code, independently of ``headrecon.ops``: every ray inside
+the bounding sphere is sampled densely (no compaction, no cache, no sphere tracing), the way a plain PyTorch
+implementation does it.
 """
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ import torch
 
 
 @torch.no_grad()
-def reference_trace(sdf_fn, origins, dirs, radius=1.0, n_coarse=75, n_fine=25, n_secant=8, chunk_size=65536):
+def reference_trace(sdf_fn, origins, dirs, radius=1.0, n_coarse=75, n_fine=25, n_secant=8, chunk_size=65536,
+                    sdf_threshold=1e-5):
     """Returns dict(t [R], hit [R] bool, min_sdf [R], min_sdf_t [R], ray_mask [R], num_sdf_evals int)."""
     o, d = origins, dirs
     r = o.shape[0]
@@ -72,6 +74,7 @@ def reference_trace(sdf_fn, origins, dirs, radius=1.0, n_coarse=75, n_fine=25, n
                 return torch.where(ok, tm, 0.5 * (tl + th))
 
             tm = propose(tl, th, sl, sh)
+            res, live = tm.clone(), torch.ones_like(tm, dtype=torch.bool)
             for _ in range(n_secant):
                 sm = f(ob + tm[:, None] * db)
                 up = sm >= 0
@@ -80,8 +83,15 @@ def reference_trace(sdf_fn, origins, dirs, radius=1.0, n_coarse=75, n_fine=25, n
                 tl, th = torch.where(up, tm, tl), torch.where(up, th, tm)
                 sl, sh = sl2, sh2
                 side = torch.where(up, torch.ones_like(side), torch.full_like(side, 2))
-                tm = propose(tl, th, sl, sh)
-            t_hit[bi] = tm
+                nxt = propose(tl, th, sl, sh)
+                # a ray whose proposal has |sdf| <= sdf_threshold keeps it; the others go on
+                done = live & (sm.abs() <= sdf_threshold)
+                res = torch.where(live, torch.where(done, tm, nxt), res)
+                live = live & ~done
+                tm = nxt
+                if not bool(live.any()):
+                    break
+            t_hit[bi] = res
         hit[idx] = found
         t_out[idx] = t_hit
         min_sdf[idx] = torch.where(found, torch.zeros_like(ms), ms)

@@ -7,7 +7,8 @@ Two strategies, both returning the first surface crossing of each ray inside the
   network only sees them; rays that did not converge within ``max_steps`` go to the coarse/fine search inside the
   bracket the walkers left; rays whose walkers met are misses.
 * ``"search"`` (SIRA++): on every ray, N_c uniform samples from near to far, the first sign change, N_f
-  samples in that bracket, then secant (regula falsi, Illinois) refinement.
+  samples in that bracket, then secant (regula falsi, Illinois) refinement until |sdf| <= ``sdf_threshold``
+  (at most N_s steps).
 * ``"auto"``: picked per device by measurement: the first batch a tracer sees on a device is traced with both
   strategies (same hits), both are timed, and the faster one is kept for that device (``tracer.auto_choice``).
 
@@ -69,8 +70,9 @@ class RayTracer:
         backend: "auto", "cpp" or "torch" (the pure-PyTorch reference kernels), see :mod:`headrecon.ops`.
         strategy: "sphere", "search" or "auto" (measured per device on the first batch, see module docstring).
         sdf_threshold, max_steps, step_scale: sphere tracing convergence on |sdf| (1e-5; IDR uses 5e-5, which
-            leaves t errors near 1e-4 at oblique incidence), step limit (30: IDR uses 10, which sends ~40% of the rays
-            of a geometric-init network to the far costlier search, see README), step fraction.
+            leaves t errors near 1e-4 at oblique incidence; the search's secant refinement stops a ray on the same
+            test), step limit (30: IDR uses 10, which sends ~40% of the rays of a geometric-init network to the far
+            costlier search, see README), step fraction.
         chunk_size: largest number of points sent to ``sdf_fn`` in one call.
         amp: run ``sdf_fn`` under float16 autocast on CUDA (t, positions and secant math stay float32).
         compute_min_sdf: also find the minimum-SDF point of rays without a hit (silhouette loss).
@@ -247,15 +249,41 @@ class RayTracer:
                 t_all = torch.cat([tl[:, None], t_f, th[:, None]], 1)
                 s_all = torch.cat([sl[:, None], s_f, sh[:, None]], 1)
                 _, tl, th, sl, sh, _, _ = ops.search_select(t_all, s_all, check_finite=False, backend=b)
-            side = torch.zeros(br.shape[0], dtype=torch.int32, device=o.device)
-            tm = ops.secant_step(tl, th, sl, sh, side, update=False, backend=b)
-            for _ in range(self.n_secant):
-                pm = ops.ray_points(o, d, rb, tm[:, None], backend=b).view(-1, 3)
-                sm = self._eval(sdf_fn, pm, st)
-                st["evals_secant"] += pm.shape[0]
-                tm = ops.secant_step(tl, th, sl, sh, side, tm, sm, update=True, backend=b)
-            t[br] = tm
+            t[br] = self._secant(sdf_fn, o, d, rb, tl, th, sl, sh, st)
         return hit, t, min_sdf, min_t
+
+    def _secant(self, sdf_fn, o, d, rb, tl, th, sl, sh, st):
+        """Regula falsi (Illinois) on the brackets [tl, th] of rays rb (SDF sl >= 0 > sh); returns t [M].
+
+        A ray whose evaluated proposal has |sdf| <= sdf_threshold (sphere tracing's convergence test) keeps that
+        proposal and leaves the refinement; the others take the proposal after ``n_secant`` steps. Rays leave as
+        they converge, so the network sees only the unconverged ones and the loop ends once none is left."""
+        b = self.backend
+        side = torch.zeros(rb.shape[0], dtype=torch.int32, device=o.device)
+        tm = ops.secant_step(tl, th, sl, sh, side, update=False, backend=b)
+        out = tm.clone()
+        live = None  # indices into out of the rays still refined (None = all)
+        for _ in range(self.n_secant):
+            pm = ops.ray_points(o, d, rb, tm[:, None], backend=b).view(-1, 3)
+            sm = self._eval(sdf_fn, pm, st)
+            st["evals_secant"] += pm.shape[0]
+            st["secant_steps"] += 1
+            nxt = ops.secant_step(tl, th, sl, sh, side, tm, sm, update=True, backend=b)
+            done = sm.abs() <= self.sdf_threshold
+            res = torch.where(done, tm, nxt)
+            if live is None:
+                out = res
+            else:
+                out[live] = res
+            keep = _sync.nonzero(~done)
+            if keep.numel() == 0:
+                break
+            if keep.numel() < done.numel():
+                live = keep if live is None else live[keep]
+                rb, tl, th, sl, sh, side = rb[keep], tl[keep], th[keep], sl[keep], sh[keep], side[keep]
+                nxt = nxt[keep]
+            tm = nxt
+        return out
 
     # ------------------------------------------------------------------ sphere tracing
     def _sphere_trace(self, sdf_fn, o, d, near, far, mask, st):
@@ -352,7 +380,8 @@ class RayTracer:
             if _sync.item(bad.any()):
                 raise ValueError("origins/dirs contain NaN or inf" if bool(bad[0]) else "dirs contain zero vectors")
         st = dict(num_sdf_evals=0, network_s=0.0, network_calls=0, evals_sphere=0, evals_coarse=0, evals_fine=0,
-                  evals_secant=0, evals_min=0, sphere_steps=0)
+                  evals_secant=0, evals_min=0, sphere_steps=0,
+                  secant_steps=0)
         t_start = time.perf_counter()
         # trace along unit directions (sphere tracing steps by the SDF value, a distance) and report t in units of
         # |dir|; unit directions are used as given, bit for bit
