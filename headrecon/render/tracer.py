@@ -25,7 +25,7 @@ from typing import Callable
 import torch
 from torch.nn.utils import parametrize
 
-from .. import _sync, ops
+from .. import _backend, _sync, ops
 from ..ops import _checks
 from ..ops.reference import ACTIVE, CONVERGED, IDLE, INSIDE, MET
 from .cache import SDFCache
@@ -184,9 +184,9 @@ class RayTracer:
                 out = v.contiguous()
             else:
                 out[s:s + chunk.shape[0]] = v
-        # checked once per trace (_trace), not per call: no host sync here
-        nonfinite = (~torch.isfinite(out)).sum()
-        st["nonfinite"] = nonfinite if st.get("nonfinite") is None else st["nonfinite"] + nonfinite
+        # checked for non-finite values once per trace (_trace): no host sync and no reduction per call (callers
+        # read the values, never write them)
+        st["outputs"].append(out)
         st["num_sdf_evals"] += n
         return out
 
@@ -290,6 +290,9 @@ class RayTracer:
         """Per-ray status [R,2] and t [R,2] of the front/back walkers after max_steps, and the smallest SDF any
         walker of the ray sampled (min_sdf [R], at min_t [R]; +inf when none was sampled)."""
         b = self.backend
+        # the compiled kernels without the public ops' Python checks (the extension makes the same checks; these
+        # tensors are the tracer's own), or None for the reference kernels
+        ext = _backend.get_ext() if ops.resolve_backend(b, o) == "cpp" else None
         r = o.shape[0]
         t = torch.stack([near, far], 1).reshape(-1).contiguous()
         dt = torch.zeros_like(t)
@@ -313,15 +316,21 @@ class RayTracer:
             walkers = _sync.nonzero(alive if n_net is None else alive & (n_net < self.max_steps))
             if walkers.numel() == 0:
                 break
-            pts = ops.ray_points(o, d, walkers // 2, t[walkers][:, None], backend=b).view(-1, 3)
+            tw = t[walkers][:, None]
+            pts = (ext.ray_points(o, d, walkers // 2, tw) if ext is not None else
+                   ops.ray_points(o, d, walkers // 2, tw, backend=b)).view(-1, 3)
             sdf, need = self._eval(sdf_fn, pts, st, return_need=True)
             if n_net is not None:
                 n_net.index_add_(0, walkers, torch.ones_like(walkers, dtype=n_net.dtype) if need is None
                                  else need.to(n_net.dtype))
             st["evals_sphere"] += pts.shape[0]
             st["sphere_steps"] += 1
-            ops.sphere_trace_step(t, dt, cap, status, wmin, wmin_t, walkers, sdf, self.sdf_threshold,
-                                  self.step_scale, backend=b)
+            if ext is not None:
+                ext.sphere_trace_step(t, dt, cap, status, wmin, wmin_t, walkers, sdf, self.sdf_threshold,
+                                      self.step_scale)
+            else:
+                ops.sphere_trace_step(t, dt, cap, status, wmin, wmin_t, walkers, sdf, self.sdf_threshold,
+                                      self.step_scale, backend=b)
         wmin, wmin_t = wmin.view(r, 2), wmin_t.view(r, 2)
         back = wmin[:, 1] < wmin[:, 0]
         return (status.view(r, 2), t.view(r, 2), torch.where(back, wmin[:, 1], wmin[:, 0]),
@@ -381,7 +390,7 @@ class RayTracer:
                 raise ValueError("origins/dirs contain NaN or inf" if bool(bad[0]) else "dirs contain zero vectors")
         st = dict(num_sdf_evals=0, network_s=0.0, network_calls=0, evals_sphere=0, evals_coarse=0, evals_fine=0,
                   evals_secant=0, evals_min=0, sphere_steps=0,
-                  secant_steps=0)
+                  secant_steps=0, outputs=[])
         t_start = time.perf_counter()
         # trace along unit directions (sphere tracing steps by the SDF value, a distance) and report t in units of
         # |dir|; unit directions are used as given, bit for bit
@@ -446,7 +455,8 @@ class RayTracer:
         min_t = torch.where(hit, t, min_t)
         points = o + t[:, None] * d
         t, min_t, near, far = t / length, min_t / length, near / length, far / length
-        nonfinite = st.pop("nonfinite", None)
+        outputs = st.pop("outputs")
+        nonfinite = (~torch.isfinite(torch.cat(outputs))).sum() if outputs else None
         if nonfinite is not None and _sync.item(nonfinite):
             raise ValueError(f"sdf_fn returned {int(nonfinite)} non-finite value(s) (NaN/inf) during this trace; "
                              "check the network (e.g. diverged training) before tracing")
