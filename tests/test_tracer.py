@@ -197,25 +197,27 @@ def test_matches_dense_reference_tracer():
 @pytest.mark.parametrize("name", list(SHAPES))
 @pytest.mark.parametrize("backend", ["cpp", "torch"])
 def test_secant_leaves_converged_rays_like_the_reference(name, backend):
-    """Wide brackets (8 coarse samples, no fine ones) make rays converge at different secant steps: the engine,
-    which drops converged rays from its calls, gives the dense reference's hits and t."""
+    """``secant_tol``: wide brackets (8 coarse samples, no fine ones) make rays converge at different secant steps:
+    the engine, which drops converged rays from its calls, gives the dense reference's hits and t."""
     shape = SHAPES[name]
     o, d = camera_rays(2000, seed=3)
-    a = RayTracer(strategy="search", n_coarse=8, n_fine=0, backend=backend)(shape, o, d)
-    ref = reference_trace(shape, o, d, n_coarse=8, n_fine=0)
+    a = RayTracer(strategy="search", n_coarse=8, n_fine=0, backend=backend, secant_tol=1e-5)(shape, o, d)
+    ref = reference_trace(shape, o, d, n_coarse=8, n_fine=0, secant_tol=1e-5)
     assert a.stats["secant_steps"] >= 3 and a.stats["evals_secant"] < a.stats["secant_steps"] * int(a.hit.sum())
     assert torch.equal(a.hit, ref["hit"])
     torch.testing.assert_close(a.t, ref["t"], atol=2e-6, rtol=0)
 
 
-def test_secant_stops_at_the_threshold():
-    """The secant refinement leaves a ray once |sdf| <= sdf_threshold at its proposal: the same hits as running
-    all n_secant steps (sdf_threshold=0 stops only exact zeros), within the threshold of the surface, with fewer
-    evaluations and network calls."""
+def test_secant_stops_at_the_tolerance():
+    """With ``secant_tol`` the secant refinement leaves a ray once |sdf| <= secant_tol at its proposal: the same
+    hits as running all n_secant steps (the default), within the tolerance of the surface, with fewer evaluations
+    and network calls."""
     shape = SHAPES["union"]
     o, d = camera_rays(2000, seed=3)
-    a = RayTracer(strategy="search")(shape, o, d)
-    full = RayTracer(strategy="search", sdf_threshold=0.0)(shape, o, d)
+    a = RayTracer(strategy="search", secant_tol=1e-5)(shape, o, d)
+    full = RayTracer(strategy="search")(shape, o, d)
+    with pytest.raises(ValueError, match="secant_tol"):
+        RayTracer(secant_tol=-1.0)
     assert full.stats["secant_steps"] == 8 and a.stats["secant_steps"] < 8
     assert a.stats["evals_secant"] < 0.5 * full.stats["evals_secant"]
     assert a.stats["network_calls"] < full.stats["network_calls"]
@@ -274,7 +276,7 @@ def test_auto_strategy_measures_and_keeps_the_faster():
 def test_float64_rays():
     s = SHAPES["sphere"]
     o, d = camera_rays(500, seed=5)
-    res = RayTracer(strategy="search", sdf_threshold=1e-12)(s, o.double(), d.double())
+    res = RayTracer(strategy="search")(s, o.double(), d.double())
     assert res.t.dtype == torch.float64
     check_hits(res, s, o, d, tol=1e-8)
 

@@ -159,6 +159,9 @@ class ReconConfig:
     n_coarse: int = _f(75, "tracer: coarse samples per ray (search and minimum SDF)", group="data")
     n_fine: int = _f(25, "tracer: fine samples in the sign-change bracket", group="data")
     n_secant: int = _f(8, "tracer: secant steps", group="data")
+    secant_tol: float = _f(0.0, "tracer: a ray leaves the secant refinement once |sdf| at its proposal is within "
+                                "this (0 = every ray takes all n_secant steps; 1e-5: fewer network calls, off by "
+                                "default: docs/results/engine-benchmarks.md)", group="data")
     max_steps: int = _f(30, "tracer: sphere-tracing steps (IDR: 10; the engine's default 30 sends fewer rays "
                                   "to the costlier search)", group="data")
     sdf_cache: bool = _f(False, "answer far-from-surface tracer lookups from an SDF voxel cache", group="data")

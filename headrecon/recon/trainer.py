@@ -99,7 +99,8 @@ class Trainer:
         self.eik_generator.manual_seed(cfg.seed + 1)
         cache = SDFCache(resolution=cfg.cache_resolution, seed=cfg.seed) if cfg.sdf_cache else None
         self.tracer = RayTracer(radius=cfg.scene_radius, n_coarse=cfg.n_coarse, n_fine=cfg.n_fine,
-                                n_secant=cfg.n_secant, max_steps=cfg.max_steps, cache=cache,
+                                n_secant=cfg.n_secant, secant_tol=cfg.secant_tol, max_steps=cfg.max_steps,
+                                cache=cache,
                                 strategy=resolve_strategy(cfg.strategy, self.device), compute_min_sdf=True,
                                 single_thread_below=cfg.tracer_single_thread_below)
         self.loss_fn = IDRLoss(rgb_weight=cfg.rgb_weight, eikonal_weight=cfg.eikonal_weight,
@@ -445,7 +446,7 @@ class Trainer:
         c = self.cfg
         strategy = self.tracer.resolved_strategy(self.device) or self.tracer.strategy
         return RayTracer(radius=c.scene_radius, n_coarse=c.n_coarse, n_fine=c.n_fine, n_secant=c.n_secant,
-                         max_steps=c.max_steps, strategy=strategy, compute_min_sdf=False,
+                         secant_tol=c.secant_tol, max_steps=c.max_steps, strategy=strategy, compute_min_sdf=False,
                          single_thread_below=c.tracer_single_thread_below)
 
     def _enable_frame_refinement(self):

@@ -1,10 +1,10 @@
 """Dense pure-PyTorch reference tracer: the readable oracle of the engine and its benchmark baseline.
 
 Same algorithm as ``RayTracer(strategy="search")`` (N_c coarse samples, first sign change, N_f samples in the
-bracket, regula-falsi refinement with the Illinois rule until |sdf| <= sdf_threshold, minimum-SDF sample for rays
-without a sign change) but written directly in tensor code, independently of ``headrecon.ops``: every ray inside
-the bounding sphere is sampled densely (no compaction, no cache, no sphere tracing), the way a plain PyTorch
-implementation does it.
+bracket, N_s steps of regula-falsi refinement with the Illinois rule, with ``secant_tol > 0`` ending a ray's once
+|sdf| <= secant_tol, minimum-SDF sample for rays without a sign change) but written directly in tensor code,
+independently of ``headrecon.ops``: every ray inside the bounding sphere is sampled densely (no compaction, no
+cache, no sphere tracing), the way a plain PyTorch implementation does it.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import torch
 
 @torch.no_grad()
 def reference_trace(sdf_fn, origins, dirs, radius=1.0, n_coarse=75, n_fine=25, n_secant=8, chunk_size=65536,
-                    sdf_threshold=1e-5):
+                    secant_tol=0.0):
     """Returns dict(t [R], hit [R] bool, min_sdf [R], min_sdf_t [R], ray_mask [R], num_sdf_evals int)."""
     o, d = origins, dirs
     r = o.shape[0]
@@ -84,13 +84,15 @@ def reference_trace(sdf_fn, origins, dirs, radius=1.0, n_coarse=75, n_fine=25, n
                 sl, sh = sl2, sh2
                 side = torch.where(up, torch.ones_like(side), torch.full_like(side, 2))
                 nxt = propose(tl, th, sl, sh)
-                # a ray whose proposal has |sdf| <= sdf_threshold keeps it; the others go on
-                done = live & (sm.abs() <= sdf_threshold)
-                res = torch.where(live, torch.where(done, tm, nxt), res)
-                live = live & ~done
+                if secant_tol > 0:  # a ray whose proposal has |sdf| <= secant_tol keeps it; the others go on
+                    done = live & (sm.abs() <= secant_tol)
+                    res = torch.where(live, torch.where(done, tm, nxt), res)
+                    live = live & ~done
+                    if not bool(live.any()):
+                        break
+                else:
+                    res = nxt
                 tm = nxt
-                if not bool(live.any()):
-                    break
             t_hit[bi] = res
         hit[idx] = found
         t_out[idx] = t_hit
