@@ -267,23 +267,18 @@ class RayTracer:
         b = self.backend
         side = torch.zeros(rb.shape[0], dtype=torch.int32, device=o.device)
         tm = ops.secant_step(tl, th, sl, sh, side, update=False, backend=b)
-        if self.secant_tol <= 0:
-            for _ in range(self.n_secant):
-                pm = ops.ray_points(o, d, rb, tm[:, None], backend=b).view(-1, 3)
-                sm = self._eval(sdf_fn, pm, st)
-                st["evals_secant"] += pm.shape[0]
-                st["secant_steps"] += 1
-                tm = ops.secant_step(tl, th, sl, sh, side, tm, sm, update=True, backend=b)
-            return tm
-        out = tm.clone()
-        live = None  # indices into out of the rays still refined (None = all)
+        tol = self.secant_tol
+        out, live = None, None  # with a tolerance: the result, and the indices into it of the rays left (None: all)
         for _ in range(self.n_secant):
             pm = ops.ray_points(o, d, rb, tm[:, None], backend=b).view(-1, 3)
             sm = self._eval(sdf_fn, pm, st)
             st["evals_secant"] += pm.shape[0]
             st["secant_steps"] += 1
             nxt = ops.secant_step(tl, th, sl, sh, side, tm, sm, update=True, backend=b)
-            done = sm.abs() <= self.secant_tol
+            if tol <= 0:
+                tm = nxt
+                continue
+            done = sm.abs() <= tol
             res = torch.where(done, tm, nxt)
             if live is None:
                 out = res
@@ -297,7 +292,7 @@ class RayTracer:
                 rb, tl, th, sl, sh, side = rb[keep], tl[keep], th[keep], sl[keep], sh[keep], side[keep]
                 nxt = nxt[keep]
             tm = nxt
-        return out
+        return tm if out is None else out
 
     # ------------------------------------------------------------------ sphere tracing
     def _sphere_trace(self, sdf_fn, o, d, near, far, mask, st):
