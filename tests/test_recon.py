@@ -85,6 +85,16 @@ def test_tiny_fit_reaches_chamfer_bound(tiny_scene_dir):
     assert tr.history[-1]["hit_ratio"] > 0.95
 
 
+def test_tracer_settings_reach_both_tracers(tiny_scene_dir):
+    """The config's tracer fields (here ``--secant-tol``, ``--max-steps``) reach the training tracer and the one
+    that renders the run folder's images."""
+    scene = load_scene(tiny_scene_dir, views="3")
+    cfg = make_config("fast", iterations=2, **dict(TINY, secant_tol=1e-5, max_steps=12))
+    tr = Trainer(cfg, scene, device="cpu", progress=False)
+    for tracer in (tr.tracer, tr.render_tracer()):
+        assert tracer.secant_tol == 1e-5 and tracer.max_steps == 12 and tracer.n_secant == cfg.n_secant
+
+
 def test_render_view_from_the_mesh_matches_the_traced_render(tiny_scene_dir):
     """The run folder's renders ray-cast the run's refined mesh and colour the hits with the networks; traced
     through the SDF instead, the same camera gives the same picture but at the silhouette: hit masks that differ

@@ -1,10 +1,10 @@
 """Dense pure-PyTorch reference tracer: the readable oracle of the engine and its benchmark baseline.
 
 Same algorithm as ``RayTracer(strategy="search")`` (N_c coarse samples, first sign change, N_f samples in the
-bracket, N_s steps of regula-falsi refinement with the Illinois rule, with ``secant_tol > 0`` ending a ray's once
-|sdf| <= secant_tol, minimum-SDF sample for rays without a sign change) but written directly in tensor code,
-independently of ``headrecon.ops``: every ray inside the bounding sphere is sampled densely (no compaction, no
-cache, no sphere tracing), the way a plain PyTorch implementation does it.
+bracket, N_s steps of regula-falsi refinement with the Illinois rule, with ``secant_tol > 0`` ending a ray's
+refinement once |sdf| <= secant_tol, minimum-SDF sample for rays without a sign change) but written directly in
+tensor code, independently of ``headrecon.ops``: every ray inside the bounding sphere is sampled densely (no
+compaction, no cache, no sphere tracing), the way a plain PyTorch implementation does it.
 """
 from __future__ import annotations
 
