@@ -14,7 +14,9 @@ Two trees:  python benches/bench_call_overhead.py --compare OLD_TREE NEW_TREE [-
 Breakdown:  python benches/bench_call_overhead.py --breakdown instant:idr [--warmup 300] [--iterations 30]
             one training on the demo scene (one thread): after ``--warmup`` iterations, per iteration of the next
             ``--iterations``: wall and CPU milliseconds, the tracer's share of the wall time, its network calls,
-            points evaluated and network seconds (``RayTracer.totals``), and what a call costs on average.
+            points evaluated, network seconds (``RayTracer.totals``) and what a call costs on average, and the
+            points looked up per phase (sphere tracing, the search's coarse, fine and secant samples, the
+            minimum-SDF points of misses; with an SDF cache these include the points it answered).
 CI smoke:   pytest benches/bench_call_overhead.py --benchmark-disable
 """
 from __future__ import annotations
@@ -86,6 +88,9 @@ def train_once(preset: str, method: str, iterations: int, seed: int = 0) -> dict
             "cpu_seconds": round(cpu, 2), "checksum": repr(checksum)}
 
 
+PHASES = ("evals_sphere", "evals_coarse", "evals_fine", "evals_secant", "evals_min")  # the tracer's counters
+
+
 def breakdown(preset: str, method: str, warmup: int, iterations: int, seed: int = 0) -> dict:
     """Where a training iteration's time goes (module docstring), from the tracer's running totals."""
     tr = demo_trainer(preset, method, seed=seed)
@@ -103,7 +108,8 @@ def breakdown(preset: str, method: str, warmup: int, iterations: int, seed: int 
             "trace_ms": round(d.get("total_s", 0) * 1e3, 2), "network_ms": round(d.get("network_s", 0) * 1e3, 2),
             "network_calls": round(d.get("network_calls", 0), 1), "points": round(d.get("num_sdf_evals", 0), 1),
             "us_per_call": round(d.get("network_s", 0) / calls * 1e6, 1),
-            "points_per_call": round(d.get("num_sdf_evals", 0) / calls, 1)}
+            "points_per_call": round(d.get("num_sdf_evals", 0) / calls, 1),
+            "lookups_by_phase": {k[6:]: round(d.get(k, 0), 1) for k in PHASES}}
 
 
 def _tree_commit(tree: str) -> str:
