@@ -29,14 +29,14 @@ WAYS = (("full", None), ("one lattice (4,)", (4,)), ("lattices (16, 8, 4, 2)", (
 
 
 def clipped_mesh(values, radius):
-    """Marching cubes on ``values`` clipped to the ball of ``radius`` (as ``extract_mesh(clip_sphere=True)``)."""
+    """Marching cubes on ``values`` clipped to the ball of ``radius`` (the clip of ``extract_mesh(clip_sphere=True)``,
+    on a copy)."""
     from skimage import measure
 
-    res = values.shape[0]
-    g = np.linspace(-radius, radius, res)
-    r = np.sqrt(g[:, None, None] ** 2 + g[None, :, None] ** 2 + g[None, None, :] ** 2) - radius
-    values = np.maximum(values, r.astype(values.dtype))
-    return measure.marching_cubes(values, level=0.0, spacing=(2.0 * radius / (res - 1),) * 3)[:2]
+    from headrecon.render.mesh import clip_to_ball
+
+    values = clip_to_ball(values.copy(), radius)
+    return measure.marching_cubes(values, level=0.0, spacing=(2.0 * radius / (values.shape[0] - 1),) * 3)[:2]
 
 
 def compare(sdf_fn, resolution: int, radius: float, chunk: int = 65536) -> list:

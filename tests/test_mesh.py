@@ -143,6 +143,22 @@ def test_geometry_network_init_mesh():
     assert mesh_f.volume > 0
 
 
+def test_clip_to_ball_is_the_dense_max_in_place():
+    """``clip_to_ball`` (what ``extract_mesh(clip_sphere=True)`` and benches/bench_mesh.py mesh): ``max(v, |x| - r)``
+    on the grid ``linspace(-r, r, res)^3``, in place, for float32 and float64 grids."""
+    from headrecon.render.mesh import clip_to_ball
+
+    rng = np.random.default_rng(0)
+    for dtype in (np.float32, np.float64):
+        v = rng.normal(scale=0.5, size=(17, 17, 17)).astype(dtype)
+        g = np.linspace(-0.8, 0.8, 17)
+        dense = np.maximum(v, (np.sqrt(g[:, None, None] ** 2 + g[None, :, None] ** 2 + g[None, None, :] ** 2) - 0.8)
+                           .astype(dtype))
+        out = clip_to_ball(v, 0.8)
+        assert out is v and out.dtype == dtype
+        np.testing.assert_allclose(out, dense, rtol=0, atol=1e-6)
+
+
 def test_clip_sphere_keeps_the_domain():
     """A half-space ``x < 0.2`` fills the cube's corners; clipped to the unit ball it is a closed ball segment
     whose vertices lie within the ball (plus a grid cell) and on both surfaces (plane and sphere)."""

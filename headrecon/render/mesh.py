@@ -23,7 +23,8 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["extract_mesh", "evaluate_grid", "project_to_level", "keep_unfolded", "parse_mesh_spec", "EmptyLevelSetError"]
+__all__ = ["extract_mesh", "evaluate_grid", "clip_to_ball", "project_to_level", "keep_unfolded", "parse_mesh_spec",
+           "EmptyLevelSetError"]
 
 
 class EmptyLevelSetError(ValueError):
@@ -266,11 +267,8 @@ def extract_mesh(
     if not np.all(np.isfinite(values)):
         bad = int(np.size(values) - np.count_nonzero(np.isfinite(values)))
         raise ValueError(f"sdf_fn returned {bad} non-finite values on the {res}^3 grid")
-    if clip_sphere:  # max(sdf, |x| - radius), one slice at a time (no res^3 temporaries at 512^3)
-        g = np.linspace(-radius, radius, res, dtype=np.float64)
-        yz2 = g[:, None] ** 2 + g[None, :] ** 2
-        for i in range(res):
-            np.maximum(values[i], (np.sqrt(g[i] ** 2 + yz2) - radius + level).astype(values.dtype), out=values[i])
+    if clip_sphere:
+        clip_to_ball(values, radius, level)
     vmin, vmax = float(values.min()), float(values.max())
     if not vmin < level < vmax:
         raise EmptyLevelSetError(
@@ -305,6 +303,18 @@ def extract_mesh(
             raise ValueError(f"scale_mat must be 4x4, got shape {m.shape}")
         mesh.apply_transform(m)  # trimesh flips the winding for a reflection
     return mesh
+
+
+def clip_to_ball(values: np.ndarray, radius: float, level: float = 0.0) -> np.ndarray:
+    """``values [res, res, res]`` on the grid ``linspace(-radius, radius, res)^3`` (as :func:`evaluate_grid` gives
+    it) intersected with the ball of ``radius`` in place, ``max(v, |x| - radius + level)``, one slice at a time (no
+    res^3 temporaries at 512^3); returns ``values``. What ``extract_mesh(clip_sphere=True)`` meshes."""
+    res = values.shape[0]
+    g = np.linspace(-radius, radius, res, dtype=np.float64)
+    yz2 = g[:, None] ** 2 + g[None, :] ** 2
+    for i in range(res):
+        np.maximum(values[i], (np.sqrt(g[i] ** 2 + yz2) - radius + level).astype(values.dtype), out=values[i])
+    return values
 
 
 def parse_mesh_spec(text: str):
