@@ -175,11 +175,11 @@ def main(argv=None) -> int:
         print(json.dumps(train_once(preset, method, args.iterations)))
         return 0
     torch.set_num_threads(1)
-    if args.breakdown:
-        import headrecon
+    import headrecon
 
-        tree = Path(headrecon.__file__).resolve().parent.parent
-        result = {"commit": _tree_commit(str(tree)),
+    commit = _tree_commit(str(Path(headrecon.__file__).resolve().parent.parent))  # the tree this process imports
+    if args.breakdown:
+        result = {"commit": commit,
                   "rows": [breakdown(*r.split(":"), args.warmup, args.iterations) for r in args.breakdown]}
         for r in result["rows"]:
             print(json.dumps(r))
@@ -187,10 +187,7 @@ def main(argv=None) -> int:
         result = compare(*args.compare, args.runs, args.iterations, args.rounds)
         print(json.dumps({"totals": result["totals"], "same_training": result["same_training"]}, indent=1))
     else:
-        import headrecon
-
-        tree = Path(headrecon.__file__).resolve().parent.parent
-        result = {"commit": _tree_commit(str(tree)), "rows": call_rows(args.repeats)}
+        result = {"commit": commit, "rows": call_rows(args.repeats)}
         for r in result["rows"]:
             print(f"{r['case']:34s} {r['us_per_call']:9.2f} us")
     if args.out:

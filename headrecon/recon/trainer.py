@@ -98,11 +98,8 @@ class Trainer:
         self.eik_generator = torch.Generator(device=self.device)
         self.eik_generator.manual_seed(cfg.seed + 1)
         cache = SDFCache(resolution=cfg.cache_resolution, seed=cfg.seed) if cfg.sdf_cache else None
-        self.tracer = RayTracer(radius=cfg.scene_radius, n_coarse=cfg.n_coarse, n_fine=cfg.n_fine,
-                                n_secant=cfg.n_secant, secant_tol=cfg.secant_tol, max_steps=cfg.max_steps,
-                                cache=cache,
-                                strategy=resolve_strategy(cfg.strategy, self.device), compute_min_sdf=True,
-                                single_thread_below=cfg.tracer_single_thread_below)
+        self.tracer = self._make_tracer(resolve_strategy(cfg.strategy, self.device), compute_min_sdf=True,
+                                        cache=cache)
         self.loss_fn = IDRLoss(rgb_weight=cfg.rgb_weight, eikonal_weight=cfg.eikonal_weight,
                                mask_weight=cfg.mask_weight, alpha_init=cfg.alpha_init,
                                alpha_milestones=cfg.alpha_milestones, alpha_factor=cfg.alpha_factor)
@@ -441,13 +438,17 @@ class Trainer:
             cache.grid = None if c["grid"] is None else c["grid"].to(self.device)
             cache.counter, cache.queries, cache.hits = c["counter"], c["queries"], c["hits"]
 
+    def _make_tracer(self, strategy: str, compute_min_sdf: bool, cache=None) -> RayTracer:
+        """A :class:`RayTracer` with the config's tracer fields."""
+        c = self.cfg
+        return RayTracer(radius=c.scene_radius, n_coarse=c.n_coarse, n_fine=c.n_fine, n_secant=c.n_secant,
+                         secant_tol=c.secant_tol, max_steps=c.max_steps, cache=cache, strategy=strategy,
+                         compute_min_sdf=compute_min_sdf, single_thread_below=c.tracer_single_thread_below)
+
     def render_tracer(self) -> RayTracer:
         """A tracer with the run's settings for rendering images (no minimum-SDF search on missed rays)."""
-        c = self.cfg
-        strategy = self.tracer.resolved_strategy(self.device) or self.tracer.strategy
-        return RayTracer(radius=c.scene_radius, n_coarse=c.n_coarse, n_fine=c.n_fine, n_secant=c.n_secant,
-                         secant_tol=c.secant_tol, max_steps=c.max_steps, strategy=strategy, compute_min_sdf=False,
-                         single_thread_below=c.tracer_single_thread_below)
+        return self._make_tracer(self.tracer.resolved_strategy(self.device) or self.tracer.strategy,
+                                 compute_min_sdf=False)
 
     def _enable_frame_refinement(self):
         """``--frame-refine``: the prior geometry's rigid correction (:mod:`headrecon.models.pose`)."""

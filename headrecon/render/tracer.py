@@ -398,8 +398,7 @@ class RayTracer:
             if _sync.item(bad.any()):
                 raise ValueError("origins/dirs contain NaN or inf" if bool(bad[0]) else "dirs contain zero vectors")
         st = dict(num_sdf_evals=0, network_s=0.0, network_calls=0, evals_sphere=0, evals_coarse=0, evals_fine=0,
-                  evals_secant=0, evals_min=0, sphere_steps=0,
-                  secant_steps=0, outputs=[])
+                  evals_secant=0, evals_min=0, sphere_steps=0, secant_steps=0, outputs=[])
         t_start = time.perf_counter()
         # trace along unit directions (sphere tracing steps by the SDF value, a distance) and report t in units of
         # |dir|; unit directions are used as given, bit for bit
