@@ -8,11 +8,11 @@ import subprocess
 import sys
 import warnings
 
-# A gloo worker has died of a signal twice in full runs of the README's test command, each time in a different test
-# and never in the same launch repeated alone (32 runs of the Xu et al. test; 100 more alone and beside a busy
-# process): once SIGABRT with C++'s "terminate called without an active exception", once SIGSEGV. Such a launch is
-# retried once with a warning that carries the crash's Python stacks (faulthandler); a second crash, or any other
-# failure (an exception, a wrong result), fails the test.
+# A gloo worker of the Xu et al. DDP test has died of a signal twice in full runs of the README's test command and
+# never in that launch repeated alone (32 runs, then 57 more, 17 of them beside a busy process): once SIGABRT with
+# C++'s "terminate called without an active exception", once SIGSEGV. Such a launch is retried once with a warning
+# that carries the crash's Python stacks (faulthandler); a second crash, or any other failure (an exception, a wrong
+# result), fails the test.
 WORKER_SIGNALS = ("(SIGABRT)", "(SIGSEGV)")
 
 
