@@ -11,12 +11,14 @@ Two trees:  python benches/bench_call_overhead.py --compare OLD_TREE NEW_TREE [-
             ``headrecon`` from each tree in turn (OLD, NEW, OLD, NEW, ...), one thread, after one untimed
             two-iteration run of each; process-CPU seconds of the training and a checksum of the trained
             parameters (the sum of every float tensor: equal checksums = the same training).
-Breakdown:  python benches/bench_call_overhead.py --breakdown instant:idr [--warmup 300] [--iterations 30]
-            one training on the demo scene (one thread): after ``--warmup`` iterations, per iteration of the next
-            ``--iterations``: wall and CPU milliseconds, the tracer's share of the wall time, its network calls,
-            points evaluated, network seconds (``RayTracer.totals``) and what a call costs on average, and the
-            points looked up per phase (sphere tracing, the search's coarse, fine and secant samples, the
-            minimum-SDF points of misses; with an SDF cache these include the points it answered).
+Breakdown:  python benches/bench_call_overhead.py --breakdown instant:idr [fast:sira:cache_p_force=0.05 ...]
+                [--warmup 300] [--iterations 30]
+            one training per ``PRESET:METHOD[:field=value,...]`` on the demo scene (one thread): after ``--warmup``
+            iterations, per iteration of the next ``--iterations``: wall and CPU milliseconds, the tracer's share
+            of the wall time, its network calls, points evaluated, network seconds (``RayTracer.totals``) and what
+            a call costs on average, and the points looked up per phase (sphere tracing, the search's coarse, fine
+            and secant samples, the minimum-SDF points of misses; with an SDF cache these include the points it
+            answered, and ``cache_hits`` counts those).
 CI smoke:   pytest benches/bench_call_overhead.py --benchmark-disable
 """
 from __future__ import annotations
@@ -91,17 +93,24 @@ def train_once(preset: str, method: str, iterations: int, seed: int = 0) -> dict
 PHASES = ("evals_sphere", "evals_coarse", "evals_fine", "evals_secant", "evals_min")  # the tracer's counters
 
 
-def breakdown(preset: str, method: str, warmup: int, iterations: int, seed: int = 0) -> dict:
-    """Where a training iteration's time goes (module docstring), from the tracer's running totals."""
-    tr = demo_trainer(preset, method, seed=seed)
+def breakdown(run: str, warmup: int, iterations: int, seed: int = 0) -> dict:
+    """Where a training iteration's time goes (module docstring), from the tracer's running totals, for ``run`` =
+    ``PRESET:METHOD[:field=value,...]`` (config fields as ``bench_methods.py``'s variants take them)."""
+    from bench_methods import parse_variant
+
+    preset, _, rest = run.partition(":")
+    _, method, overrides = parse_variant(rest)
+    tr = demo_trainer(preset, method, seed=seed, **overrides)
     tr.train(stop_after=warmup)
     before = dict(tr.tracer.totals)
+    cache = tr.tracer.cache
+    hits0 = cache.hits if cache is not None else 0
     t0, c0 = time.perf_counter(), time.process_time()
     tr.train(stop_after=warmup + iterations)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     d = {k: (v - before.get(k, 0)) / iterations for k, v in tr.tracer.totals.items()}
     calls = max(d.get("network_calls", 0), 1e-9)
-    return {"run": f"{preset}:{method}", "from_iteration": warmup, "iterations": iterations,
+    return {"run": run, "from_iteration": warmup, "iterations": iterations,
             "ms_per_iteration": round(wall / iterations * 1e3, 2),
             "cpu_ms_per_iteration": round(cpu / iterations * 1e3, 2),
             "trace_share": round(d.get("total_s", 0) * iterations / wall, 3),
@@ -109,7 +118,8 @@ def breakdown(preset: str, method: str, warmup: int, iterations: int, seed: int 
             "network_calls": round(d.get("network_calls", 0), 1), "points": round(d.get("num_sdf_evals", 0), 1),
             "us_per_call": round(d.get("network_s", 0) / calls * 1e6, 1),
             "points_per_call": round(d.get("num_sdf_evals", 0) / calls, 1),
-            "lookups_by_phase": {k[6:]: round(d.get(k, 0), 1) for k in PHASES}}
+            "lookups_by_phase": {k[6:]: round(d.get(k, 0), 1) for k in PHASES},
+            "cache_hits": round((cache.hits - hits0) / iterations, 1) if cache is not None else None}
 
 
 def _tree_commit(tree: str) -> str:
@@ -165,7 +175,8 @@ def main(argv=None) -> int:
     ap.add_argument("--runs", nargs="+", default=["instant:idr", "fast:sira"], help="PRESET:METHOD")
     ap.add_argument("--iterations", type=int, default=300)
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--breakdown", nargs="+", metavar="PRESET:METHOD", help="where an iteration's time goes")
+    ap.add_argument("--breakdown", nargs="+", metavar="PRESET:METHOD[:field=value,...]",
+                    help="where an iteration's time goes")
     ap.add_argument("--warmup", type=int, default=300, help="--breakdown: iterations trained before timing")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--out", help="write the result as JSON here")
@@ -180,7 +191,7 @@ def main(argv=None) -> int:
     commit = _tree_commit(str(Path(headrecon.__file__).resolve().parent.parent))  # the tree this process imports
     if args.breakdown:
         result = {"commit": commit,
-                  "rows": [breakdown(*r.split(":"), args.warmup, args.iterations) for r in args.breakdown]}
+                  "rows": [breakdown(r, args.warmup, args.iterations) for r in args.breakdown]}
         for r in result["rows"]:
             print(json.dumps(r))
     elif args.compare:

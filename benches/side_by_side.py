@@ -18,15 +18,16 @@ def ratio_summary(runs: list, group: str, variant: str, before: str, after: str)
     return out
 
 
-def demo_trainer(preset: str, method: str, iterations=None, seed: int = 0):
-    """A CPU :class:`headrecon.recon.trainer.Trainer` of ``preset``/``method`` on the shipped demo scene
-    (``headrecon-reconstruct --demo``'s three views), seed ``seed``, without a progress bar."""
+def demo_trainer(preset: str, method: str, iterations=None, seed: int = 0, **overrides):
+    """A CPU :class:`headrecon.recon.trainer.Trainer` of ``preset``/``method`` (config fields ``overrides``) on the
+    shipped demo scene (``headrecon-reconstruct --demo``'s three views), seed ``seed``, without a progress bar."""
     from headrecon.recon.cli import demo_scene_dir
     from headrecon.recon.config import make_config
     from headrecon.recon.pipeline import load_views
     from headrecon.recon.trainer import Trainer
 
-    cfg = make_config(preset, method=method, seed=seed, **({} if iterations is None else {"iterations": iterations}))
+    cfg = make_config(preset, method=method, seed=seed, **({} if iterations is None else {"iterations": iterations}),
+                      **overrides)
     _, scene = load_views(demo_scene_dir(), cfg.views)
     return Trainer(cfg, scene, device="cpu", progress=False)
 

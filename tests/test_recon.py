@@ -95,6 +95,17 @@ def test_tracer_settings_reach_both_tracers(tiny_scene_dir):
         assert tracer.secant_tol == 1e-5 and tracer.max_steps == 12 and tracer.n_secant == cfg.n_secant
 
 
+def test_cache_p_force_reaches_the_cache(tiny_scene_dir):
+    """``--cache-p-force`` sets the SDF cache's share of forced network evaluations (SIRA++'s 0.2 by default);
+    outside [0, 1] the config is refused."""
+    scene = load_scene(tiny_scene_dir, views="3")
+    for p in (None, 0.05):
+        cfg = make_config("fast", iterations=2, sdf_cache=True, **TINY, **({} if p is None else {"cache_p_force": p}))
+        assert Trainer(cfg, scene, device="cpu", progress=False).tracer.cache.p_force == (0.2 if p is None else p)
+    with pytest.raises(ValueError, match="cache_p_force"):
+        make_config("fast", cache_p_force=1.5)
+
+
 def test_render_view_from_the_mesh_matches_the_traced_render(tiny_scene_dir):
     """The run folder's renders ray-cast the run's refined mesh and colour the hits with the networks; traced
     through the SDF instead, the same camera gives the same picture but at the silhouette: hit masks that differ

@@ -43,7 +43,7 @@ Regularisers (:meth:`SiraMethod.extra_losses`, logged as ``latent_loss`` / ``anc
   prior's mean face already lies 1.3 mm from it.
 
 Acceleration (on by default for this method, SIRA++ Sec. 4): the coarse/fine search tracer (when ``--strategy``
-is ``default``) with the 64^3 SDF cache (``eps`` 0.1, ``p`` 0.2; resolution ``cache_resolution``), selective
+is ``default``) with the 64^3 SDF cache (``eps`` 0.1, ``p`` ``cache_p_force``, 0.2; resolution ``cache_resolution``), selective
 background sampling (the config's ``ss_*`` fields, on in both presets, as for every method) and float16 autocast of
 the tracer's network evaluations on CUDA. ``--sira-accel false`` (config ``sira_accel``) turns the cache / search /
 mixed precision off; ``--ss-fraction 0`` turns selective sampling off (``benches/bench_sira.py accel`` measures
@@ -281,7 +281,8 @@ class SiraMethod(ReconMethod):
 
         tr, c = trainer.tracer, self.cfg
         if self.use_cache and tr.cache is None:
-            tr.cache = SDFCache(resolution=c.cache_resolution, eps=0.1, p_force=0.2, seed=c.seed).bind(tr.radius)
+            tr.cache = SDFCache(resolution=c.cache_resolution, eps=0.1, p_force=c.cache_p_force,
+                                seed=c.seed).bind(tr.radius)
         if self.use_search and c.strategy == "default":
             tr.strategy = "search"
         if self.use_amp:

@@ -197,6 +197,8 @@ class ReconConfig:
                           group="data")
     camera_start: float = _f(0.1, "share of the run during which the camera corrections stay frozen", group="data")
     cache_resolution: int = _f(64, "SDF cache resolution per axis", group="data")
+    cache_p_force: float = _f(0.2, "SDF cache: probability that a lookup the cache could answer goes to the network "
+                                   "anyway, which keeps the cached values fresh (SIRA++: 0.2)", group="data")
 
     # ---- outputs
     checkpoint_every: int = _f(500, "save a checkpoint every N iterations (and at the end)", group="output")
@@ -331,6 +333,8 @@ class ReconConfig:
                         f"--method h3dnet or sira, got {self.prior_hold_weight} with {self.method}")
         if self.render_mode not in ("idr", "no_view_dir", "no_normal"):
             errs.append(f"render_mode must be idr, no_view_dir or no_normal, got {self.render_mode!r}")
+        if not 0.0 <= self.cache_p_force <= 1.0:
+            errs.append(f"cache_p_force must be in [0, 1], got {self.cache_p_force}")
         if not 0.0 <= self.ss_fraction < 1.0:
             errs.append(f"ss_fraction must be in [0, 1), got {self.ss_fraction}")
         if not self.lr > 0:

@@ -97,7 +97,8 @@ class Trainer:
         self.cameras = CameraRefinement(len(self.bank.sizes)).to(self.device) if cfg.refine_cameras else None
         self.eik_generator = torch.Generator(device=self.device)
         self.eik_generator.manual_seed(cfg.seed + 1)
-        cache = SDFCache(resolution=cfg.cache_resolution, seed=cfg.seed) if cfg.sdf_cache else None
+        cache = SDFCache(resolution=cfg.cache_resolution, p_force=cfg.cache_p_force, seed=cfg.seed) \
+            if cfg.sdf_cache else None
         self.tracer = self._make_tracer(resolve_strategy(cfg.strategy, self.device), compute_min_sdf=True,
                                         cache=cache)
         self.loss_fn = IDRLoss(rgb_weight=cfg.rgb_weight, eikonal_weight=cfg.eikonal_weight,
