@@ -277,12 +277,9 @@ class SiraMethod(ReconMethod):
         """Cache + coarse/fine search + mixed precision on the trainer's tracer (idempotent)."""
         if not self.cfg.options.sira_accel:
             return
-        from ..render import SDFCache
-
         tr, c = trainer.tracer, self.cfg
         if self.use_cache and tr.cache is None:
-            tr.cache = SDFCache(resolution=c.cache_resolution, eps=0.1, p_force=c.cache_p_force,
-                                seed=c.seed).bind(tr.radius)
+            tr.cache = trainer.make_cache().bind(tr.radius)  # eps 0.1, the cache's default
         if self.use_search and c.strategy == "default":
             tr.strategy = "search"
         if self.use_amp:

@@ -97,10 +97,8 @@ class Trainer:
         self.cameras = CameraRefinement(len(self.bank.sizes)).to(self.device) if cfg.refine_cameras else None
         self.eik_generator = torch.Generator(device=self.device)
         self.eik_generator.manual_seed(cfg.seed + 1)
-        cache = SDFCache(resolution=cfg.cache_resolution, p_force=cfg.cache_p_force, seed=cfg.seed) \
-            if cfg.sdf_cache else None
         self.tracer = self._make_tracer(resolve_strategy(cfg.strategy, self.device), compute_min_sdf=True,
-                                        cache=cache)
+                                        cache=self.make_cache() if cfg.sdf_cache else None)
         self.loss_fn = IDRLoss(rgb_weight=cfg.rgb_weight, eikonal_weight=cfg.eikonal_weight,
                                mask_weight=cfg.mask_weight, alpha_init=cfg.alpha_init,
                                alpha_milestones=cfg.alpha_milestones, alpha_factor=cfg.alpha_factor)
@@ -438,6 +436,11 @@ class Trainer:
             c = st["cache"]
             cache.grid = None if c["grid"] is None else c["grid"].to(self.device)
             cache.counter, cache.queries, cache.hits = c["counter"], c["queries"], c["hits"]
+
+    def make_cache(self) -> SDFCache:
+        """An empty SDF cache with the config's settings (``--sdf-cache``, and ``sira``'s acceleration)."""
+        c = self.cfg
+        return SDFCache(resolution=c.cache_resolution, p_force=c.cache_p_force, seed=c.seed)
 
     def _make_tracer(self, strategy: str, compute_min_sdf: bool, cache=None) -> RayTracer:
         """A :class:`RayTracer` with the config's tracer fields."""
