@@ -9,6 +9,9 @@ inference in mm) runs without shared data; tests that need ICT heads or the ship
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +33,7 @@ from headrecon.priors.h3dnet.fit import fit_latent
 from headrecon.priors.h3dnet.losses import prior_losses
 from headrecon.priors.h3dnet.train import TrainingError, checkpoint_path, train_prior
 from headrecon.priors.normalization import ICT_MEAN_LANDMARKS_MM
+from headrecon.priors.training import finish_ddp_worker
 from headrecon.priors.sampling import sample_volume, shape_generator
 from headrecon.priors.scans import (
     ScanSet,
@@ -362,7 +366,8 @@ DDP_ARGS = ["--preset", "fast", "--epochs", "3", "--batch-shapes", "4", "--point
 def test_ddp_two_processes_gloo(tmp_path):
     folder = write_scans(tmp_path / "scans", AXES + [HELDOUT_AXES])  # 4 shapes: 2 per rank and step
     out = tmp_path / "ddp.pt"
-    run_torchrun(["-m", "headrecon.priors.cli", folder, "--out", out, "--ddp", *DDP_ARGS])
+    r = run_torchrun(["-m", "headrecon.priors.cli", folder, "--out", out, "--ddp", *DDP_ARGS])
+    assert f"wrote {out}" in r.stdout + r.stderr  # flushed before the worker's hard exit (finish_ddp_worker)
     ddp = ShapePrior.load(out)  # headrecon.weights: weights_only=True, checksum
     assert ddp.meta["world_size"] == 2 and ddp.meta["ddp_max_param_diff"] == 0.0  # ranks agree exactly
     # same global batches and samples as one process with the global batch: same result up to rounding
@@ -371,6 +376,21 @@ def test_ddp_two_processes_gloo(tmp_path):
                          tmp_path / "single.pt", progress=False, log=lambda *_: None, ddp=False)
     for (k, a), (_, b) in zip(single.state_dict().items(), ddp.state_dict().items()):
         assert torch.allclose(a, b, atol=1e-4, rtol=1e-3), (k, float((a - b).abs().max()))
+
+
+def test_finish_ddp_worker(monkeypatch):
+    """Outside torchrun it returns; in a worker (WORLD_SIZE > 1) it ends the process with the given code, its
+    buffered output flushed first (a pipe buffers stdout: an os._exit without the flush would lose it)."""
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert finish_ddp_worker(3) is None
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    assert finish_ddp_worker(3) is None
+    code = ("import sys; from headrecon.priors.training import finish_ddp_worker; print('trained'); "
+            "print('warned', file=sys.stderr); finish_ddp_worker(3); print('not reached')")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # buffered, as a pipe normally is
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                       env=dict(env, WORLD_SIZE="2"))
+    assert (r.returncode, r.stdout, r.stderr) == (3, "trained\n", "warned\n")
 
 
 # ------------------------------------------------------------------------------------------ CLI

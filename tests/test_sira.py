@@ -241,6 +241,8 @@ cfg = tiny_cfg(epochs=3, shapes_per_batch=4)
 meshes = [coloured_ellipsoid(a, phase=i) for i, a in enumerate(AXES + [(66.0, 88.0, 82.0)])]
 data = sira_mesh_data(meshes, cfg, description={{"source": "ddp-test"}})
 train_sira(cfg, data, {out!r}, progress=False, ddp=True)
+from headrecon.priors.training import finish_ddp_worker
+finish_ddp_worker(0)  # as the command ends a worker
 """
 
 

@@ -198,6 +198,8 @@ T.xu_network_config = lambda preset, **kw: xu_network_config(preset, **{{**TINY_
 meshes = [(k, coloured_ellipsoid(a, phase=0.7 * k)) for k, a in enumerate(AXES)]
 data = T.xu_mesh_data(meshes, Normalization(), views=3, size=24, description={{"source": "ellipsoids"}})
 T.train_xu(tiny_train(iterations=4, batch_shapes=3), data, {out!r}, ddp=True)
+from headrecon.priors.training import finish_ddp_worker
+finish_ddp_worker(0)  # as the command ends a worker
 """
 
 

@@ -12,9 +12,10 @@ import warnings
 # in that launch repeated alone (32 runs, then 57 more, 17 of them beside a busy process): twice SIGABRT with C++'s
 # "terminate called without an active exception", once SIGSEGV. The stacks of the third (faulthandler, shown since)
 # hold no Python frame: the worker had finished its script (destroy_process_group included) and died in the
-# interpreter's teardown, the kind of exit crash pytorch/pytorch#179291 and #190489 report. Such a launch is retried
-# once with a warning that carries the crash's stacks; a second crash, or any other failure (an exception, a wrong
-# result), fails the test.
+# interpreter's teardown, the kind of exit crash pytorch/pytorch#179291 and #190489 report. The tests' scripts now end
+# their workers as `headrecon-train-prior` does (finish_ddp_worker: no teardown). A launch that still crashes is
+# retried once with a warning that carries the crash's stacks; a second crash, or any other failure (an exception,
+# a wrong result), fails the test.
 WORKER_SIGNALS = ("(SIGABRT)", "(SIGSEGV)")
 
 

@@ -103,8 +103,16 @@ def _config(args):
 
 
 def main(argv=None) -> int:
+    """The command. Run as the command (``argv`` None) by a torchrun worker, it ends the process itself once the
+    training is done (:func:`~headrecon.priors.training.finish_ddp_worker`: no crash in the interpreter's teardown
+    can turn a finished training into a failure)."""
     args = build_parser().parse_args(argv)
-    return run_command("headrecon-train-prior", lambda: _main(args, argv), argv)
+    rc = run_command("headrecon-train-prior", lambda: _main(args, argv), argv)
+    if argv is None:
+        from .training import finish_ddp_worker
+
+        finish_ddp_worker(rc)
+    return rc
 
 
 def _main(args, argv) -> int:

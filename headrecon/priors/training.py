@@ -19,7 +19,7 @@ from ..weights import load_weights, save_weights
 
 __all__ = ["TrainingError", "checkpoint_path", "ddp_env", "Distributed", "setup_distributed", "shard_plan",
            "progress_bar", "epoch_loop", "load_resume_state", "write_checkpoint", "epoch_means",
-           "check_ddp_agreement", "final_meta", "recorded_command"]
+           "check_ddp_agreement", "final_meta", "recorded_command", "finish_ddp_worker"]
 
 
 class TrainingError(RuntimeError):
@@ -68,6 +68,25 @@ class Distributed:
         if self.own_group and dist.is_initialized():
             dist.barrier()
             dist.destroy_process_group()
+
+
+def finish_ddp_worker(rc: int) -> None:
+    """End a torchrun worker (``WORLD_SIZE > 1``) with exit code ``rc`` without the interpreter's teardown; a
+    process outside torchrun returns.
+
+    A gloo worker that had finished its training (the model written, the process group destroyed) has been seen
+    to die of SIGABRT ("terminate called without an active exception") or SIGSEGV while Python tore down its
+    modules (pytorch/pytorch#179291 and #190489 report such exit crashes); torchrun then reports the finished
+    training as failed. Call it last, after every file is closed: stdout and stderr are flushed, nothing else
+    (no ``atexit`` handler, no buffer of a file still open) runs after it."""
+    if not ddp_env():
+        return
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError, AttributeError):  # closed or replaced stream: nothing left to lose
+            pass
+    os._exit(rc)
 
 
 def setup_distributed(ddp, device, launch_hint: str) -> Distributed:
