@@ -5,12 +5,12 @@ Per call:   python benches/bench_call_overhead.py [--repeats 3000] [--out calls.
             the public op (``headrecon.ops.hash_encode``; the networks' ``Softplus`` module), and of the hash-grid
             SDF the tracer calls (``HashGridSDF.sdf``, the ``instant`` preset's table: 8 levels of 2^15 rows, all
             active) at 16, 150 and 1,000 points (sphere tracing's late steps send a few hundred points per call).
-Two trees:  python benches/bench_call_overhead.py --compare OLD_TREE NEW_TREE [--runs instant:idr fast:sira]
+Two trees:  python benches/bench_call_overhead.py --compare OLD_TREE NEW_TREE [--runs instant:idr fast:sira ...]
                 [--iterations 300] [--rounds 3] [--out train.json]
-            trains ``PRESET:METHOD`` on the shipped demo scene from seed 0 in a fresh process per run, importing
-            ``headrecon`` from each tree in turn (OLD, NEW, OLD, NEW, ...), one thread, after one untimed
-            two-iteration run of each; process-CPU seconds of the training and a checksum of the trained
-            parameters (the sum of every float tensor: equal checksums = the same training).
+            trains each ``PRESET:METHOD[:field=value,...]`` on the shipped demo scene from seed 0 in a fresh
+            process per run, importing ``headrecon`` from each tree in turn (OLD, NEW, OLD, NEW, ...), one thread,
+            after one untimed two-iteration run of each; process-CPU seconds of the training and a checksum of
+            the trained parameters (the sum of every float tensor: equal checksums = the same training).
 Breakdown:  python benches/bench_call_overhead.py --breakdown instant:idr [fast:sira:cache_p_force=0.05 ...]
                 [--warmup 300] [--iterations 30]
             one training per ``PRESET:METHOD[:field=value,...]`` on the demo scene (one thread): after ``--warmup``
@@ -79,14 +79,26 @@ def call_rows(repeats: int = 3000, rounds: int = 5) -> list:
     return [{"case": k, "us_per_call": round(statistics.median(v), 2)} for k, v in times.items()]
 
 
-def train_once(preset: str, method: str, iterations: int, seed: int = 0) -> dict:
-    """One training on the demo scene with the ``headrecon`` this process imports (the child of ``--compare``)."""
+def parse_run(run: str):
+    """``"PRESET:METHOD[:field=value,...]"`` -> ``(preset, method, overrides)`` (config fields as
+    ``bench_methods.py``'s variants take them)."""
+    from bench_methods import parse_variant
+
+    preset, _, rest = run.partition(":")
+    _, method, overrides = parse_variant(rest)
+    return preset, method, overrides
+
+
+def train_once(run: str, iterations: int, seed: int = 0) -> dict:
+    """One training of ``run`` (:func:`parse_run`) on the demo scene with the ``headrecon`` this process imports
+    (the child of ``--compare``)."""
     import headrecon
 
     torch.set_num_threads(1)
-    tr, cpu, _ = train_demo(preset, method, iterations, seed)
+    preset, method, overrides = parse_run(run)
+    tr, cpu, _ = train_demo(preset, method, iterations, seed, **overrides)
     checksum = sum(float(v.double().sum()) for v in tr.model.state_dict().values() if v.is_floating_point())
-    return {"run": f"{preset}:{method}", "package": str(Path(headrecon.__file__).resolve().parent),
+    return {"run": run, "package": str(Path(headrecon.__file__).resolve().parent),
             "cpu_seconds": round(cpu, 2), "checksum": repr(checksum)}
 
 
@@ -96,10 +108,7 @@ PHASES = ("evals_sphere", "evals_coarse", "evals_fine", "evals_secant", "evals_m
 def breakdown(run: str, warmup: int, iterations: int, seed: int = 0) -> dict:
     """Where a training iteration's time goes (module docstring), from the tracer's running totals, for ``run`` =
     ``PRESET:METHOD[:field=value,...]`` (config fields as ``bench_methods.py``'s variants take them)."""
-    from bench_methods import parse_variant
-
-    preset, _, rest = run.partition(":")
-    _, method, overrides = parse_variant(rest)
+    preset, method, overrides = parse_run(run)
     tr = demo_trainer(preset, method, seed=seed, **overrides)
     tr.train(stop_after=warmup)
     before = dict(tr.tracer.totals)
@@ -172,7 +181,10 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=3000, help="calls per case and round")
     ap.add_argument("--compare", nargs=2, metavar=("OLD_TREE", "NEW_TREE"),
                     help="train under two checkouts (each a folder holding the headrecon package, built)")
-    ap.add_argument("--runs", nargs="+", default=["instant:idr", "fast:sira"], help="PRESET:METHOD")
+    ap.add_argument("--runs", nargs="+", default=["instant:idr", "fast:sira"],
+                    metavar="PRESET:METHOD[:field=value,...]",
+                    help="--compare: the trainings (config fields as --breakdown takes them; both trees must "
+                         "know them)")
     ap.add_argument("--iterations", type=int, default=300)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--breakdown", nargs="+", metavar="PRESET:METHOD[:field=value,...]",
@@ -182,8 +194,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", help="write the result as JSON here")
     args = ap.parse_args(argv)
     if args.child:
-        preset, method = args.child.split(":")
-        print(json.dumps(train_once(preset, method, args.iterations)))
+        print(json.dumps(train_once(args.child, args.iterations)))
         return 0
     torch.set_num_threads(1)
     import headrecon

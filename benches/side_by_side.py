@@ -32,11 +32,12 @@ def demo_trainer(preset: str, method: str, iterations=None, seed: int = 0, **ove
     return Trainer(cfg, scene, device="cpu", progress=False)
 
 
-def train_demo(preset: str, method: str, iterations: int, seed: int = 0, prepare=None, context=None):
-    """Build :func:`demo_trainer` (inside ``context``, e.g. a patch, which stays on through the training), call
-    ``prepare(trainer)`` if given, train; returns ``(trainer, cpu_seconds, wall_seconds)`` of the training."""
+def train_demo(preset: str, method: str, iterations: int, seed: int = 0, prepare=None, context=None, **overrides):
+    """Build :func:`demo_trainer` (config fields ``overrides``; inside ``context``, e.g. a patch, which stays on
+    through the training), call ``prepare(trainer)`` if given, train; returns ``(trainer, cpu_seconds,
+    wall_seconds)`` of the training."""
     with context if context is not None else contextlib.nullcontext():
-        tr = demo_trainer(preset, method, iterations, seed)
+        tr = demo_trainer(preset, method, iterations, seed, **overrides)
         if prepare is not None:
             prepare(tr)
         c0, t0 = time.process_time(), time.perf_counter()
