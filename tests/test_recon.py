@@ -96,12 +96,12 @@ def test_tracer_settings_reach_both_tracers(tiny_scene_dir):
 
 
 def test_cache_p_force_reaches_the_cache(tiny_scene_dir):
-    """``--cache-p-force`` sets the SDF cache's share of forced network evaluations (SIRA++'s 0.2 by default);
-    outside [0, 1] the config is refused."""
+    """``--cache-p-force`` sets the SDF cache's share of forced network evaluations (the paper preset: SIRA++'s 0.2;
+    fast and instant: 0.05); outside [0, 1] the config is refused."""
     scene = load_scene(tiny_scene_dir, views="3")
-    for p in (None, 0.05):
-        cfg = make_config("fast", iterations=2, sdf_cache=True, **TINY, **({} if p is None else {"cache_p_force": p}))
-        assert Trainer(cfg, scene, device="cpu", progress=False).tracer.cache.p_force == (0.2 if p is None else p)
+    for preset, p, want in (("fast", None, 0.05), ("instant", None, 0.05), ("paper", None, 0.2), ("fast", 0.3, 0.3)):
+        cfg = make_config(preset, iterations=2, sdf_cache=True, **TINY, **({} if p is None else {"cache_p_force": p}))
+        assert Trainer(cfg, scene, device="cpu", progress=False).tracer.cache.p_force == want, preset
     with pytest.raises(ValueError, match="cache_p_force"):
         make_config("fast", cache_p_force=1.5)
 

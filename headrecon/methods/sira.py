@@ -43,13 +43,14 @@ Regularisers (:meth:`SiraMethod.extra_losses`, logged as ``latent_loss`` / ``anc
   prior's mean face already lies 1.3 mm from it.
 
 Acceleration (on by default for this method, SIRA++ Sec. 4): the coarse/fine search tracer (when ``--strategy`` is
-``default``) with the 64^3 SDF cache (``eps`` 0.1, ``p`` 0.2 = ``cache_p_force``; resolution ``cache_resolution``),
-selective background sampling (the config's ``ss_*`` fields, on in both presets, as for every method) and float16
-autocast of the tracer's network evaluations on CUDA. ``--sira-accel false`` (config ``sira_accel``) turns the cache
-/ search / mixed precision off; ``--ss-fraction 0`` turns selective sampling off (``benches/bench_sira.py accel``
-measures each). By default the dropped background rays are replaced by rays of the remaining pool, so selective
-sampling saves no time; ``--ss-shrink true`` removes them from the batch instead (SIRA++'s saving: 18-25 % of a
-3-view run's time), at a measured accuracy cost from 4 views on (README).
+``default``) with the 64^3 SDF cache (``eps`` 0.1, ``p`` = ``cache_p_force``: SIRA++'s 0.2 in the ``paper`` preset,
+0.05 in ``fast`` / ``instant``; resolution ``cache_resolution``), selective background sampling (the config's
+``ss_*`` fields, on in both presets, as for every method) and float16 autocast of the tracer's network evaluations
+on CUDA. ``--sira-accel false`` (config ``sira_accel``) turns the cache / search / mixed precision off;
+``--ss-fraction 0`` turns selective sampling off (``benches/bench_sira.py accel`` measures each). By default the
+dropped background rays are replaced by rays of the remaining pool, so selective sampling saves no time;
+``--ss-shrink true`` removes them from the batch instead (SIRA++'s saving: 18-25 % of a 3-view run's time), at a
+measured accuracy cost from 4 views on (README).
 
 Options (:class:`SiraOptions`): ``sira_prior`` (model path; default
 the shipped ``headrecon/assets/prior_sira_bust.pt``), ``sira_unfreeze_epoch``, ``sira_latent_lr``,
@@ -113,7 +114,8 @@ class SiraOptions(MethodOptions):
                                          "order (deterministic per iteration: resume stays exact; 0 = all of them "
                                          "every iteration)")
     sira_accel: bool = option(True, "SIRA++'s acceleration (coarse/fine search tracer with a 64^3 SDF cache, eps 0.1, "
-                                    "p 0.2, and float16 tracing on CUDA); selective sampling is ss_fraction")
+                                    "p cache_p_force, and float16 tracing on CUDA); selective sampling is "
+                                    "ss_fraction")
     sira_proxy_weight: float = option(0.0, "weight of mean |f| on the facial proxy (the morphable-model face fitted "
                                            "to the photos, as --method wang uses it) in both phases (0 = off)")
     sira_proxy_radius: Optional[float] = option(70.0, "keep the proxy face within this many mm of the fitted nose "
