@@ -301,13 +301,13 @@ def test_sira_method_phase_schedule(trained, scene_dir, monkeypatch):
     assert not torch.equal(z0, geo.latent)
     names = {g["name"] for g in tr.optimizer.param_groups}
     assert names == {"latents"}
-    # acceleration on by default: search tracer + 64^3 cache (eps 0.1, p 0.2)
+    # acceleration on by default: search tracer + 64^3 cache (eps 0.1, p 0.05 in the fast preset)
     assert tr.tracer.cache is not None and tr.tracer.cache.resolution == 64
-    assert tr.tracer.cache.eps == 0.1 and tr.tracer.cache.p_force == 0.2 and tr.tracer.strategy == "search"
-    other = Trainer(make_config("fast", method="sira", iterations=40, sira_prior=str(trained[1]), cache_p_force=0.05,
+    assert tr.tracer.cache.eps == 0.1 and tr.tracer.cache.p_force == 0.05 and tr.tracer.strategy == "search"
+    other = Trainer(make_config("fast", method="sira", iterations=40, sira_prior=str(trained[1]), cache_p_force=0.2,
                                 **RECON_TINY), load_scene(scene_dir, views="3"), device="cpu")
     other.method.setup_acceleration(other)
-    assert other.tracer.cache.p_force == 0.05  # --cache-p-force
+    assert other.tracer.cache.p_force == 0.2  # --cache-p-force
     tr.train(stop_after=6)  # phase 2
     assert tr.phases[tr.phase_index].name == "all"
     assert all(p.requires_grad for p in geo.deform.parameters())
