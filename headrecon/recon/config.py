@@ -199,8 +199,7 @@ class ReconConfig:
     camera_start: float = _f(0.1, "share of the run during which the camera corrections stay frozen", group="data")
     cache_resolution: int = _f(64, "SDF cache resolution per axis", group="data")
     cache_p_force: float = _f(0.2, "SDF cache: probability that a lookup the cache could answer goes to the network "
-                                   "anyway, which keeps the cached values fresh (SIRA++ and the paper preset: 0.2; "
-                                   "fast / instant: 0.05)", group="data")
+                                   "anyway, which keeps the cached values fresh (SIRA++: 0.2)", group="data")
 
     # ---- outputs
     checkpoint_every: int = _f(500, "save a checkpoint every N iterations (and at the end)", group="output")
