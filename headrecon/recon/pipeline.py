@@ -309,20 +309,22 @@ def write_results(trainer: Trainer, full, scene, run_dir: Path, log=print) -> Di
         from ..eval import evaluate, evaluate_with_own_landmarks, observed_vertices
 
         t0 = time.perf_counter()
+        # the mesh as mesh.ply holds it (float32 vertices), so that evaluating that file repeats these figures
+        scored = trimesh.Trimesh(mesh.vertices.astype("float32").astype("float64"), mesh.faces, process=False)
         seen = observed_vertices(scene.gt_mesh, full.cameras)  # observability: every camera of the scene
-        res = evaluate(mesh, scene, observed_from=seen)  # the official H3DS protocol
+        res = evaluate(scored, scene, observed_from=seen)  # the official H3DS protocol
         metrics["h3ds"] = {k: v for k, v in res.items() if k != "transform"}
         # second opinions (protocol "exact"): a robust ICP with exact point-to-surface distances, and the same
         # distances without any alignment (the reconstruction is in the scene's frame: posed cameras)
-        ex = evaluate(mesh, scene, protocol="exact", observed_from=seen)
+        ex = evaluate(scored, scene, protocol="exact", observed_from=seen)
         metrics["exact"] = {k: v for k, v in ex.items() if k != "transform"}
-        raw = evaluate(mesh, scene, protocol="exact", align="none", observed_from=seen)
+        raw = evaluate(scored, scene, protocol="exact", align="none", observed_from=seen)
         metrics["scene_frame"] = {k: v for k, v in raw.items() if k.endswith("_mm") and v is not None}
         # the official protocol with the run's own landmarks (H3DS evaluate_scene's landmarks_pred): its coarse
         # Procrustes (with scale) first, for a prediction that is not where the ground truth is (one view: the
         # depth comes from the average head size)
         try:
-            lm = evaluate_with_own_landmarks(mesh, scene, landmarks, observed_from=seen)
+            lm = evaluate_with_own_landmarks(scored, scene, landmarks, observed_from=seen)
         except ValueError as exc:  # the ground truth names a landmark the prior has not
             lm = {"error": str(exc)}
         if lm is not None:
